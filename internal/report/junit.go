@@ -1,0 +1,160 @@
+package report
+
+import (
+	"encoding/xml"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// JUnit XML shapes, as CI dashboards (Jenkins, GitLab, GitHub actions) read them.
+type junitSuites struct {
+	XMLName  xml.Name     `xml:"testsuites"`
+	Name     string       `xml:"name,attr"`
+	Tests    int          `xml:"tests,attr"`
+	Failures int          `xml:"failures,attr"`
+	Skipped  int          `xml:"skipped,attr"`
+	Time     string       `xml:"time,attr"`
+	Suites   []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Name      string      `xml:"name,attr"`
+	Tests     int         `xml:"tests,attr"`
+	Failures  int         `xml:"failures,attr"`
+	Skipped   int         `xml:"skipped,attr"`
+	Time      string      `xml:"time,attr"`
+	Timestamp string      `xml:"timestamp,attr,omitempty"`
+	Cases     []junitCase `xml:"testcase"`
+}
+
+type junitCase struct {
+	Name      string        `xml:"name,attr"`
+	Classname string        `xml:"classname,attr"`
+	Time      string        `xml:"time,attr"`
+	Failure   *junitFailure `xml:"failure,omitempty"`
+	Skipped   *junitSkipped `xml:"skipped,omitempty"`
+}
+
+type junitFailure struct {
+	Message string `xml:"message,attr"`
+	Type    string `xml:"type,attr"`
+	Body    string `xml:",chardata"`
+}
+
+type junitSkipped struct {
+	Message string `xml:"message,attr,omitempty"`
+}
+
+func secs(f float64) string { return fmt.Sprintf("%.3f", f) }
+
+// WriteJUnit writes r as JUnit XML: one suite per backend for the matrix cases and one per
+// chaos run, whose violations are failed test cases.
+func WriteJUnit(w io.Writer, r *Report) error {
+	top := junitSuites{Name: "sessionsafe " + r.Command, Time: secs(r.Summary.Seconds)}
+	byBackend := map[string]*junitSuite{}
+	var order []string
+	for _, c := range r.Cases {
+		name := "matrix." + c.Backend
+		s := byBackend[name]
+		if s == nil {
+			s = &junitSuite{Name: name}
+			byBackend[name] = s
+			order = append(order, name)
+		}
+		jc := junitCase{Name: c.Name, Classname: "sessionsafe.matrix." + c.Backend, Time: secs(c.Seconds)}
+		switch c.Status {
+		case StatusFail:
+			jc.Failure = &junitFailure{Message: firstLine(c.Invariant + ": " + c.Message), Type: c.Invariant,
+				Body: c.Message + "\nreplay: " + c.Replay}
+		case StatusSkip:
+			jc.Skipped = &junitSkipped{Message: c.Message}
+		}
+		s.add(jc, c.Seconds)
+	}
+	for _, name := range order {
+		top.Suites = append(top.Suites, *byBackend[name])
+	}
+	for _, run := range r.Chaos {
+		s := junitSuite{Name: "chaos." + run.Backend, Timestamp: r.Started.Format("2006-01-02T15:04:05")}
+		class := "sessionsafe.chaos." + run.Backend
+		n := 0
+		for _, v := range r.Violations {
+			if v.Source != "chaos" || v.Backend != run.Backend {
+				continue
+			}
+			n++
+			body := v.Message
+			if v.Trace != "" {
+				body += "\n\ntrace:\n" + v.Trace
+			}
+			if v.Attribution != "" {
+				body += "\n\nacquired at:\n" + v.Attribution
+			}
+			body += "\n\nreplay: " + v.Replay
+			if v.Shrunk != "" {
+				body += "\nshrunk: " + v.Shrunk
+			}
+			s.add(junitCase{Name: v.ID + " " + v.Operation + " " + v.Invariant, Classname: class, Time: "0.000",
+				Failure: &junitFailure{Message: firstLine(v.Invariant + ": " + v.Message), Type: v.Invariant, Body: body}}, 0)
+		}
+		if n == 0 {
+			s.add(junitCase{Name: fmt.Sprintf("seed %d, %d workers, %d operations", run.Seed, run.Workers, run.Operations),
+				Classname: class, Time: secs(run.Seconds)}, run.Seconds)
+		}
+		top.Suites = append(top.Suites, s)
+	}
+	for _, v := range r.Violations {
+		if v.Source == "chaos" || v.Source == "matrix" {
+			continue
+		}
+		s := junitSuite{Name: v.Source}
+		s.add(junitCase{Name: v.ID, Classname: "sessionsafe." + v.Source, Time: "0.000",
+			Failure: &junitFailure{Message: firstLine(v.Message), Type: v.Invariant, Body: v.Message + "\nreplay: " + v.Replay}}, 0)
+		top.Suites = append(top.Suites, s)
+	}
+	for _, e := range r.Errors {
+		s := junitSuite{Name: "setup"}
+		s.add(junitCase{Name: "setup", Classname: "sessionsafe.setup", Time: "0.000",
+			Failure: &junitFailure{Message: firstLine(e), Type: "error", Body: e}}, 0)
+		top.Suites = append(top.Suites, s)
+	}
+	for _, s := range top.Suites {
+		top.Tests += s.Tests
+		top.Failures += s.Failures
+		top.Skipped += s.Skipped
+	}
+	if _, err := io.WriteString(w, xml.Header); err != nil {
+		return fmt.Errorf("write junit report: %w", err)
+	}
+	enc := xml.NewEncoder(w)
+	enc.Indent("", "  ")
+	if err := enc.Encode(top); err != nil {
+		return fmt.Errorf("write junit report: %w", err)
+	}
+	if _, err := io.WriteString(w, "\n"); err != nil {
+		return fmt.Errorf("write junit report: %w", err)
+	}
+	return nil
+}
+
+func (s *junitSuite) add(c junitCase, seconds float64) {
+	s.Cases = append(s.Cases, c)
+	s.Tests++
+	if c.Failure != nil {
+		s.Failures++
+	}
+	if c.Skipped != nil {
+		s.Skipped++
+	}
+	var total float64
+	fmt.Sscanf(s.Time, "%g", &total)
+	s.Time = secs(total + seconds)
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}

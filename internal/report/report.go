@@ -1,0 +1,198 @@
+package report
+
+import (
+	"sort"
+	"time"
+)
+
+// Schema names the version of the JSON layout; it changes only when a field is removed or
+// changes meaning (new fields may be added without a new version).
+const Schema = "sessionsafe/report/v1"
+
+// Case status values.
+const (
+	StatusPass = "pass"
+	StatusFail = "fail"
+	StatusSkip = "skip"
+)
+
+// Report is the whole result of one run of the CLI.
+type Report struct {
+	Schema      string      `json:"schema"`
+	Command     string      `json:"command"`
+	Args        []string    `json:"args"`
+	Seed        int64       `json:"seed"`
+	Started     time.Time   `json:"started"`
+	Finished    time.Time   `json:"finished"`
+	Interrupted bool        `json:"interrupted"`
+	Backends    []string    `json:"backends"`
+	Summary     Summary     `json:"summary"`
+	Cases       []Case      `json:"cases"`
+	Chaos       []ChaosRun  `json:"chaos"`
+	Violations  []Violation `json:"violations"`
+	Errors      []string    `json:"errors"`
+}
+
+// Summary is the headline count of a report.
+type Summary struct {
+	Cases      int     `json:"cases"`
+	Passed     int     `json:"passed"`
+	Failed     int     `json:"failed"`
+	Skipped    int     `json:"skipped"`
+	Operations int64   `json:"operations"`
+	Faults     int64   `json:"faults"`
+	Violations int     `json:"violations"`
+	Seconds    float64 `json:"seconds"`
+}
+
+// Case is one matrix case: an operation run with one fault at one step on one backend.
+type Case struct {
+	Name      string  `json:"name"`
+	Backend   string  `json:"backend"`
+	Operation string  `json:"operation"`
+	Step      int     `json:"step"`
+	StepKind  string  `json:"step_kind"`
+	Fault     string  `json:"fault"`
+	Status    string  `json:"status"`
+	Invariant string  `json:"invariant,omitempty"`
+	Message   string  `json:"message,omitempty"`
+	Replay    string  `json:"replay,omitempty"`
+	Seconds   float64 `json:"seconds"`
+}
+
+// ChaosRun is the outcome of one chaos run on one backend.
+type ChaosRun struct {
+	Backend     string  `json:"backend"`
+	Provider    string  `json:"provider,omitempty"`
+	Seed        int64   `json:"seed"`
+	Workers     int     `json:"workers"`
+	Operations  int64   `json:"operations"`
+	Errors      int64   `json:"errors"`
+	Faults      int64   `json:"faults"`
+	Terminated  int64   `json:"terminated"`
+	Restarts    int64   `json:"restarts"`
+	Pauses      int64   `json:"pauses"`
+	Acked       int64   `json:"acked_writes"`
+	Ambiguous   int64   `json:"ambiguous_writes"`
+	Violations  int     `json:"violations"`
+	Seconds     float64 `json:"seconds"`
+	OpsPerSec   float64 `json:"ops_per_sec"`
+	Interrupted bool    `json:"interrupted"`
+}
+
+// Violation is one broken invariant, with what is needed to see it again.
+type Violation struct {
+	ID          string `json:"id"`
+	Source      string `json:"source"` // "matrix" or "chaos"
+	Backend     string `json:"backend"`
+	Operation   string `json:"operation"`
+	Step        int    `json:"step"`
+	StepKind    string `json:"step_kind"`
+	Fault       string `json:"fault"`
+	Invariant   string `json:"invariant"`
+	Message     string `json:"message"`
+	Trace       string `json:"trace,omitempty"`
+	Attribution string `json:"attribution,omitempty"`
+	Seed        int64  `json:"seed"`
+	Replay      string `json:"replay"`
+	Shrunk      string `json:"shrunk,omitempty"` // the shrunk replay command, when shrinking ran
+}
+
+// New returns an empty report for command with the schema set.
+func New(command string, args []string, seed int64, started time.Time) *Report {
+	return &Report{
+		Schema:  Schema,
+		Command: command,
+		Args:    RedactArgs(args),
+		Seed:    seed,
+		Started: started.UTC(),
+	}
+}
+
+// Finish sets the finish time, sorts cases and violations into a stable order, redacts every
+// free-text field, and computes the summary. It may be called more than once.
+func (r *Report) Finish(finished time.Time) {
+	r.Finished = finished.UTC()
+	sort.SliceStable(r.Cases, func(i, j int) bool {
+		a, b := r.Cases[i], r.Cases[j]
+		if a.Backend != b.Backend {
+			return a.Backend < b.Backend
+		}
+		if a.Operation != b.Operation {
+			return a.Operation < b.Operation
+		}
+		if a.Step != b.Step {
+			return a.Step < b.Step
+		}
+		return a.Fault < b.Fault
+	})
+	s := Summary{Cases: len(r.Cases)}
+	for i := range r.Cases {
+		c := &r.Cases[i]
+		c.Message = RedactText(c.Message)
+		c.Replay = RedactText(c.Replay)
+		switch c.Status {
+		case StatusPass:
+			s.Passed++
+		case StatusFail:
+			s.Failed++
+		default:
+			s.Skipped++
+		}
+	}
+	for i := range r.Chaos {
+		s.Operations += r.Chaos[i].Operations
+		s.Faults += r.Chaos[i].Faults
+	}
+	for i := range r.Violations {
+		v := &r.Violations[i]
+		v.Message = RedactText(v.Message)
+		v.Trace = RedactText(v.Trace)
+		v.Attribution = RedactText(v.Attribution)
+		v.Replay = RedactText(v.Replay)
+		v.Shrunk = RedactText(v.Shrunk)
+	}
+	for i := range r.Errors {
+		r.Errors[i] = RedactText(r.Errors[i])
+	}
+	s.Violations = len(r.Violations)
+	if !r.Started.IsZero() && !r.Finished.IsZero() {
+		s.Seconds = r.Finished.Sub(r.Started).Seconds()
+	}
+	r.Summary = s
+	seen := map[string]bool{}
+	var backends []string
+	for _, b := range r.Backends {
+		if !seen[b] {
+			seen[b] = true
+			backends = append(backends, b)
+		}
+	}
+	for _, c := range r.Cases {
+		if !seen[c.Backend] {
+			seen[c.Backend] = true
+			backends = append(backends, c.Backend)
+		}
+	}
+	for _, c := range r.Chaos {
+		if !seen[c.Backend] {
+			seen[c.Backend] = true
+			backends = append(backends, c.Backend)
+		}
+	}
+	sort.Strings(backends)
+	r.Backends = backends
+}
+
+// Failed reports whether the report holds any violation or failed case.
+func (r *Report) Failed() bool {
+	if len(r.Violations) > 0 {
+		return true
+	}
+	for _, c := range r.Cases {
+		if c.Status == StatusFail {
+			return true
+		}
+	}
+	return false
+}

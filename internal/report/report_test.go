@@ -1,0 +1,204 @@
+package report_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/sessionsafe/sessionsafe/internal/report"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// sample is a fixed report covering every section: two backends, a failed case, a chaos run
+// with a violation, and passwords that must not survive.
+func sample() *report.Report {
+	start := time.Date(2026, 11, 26, 20, 0, 0, 0, time.UTC)
+	r := report.New("chaos", []string{"-dsn", "postgres://app:s3cret@db:5432/app", "-seed", "42"}, 42, start)
+	r.Cases = []report.Case{
+		{Name: "UpdateThread/step-3-commit/pgerr=40001", Backend: "sqlmock", Operation: "UpdateThread", Step: 3, StepKind: "commit", Fault: "pgerr=40001", Status: report.StatusPass, Seconds: 0.01},
+		{Name: "UpdateThread/step-3-commit/badconn", Backend: "postgres", Operation: "UpdateThread", Step: 3, StepKind: "commit", Fault: "badconn", Status: report.StatusFail,
+			Invariant: "pool", Message: "1 connection still in use", Replay: "sessionsafe replay -case 'UpdateThread/step-3-commit/badconn' -backend postgres", Seconds: 0.02},
+		{Name: "UpdateThread/step-1-begin/badconn", Backend: "postgres", Operation: "UpdateThread", Step: 1, StepKind: "begin", Fault: "badconn", Status: report.StatusSkip, Message: "not applicable"},
+		{Name: "GetThread/step-2-query/cancel", Backend: "sqlmock", Operation: "GetThread", Step: 2, StepKind: "query", Fault: "cancel", Status: report.StatusPass},
+	}
+	r.Chaos = []report.ChaosRun{{Backend: "postgres", Provider: "local", Seed: 42, Workers: 8, Operations: 1000, Errors: 40, Faults: 55, Terminated: 3, Acked: 400, Ambiguous: 1, Violations: 1, Seconds: 10, OpsPerSec: 100}}
+	r.Violations = []report.Violation{
+		{ID: "V1", Source: "matrix", Backend: "postgres", Operation: "UpdateThread", Step: 3, StepKind: "commit", Fault: "badconn", Invariant: "pool", Message: "1 connection still in use", Replay: "sessionsafe replay -case 'UpdateThread/step-3-commit/badconn' -backend postgres"},
+		{ID: "V2", Source: "chaos", Backend: "postgres", Operation: "GetMessages", Step: 4, StepKind: "next", Fault: "error", Invariant: "pool",
+			Message: "connection held after the operation returned (dsn postgres://app:s3cret@db:5432/app password=s3cret)", Trace: "1 connect\n2 begin\n3 query\n4 next <- error",
+			Attribution: "handlers.(*Service).GetMessages\n\thandlers/messages.go:40", Seed: 49, Replay: "sessionsafe replay -seed 42 -workers 8", Shrunk: "sessionsafe replay -seed 49 -workers 1 -ops 3"},
+	}
+	r.Finish(start.Add(12 * time.Second))
+	return r
+}
+
+func TestJSONGolden(t *testing.T) {
+	var buf bytes.Buffer
+	if err := report.WriteJSON(&buf, sample()); err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "report.golden.json")
+	if *update {
+		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("read golden file: %v (run go test ./internal/report -update to create it)", err)
+	}
+	if got := buf.String(); got != string(want) {
+		t.Errorf("json report mismatch (-want +got):\n-%s\n+%s\nrun go test ./internal/report -run TestJSONGolden -update if the change is intended (and bump report.Schema if a field changed meaning)", want, got)
+	}
+	var back report.Report
+	if err := json.Unmarshal(buf.Bytes(), &back); err != nil {
+		t.Fatalf("json report does not parse: %v", err)
+	}
+	if back.Schema != report.Schema || back.Summary.Violations != 2 || back.Summary.Failed != 1 || back.Summary.Passed != 2 {
+		t.Errorf("parsed summary = %+v (schema %q); want 2 violations, 1 failed, 2 passed", back.Summary, back.Schema)
+	}
+}
+
+func TestJSONEmptyListsAreArrays(t *testing.T) {
+	r := report.New("matrix", nil, 1, time.Unix(0, 0))
+	r.Finish(time.Unix(1, 0))
+	var buf bytes.Buffer
+	if err := report.WriteJSON(&buf, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, field := range []string{`"cases": []`, `"violations": []`, `"chaos": []`, `"args": []`} {
+		if !strings.Contains(buf.String(), field) {
+			t.Errorf("json report lacks %s:\n%s", field, buf.String())
+		}
+	}
+}
+
+func TestJUnitParses(t *testing.T) {
+	var buf bytes.Buffer
+	if err := report.WriteJUnit(&buf, sample()); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+		Skipped  int `xml:"skipped,attr"`
+		Suites   []struct {
+			Name  string `xml:"name,attr"`
+			Tests int    `xml:"tests,attr"`
+			Cases []struct {
+				Name    string `xml:"name,attr"`
+				Failure *struct {
+					Message string `xml:"message,attr"`
+					Body    string `xml:",chardata"`
+				} `xml:"failure"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal(buf.Bytes(), &doc); err != nil {
+		t.Fatalf("junit report does not parse: %v\n%s", err, buf.String())
+	}
+	if doc.Tests != 5 || doc.Failures != 2 || doc.Skipped != 1 {
+		t.Errorf("junit totals: tests=%d failures=%d skipped=%d; want 5, 2, 1\n%s", doc.Tests, doc.Failures, doc.Skipped, buf.String())
+	}
+	var names []string
+	for _, s := range doc.Suites {
+		names = append(names, s.Name)
+	}
+	if got, want := strings.Join(names, ","), "matrix.postgres,matrix.sqlmock,chaos.postgres"; got != want {
+		t.Errorf("junit suites = %s; want %s", got, want)
+	}
+	if strings.Contains(buf.String(), "s3cret") {
+		t.Errorf("junit report leaks the password:\n%s", buf.String())
+	}
+	if !strings.Contains(buf.String(), "shrunk: sessionsafe replay -seed 49 -workers 1 -ops 3") {
+		t.Errorf("junit report lacks the shrunk replay command:\n%s", buf.String())
+	}
+}
+
+func TestHTMLSelfContained(t *testing.T) {
+	var buf bytes.Buffer
+	if err := report.WriteHTML(&buf, sample()); err != nil {
+		t.Fatal(err)
+	}
+	page := buf.String()
+	for _, want := range []string{
+		`<table class="grid" data-operation="UpdateThread">`,
+		`class="cell fail"`, `class="cell pass"`, `class="cell skip"`,
+		`href="#v-V1"`, `id="v-V2"`, `sessionsafe replay -seed 49 -workers 1 -ops 3`,
+		`class="banner bad"`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("html report lacks %q", want)
+		}
+	}
+	for _, bad := range []string{"s3cret", "<script", "src=\"http", "href=\"http", "<link"} {
+		if strings.Contains(page, bad) {
+			t.Errorf("html report contains %q (a leaked password or an external resource)", bad)
+		}
+	}
+}
+
+func TestWriteFiles(t *testing.T) {
+	dir := t.TempDir()
+	written, err := report.Write(sample(), report.InDir(filepath.Join(dir, "out")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(written) != 3 {
+		t.Fatalf("wrote %v; want three files", written)
+	}
+	for _, p := range written {
+		if st, err := os.Stat(p); err != nil || st.Size() == 0 {
+			t.Errorf("report file %s: %v (size %v)", p, err, st)
+		}
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "out", ".report-*"))
+	if len(left) > 0 {
+		t.Errorf("temporary files left behind: %v", left)
+	}
+}
+
+func TestRedact(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"url", "postgres://app:s3cret@db:5432/app?sslmode=disable", "postgres://app:xxxxx@db:5432/app?sslmode=disable"},
+		{"url-no-password", "postgres://app@db:5432/app", "postgres://app@db:5432/app"},
+		{"url-query-password", "postgres://app@db/app?password=s3cret&sslmode=disable", "postgres://app@db/app?password=xxxxx&sslmode=disable"},
+		{"url-at-in-password", "postgresql://u:p@ss@h/db", "postgresql://u:xxxxx@h/db"},
+		{"keyword-value", "host=db user=app password=s3cret dbname=app", "host=db user=app password=xxxxx dbname=app"},
+		{"keyword-value-quoted", "host=db password='s3 cret' dbname=app", "host=db password=xxxxx dbname=app"},
+		{"in-text", "connect postgres://app:s3cret@db/app: refused", "connect postgres://app:xxxxx@db/app: refused"},
+		{"pgpassword", "PGPASSWORD=s3cret psql", "PGPASSWORD=xxxxx psql"},
+		{"no-dsn", "plain text: no secret", "plain text: no secret"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := report.RedactText(tt.in); got != tt.want {
+				t.Errorf("RedactText(%q) = %q; want %q", tt.in, got, tt.want)
+			}
+			if got := report.RedactDSN(tt.in); strings.Contains(got, "s3cret") || strings.Contains(got, "s3 cret") {
+				t.Errorf("RedactDSN(%q) = %q: the password survived", tt.in, got)
+			}
+		})
+	}
+}
+
+func TestRedactorKnownSecret(t *testing.T) {
+	r := report.NewRedactor("postgres://app:hunter22@db/app")
+	got := r.Redact(`failed to connect: password authentication failed for "hunter22"`)
+	if strings.Contains(got, "hunter22") {
+		t.Errorf("Redact kept the known password: %q", got)
+	}
+}
