@@ -1,0 +1,664 @@
+package faults
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Wire-level faults.
+//
+// A Wire wraps the net.Conn of a PostgreSQL client connection (installed with
+// Install on a pgconn.Config, so it works for pgx, pgxpool and pgx stdlib alike),
+// decodes the frontend messages the client writes, and at the nth message of a
+// kind cuts, stalls or delays the connection, before or after forwarding it.
+//
+// Counting and targeting: a rule counts the messages of its kind seen by its
+// Wire after it was armed, over every connection the Wire is installed on. To
+// aim at one session, install the Wire on the pool or connector that serves
+// only the code under test (with SetMaxOpenConns(1) when the nth message must
+// be on one connection), or set WireRule.Conn to the id of one wrapped
+// connection (ids start at 1 in the order the Wire wrapped them).
+
+// ErrWireCut is returned (wrapped) by reads and writes on a connection that a
+// Wire rule cut.
+var ErrWireCut = errors.New("faults: wire: connection cut")
+
+// ErrWireRule is returned (wrapped) by Wire.Arm for a rule that cannot be armed.
+var ErrWireRule = errors.New("faults: wire: invalid rule")
+
+// WireAction is what a Wire does at the targeted message.
+type WireAction int
+
+const (
+	// WireCutBefore closes the connection instead of forwarding the message:
+	// the server never sees it.
+	WireCutBefore WireAction = iota + 1
+	// WireCutAfter forwards the message, then closes the connection: the
+	// server acts on it, the client never sees the reply. After a COMMIT this
+	// is the ambiguous commit.
+	WireCutAfter
+	// WireStall blocks the write of the message until the Wire is disarmed,
+	// the connection's write deadline passes (pgx sets it when the query's
+	// context is cancelled) or the connection is closed; on Disarm the message
+	// is forwarded and the connection goes on.
+	WireStall
+	// WireDelay waits WireRule.Delay (less if the write deadline passes, the
+	// connection is closed or the Wire disarmed) before forwarding the message.
+	WireDelay
+)
+
+// String returns the action's name as used in WireRule.String.
+func (a WireAction) String() string {
+	switch a {
+	case WireCutBefore:
+		return "cut-before"
+	case WireCutAfter:
+		return "cut-after"
+	case WireStall:
+		return "stall"
+	case WireDelay:
+		return "delay"
+	default:
+		return fmt.Sprintf("WireAction(%d)", int(a))
+	}
+}
+
+// Frontend message kinds a WireRule can target. Beyond the protocol's own
+// message names, WireCommit is a COMMIT (or END) sent either as a
+// simple-protocol Query or, in the extended protocol, as the Execute of a
+// portal bound to a statement parsed from COMMIT.
+const (
+	WireStartup   = "Startup"
+	WireQuery     = "Query"
+	WireParse     = "Parse"
+	WireBind      = "Bind"
+	WireExecute   = "Execute"
+	WireSync      = "Sync"
+	WireDescribe  = "Describe"
+	WireClose     = "Close"
+	WireFlush     = "Flush"
+	WireTerminate = "Terminate"
+	WireCommit    = "Commit"
+)
+
+// wireTypeNames names the typed frontend messages by their type byte.
+var wireTypeNames = [256]string{
+	'Q': WireQuery,
+	'P': WireParse,
+	'B': WireBind,
+	'E': WireExecute,
+	'S': WireSync,
+	'D': WireDescribe,
+	'C': WireClose,
+	'H': WireFlush,
+	'X': WireTerminate,
+	'p': "Password",
+	'd': "CopyData",
+	'c': "CopyDone",
+	'f': "CopyFail",
+	'F': "FunctionCall",
+}
+
+func validWireMessage(m string) bool {
+	if m == WireStartup || m == WireCommit {
+		return true
+	}
+	for _, n := range wireTypeNames {
+		if n != "" && n == m {
+			return true
+		}
+	}
+	return false
+}
+
+// WireRule targets the Nth frontend message of kind Message (counted from
+// when the rule is armed) with Action.
+type WireRule struct {
+	// Message is the message kind: WireQuery, WireParse, WireBind,
+	// WireExecute, WireSync, WireCommit, or another frontend message name
+	// (WireStartup, WireDescribe, WireClose, WireFlush, WireTerminate,
+	// "Password", "CopyData", "CopyDone", "CopyFail", "FunctionCall").
+	Message string
+	// N is the 1-based ordinal of the targeted message.
+	N int
+	// Action is what happens at that message.
+	Action WireAction
+	// Delay is the wait of WireDelay; it must be zero for other actions.
+	Delay time.Duration
+	// Conn, when not zero, restricts the rule to the wrapped connection with
+	// that id (see WireFiring.Conn); zero counts messages on every connection.
+	Conn uint64
+}
+
+// String prints the rule compactly, e.g. "Commit#1:cut-after" or
+// "Query#3:delay=50ms@conn2".
+func (r WireRule) String() string {
+	s := fmt.Sprintf("%s#%d:%s", r.Message, r.N, r.Action)
+	if r.Delay != 0 {
+		s += "=" + r.Delay.String()
+	}
+	if r.Conn != 0 {
+		s += fmt.Sprintf("@conn%d", r.Conn)
+	}
+	return s
+}
+
+func (r WireRule) validate() error {
+	switch {
+	case !validWireMessage(r.Message):
+		return fmt.Errorf("arm wire rule %v: unknown message kind %q: %w", r, r.Message, ErrWireRule)
+	case r.N < 1:
+		return fmt.Errorf("arm wire rule %v: N must be at least 1: %w", r, ErrWireRule)
+	case r.Action < WireCutBefore || r.Action > WireDelay:
+		return fmt.Errorf("arm wire rule %v: unknown action: %w", r, ErrWireRule)
+	case r.Action == WireDelay && r.Delay <= 0:
+		return fmt.Errorf("arm wire rule %v: delay needs a positive Delay: %w", r, ErrWireRule)
+	case r.Action != WireDelay && r.Delay != 0:
+		return fmt.Errorf("arm wire rule %v: Delay is only for the delay action: %w", r, ErrWireRule)
+	}
+	return nil
+}
+
+// WireFiring records one rule acting on one message.
+type WireFiring struct {
+	Rule    WireRule // the rule that fired
+	Conn    uint64   // id of the wrapped connection the message was written on
+	Message string   // the message's own kind (e.g. "Query" or "Execute" for a Commit rule)
+	SQL     string   // the SQL text for Query and Parse messages and for commits, else empty
+	Err     error    // what the write returned to the client (nil for a forwarded message)
+}
+
+// Wire injects faults into the PostgreSQL frontend stream of the connections
+// it wraps. A Wire is safe for concurrent use; the zero value is not usable,
+// create one with NewWire.
+type Wire struct {
+	mu       sync.Mutex
+	rules    []*armedWireRule
+	hits     map[string]int
+	fired    []WireFiring
+	release  chan struct{} // closed by Disarm to free stalled and delayed writes
+	nextConn atomic.Uint64
+}
+
+type armedWireRule struct {
+	WireRule
+	seen int
+}
+
+// NewWire returns a Wire with no rule armed: its connections pass every byte
+// through unchanged.
+func NewWire() *Wire {
+	return &Wire{hits: map[string]int{}, release: make(chan struct{})}
+}
+
+// Arm adds a rule. Rules fire once each; a message fires at most one rule
+// (the earliest armed), and rules armed after it do not count that message.
+func (w *Wire) Arm(r WireRule) error {
+	if err := r.validate(); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.rules = append(w.rules, &armedWireRule{WireRule: r})
+	return nil
+}
+
+// Disarm drops every rule not yet fired and releases every stalled or
+// delayed write, which then forwards its message.
+func (w *Wire) Disarm() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.rules = nil
+	close(w.release)
+	w.release = make(chan struct{})
+}
+
+// Hits returns how many messages of each kind the Wire has seen since NewWire,
+// over all its connections (a commit counts as its own kind and as Query or
+// Execute).
+func (w *Wire) Hits() map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]int, len(w.hits))
+	for k, v := range w.hits {
+		out[k] = v
+	}
+	return out
+}
+
+// Fired returns the rules that have acted, in order.
+func (w *Wire) Fired() []WireFiring {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]WireFiring(nil), w.fired...)
+}
+
+// Install makes every connection opened with cfg (and its fallbacks) go
+// through the Wire, by setting cfg.AfterNetConnect; an AfterNetConnect
+// already set runs first. For pgx stdlib: parse a *pgx.ConnConfig, call
+// Install(&connConfig.Config), then stdlib.OpenDB(*connConfig) or
+// stdlib.GetConnector(*connConfig).
+func (w *Wire) Install(cfg *pgconn.Config) {
+	prev := cfg.AfterNetConnect
+	cfg.AfterNetConnect = func(ctx context.Context, c *pgconn.Config, conn net.Conn) (net.Conn, error) {
+		if prev != nil {
+			var err error
+			if conn, err = prev(ctx, c, conn); err != nil {
+				return nil, err
+			}
+		}
+		return w.WrapConn(conn), nil
+	}
+}
+
+// WrapConn wraps a net.Conn carrying a PostgreSQL client session from its
+// start (the startup message is the first thing written; TLS, if any, must
+// be below the wrapper, as with AfterNetConnect).
+func (w *Wire) WrapConn(c net.Conn) net.Conn {
+	return &wireConn{
+		Conn:   c,
+		w:      w,
+		id:     w.nextConn.Add(1),
+		closed: make(chan struct{}),
+		dlCh:   make(chan struct{}),
+	}
+}
+
+// wireMsg is one decoded frontend message.
+type wireMsg struct {
+	name   string
+	sql    string
+	commit bool
+}
+
+// observe counts msg and returns the rule it fires, if any, and the channel
+// Disarm closes.
+func (w *Wire) observe(conn uint64, m wireMsg) (*WireRule, <-chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.hits[m.name]++
+	if m.commit {
+		w.hits[WireCommit]++
+	}
+	for i, r := range w.rules {
+		if r.Conn != 0 && r.Conn != conn {
+			continue
+		}
+		if r.Message != m.name && !(m.commit && r.Message == WireCommit) {
+			continue
+		}
+		r.seen++
+		if r.seen < r.N {
+			continue
+		}
+		w.rules = append(w.rules[:i:i], w.rules[i+1:]...)
+		w.fired = append(w.fired, WireFiring{Rule: r.WireRule, Conn: conn, Message: m.name, SQL: m.sql})
+		rule := r.WireRule
+		return &rule, w.release
+	}
+	return nil, nil
+}
+
+// setFiredErr records the error a firing returned to the client.
+func (w *Wire) setFiredErr(conn uint64, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for i := len(w.fired) - 1; i >= 0; i-- {
+		if w.fired[i].Conn == conn {
+			w.fired[i].Err = err
+			return
+		}
+	}
+}
+
+const (
+	sslRequestCode    = 80877103
+	gssEncRequestCode = 80877104
+	maxWireMessageLen = 1 << 30
+)
+
+// wireConn is the net.Conn a Wire hands to pgconn.
+type wireConn struct {
+	net.Conn
+	w  *Wire
+	id uint64
+
+	wmu           sync.Mutex // serialises Write and the decoder state below
+	buf           []byte     // held-back bytes of an incomplete message
+	started       bool       // the startup message has been written
+	opaque        bool       // the stream cannot be decoded (e.g. TLS after SSLRequest): pass through
+	commitStmts   map[string]struct{}
+	commitPortals map[string]struct{}
+
+	dmu  sync.Mutex
+	wdl  time.Time     // write deadline
+	dlCh chan struct{} // closed and replaced when the write deadline changes
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	cut       atomic.Bool
+}
+
+// frame returns the length of the first message in b, or 0 when b holds only
+// part of it; it sets c.opaque when b cannot be a frontend message.
+func (c *wireConn) frame(b []byte) int {
+	if !c.started {
+		if len(b) < 4 {
+			return 0
+		}
+		n := int(binary.BigEndian.Uint32(b))
+		if n < 8 || n > 10000 {
+			c.opaque = true
+			return 0
+		}
+		if len(b) < n {
+			return 0
+		}
+		return n
+	}
+	if len(b) < 5 {
+		return 0
+	}
+	n := int(binary.BigEndian.Uint32(b[1:]))
+	if n < 4 || n > maxWireMessageLen || wireTypeNames[b[0]] == "" {
+		c.opaque = true
+		return 0
+	}
+	if len(b) < n+1 {
+		return 0
+	}
+	return n + 1
+}
+
+// decode classifies one complete message and updates the statement and
+// portal bookkeeping that recognises an extended-protocol COMMIT.
+func (c *wireConn) decode(msg []byte) wireMsg {
+	if !c.started {
+		code := binary.BigEndian.Uint32(msg[4:])
+		switch {
+		case code>>16 == 3:
+			c.started = true
+		case code == sslRequestCode || code == gssEncRequestCode:
+			c.opaque = true // the stream turns encrypted
+		}
+		return wireMsg{name: WireStartup}
+	}
+	m := wireMsg{name: wireTypeNames[msg[0]]}
+	body := msg[5:]
+	switch msg[0] {
+	case 'Q':
+		var q pgproto3.Query
+		if q.Decode(body) == nil {
+			m.sql = q.String
+			m.commit = isCommitSQL(q.String)
+		}
+	case 'P':
+		var p pgproto3.Parse
+		if p.Decode(body) == nil {
+			m.sql = p.Query
+			if isCommitSQL(p.Query) {
+				if c.commitStmts == nil {
+					c.commitStmts = map[string]struct{}{}
+				}
+				c.commitStmts[p.Name] = struct{}{}
+			} else {
+				delete(c.commitStmts, p.Name)
+			}
+		}
+	case 'B':
+		if len(c.commitStmts) == 0 && len(c.commitPortals) == 0 {
+			break
+		}
+		portal, rest, ok := cstring(body)
+		if !ok {
+			break
+		}
+		stmt, _, ok := cstring(rest)
+		if !ok {
+			break
+		}
+		if _, isCommit := c.commitStmts[stmt]; isCommit {
+			if c.commitPortals == nil {
+				c.commitPortals = map[string]struct{}{}
+			}
+			c.commitPortals[portal] = struct{}{}
+		} else {
+			delete(c.commitPortals, portal)
+		}
+	case 'E':
+		if len(c.commitPortals) == 0 {
+			break
+		}
+		var e pgproto3.Execute
+		if e.Decode(body) == nil {
+			if _, ok := c.commitPortals[e.Portal]; ok {
+				m.commit = true
+				m.sql = "COMMIT"
+			}
+		}
+	case 'C':
+		var cl pgproto3.Close
+		if cl.Decode(body) == nil {
+			if cl.ObjectType == 'S' {
+				delete(c.commitStmts, cl.Name)
+			} else {
+				delete(c.commitPortals, cl.Name)
+			}
+		}
+	}
+	return m
+}
+
+func cstring(b []byte) (string, []byte, bool) {
+	i := bytes.IndexByte(b, 0)
+	if i < 0 {
+		return "", nil, false
+	}
+	return string(b[:i]), b[i+1:], true
+}
+
+// isCommitSQL reports whether the last statement of sql is COMMIT or END.
+func isCommitSQL(sql string) bool {
+	s := strings.TrimRight(sql, " \t\r\n;")
+	if i := strings.LastIndexByte(s, ';'); i >= 0 {
+		s = s[i+1:]
+	}
+	f := strings.Fields(s)
+	if len(f) == 0 || len(f) > 2 {
+		return false
+	}
+	if !strings.EqualFold(f[0], "commit") && !strings.EqualFold(f[0], "end") {
+		return false
+	}
+	return len(f) == 1 || strings.EqualFold(f[1], "work") || strings.EqualFold(f[1], "transaction")
+}
+
+// Write decodes the messages in p and forwards them, acting on the message a
+// rule targets. Bytes of a message not yet complete are held back (and
+// reported as written) until the rest arrives: the server cannot act on a
+// partial message anyway.
+func (c *wireConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.cut.Load() {
+		return 0, fmt.Errorf("faults: wire: write: %w", ErrWireCut)
+	}
+	if c.opaque && len(c.buf) == 0 {
+		return c.Conn.Write(p)
+	}
+	held := len(c.buf)
+	data := p
+	if held > 0 {
+		c.buf = append(c.buf, p...)
+		data = c.buf
+	}
+	sent, pos := 0, 0
+	// written converts bytes of data forwarded into bytes of p written.
+	written := func(n int) int { return max(0, n-held) }
+	for pos < len(data) && !c.opaque {
+		n := c.frame(data[pos:])
+		if n == 0 {
+			break
+		}
+		end := pos + n
+		rule, release := c.w.observe(c.id, c.decode(data[pos:end]))
+		if rule == nil {
+			pos = end
+			continue
+		}
+		switch rule.Action {
+		case WireCutBefore:
+			m, err := c.Conn.Write(data[sent:pos])
+			if err != nil {
+				return written(sent + m), err
+			}
+			c.cutNow()
+			err = fmt.Errorf("faults: wire: write %s: %w", rule, ErrWireCut)
+			c.w.setFiredErr(c.id, err)
+			return written(pos), err
+		case WireCutAfter:
+			m, err := c.Conn.Write(data[sent:end])
+			if err != nil {
+				return written(sent + m), err
+			}
+			c.cutNow()
+			c.buf = c.buf[:0]
+			return len(p), nil
+		case WireStall, WireDelay:
+			m, err := c.Conn.Write(data[sent:pos])
+			if err != nil {
+				return written(sent + m), err
+			}
+			sent = pos
+			var d time.Duration
+			if rule.Action == WireDelay {
+				d = rule.Delay
+			}
+			if err := c.wait(release, d); err != nil {
+				err = fmt.Errorf("faults: wire: write %s: %w", rule, err)
+				c.w.setFiredErr(c.id, err)
+				return written(sent), err
+			}
+		}
+		pos = end
+	}
+	if c.opaque {
+		pos = len(data)
+	}
+	if m, err := c.Conn.Write(data[sent:pos]); err != nil {
+		return written(sent + m), err
+	}
+	if pos < len(data) {
+		c.buf = append(c.buf[:0], data[pos:]...)
+	} else {
+		c.buf = c.buf[:0]
+	}
+	return len(p), nil
+}
+
+// wait blocks for d (forever when d is 0) or until release is closed, the
+// write deadline passes or the connection is closed.
+func (c *wireConn) wait(release <-chan struct{}, d time.Duration) error {
+	var done <-chan time.Time
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		done = t.C
+	}
+	for {
+		c.dmu.Lock()
+		dl, changed := c.wdl, c.dlCh
+		c.dmu.Unlock()
+		var timeout <-chan time.Time
+		var t *time.Timer
+		if !dl.IsZero() {
+			left := time.Until(dl)
+			if left <= 0 {
+				return os.ErrDeadlineExceeded
+			}
+			t = time.NewTimer(left)
+			timeout = t.C
+		}
+		stop := func() {
+			if t != nil {
+				t.Stop()
+			}
+		}
+		select {
+		case <-done:
+			stop()
+			return nil
+		case <-release:
+			stop()
+			return nil
+		case <-c.closed:
+			stop()
+			return net.ErrClosed
+		case <-timeout:
+			return os.ErrDeadlineExceeded
+		case <-changed:
+			stop()
+		}
+	}
+}
+
+func (c *wireConn) cutNow() {
+	c.cut.Store(true)
+	c.closeOnce.Do(func() { close(c.closed) })
+	_ = c.Conn.Close() // the cut is the point; a close error changes nothing
+}
+
+// Read passes through; after a cut it reports ErrWireCut.
+func (c *wireConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil && c.cut.Load() {
+		return n, fmt.Errorf("faults: wire: read: %w", ErrWireCut)
+	}
+	return n, err
+}
+
+// Close closes the connection and wakes a stalled write.
+func (c *wireConn) Close() error {
+	c.closeOnce.Do(func() { close(c.closed) })
+	err := c.Conn.Close()
+	if c.cut.Load() {
+		return nil
+	}
+	return err
+}
+
+func (c *wireConn) setWriteDeadline(t time.Time) {
+	c.dmu.Lock()
+	defer c.dmu.Unlock()
+	c.wdl = t
+	close(c.dlCh)
+	c.dlCh = make(chan struct{})
+}
+
+// SetDeadline sets the underlying deadlines and wakes a stalled write to
+// honour it.
+func (c *wireConn) SetDeadline(t time.Time) error {
+	err := c.Conn.SetDeadline(t)
+	c.setWriteDeadline(t)
+	return err
+}
+
+// SetWriteDeadline sets the underlying write deadline and wakes a stalled
+// write to honour it.
+func (c *wireConn) SetWriteDeadline(t time.Time) error {
+	err := c.Conn.SetWriteDeadline(t)
+	c.setWriteDeadline(t)
+	return err
+}
