@@ -1,0 +1,258 @@
+package handlers
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+)
+
+// UserHeader is the request header that carries the caller's user id. It
+// stands in for real authentication: put the API behind something that
+// authenticates the caller and sets it.
+const UserHeader = "X-User-ID"
+
+// MaxBodyBytes is the largest request body the HTTP API reads; a larger one
+// is answered 400.
+const MaxBodyBytes = 64 << 10
+
+// Default page size of the list endpoints when the query gives no limit.
+const defaultLimit = 50
+
+// Handler returns the HTTP API over the eight operations:
+//
+//	GET    /api/threads                     list (?offset=&limit=)
+//	POST   /api/threads                     create
+//	GET    /api/threads/{id}                get
+//	PATCH  /api/threads/{id}                update
+//	DELETE /api/threads/{id}                delete (archive)
+//	POST   /api/threads/{id}/auto-rename    auto-rename
+//	GET    /api/threads/{id}/messages       get messages (?offset=&limit=)
+//	POST   /api/threads/{id}/messages       send message
+//
+// Bodies are JSON; errors are {"error": {"code", "message"}} with status 400
+// (invalid input, malformed or oversized body), 404 (missing, archived or not
+// the caller's), 409 (conflict), 503 (retryable database failure) or 500.
+// The request context reaches the database.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/threads", s.httpListThreads)
+	mux.HandleFunc("POST /api/threads", s.httpCreateThread)
+	mux.HandleFunc("GET /api/threads/{id}", s.httpGetThread)
+	mux.HandleFunc("PATCH /api/threads/{id}", s.httpUpdateThread)
+	mux.HandleFunc("DELETE /api/threads/{id}", s.httpDeleteThread)
+	mux.HandleFunc("POST /api/threads/{id}/auto-rename", s.httpAutoRename)
+	mux.HandleFunc("GET /api/threads/{id}/messages", s.httpGetMessages)
+	mux.HandleFunc("POST /api/threads/{id}/messages", s.httpSendMessage)
+	return mux
+}
+
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// Stable error codes of the HTTP API.
+const (
+	CodeInvalid     = "invalid_input"
+	CodeNotFound    = "not_found"
+	CodeConflict    = "conflict"
+	CodeUnavailable = "unavailable"
+	CodeInternal    = "internal"
+)
+
+// StatusOf maps an operation's error to the HTTP status and stable code the
+// API answers with.
+func StatusOf(err error) (int, string) {
+	var ve *ValidationError
+	var vv ValidationError
+	switch {
+	case errors.As(err, &ve), errors.As(err, &vv):
+		return http.StatusBadRequest, CodeInvalid
+	case errors.Is(err, ErrNotFound):
+		return http.StatusNotFound, CodeNotFound
+	case errors.Is(err, ErrConflict):
+		return http.StatusConflict, CodeConflict
+	case IsRetryable(err):
+		return http.StatusServiceUnavailable, CodeUnavailable
+	}
+	return http.StatusInternalServerError, CodeInternal
+}
+
+func (s *Service) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := StatusOf(err)
+	var body errorBody
+	body.Error.Code = code
+	switch status {
+	case http.StatusBadRequest, http.StatusNotFound, http.StatusConflict:
+		body.Error.Message = err.Error()
+	case http.StatusServiceUnavailable:
+		body.Error.Message = "the database is unavailable, retry later"
+		w.Header().Set("Retry-After", "1")
+	default:
+		body.Error.Message = "internal error"
+	}
+	if status >= 500 {
+		s.log.LogAttrs(r.Context(), slog.LevelError, "request failed",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", status), slog.Any("error", err))
+	}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// decodeBody reads one JSON object of at most MaxBodyBytes into dst.
+func decodeBody(w http.ResponseWriter, r *http.Request, dst any) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return invalid("body", "larger than 64 KiB")
+		}
+		return invalid("body", "unreadable: "+err.Error())
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return invalid("body", "not a valid JSON object: "+err.Error())
+	}
+	if dec.More() {
+		return invalid("body", "trailing data after the JSON object")
+	}
+	return nil
+}
+
+func pageOf(r *http.Request) (Page, error) {
+	p := Page{Limit: defaultLimit}
+	for _, f := range []struct {
+		name string
+		dst  *int
+	}{{"offset", &p.Offset}, {"limit", &p.Limit}} {
+		v := r.URL.Query().Get(f.name)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return Page{}, invalid(f.name, "not an integer")
+		}
+		*f.dst = n
+	}
+	return p, nil
+}
+
+func user(r *http.Request) string { return r.Header.Get(UserHeader) }
+
+func (s *Service) httpListThreads(w http.ResponseWriter, r *http.Request) {
+	p, err := pageOf(r)
+	if err == nil {
+		var ts []Thread
+		if ts, err = s.ListThreads(r.Context(), user(r), p); err == nil {
+			writeJSON(w, http.StatusOK, map[string]any{"threads": ts})
+			return
+		}
+	}
+	s.writeError(w, r, err)
+}
+
+func (s *Service) httpCreateThread(w http.ResponseWriter, r *http.Request) {
+	var in CreateThreadInput
+	if err := checkUserID(user(r)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := decodeBody(w, r, &in); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	t, err := s.CreateThread(r.Context(), user(r), in)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, t)
+}
+
+func (s *Service) httpGetThread(w http.ResponseWriter, r *http.Request) {
+	t, err := s.GetThread(r.Context(), user(r), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+func (s *Service) httpUpdateThread(w http.ResponseWriter, r *http.Request) {
+	var in UpdateThreadInput
+	if err := checkOwnerAndThread(user(r), r.PathValue("id")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := decodeBody(w, r, &in); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	t, err := s.UpdateThread(r.Context(), user(r), r.PathValue("id"), in)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+func (s *Service) httpDeleteThread(w http.ResponseWriter, r *http.Request) {
+	if err := s.DeleteThread(r.Context(), user(r), r.PathValue("id")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Service) httpAutoRename(w http.ResponseWriter, r *http.Request) {
+	t, err := s.AutoRename(r.Context(), user(r), r.PathValue("id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, t)
+}
+
+func (s *Service) httpGetMessages(w http.ResponseWriter, r *http.Request) {
+	p, err := pageOf(r)
+	if err == nil {
+		var ms []Message
+		if ms, err = s.GetMessages(r.Context(), user(r), r.PathValue("id"), p); err == nil {
+			writeJSON(w, http.StatusOK, map[string]any{"messages": ms})
+			return
+		}
+	}
+	s.writeError(w, r, err)
+}
+
+func (s *Service) httpSendMessage(w http.ResponseWriter, r *http.Request) {
+	var in SendMessageInput
+	if err := checkOwnerAndThread(user(r), r.PathValue("id")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := decodeBody(w, r, &in); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	m, err := s.SendMessage(r.Context(), user(r), r.PathValue("id"), in)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, m)
+}
