@@ -1,0 +1,162 @@
+package scenarios
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Backend names where a matrix runs.
+type Backend string
+
+// The backends.
+const (
+	// Sqlmock runs the operation against go-sqlmock with expectations
+	// generated from its golden trace.
+	Sqlmock Backend = "sqlmock"
+	// Postgres runs the operation against a real PostgreSQL.
+	Postgres Backend = "postgres"
+)
+
+// Invariant names a check a case must pass.
+type Invariant string
+
+// The invariants every case is checked against.
+const (
+	// InvSetup: the fixture could be prepared (a harness or environment error,
+	// not a finding about the operation).
+	InvSetup Invariant = "setup"
+	// InvFired: the armed fault fired at its step (otherwise the trace
+	// changed: the case tested nothing).
+	InvFired Invariant = "fault-fired"
+	// InvErrorSurfaced: the injected failure reached the caller as an error.
+	InvErrorSurfaced Invariant = "error-surfaced"
+	// InvRetried: a fault the operation (or database/sql) retries ended in
+	// success.
+	InvRetried Invariant = "retry-succeeded"
+	// InvAllOrNothing: the state read back is exactly the before-state or
+	// exactly the after-state, and the after-state only if the caller was
+	// told of success (ambiguous commit: either, and the caller got an error).
+	InvAllOrNothing Invariant = "all-or-nothing"
+	// InvPool: no connection of the instrumented pool still in use.
+	InvPool Invariant = "pool"
+	// InvServer: no backend of the case's application_name idle in
+	// transaction, aborted or active, and no lock held by one.
+	InvServer Invariant = "server"
+	// InvGoroutines: no goroutine outlived the case.
+	InvGoroutines Invariant = "goroutines"
+	// InvExpectations: on sqlmock, the expectations generated from the golden
+	// trace were met, in order, rollback included.
+	InvExpectations Invariant = "sqlmock-expectations"
+	// InvDeadline: the case finished before its deadline (a hang carries the
+	// goroutine dump).
+	InvDeadline Invariant = "deadline"
+)
+
+// Case is one cell of the matrix: an operation rerun with one fault armed at
+// one step of its clean trace, on one backend.
+type Case struct {
+	Backend   Backend
+	Operation string
+	Step      int    // index of the step in the clean trace (the plan's step=N)
+	StepKind  string // the step's kind, e.g. "commit", "query", "rows-next"
+	SQL       string // the step's SQL, when it has one
+	Fault     string // the fault as the plan language writes it, e.g. "pgerr=40001"
+}
+
+// Name returns the case's subtest name, "operation/step-N-kind/fault", e.g.
+// "UpdateThread/step-7-commit/pgerr=40001".
+func (c Case) Name() string {
+	return fmt.Sprintf("%s/step-%d-%s/%s", c.Operation, c.Step, c.StepKind, c.Fault)
+}
+
+// Plan returns the fault plan the case arms, e.g. "step=7:pgerr=40001".
+func (c Case) Plan() string {
+	return fmt.Sprintf("step=%d:%s", c.Step, c.Fault)
+}
+
+// String returns the backend and the name, e.g.
+// "postgres/UpdateThread/step-7-commit/pgerr=40001".
+func (c Case) String() string { return string(c.Backend) + "/" + c.Name() }
+
+// Finding is one broken invariant of one case.
+type Finding struct {
+	Case      Case
+	Invariant Invariant
+	Message   string // what was seen, e.g. "got nil error; want the injected pgerr=40001"
+	Trace     string // the case's own recorded trace, readable
+	Replay    string // the command that replays exactly this case
+}
+
+// Error returns the full failure message: the invariant, the case, the step
+// with its SQL, the fault, what was seen and the replay command.
+func (f Finding) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "scenarios: invariant %q broken by %s\n", f.Invariant, f.Case)
+	fmt.Fprintf(&b, "  step %d (%s)", f.Case.Step, f.Case.StepKind)
+	if f.Case.SQL != "" {
+		fmt.Fprintf(&b, ": %s", oneLine(f.Case.SQL, 200))
+	}
+	fmt.Fprintf(&b, "\n  fault: %s (plan %q)\n", f.Case.Fault, f.Case.Plan())
+	for _, l := range strings.Split(strings.TrimRight(f.Message, "\n"), "\n") {
+		fmt.Fprintf(&b, "  %s\n", l)
+	}
+	if f.Trace != "" {
+		b.WriteString("  trace of this case:\n")
+		for _, l := range strings.Split(strings.TrimRight(f.Trace, "\n"), "\n") {
+			fmt.Fprintf(&b, "    %s\n", l)
+		}
+	}
+	if f.Replay != "" {
+		fmt.Fprintf(&b, "  replay: %s\n", f.Replay)
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+// Result is the outcome of one case.
+type Result struct {
+	Case     Case
+	Err      error         // what the operation returned (a recovered panic is an error too)
+	Fired    bool          // the fault fired
+	Findings []Finding     // empty when every invariant held
+	Duration time.Duration // the whole case: fresh state, the run and the checks
+	RunTime  time.Duration // the operation alone
+}
+
+// Failed reports whether any invariant broke.
+func (r Result) Failed() bool { return len(r.Findings) > 0 }
+
+// Report is the outcome of a matrix run.
+type Report struct {
+	Backend  Backend
+	Results  []Result
+	Duration time.Duration
+}
+
+// Findings returns every finding of every case, in case order.
+func (r Report) Findings() []Finding {
+	var out []Finding
+	for _, res := range r.Results {
+		out = append(out, res.Findings...)
+	}
+	return out
+}
+
+// Failed reports whether any case broke an invariant.
+func (r Report) Failed() bool {
+	for _, res := range r.Results {
+		if res.Failed() {
+			return true
+		}
+	}
+	return false
+}
+
+// oneLine collapses whitespace and cuts s to at most n bytes.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return s
+}

@@ -1,0 +1,78 @@
+// Package scenarios ties the harness together: a generic runner that tries
+// every fault at every step of an operation and checks that nothing leaked,
+// and the thread catalog that puts the eight handlers operations through it.
+//
+// # The runner (generic: nothing here knows about threads)
+//
+// An [Operation] is a named piece of database code with a fixture:
+//
+//   - Setup prepares fresh state for one case on a plain, un-instrumented pool
+//     (cheaply: new rows, e.g. a new user id per case, on one database per
+//     operation — not a database clone per case) and returns a [Fixture];
+//   - Run is the code under test, given the instrumented pool and the fixture;
+//   - State reads back, on the plain pool, the state Run touches, normalised
+//     (no timestamps, no generated ids), as a string;
+//   - Retries, optional, says which errors Run retries itself (for the
+//     handlers: serialization failure and deadlock), so that one such fault
+//     must end in success rather than in an error.
+//
+// [NewRunner] records one clean run of the operation under a faults.Injector:
+// its trace (the steps) and its before and after states. [Runner.Cases] then
+// lists one [Case] per step × per fault that faults.Applicable gives for that
+// step on the backend, and [Runner.RunCase] reruns the operation on fresh state
+// with that one fault armed (plan "step=N:<fault>") and checks the invariants
+// (see [Invariant]):
+//
+//   - the error surfaced to the caller — or, for a fault the operation
+//     retries (Retries) or that database/sql retries (driver.ErrBadConn on a
+//     fresh connection), the retry succeeded;
+//   - the state read back is exactly the before-state or exactly the
+//     after-state, and the after-state only when the caller was told of success
+//     (an ambiguous commit may leave either, and the caller must be told it
+//     failed);
+//   - leakcheck holds: the instrumented pool has no connection in use, the
+//     server holds no backend of the case's application_name idle in
+//     transaction, aborted or active and no lock of theirs, and no goroutine
+//     outlives the case;
+//   - on sqlmock, the expectations generated from the operation's golden trace
+//     (the prefix before the fault, then the rollback, then the whole unit
+//     again when it retries) were met (ExpectationsWereMet).
+//
+// Every case runs under a deadline ([Config].Timeout); a hang is a finding that
+// carries the goroutine dump.
+//
+// [Run] runs every case of some operations and returns a [Report] (for
+// programs: the CLI, the mutation proof); [RunTests] makes each case a subtest
+// named "operation/step-N-kind/fault" (e.g. "UpdateThread/step-7-commit/pgerr=40001"),
+// so that `go test -run` replays exactly one, and a failure message names the
+// invariant, the step with its SQL, the fault and that replay command:
+//
+//	go test ./scenarios -run 'TestMatrix/postgres/UpdateThread/step-7-commit/pgerr=40001$'
+//
+// # Backends
+//
+// On [Postgres] the runner opens its instrumented pools from [Config].DSN (or
+// [Config].Connector), reads fixtures and state on [Config].DB and checks the
+// server through [Config].Admin for [Config].AppName. On [Sqlmock] there is no
+// database: Setup is called with a nil *sql.DB and returns placeholder values,
+// State is not called, and the rows every query returns come from the
+// operation's golden trace (a file "<operation>.trace" in [Config].Golden),
+// recorded on Postgres by the golden test of the catalog.
+//
+// # Client disconnects
+//
+// With [Config].Disconnect the runner plays a client that goes away: at each
+// step it cancels the context the caller gave (fault "cancel") and nothing
+// needs to reach the caller; the state and leak invariants still hold. The
+// thread catalog drives its HTTP operations this way.
+//
+// # The thread catalog
+//
+// [Catalog] returns the eight handlers operations (ListThreads, CreateThread,
+// GetThread, UpdateThread, DeleteThread, AutoRename, GetMessages, SendMessage)
+// as Operations calling handlers.Service directly, and [HTTPCatalog] the same
+// eight driven through Service.Handler(). Their golden traces live in
+// testdata/<operation>.trace and are refreshed with
+//
+//	go test ./scenarios -run TestGolden -update
+package scenarios
