@@ -41,4 +41,3 @@ func (s *dsnServer) restart(context.Context) error { return ErrNotSupported }
 func (s *dsnServer) pause(context.Context) error   { return ErrNotSupported }
 func (s *dsnServer) resume(context.Context) error  { return ErrNotSupported }
 func (s *dsnServer) close() error                  { return nil }
-
