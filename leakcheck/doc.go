@@ -1,0 +1,37 @@
+// Package leakcheck finds what a piece of database code left behind after it
+// returned, and names where it came from.
+//
+// It checks five things, each as a pair of a Find function for programs
+// (an error that lists every finding) and a Verify function for tests:
+//
+//   - goroutines: none beyond a baseline (goleak underneath, with a short
+//     commented ignore list for the background goroutines of database/sql and
+//     pgx) — FindGoroutines, VerifyGoroutines;
+//   - pool connections: sql.DBStats.InUse back to 0, polled with bounded
+//     exponential backoff to a deadline — FindPool, VerifyPool;
+//   - server sessions (PostgreSQL): no backend of one application_name left
+//     "idle in transaction", "idle in transaction (aborted)" or "active", no
+//     lock held by those backends, no prepared transaction left behind —
+//     FindServer, VerifyServer;
+//   - session state left on a pooled connection: a session-level SET, an
+//     advisory lock, a temp table, a LISTEN, a prepared statement — compared
+//     against a snapshot taken before — SnapshotSession, FindSession,
+//     VerifySession;
+//   - long transactions: a transaction open longer than a threshold, or held
+//     across a call the caller marks as external (Tracker.External).
+//
+// Find and VerifyNone run every check the options enable, in one call.
+//
+// A Tracker wraps a driver.Connector (through internal/drvwrap) and records,
+// at bounded cost, where each connection was taken into use, each transaction
+// begun and each rows opened. Given to a check with WithTracker, it turns
+// "1 connection still in use" into the function and line that took it.
+//
+// Limits, stated plainly: the goroutine check cannot tell which parallel test
+// started a goroutine — take the baseline (goleak.IgnoreCurrent) right before
+// the code under test and keep goroutine checks out of t.Parallel tests that
+// overlap; the session-state check compares one connection with itself, so it
+// needs a *sql.Conn or a pool limited to one connection; the Tracker knows a
+// connection went back to the pool only when the driver implements
+// driver.Validator (pgx does, sqlmock does not: there it reports the last use).
+package leakcheck

@@ -1,0 +1,107 @@
+package leakcheck
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// TestingT is the part of testing.TB the Verify functions use.
+type TestingT interface {
+	Helper()
+	Errorf(format string, args ...any)
+}
+
+// Find runs every check the options enable — pool (WithDB, WithAcquired),
+// server (WithServer), session state (WithSession), long transactions
+// (WithLongTransaction, WithTracker) and goroutines (WithGoroutines) — and
+// returns one error listing every finding (it matches ErrLeak), joined with
+// any error that kept a check from running. With no check enabled it returns
+// an ErrOption error: a check that checks nothing is a mistake.
+func Find(ctx context.Context, opts ...Option) error {
+	c, err := buildConfig(opts)
+	if err != nil {
+		return err
+	}
+	if len(c.dbs) == 0 && len(c.acquired) == 0 && !c.server && len(c.sessions) == 0 && !c.goroutines && c.tracker == nil {
+		return fmt.Errorf("%w: Find with no check enabled (use WithDB, WithServer, WithSession, WithGoroutines or WithTracker)", ErrOption)
+	}
+	return c.run(ctx)
+}
+
+// VerifyNone reports, through t.Errorf, every finding of Find. Use it at the
+// end of a test, while the pools it checks are still open:
+//
+//	defer leakcheck.VerifyNone(t, leakcheck.WithDB(db), leakcheck.WithGoroutines(goleak.IgnoreCurrent()))
+func VerifyNone(t TestingT, opts ...Option) {
+	t.Helper()
+	if err := Find(context.Background(), opts...); err != nil {
+		t.Errorf("%v", err)
+	}
+}
+
+// run runs the enabled checks in the order that lets things settle: the
+// pool first (a connection coming back ends its transaction), then the
+// server, the session state, the tracker, and the goroutines last (the
+// goroutines database/sql starts to close rows end after the pool settles).
+// All polling shares one deadline.
+func (c *config) run(ctx context.Context) error {
+	deadline := time.Now().Add(c.timeout)
+	var findings []Finding
+	var errs []error
+	add := func(f []Finding, err error) {
+		findings = append(findings, f...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, db := range c.dbs {
+		add(checkPool(ctx, db, c.tracker, deadline))
+	}
+	for _, a := range c.acquired {
+		add(checkAcquired(ctx, a, c.tracker, deadline))
+	}
+	if c.server {
+		add(checkServer(ctx, c.admin, c.appName, c.longTx, deadline))
+	}
+	for _, s := range c.sessions {
+		add(checkSession(ctx, s.q, s.before))
+	}
+	if c.tracker != nil {
+		add(c.tracker.findings(c.longTx), nil)
+	}
+	if c.goroutines {
+		add(checkGoroutines(c.goleakOpts), nil)
+	}
+	return result(findings, errs)
+}
+
+// poll calls check until it reports done, the deadline passes or ctx ends,
+// sleeping with bounded exponential backoff (100µs doubling up to 20ms)
+// between calls. It returns whether check reported done.
+func poll(ctx context.Context, deadline time.Time, check func() bool) bool {
+	if check() {
+		return true
+	}
+	wait := 100 * time.Microsecond
+	const maxWait = 20 * time.Millisecond
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		timer.Reset(min(wait, left))
+		select {
+		case <-ctx.Done():
+			return check()
+		case <-timer.C:
+		}
+		if check() {
+			return true
+		}
+		wait = min(2*wait, maxWait)
+	}
+}

@@ -1,0 +1,74 @@
+package leakcheck
+
+import (
+	"context"
+	"strings"
+
+	"go.uber.org/goleak"
+)
+
+// IgnoredGoroutines returns the goleak options for the background goroutines
+// of database/sql and pgx that are not leaks. The list is short on purpose;
+// each entry says why it is safe. The goroutines database/sql starts to close
+// rows or roll back a transaction when their context ends ((*Rows).awaitDone,
+// (*Tx).awaitDone) are NOT on it: one still running means rows or a
+// transaction were never finished.
+func IgnoredGoroutines() []goleak.Option {
+	return []goleak.Option{
+		// One per open *sql.DB, started by sql.Open/OpenDB, ended by
+		// db.Close. A pool left open is a leak of its own, reported by
+		// goleak.VerifyTestMain when the test binary ends.
+		goleak.IgnoreAnyFunction("database/sql.(*DB).connectionOpener"),
+		// Started by SetConnMaxLifetime/SetConnMaxIdleTime, one per pool;
+		// it exits when the pool is closed.
+		goleak.IgnoreAnyFunction("database/sql.(*DB).connectionCleaner"),
+		// pgx closing a connection it gave up on (an error or a cancelled
+		// context mid-query): it sends a cancel request and closes the socket,
+		// bounded by a 15 s deadline. The connection is already out of the
+		// pool; the server check sees its backend if it lingers.
+		goleak.IgnoreAnyFunction("github.com/jackc/pgx/v5/pgconn.(*PgConn).asyncClose.func1"),
+		// One per pgxpool.Pool, ended by pool.Close.
+		goleak.IgnoreAnyFunction("github.com/jackc/pgx/v5/pgxpool.(*Pool).backgroundHealthCheck"),
+	}
+}
+
+// FindGoroutines reports goroutines beyond those the options exclude and
+// IgnoredGoroutines. Pass goleak.IgnoreCurrent(), taken before the code under
+// test ran, as the baseline. goleak retries for about half a second before it
+// reports; ctx is not consulted (goleak offers no way to).
+func FindGoroutines(ctx context.Context, opts ...goleak.Option) error {
+	_ = ctx
+	return result(checkGoroutines(opts), nil)
+}
+
+// VerifyGoroutines reports the findings of FindGoroutines through t.
+func VerifyGoroutines(t TestingT, opts ...goleak.Option) {
+	t.Helper()
+	if err := FindGoroutines(context.Background(), opts...); err != nil {
+		t.Errorf("%v", err)
+	}
+}
+
+func checkGoroutines(opts []goleak.Option) []Finding {
+	all := append(IgnoredGoroutines(), opts...)
+	err := goleak.Find(all...)
+	if err == nil {
+		return nil
+	}
+	text := err.Error()
+	n := strings.Count(text, "Goroutine ")
+	text = strings.TrimPrefix(text, "found unexpected goroutines:\n")
+	return []Finding{{
+		Check:   CheckGoroutines,
+		Summary: plural(n, "goroutine") + " still running beyond the baseline (goleak):",
+		Detail:  indent(text, "    "),
+	}}
+}
+
+func indent(s, prefix string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = prefix + l
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,408 @@
+package leakcheck
+
+import (
+	"context"
+	"database/sql/driver"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
+)
+
+// longestKept bounds how many ended transactions a Tracker remembers for the
+// long-transaction check: the longest ones.
+const longestKept = 8
+
+// Tracker records where each connection was taken into use, each
+// transaction begun and each rows opened, for the connectors it wraps, and
+// which transactions were held across a call marked external. It costs one
+// stack capture (runtime.Callers, 40 frames, no symbol lookup) per
+// connection checkout, transaction, statement and rows; frames are resolved
+// only when a report is built. A Tracker is safe for concurrent use.
+type Tracker struct {
+	mu       sync.Mutex
+	pools    int
+	conns    map[connKey]*connInfo
+	released bool      // a driver reported a connection going back to the pool (driver.Validator)
+	ended    []txEnded // the longest ended transactions, at most longestKept
+	across   []Finding // transactions held across external calls
+}
+
+type connKey struct {
+	pool int
+	id   uint64
+}
+
+type connInfo struct {
+	key        connKey
+	inUse      bool
+	acquired   *site
+	acquiredAt time.Time
+	last       *site // the last statement, transaction or prepare
+	tx         *txInfo
+	rows       []*rowsInfo
+}
+
+type txInfo struct {
+	site  *site
+	begun time.Time
+	conn  connKey
+}
+
+type rowsInfo struct {
+	sql    string
+	site   *site
+	opened time.Time
+}
+
+type txEnded struct {
+	site *site
+	took time.Duration
+	how  string
+}
+
+// NewTracker returns an empty Tracker. Wrap a connector with it before
+// opening the pool: sql.OpenDB(tracker.WrapConnector(connector)).
+func NewTracker() *Tracker {
+	return &Tracker{conns: make(map[connKey]*connInfo)}
+}
+
+// WrapConnector returns c wrapped so that t records its connections,
+// transactions and rows. It stacks with other drvwrap-based wrappers
+// (faults) in either order.
+func (t *Tracker) WrapConnector(c driver.Connector) driver.Connector {
+	return drvwrap.WrapConnector(c, t.hooks())
+}
+
+// WrapDriver is WrapConnector for a driver.Driver.
+func (t *Tracker) WrapDriver(d driver.Driver) driver.Driver {
+	return drvwrap.WrapDriver(d, t.hooks())
+}
+
+func (t *Tracker) hooks() drvwrap.Hooks {
+	t.mu.Lock()
+	t.pools++
+	pool := t.pools
+	t.mu.Unlock()
+	return drvwrap.Hooks{
+		Before: func(ctx context.Context, c *drvwrap.Call) error {
+			switch c.Op {
+			case drvwrap.OpCommit, drvwrap.OpRollback:
+				// database/sql forgets the transaction whatever the outcome.
+				t.endTx(connKey{pool, c.ConnID}, c.Op)
+			}
+			return nil
+		},
+		After: func(ctx context.Context, c *drvwrap.Call, err error) error {
+			switch c.Op {
+			case drvwrap.OpRowsNext, drvwrap.OpCommit, drvwrap.OpRollback, drvwrap.OpPing:
+				// the hot path: nothing to record
+			default:
+				t.record(connKey{pool, c.ConnID}, c, err)
+			}
+			return err
+		},
+	}
+}
+
+// record notes one driver call; it runs in the caller's goroutine, so the
+// stack it captures leads back to the caller's code.
+func (t *Tracker) record(k connKey, c *drvwrap.Call, err error) {
+	var s *site
+	switch c.Op {
+	case drvwrap.OpConnect, drvwrap.OpResetSession, drvwrap.OpBegin, drvwrap.OpExec,
+		drvwrap.OpQuery, drvwrap.OpPrepare, drvwrap.OpStmtExec, drvwrap.OpStmtQuery:
+		if err != nil && c.Op != drvwrap.OpExec && c.Op != drvwrap.OpStmtExec {
+			if c.Op == drvwrap.OpConnect {
+				return
+			}
+			break
+		}
+		s = capture(2)
+	}
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ci := t.conns[k]
+	if ci == nil {
+		if c.Op == drvwrap.OpClose || c.Op == drvwrap.OpIsValid {
+			return
+		}
+		ci = &connInfo{key: k}
+		t.conns[k] = ci
+	}
+	switch c.Op {
+	case drvwrap.OpConnect:
+		if !s.background() {
+			ci.inUse, ci.acquired, ci.acquiredAt = true, s, now
+		}
+	case drvwrap.OpResetSession:
+		if err == nil {
+			ci.inUse, ci.acquired, ci.acquiredAt, ci.last = true, s, now, nil
+		}
+	case drvwrap.OpIsValid:
+		t.released = true
+		ci.inUse = false
+	case drvwrap.OpClose:
+		delete(t.conns, k)
+	case drvwrap.OpRowsClose:
+		for i, r := range ci.rows {
+			if r.sql == c.SQL {
+				ci.rows = slices.Delete(ci.rows, i, i+1)
+				break
+			}
+		}
+	default:
+		if s == nil {
+			return
+		}
+		ci.last = s
+		if !ci.inUse {
+			ci.inUse, ci.acquired, ci.acquiredAt = true, s, now
+		}
+		if err != nil {
+			return
+		}
+		switch c.Op {
+		case drvwrap.OpBegin:
+			ci.tx = &txInfo{site: s, begun: now, conn: k}
+		case drvwrap.OpQuery, drvwrap.OpStmtQuery:
+			ci.rows = append(ci.rows, &rowsInfo{sql: c.SQL, site: s, opened: now})
+		}
+	}
+}
+
+func (t *Tracker) endTx(k connKey, op drvwrap.Op) {
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ci := t.conns[k]
+	if ci == nil || ci.tx == nil {
+		return
+	}
+	e := txEnded{site: ci.tx.site, took: now.Sub(ci.tx.begun), how: op.String()}
+	ci.tx = nil
+	// keep the longest few
+	if len(t.ended) < longestKept {
+		t.ended = append(t.ended, e)
+		return
+	}
+	shortest := 0
+	for i := range t.ended {
+		if t.ended[i].took < t.ended[shortest].took {
+			shortest = i
+		}
+	}
+	if e.took > t.ended[shortest].took {
+		t.ended[shortest] = e
+	}
+}
+
+// External runs fn, a call to something outside the database (an LLM, an
+// HTTP service, a message queue), and records a long-transaction finding for
+// every transaction of the tracked pools that was open when fn started and
+// is still open when it returns: a transaction held across an external call
+// keeps its locks and its connection for as long as the call takes. It
+// returns fn's error.
+//
+// The tracker cannot tell whose transaction it is: with several goroutines
+// using the same tracked pool, a transaction of another goroutine that spans
+// the whole call is reported too. Use a tracker per unit under test.
+func (t *Tracker) External(ctx context.Context, name string, fn func(context.Context) error) error {
+	call := capture(1)
+	started := time.Now()
+	t.mu.Lock()
+	var open []*txInfo
+	for _, ci := range t.conns {
+		if ci.tx != nil {
+			open = append(open, ci.tx)
+		}
+	}
+	t.mu.Unlock()
+	err := fn(ctx)
+	if len(open) == 0 {
+		return err
+	}
+	took := time.Since(started)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, tx := range open {
+		ci := t.conns[tx.conn]
+		if ci == nil || ci.tx != tx {
+			continue
+		}
+		t.across = append(t.across, Finding{
+			Check: CheckLongTx,
+			Summary: fmt.Sprintf("a transaction was held across the external call %q (%v): no transaction may stay open while the code waits on something outside the database",
+				name, took.Round(time.Millisecond)),
+			Detail: "    transaction begun by " + siteLines(tx.site, "        ") +
+				"\n    external call made by " + siteLines(call, "        "),
+		})
+	}
+	return err
+}
+
+// Reset forgets the findings and ended transactions recorded so far (not the
+// connections, transactions and rows still open).
+func (t *Tracker) Reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.ended, t.across = nil, nil
+}
+
+// Report describes what is still held — each connection in use, with where
+// it was acquired and the transaction and rows it holds — or "" when
+// nothing is.
+func (t *Tracker) Report() string {
+	return t.heldReport()
+}
+
+func (t *Tracker) heldReport() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now()
+	keys := make([]connKey, 0, len(t.conns))
+	for k := range t.conns {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b connKey) int {
+		if a.pool != b.pool {
+			return a.pool - b.pool
+		}
+		return int(a.id) - int(b.id)
+	})
+	var b strings.Builder
+	held := 0
+	for _, k := range keys {
+		ci := t.conns[k]
+		busy := ci.tx != nil || len(ci.rows) > 0 || (t.released && ci.inUse)
+		if !busy {
+			continue
+		}
+		held++
+		t.writeConn(&b, ci, now)
+	}
+	if held == 0 && !t.released {
+		// The driver never says when a connection goes back to the pool
+		// (no driver.Validator, e.g. sqlmock): name the last use of each.
+		for _, k := range keys {
+			ci := t.conns[k]
+			if ci.last == nil && ci.acquired == nil {
+				continue
+			}
+			held++
+			fmt.Fprintf(&b, "    connection %s: this driver does not report connections going back to the pool; last used by %s\n",
+				connName(k), siteLines(firstSite(ci.last, ci.acquired), "        "))
+		}
+	}
+	if held == 0 {
+		return ""
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func (t *Tracker) writeConn(b *strings.Builder, ci *connInfo, now time.Time) {
+	switch {
+	case ci.acquired != nil:
+		fmt.Fprintf(b, "    connection %s acquired %v ago by %s\n", connName(ci.key), now.Sub(ci.acquiredAt).Round(time.Millisecond), siteLines(ci.acquired, "        "))
+	default:
+		fmt.Fprintf(b, "    connection %s (where it was acquired was not seen)\n", connName(ci.key))
+	}
+	if tx := ci.tx; tx != nil {
+		fmt.Fprintf(b, "      holding a transaction begun %v ago by %s\n", now.Sub(tx.begun).Round(time.Millisecond), siteLines(tx.site, "          "))
+	}
+	for _, r := range ci.rows {
+		fmt.Fprintf(b, "      holding rows of `%s` opened %v ago by %s\n", shortSQL(r.sql), now.Sub(r.opened).Round(time.Millisecond), siteLines(r.site, "          "))
+	}
+	if ci.tx == nil && len(ci.rows) == 0 && ci.last != nil && ci.last != ci.acquired {
+		fmt.Fprintf(b, "      last used by %s\n", ci.last)
+	}
+}
+
+func connName(k connKey) string {
+	if k.pool == 1 {
+		return fmt.Sprintf("#%d", k.id)
+	}
+	return fmt.Sprintf("#%d of pool %d", k.id, k.pool)
+}
+
+func firstSite(s ...*site) *site {
+	for _, x := range s {
+		if x != nil {
+			return x
+		}
+	}
+	return nil
+}
+
+// siteLines is the first frame of the caller's code, then up to three
+// callers, one per line.
+func siteLines(s *site, pad string) string {
+	f := s.frames(4)
+	if len(f) == 0 {
+		return "an unknown caller"
+	}
+	out := f[0]
+	for _, c := range f[1:] {
+		out += "\n" + pad + "called from " + c
+	}
+	return out
+}
+
+// findings returns the long-transaction findings: transactions held across
+// external calls, and, with a threshold, transactions that stayed open
+// longer than it (ended ones and ones still open).
+func (t *Tracker) findings(threshold time.Duration) []Finding {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := slices.Clone(t.across)
+	if threshold <= 0 {
+		return out
+	}
+	now := time.Now()
+	for _, e := range t.ended {
+		if e.took > threshold {
+			out = append(out, Finding{
+				Check:   CheckLongTx,
+				Summary: fmt.Sprintf("a transaction stayed open %v (threshold %v) before its %s", e.took.Round(time.Millisecond), threshold, e.how),
+				Detail:  "    begun by " + siteLines(e.site, "        "),
+			})
+		}
+	}
+	for _, ci := range t.conns {
+		if ci.tx != nil && now.Sub(ci.tx.begun) > threshold {
+			out = append(out, Finding{
+				Check:   CheckLongTx,
+				Summary: fmt.Sprintf("a transaction has been open %v (threshold %v) and is still open", now.Sub(ci.tx.begun).Round(time.Millisecond), threshold),
+				Detail:  "    begun by " + siteLines(ci.tx.site, "        "),
+			})
+		}
+	}
+	return out
+}
+
+// FindLongTransactions returns the long-transaction findings of t: every
+// transaction held across a call marked with External, and with
+// WithLongTransaction every transaction open longer than the threshold.
+func FindLongTransactions(ctx context.Context, t *Tracker, opts ...Option) error {
+	_ = ctx
+	c, err := buildConfig(opts)
+	if err != nil {
+		return err
+	}
+	if t == nil {
+		return fmt.Errorf("%w: FindLongTransactions with a nil tracker", ErrOption)
+	}
+	return result(t.findings(c.longTx), nil)
+}
+
+// VerifyLongTransactions reports the findings of FindLongTransactions through tb.
+func VerifyLongTransactions(tb TestingT, t *Tracker, opts ...Option) {
+	tb.Helper()
+	if err := FindLongTransactions(context.Background(), t, opts...); err != nil {
+		tb.Errorf("%v", err)
+	}
+}
