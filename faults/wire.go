@@ -535,6 +535,11 @@ func (c *wireConn) Write(p []byte) (int, error) {
 			}
 			c.cutNow()
 			c.buf = c.buf[:0]
+			if end < len(data) { // the messages after it are lost
+				err = fmt.Errorf("faults: wire: write after %s: %w", rule, ErrWireCut)
+				c.w.setFiredErr(c.id, err)
+				return written(end), err
+			}
 			return len(p), nil
 		case WireStall, WireDelay:
 			m, err := c.Conn.Write(data[sent:pos])
