@@ -25,7 +25,9 @@ var fixedTime = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 // errInjected is the plain failure the step tables inject.
 var errInjected = errors.New("injected failure")
 
-func pgErr(code string) error { return &pgconn.PgError{Severity: "ERROR", Code: code, Message: "injected " + code} }
+func pgErr(code string) error {
+	return &pgconn.PgError{Severity: "ERROR", Code: code, Message: "injected " + code}
+}
 
 // mockFixture is a Service on a sqlmock database.
 type mockFixture struct {
