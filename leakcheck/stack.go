@@ -38,6 +38,7 @@ func frameSkipped(fn string) bool {
 
 var skippedPrefixes = []string{
 	"runtime.",
+	"testing.tRunner",
 	"database/sql.",
 	"github.com/sessionsafe/sessionsafe/internal/drvwrap.",
 	"github.com/sessionsafe/sessionsafe/leakcheck.(*Tracker)",

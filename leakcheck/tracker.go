@@ -311,11 +311,17 @@ func (t *Tracker) writeConn(b *strings.Builder, ci *connInfo, now time.Time) {
 	default:
 		fmt.Fprintf(b, "    connection %s (where it was acquired was not seen)\n", connName(ci.key))
 	}
+	where := func(s *site) string {
+		if ci.acquired != nil && s.String() == ci.acquired.String() {
+			return "there"
+		}
+		return "by " + siteLines(s, "          ")
+	}
 	if tx := ci.tx; tx != nil {
-		fmt.Fprintf(b, "      holding a transaction begun %v ago by %s\n", now.Sub(tx.begun).Round(time.Millisecond), siteLines(tx.site, "          "))
+		fmt.Fprintf(b, "      holding a transaction begun %v ago %s\n", now.Sub(tx.begun).Round(time.Millisecond), where(tx.site))
 	}
 	for _, r := range ci.rows {
-		fmt.Fprintf(b, "      holding rows of `%s` opened %v ago by %s\n", shortSQL(r.sql), now.Sub(r.opened).Round(time.Millisecond), siteLines(r.site, "          "))
+		fmt.Fprintf(b, "      holding rows of `%s` opened %v ago %s\n", shortSQL(r.sql), now.Sub(r.opened).Round(time.Millisecond), where(r.site))
 	}
 	if ci.tx == nil && len(ci.rows) == 0 && ci.last != nil && ci.last != ci.acquired {
 		fmt.Fprintf(b, "      last used by %s\n", ci.last)
