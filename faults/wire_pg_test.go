@@ -1,0 +1,298 @@
+package faults_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/sessionsafe/sessionsafe/faults"
+	"github.com/sessionsafe/sessionsafe/pgtest"
+)
+
+// migrateItems creates the one table the wire and server tests write to.
+func migrateItems(ctx context.Context, db *sql.DB) error {
+	_, err := db.ExecContext(ctx, `CREATE TABLE items (id int PRIMARY KEY)`)
+	return err
+}
+
+func newItemsDB(tb testing.TB) *pgtest.Database {
+	tb.Helper()
+	return pgtest.New(tb, pgtest.WithMigration("faults-items-v1", migrateItems))
+}
+
+// connConfig parses db's DSN with application_name set to db.AppName+suffix,
+// so the connections opened from it are told apart from db.DB's.
+func connConfig(tb testing.TB, db *pgtest.Database, suffix string) (*pgx.ConnConfig, string) {
+	tb.Helper()
+	cfg, err := pgx.ParseConfig(db.DSN)
+	if err != nil {
+		tb.Fatalf("parse DSN: %v", err)
+	}
+	app := db.AppName + suffix
+	cfg.RuntimeParams["application_name"] = app
+	return cfg, app
+}
+
+// openPool opens a database/sql pool of one connection from cfg.
+func openPool(tb testing.TB, cfg *pgx.ConnConfig) *sql.DB {
+	tb.Helper()
+	pool := stdlib.OpenDB(*cfg)
+	tb.Cleanup(func() { pool.Close() })
+	pool.SetMaxOpenConns(1)
+	return pool
+}
+
+// itemIDs returns the ids in items, sorted.
+func itemIDs(tb testing.TB, db *sql.DB) []int {
+	tb.Helper()
+	rows, err := db.QueryContext(tb.Context(), `SELECT id FROM items ORDER BY id`)
+	if err != nil {
+		tb.Fatalf("read items: %v", err)
+	}
+	defer rows.Close()
+	var ids []int
+	for rows.Next() {
+		var id int
+		if err := rows.Scan(&id); err != nil {
+			tb.Fatalf("read items: %v", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		tb.Fatalf("read items: %v", err)
+	}
+	return ids
+}
+
+// TestWirePGActsAtNthQuery runs three simple-protocol INSERTs through a
+// wired connection with a rule on the second Query, and checks from another
+// connection which rows the server got.
+func TestWirePGActsAtNthQuery(t *testing.T) {
+	tests := []struct {
+		name    string
+		rule    faults.WireRule
+		timeout time.Duration // per statement; 0: the test's
+		errAt   int           // the INSERT (1-based) that fails; 0: none
+		want    []int         // the rows the server has
+	}{
+		{name: "cut-before", rule: faults.WireRule{Message: faults.WireQuery, N: 2, Action: faults.WireCutBefore}, errAt: 2, want: []int{1}},
+		{name: "cut-after", rule: faults.WireRule{Message: faults.WireQuery, N: 2, Action: faults.WireCutAfter}, errAt: 2, want: []int{1, 2}},
+		{name: "delay", rule: faults.WireRule{Message: faults.WireQuery, N: 2, Action: faults.WireDelay, Delay: 20 * time.Millisecond}, want: []int{1, 2, 3}},
+		{name: "stall-until-context", rule: faults.WireRule{Message: faults.WireQuery, N: 2, Action: faults.WireStall}, timeout: 200 * time.Millisecond, errAt: 2, want: []int{1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := newItemsDB(t)
+			cfg, app := connConfig(t, db, "-wired")
+			w := faults.NewWire()
+			w.Install(&cfg.Config)
+			conn, err := pgx.ConnectConfig(t.Context(), cfg)
+			if err != nil {
+				t.Fatalf("connect: %v", err)
+			}
+			t.Cleanup(func() { conn.Close(context.WithoutCancel(t.Context())) })
+			if err := w.Arm(tt.rule); err != nil {
+				t.Fatal(err)
+			}
+			failed := 0
+			for i := 1; i <= 3 && failed == 0; i++ {
+				ctx := t.Context()
+				if tt.timeout > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, tt.timeout)
+					defer cancel()
+				}
+				if _, err := conn.Exec(ctx, fmt.Sprintf(`INSERT INTO items VALUES (%d)`, i)); err != nil {
+					failed = i
+					t.Logf("INSERT %d: %v", i, err)
+				}
+			}
+			if failed != tt.errAt {
+				t.Fatalf("failing INSERT: got %d; want %d (0: none)", failed, tt.errAt)
+			}
+			if f := w.Fired(); len(f) != 1 || f[0].SQL != "INSERT INTO items VALUES (2)" {
+				t.Errorf("Fired() = %+v; want one firing on INSERT 2", f)
+			}
+			if tt.errAt != 0 {
+				if !conn.IsClosed() {
+					t.Errorf("connection still open after the fault; want it closed")
+				}
+				// The server acts on what it received before it notices the end.
+				if err := faults.NewServer(db.Admin).WaitGone(t.Context(), app); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := itemIDs(t, db.DB); !slices.Equal(got, tt.want) {
+				t.Errorf("rows on the server: got %v; want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestWirePGStallReleasedByDisarm stalls an INSERT, checks the server has
+// not seen it, then disarms: the INSERT goes through.
+func TestWirePGStallReleasedByDisarm(t *testing.T) {
+	db := newItemsDB(t)
+	cfg, _ := connConfig(t, db, "-wired")
+	w := faults.NewWire()
+	w.Install(&cfg.Config)
+	pool := openPool(t, cfg)
+	if err := pool.PingContext(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Arm(faults.WireRule{Message: faults.WireQuery, N: 1, Action: faults.WireStall}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := pool.ExecContext(t.Context(), `INSERT INTO items VALUES (7)`)
+		done <- err
+	}()
+	waitFor(t, "the stall to fire", func() bool { return len(w.Fired()) == 1 })
+	if got := itemIDs(t, db.DB); len(got) != 0 {
+		t.Errorf("rows while stalled: got %v; want none", got)
+	}
+	w.Disarm()
+	if err := <-done; err != nil {
+		t.Fatalf("stalled INSERT after Disarm: %v", err)
+	}
+	if got := itemIDs(t, db.DB); !slices.Equal(got, []int{7}) {
+		t.Errorf("rows after Disarm: got %v; want [7]", got)
+	}
+}
+
+// TestWirePGAmbiguousCommit cuts the connection around the COMMIT of a
+// database/sql transaction: after it (the ambiguous commit) the row is there
+// although Commit returned an error; before it, the row is not.
+func TestWirePGAmbiguousCommit(t *testing.T) {
+	tests := []struct {
+		name    string
+		action  faults.WireAction
+		wantRow bool
+	}{
+		{name: "cut-after-commit", action: faults.WireCutAfter, wantRow: true},
+		{name: "cut-before-commit", action: faults.WireCutBefore, wantRow: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := newItemsDB(t)
+			cfg, app := connConfig(t, db, "-wired")
+			w := faults.NewWire()
+			w.Install(&cfg.Config)
+			pool := openPool(t, cfg)
+			if err := w.Arm(faults.WireRule{Message: faults.WireCommit, N: 1, Action: tt.action}); err != nil {
+				t.Fatal(err)
+			}
+			tx, err := pool.BeginTx(t.Context(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.ExecContext(t.Context(), `INSERT INTO items VALUES ($1)`, 42); err != nil {
+				t.Fatal(err)
+			}
+			err = tx.Commit()
+			if err == nil {
+				t.Fatal("Commit: got nil; want the error of a dead connection")
+			}
+			t.Logf("Commit: %v", err)
+			if f := w.Fired(); len(f) != 1 || f[0].Message != faults.WireQuery {
+				t.Errorf("Fired() = %+v; want one firing on the COMMIT query", f)
+			}
+			if err := faults.NewServer(db.Admin).WaitGone(t.Context(), app); err != nil {
+				t.Fatal(err)
+			}
+			got := itemIDs(t, db.DB)
+			if gotRow := slices.Equal(got, []int{42}); gotRow != tt.wantRow {
+				t.Errorf("row committed: got %v (rows %v); want %v", gotRow, got, tt.wantRow)
+			}
+		})
+	}
+}
+
+// TestWirePGExtendedCommit sends COMMIT through the extended protocol as a
+// prepared statement: the commit is recognised at its Execute, also the
+// second time, when only Bind and Execute are sent.
+func TestWirePGExtendedCommit(t *testing.T) {
+	db := newItemsDB(t)
+	cfg, app := connConfig(t, db, "-wired")
+	w := faults.NewWire()
+	w.Install(&cfg.Config)
+	conn, err := pgx.ConnectConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { conn.Close(context.WithoutCancel(t.Context())) })
+	ctx := t.Context()
+	pg := conn.PgConn()
+	if _, err := pg.Prepare(ctx, "commit_stmt", "COMMIT", nil); err != nil {
+		t.Fatalf("prepare COMMIT: %v", err)
+	}
+	commit := func() error { return pg.ExecPrepared(ctx, "commit_stmt", nil, nil, nil).Read().Err }
+	for i, step := range []string{`BEGIN`, `INSERT INTO items VALUES (1)`} {
+		if _, err := conn.Exec(ctx, step); err != nil {
+			t.Fatalf("step %d %s: %v", i, step, err)
+		}
+	}
+	if err := commit(); err != nil {
+		t.Fatalf("first COMMIT: %v", err)
+	}
+	for i, step := range []string{`BEGIN`, `INSERT INTO items VALUES (2)`} {
+		if _, err := conn.Exec(ctx, step); err != nil {
+			t.Fatalf("step %d %s: %v", i, step, err)
+		}
+	}
+	if err := w.Arm(faults.WireRule{Message: faults.WireCommit, N: 1, Action: faults.WireCutAfter}); err != nil {
+		t.Fatal(err)
+	}
+	if err := commit(); err == nil {
+		t.Fatal("second COMMIT: got nil; want the error of a dead connection")
+	}
+	if f := w.Fired(); len(f) != 1 || f[0].Message != faults.WireExecute {
+		t.Errorf("Fired() = %+v; want one firing on an Execute", f)
+	}
+	if h := w.Hits(); h[faults.WireCommit] != 2 || h[faults.WireParse] != 1 || h[faults.WireExecute] != 2 {
+		t.Errorf("Hits() = %v; want 2 commits, 2 Executes and 1 Parse", h)
+	}
+	if err := faults.NewServer(db.Admin).WaitGone(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	if got := itemIDs(t, db.DB); !slices.Equal(got, []int{1, 2}) {
+		t.Errorf("rows: got %v; want [1 2] (the cut came after the second COMMIT)", got)
+	}
+}
+
+// waitFor polls cond until it holds or the test's deadline nears.
+func waitFor(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	if d, ok := tb.(interface{ Deadline() (time.Time, bool) }); ok {
+		if dl, ok := d.Deadline(); ok && dl.Add(-time.Second).Before(deadline) {
+			deadline = dl.Add(-time.Second)
+		}
+	}
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("gave up waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+// errorsIsAny reports whether err is one of targets.
+func errorsIsAny(err error, targets ...error) bool {
+	for _, t := range targets {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	return false
+}
