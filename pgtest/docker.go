@@ -2,9 +2,195 @@ package pgtest
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+	"github.com/testcontainers/testcontainers-go"
+	"github.com/testcontainers/testcontainers-go/modules/postgres"
+	"github.com/testcontainers/testcontainers-go/wait"
 )
 
-func startDocker(ctx context.Context, cfg config, auto bool) (backend, error) {
-	return nil, errors.New("docker provider not implemented yet")
+// ReadyLinesLabel is the image label that says how many times the image prints "database
+// system is ready to accept connections" before it serves. The official image prints it
+// twice (an init server first); the image of make pg-image prints it once and says so with
+// this label. Without the label, 2 is assumed.
+const ReadyLinesLabel = "org.sessionsafe.postgres.ready-lines"
+
+const readyLine = "database system is ready to accept connections"
+
+// ryukOnce turns the testcontainers reaper off unless the environment chose already: its
+// image cannot be pulled in closed networks, and pgtest terminates its containers itself.
+var ryukOnce sync.Once
+
+func disableRyuk() {
+	ryukOnce.Do(func() {
+		if _, set := os.LookupEnv("TESTCONTAINERS_RYUK_DISABLED"); !set {
+			_ = os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+		}
+	})
+}
+
+// dockerServer is a container run through testcontainers-go's postgres module, published on
+// a fixed loopback port so that a restart keeps the address.
+type dockerServer struct {
+	cli  *testcontainers.DockerClient
+	ctr  *postgres.PostgresContainer
+	url  string
+	port int
+}
+
+func startDocker(ctx context.Context, cfg config, auto bool) (_ backend, err error) {
+	disableRyuk()
+	cli, err := testcontainers.NewDockerClientWithOpts(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("docker not reachable: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = cli.Close()
+		}
+	}()
+	readyLines := 2
+	img, ierr := cli.ImageInspect(ctx, cfg.image)
+	switch {
+	case ierr == nil:
+		if img.Config != nil {
+			if n, err := strconv.Atoi(img.Config.Labels[ReadyLinesLabel]); err == nil && n > 0 {
+				readyLines = n
+			}
+		}
+	case auto:
+		// Trying a pull here could hang for minutes in a closed network: auto only uses
+		// images that are present. docker pull it, or choose the provider explicitly.
+		return nil, fmt.Errorf("image %s is not present locally (make pg-image builds %s offline; or docker pull it, or set %s=docker to let testcontainers pull it)",
+			cfg.image, "sessionsafe/postgres:local", EnvProvider)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	password := randomHex(12)
+	ctr, err := postgres.Run(ctx, cfg.image,
+		postgres.WithUsername("postgres"),
+		postgres.WithPassword(password),
+		postgres.WithDatabase("postgres"),
+		testcontainers.WithCmdArgs("-c", "max_connections=300", "-c", "synchronous_commit=off",
+			"-c", "full_page_writes=off", "-c", "timezone=UTC"),
+		testcontainers.WithLabels(map[string]string{"org.sessionsafe.pgtest": "1"}),
+		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
+			hc.PortBindings = network.PortMap{
+				network.MustParsePort("5432/tcp"): {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: strconv.Itoa(port)}},
+			}
+		}),
+		testcontainers.WithWaitStrategyAndDeadline(2*time.Minute,
+			wait.ForLog(readyLine).WithOccurrence(readyLines)),
+	)
+	// The container exists even when Run fails: terminate it before looking at the error.
+	if err != nil {
+		if ctr != nil {
+			_ = ctr.Terminate(context.WithoutCancel(ctx))
+		}
+		return nil, fmt.Errorf("run %s: %w", cfg.image, err)
+	}
+	u := url.URL{Scheme: "postgres", User: url.UserPassword("postgres", password),
+		Host: "127.0.0.1:" + strconv.Itoa(port), Path: "/postgres", RawQuery: "sslmode=disable"}
+	s := &dockerServer{cli: cli, ctr: ctr, url: u.String(), port: port}
+	if err := s.waitReady(ctx); err != nil {
+		_ = s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// waitReady polls a real connection: the log line says the server is up, this says its
+// published port answers (and, after a restart, the old log lines say nothing).
+func (s *dockerServer) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	backoff := 5 * time.Millisecond
+	for {
+		cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+		conn, err := pgconn.Connect(cctx, s.url+"&connect_timeout=2")
+		ccancel()
+		if err == nil {
+			return conn.Close(ctx)
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("postgres in container not ready on 127.0.0.1:%d: %w (last: %v)", s.port, ctx.Err(), redactErr(err, s.url))
+		case <-t.C:
+		}
+		if backoff < 200*time.Millisecond {
+			backoff *= 2
+		}
+	}
+}
+
+// redactErr keeps the password of dsn out of an error's text.
+func redactErr(err error, dsn string) string {
+	u, perr := url.Parse(dsn)
+	if perr != nil || u.User == nil {
+		return err.Error()
+	}
+	pw, _ := u.User.Password()
+	if pw == "" {
+		return err.Error()
+	}
+	return strings.ReplaceAll(err.Error(), pw, "xxxxx")
+}
+
+func (s *dockerServer) dsn() string { return s.url }
+
+func (s *dockerServer) restart(ctx context.Context) error {
+	timeout := 10 * time.Second
+	if err := s.ctr.Stop(ctx, &timeout); err != nil {
+		return err
+	}
+	if err := s.ctr.Start(ctx); err != nil {
+		return err
+	}
+	return s.waitReady(ctx)
+}
+
+func (s *dockerServer) pause(ctx context.Context) error {
+	_, err := s.cli.ContainerPause(ctx, s.ctr.GetContainerID(), client.ContainerPauseOptions{})
+	return err
+}
+
+func (s *dockerServer) resume(ctx context.Context) error {
+	_, err := s.cli.ContainerUnpause(ctx, s.ctr.GetContainerID(), client.ContainerUnpauseOptions{})
+	return err
+}
+
+func (s *dockerServer) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// A paused container cannot be stopped.
+	_, _ = s.cli.ContainerUnpause(ctx, s.ctr.GetContainerID(), client.ContainerUnpauseOptions{})
+	err := s.ctr.Terminate(ctx)
+	if cerr := s.cli.Close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	return err
 }
