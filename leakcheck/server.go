@@ -64,11 +64,11 @@ func (l pgLock) String() string {
 			what = fmt.Sprintf("advisory lock (%d, %d)", l.ClassID, l.ObjID)
 		}
 	case "relation":
-		what = "relation " + l.Relation + " (oid)"
+		what = "relation oid " + l.Relation
 	default:
 		what = l.Type
 		if l.Relation != "" {
-			what += " on relation " + l.Relation + " (oid)"
+			what += " on relation oid " + l.Relation
 		}
 	}
 	s := l.Mode + " on " + what

@@ -1,0 +1,161 @@
+package leakcheck_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"testing"
+
+	"github.com/sessionsafe/sessionsafe/leakcheck"
+)
+
+// The planted server leaks. Each leaves a backend in a state, and registers
+// the cleanup that ends it.
+
+// idleInTx begins a transaction with raw SQL on a held connection and returns.
+func idleInTx(t testing.TB, db *sql.DB) {
+	conn := rawConn(t, db)
+	if _, err := conn.ExecContext(ctx(t), "BEGIN"); err != nil {
+		t.Fatalf("begin: %v", err)
+	}
+	if _, err := conn.ExecContext(ctx(t), "UPDATE items SET name = 'x' WHERE id = 1"); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+}
+
+// abortedTx lets a statement fail inside a raw transaction and returns.
+func abortedTx(t testing.TB, db *sql.DB) {
+	conn := rawConn(t, db)
+	if _, err := conn.ExecContext(ctx(t), "BEGIN"); err != nil {
+		t.Fatalf("begin: %v", err)
+	}
+	if _, err := conn.ExecContext(ctx(t), "SELECT 1/0"); err == nil {
+		t.Fatalf("SELECT 1/0 succeeded; want division by zero")
+	}
+}
+
+// rowLock locks a row in a transaction it never ends.
+func rowLock(t testing.TB, db *sql.DB) {
+	tx, err := db.BeginTx(ctx(t), nil)
+	if err != nil {
+		t.Fatalf("begin: %v", err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback() })
+	var id int
+	if err := tx.QueryRowContext(ctx(t), "SELECT id FROM items WHERE id = 2 FOR UPDATE").Scan(&id); err != nil {
+		t.Fatalf("select for update: %v", err)
+	}
+}
+
+// advisoryLock takes a session-level advisory lock and gives the connection back.
+func advisoryLock(t testing.TB, db *sql.DB) {
+	if _, err := db.ExecContext(ctx(t), "SELECT pg_advisory_lock(4242)"); err != nil {
+		t.Fatalf("advisory lock: %v", err)
+	}
+	t.Cleanup(func() {
+		// The lock is on whichever pooled connection ran it: closing the idle ones ends it.
+		db.SetMaxIdleConns(0)
+	})
+}
+
+// stillActive starts a query that outlives the call.
+func stillActive(t testing.TB, db *sql.DB) {
+	c, cancel := context.WithCancel(context.Background())
+	started, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		conn, err := db.Conn(c)
+		if err != nil {
+			close(started)
+			return
+		}
+		defer conn.Close()
+		close(started)
+		_, _ = conn.ExecContext(c, "SELECT pg_sleep(30)")
+	}()
+	<-started
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// cleanServerUse does everything right.
+func cleanServerUse(t testing.TB, db *sql.DB) {
+	tx, err := db.BeginTx(ctx(t), nil)
+	if err != nil {
+		t.Fatalf("begin: %v", err)
+	}
+	if _, err := tx.ExecContext(ctx(t), "UPDATE items SET name = 'y' WHERE id = 1"); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	if _, err := db.ExecContext(ctx(t), "SELECT pg_advisory_xact_lock(4242)"); err != nil {
+		t.Fatalf("xact lock: %v", err)
+	}
+	if _, err := db.ExecContext(ctx(t), "SELECT 1/0"); err == nil {
+		t.Fatalf("SELECT 1/0 succeeded")
+	}
+}
+
+func rawConn(t testing.TB, db *sql.DB) *sql.Conn {
+	t.Helper()
+	conn, err := db.Conn(ctx(t))
+	if err != nil {
+		t.Fatalf("conn: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Raw(func(any) error { return errors.New("discard") }); _ = conn.Close() })
+	return conn
+}
+
+func TestServerOnPostgres(t *testing.T) {
+	tests := []struct {
+		name  string
+		plant func(testing.TB, *sql.DB)
+		want  []string
+	}{
+		{"clean", cleanServerUse, nil},
+		{"idle-in-transaction", idleInTx, []string{"is idle in transaction", "last query: UPDATE items SET name = 'x' WHERE id = 1", "transaction open for", "holds RowExclusiveLock on relation oid"}},
+		{"aborted-transaction", abortedTx, []string{"is idle in an aborted transaction", "last query: SELECT 1/0"}},
+		{"row-lock", rowLock, []string{"is idle in transaction", "holds RowShareLock on relation oid"}},
+		{"session-advisory-lock", advisoryLock, []string{"is idle but still holds 1 lock", "ExclusiveLock on advisory lock 4242"}},
+		{"still-active", stillActive, []string{"is still active after the operation returned", "last query: SELECT pg_sleep(30)"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := newPG(t)
+			tt.plant(t, d.DB)
+			err := leakcheck.FindServer(ctx(t), d.Admin, d.AppName, leakcheck.WithTimeout(short))
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("FindServer on clean code: %v", err)
+				}
+				return
+			}
+			if !leakcheck.Has(err, leakcheck.CheckServer) {
+				t.Fatalf("FindServer = %v; want a server finding", err)
+			}
+			mustContain(t, err, append(tt.want, d.AppName)...)
+			t.Logf("the report:\n%v", err)
+		})
+	}
+}
+
+func TestServerPreparedTransaction(t *testing.T) {
+	d := newPG(t)
+	var max int
+	if err := d.Admin.QueryRowContext(ctx(t), "SELECT current_setting('max_prepared_transactions')::int").Scan(&max); err != nil {
+		t.Fatalf("max_prepared_transactions: %v", err)
+	}
+	if max == 0 {
+		t.Skip("max_prepared_transactions = 0 on this server: no transaction can be prepared")
+	}
+	conn := rawConn(t, d.DB)
+	for _, q := range []string{"BEGIN", "UPDATE items SET name = 'p' WHERE id = 1", "PREPARE TRANSACTION 'leakcheck-" + d.Name + "'"} {
+		if _, err := conn.ExecContext(ctx(t), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	t.Cleanup(func() { _, _ = d.DB.ExecContext(context.Background(), "ROLLBACK PREPARED 'leakcheck-"+d.Name+"'") })
+	err := leakcheck.FindServer(ctx(t), d.Admin, d.AppName, leakcheck.WithTimeout(short))
+	mustContain(t, err, "prepared transaction \"leakcheck-"+d.Name+"\"")
+}
