@@ -3,9 +3,10 @@ package handlers
 import (
 	"testing"
 
+	"github.com/sessionsafe/sessionsafe/pgtest"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(pgtest.Main(m))
 }

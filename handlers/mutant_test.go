@@ -1,0 +1,196 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/DATA-DOG/go-sqlmock"
+	"github.com/sessionsafe/sessionsafe/internal/mutant"
+	"go.uber.org/goleak"
+)
+
+// A check runs one case of the suite and returns every invariant it found
+// broken. With no bug planted it must return nil (its own test says so);
+// with its bug planted it must not (TestPlantedBugsCaught).
+type check func(ctx context.Context, tb testing.TB) error
+
+// plantedOnMock names, for each bug caught on sqlmock, the suite's check
+// that catches it.
+var plantedOnMock = map[mutant.Bug]check{
+	mutant.RollbackMissingOnError:         original05,
+	mutant.RollbackSkippedOnPanic:         panicCase,
+	mutant.CommitErrorIgnored:             original01,
+	mutant.RowsErrUnchecked:               listRowsErrorCase,
+	mutant.QueryOnPoolInsideUnit:          original04,
+	mutant.TxHeldAcrossTitleGenerator:     autoRenameHoldsNothingCase,
+	mutant.GoroutineWithoutRequestContext: notifierInRequestCase,
+	mutant.ConnNeverClosed:                original10,
+	mutant.ContextNotPassed:               cancelCase,
+	mutant.MetadataReadModifyWrite:        updateStepsCase,
+	mutant.SendRetryWithoutClientID:       sendStepsCase,
+}
+
+// TestPlantedBugsCaught plants each bug and requires the check that guards
+// against it to report a failure: a check that cannot fail proves nothing.
+func TestPlantedBugsCaught(t *testing.T) {
+	for _, bug := range mutant.All() {
+		c, ok := plantedOnMock[bug]
+		if !ok {
+			continue // caught on real Postgres: TestPlantedBugsCaughtOnPostgres
+		}
+		t.Run(bug.String(), func(t *testing.T) {
+			// A planted leak must not outlive the test: cancelling the context
+			// makes database/sql roll back a transaction the bug left open.
+			ctx, cancel := context.WithCancel(mutant.With(context.Background(), bug))
+			t.Cleanup(cancel)
+			err := c(ctx, t)
+			if err == nil {
+				t.Fatalf("with %v planted the check passed; want it to report the bug", bug)
+			}
+			t.Logf("caught %v: %v", bug, err)
+		})
+	}
+}
+
+// TestEveryBugHasAProof: each planted bug is caught somewhere in the suite.
+func TestEveryBugHasAProof(t *testing.T) {
+	for _, bug := range mutant.All() {
+		if _, ok := plantedOnMock[bug]; ok {
+			continue
+		}
+		if _, ok := plantedOnPostgres[bug]; !ok {
+			t.Errorf("%v: no check of the suite is shown to catch it", bug)
+		}
+	}
+}
+
+// TestChecksPassWithoutBugs: every check used as a proof passes on the
+// correct code (the originals have their own tests).
+func TestChecksPassWithoutBugs(t *testing.T) {
+	tests := []struct {
+		name string
+		c    check
+	}{
+		{"listRowsErrorCase", listRowsErrorCase},
+		{"autoRenameHoldsNothingCase", autoRenameHoldsNothingCase},
+		{"notifierInRequestCase", notifierInRequestCase},
+		{"updateStepsCase", updateStepsCase},
+		{"sendStepsCase", sendStepsCase},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			requireClean(t, tt.c(context.Background(), t))
+		})
+	}
+}
+
+// listRowsErrorCase: a rows error in the middle of the list must surface.
+func listRowsErrorCase(ctx context.Context, tb testing.TB) error {
+	tb.Helper()
+	f := newMock(tb)
+	f.mock.ExpectBegin()
+	f.mock.ExpectQuery(sqlListThreads).WillReturnRows(threadRows().
+		AddRow(threadID, alice, "second", []byte(`{}`), int64(0), fixedTime, fixedTime).
+		RowError(1, errInjected))
+	f.mock.ExpectRollback()
+	var errs []error
+	_, err := f.svc.ListThreads(ctx, alice, Page{Limit: 10})
+	wantErrIs(&errs, err, errInjected)
+	return errors.Join(append(errs, f.invariants())...)
+}
+
+// autoRenameHoldsNothingCase: no connection is in use while the title
+// generator runs.
+func autoRenameHoldsNothingCase(ctx context.Context, tb testing.TB) error {
+	tb.Helper()
+	gen := &countingGenerator{}
+	f := newMock(tb, WithTitleGenerator(gen))
+	gen.stats = func() int { return f.db.Stats().InUse }
+	expectAll(f.mock, operation(tb, "AutoRename").steps)
+	var errs []error
+	if _, err := f.svc.AutoRename(ctx, alice, threadID); err != nil {
+		errs = append(errs, fmt.Errorf("auto-rename: %w", err))
+	}
+	for _, n := range gen.inUse {
+		if n != 0 {
+			errs = append(errs, fmt.Errorf("title generator ran with %d connection(s) in use; want 0 (a transaction was held across the external call)", n))
+		}
+	}
+	return errors.Join(append(errs, f.invariants())...)
+}
+
+// blockingNotifier cancels the request (the client went away) and waits for
+// its context to end, or for release.
+type blockingNotifier struct {
+	cancelRequest context.CancelFunc
+	release       chan struct{}
+}
+
+func (n *blockingNotifier) ThreadRenamed(ctx context.Context, _ Thread) error {
+	n.cancelRequest()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.release:
+		return nil
+	}
+}
+
+// notifierInRequestCase: the notifier runs within the call, under the
+// request's context: nothing it does outlives the request.
+func notifierInRequestCase(ctx context.Context, tb testing.TB) error {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	n := &blockingNotifier{cancelRequest: cancel, release: make(chan struct{})}
+	defer close(n.release)
+	f := newMock(tb, WithNotifier(n))
+	expectAll(f.mock, operation(tb, "AutoRename").steps)
+	baseline := goleak.IgnoreCurrent()
+	var errs []error
+	if _, err := f.svc.AutoRename(ctx, alice, threadID); err != nil {
+		errs = append(errs, fmt.Errorf("auto-rename: %w", err))
+	}
+	if err := goleak.Find(baseline); err != nil {
+		errs = append(errs, fmt.Errorf("goroutines outlive auto-rename: %w", err))
+	}
+	return errors.Join(append(errs, f.invariants())...)
+}
+
+// updateStepsCase: UpdateThread makes exactly its table's calls (one
+// UPDATE merging in SQL).
+func updateStepsCase(ctx context.Context, tb testing.TB) error {
+	tb.Helper()
+	f := newMock(tb)
+	op := operation(tb, "UpdateThread")
+	expectAll(f.mock, op.steps)
+	var errs []error
+	if err := op.run(ctx, f.svc); err != nil {
+		errs = append(errs, fmt.Errorf("update thread: %w", err))
+	}
+	return errors.Join(append(errs, f.invariants())...)
+}
+
+// sendStepsCase: a send with a client id looks the id up under the thread's
+// lock before it inserts, and stores the id.
+func sendStepsCase(ctx context.Context, tb testing.TB) error {
+	tb.Helper()
+	f := newMock(tb)
+	op := operation(tb, "SendMessage")
+	for _, s := range op.steps {
+		if s.sql == sqlInsertMessage {
+			f.mock.ExpectQuery(sqlInsertMessage).
+				WithArgs(threadID, "user", "hi there", "c-1", sqlmock.AnyArg(), int64(1)).
+				WillReturnRows(messageRows())
+			continue
+		}
+		s.expect(f.mock, nil)
+	}
+	var errs []error
+	if err := op.run(ctx, f.svc); err != nil {
+		errs = append(errs, fmt.Errorf("send message: %w", err))
+	}
+	return errors.Join(append(errs, f.invariants())...)
+}

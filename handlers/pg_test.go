@@ -1,0 +1,161 @@
+package handlers
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
+	"github.com/sessionsafe/sessionsafe/pgtest"
+)
+
+// pgFixture is a Service on a fresh database of a real Postgres, through a
+// driver wrapper that can fail one chosen call.
+type pgFixture struct {
+	pg  *pgtest.Database
+	db  *sql.DB // the pool under test: pgx stdlib, wrapped, application_name pg.AppName
+	svc *Service
+
+	mu    sync.Mutex
+	fault func(ctx context.Context, c *drvwrap.Call) error // nil: none armed
+}
+
+// migration is the template every handlers test database is cloned from.
+var migration = pgtest.WithMigration("handlers-v1", Migrate)
+
+func newPG(tb testing.TB, opts ...Option) *pgFixture {
+	tb.Helper()
+	pg := pgtest.New(tb, migration)
+	cfg, err := pgx.ParseConfig(pg.DSN)
+	if err != nil {
+		tb.Fatalf("parse DSN: %v", err)
+	}
+	f := &pgFixture{pg: pg}
+	f.db = sql.OpenDB(drvwrap.WrapConnector(stdlib.GetConnector(*cfg), drvwrap.Hooks{Before: f.before}))
+	tb.Cleanup(func() { _ = f.db.Close() })
+	f.svc = New(f.db, opts...)
+	return f
+}
+
+func (f *pgFixture) before(ctx context.Context, c *drvwrap.Call) error {
+	f.mu.Lock()
+	fault := f.fault
+	f.mu.Unlock()
+	if fault == nil {
+		return nil
+	}
+	return fault(ctx, c)
+}
+
+// failOnce arms a fault for the first call of kind op whose SQL starts as
+// sqlText does (any SQL when empty): it runs act and returns its error.
+func (f *pgFixture) failOnce(op drvwrap.Op, sqlText string, act func(ctx context.Context) error) {
+	var once sync.Once
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fault = func(ctx context.Context, c *drvwrap.Call) error {
+		if c.Op != op || (sqlText != "" && !strings.HasPrefix(c.SQL, sqlText)) {
+			return nil
+		}
+		var err error
+		hit := false
+		once.Do(func() { hit = true; err = act(ctx) })
+		if !hit {
+			return nil
+		}
+		return err
+	}
+}
+
+// terminateSession ends this test's backends from the server side, as a
+// lost connection would.
+func (f *pgFixture) terminateSession(ctx context.Context) error {
+	_, err := f.pg.Admin.ExecContext(context.WithoutCancel(ctx),
+		`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, f.pg.AppName)
+	if err != nil {
+		return fmt.Errorf("terminate: %w", err)
+	}
+	return nil
+}
+
+// hang blocks until the statement's context ends: a query that times out.
+func hang(ctx context.Context) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// serverClean polls the server until no backend of this test's
+// application_name is idle in transaction (aborted or not) or holds a lock,
+// and no pool connection is in use; it returns what was still wrong at the
+// deadline.
+func (f *pgFixture) serverClean(within time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), within+5*time.Second)
+	defer cancel()
+	deadline := time.Now().Add(within)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var errs []error
+		var idleInTx, locks int
+		var states string
+		err := f.pg.Admin.QueryRowContext(ctx, `
+SELECT count(*) FILTER (WHERE state IN ('idle in transaction', 'idle in transaction (aborted)')),
+       coalesce(string_agg(DISTINCT state, ', '), '')
+FROM pg_stat_activity WHERE application_name = $1`, f.pg.AppName).Scan(&idleInTx, &states)
+		if err != nil {
+			return fmt.Errorf("server check: %w", err)
+		}
+		if idleInTx > 0 {
+			errs = append(errs, fmt.Errorf("server: %d backend(s) of %s idle in transaction (states: %s); want 0", idleInTx, f.pg.AppName, states))
+		}
+		err = f.pg.Admin.QueryRowContext(ctx, `
+SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE a.application_name = $1`, f.pg.AppName).Scan(&locks)
+		if err != nil {
+			return fmt.Errorf("server check: %w", err)
+		}
+		if locks > 0 {
+			errs = append(errs, fmt.Errorf("server: backends of %s hold %d lock(s); want 0", f.pg.AppName, locks))
+		}
+		if n := f.db.Stats().InUse; n > 0 {
+			errs = append(errs, fmt.Errorf("pool: %d connection(s) in use; want 0", n))
+		}
+		if len(errs) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errors.Join(errs...)
+		}
+		<-tick.C
+	}
+}
+
+func (f *pgFixture) mustClean(tb testing.TB) {
+	tb.Helper()
+	if err := f.serverClean(2 * time.Second); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// seedThread creates a thread of user with n user messages.
+func (f *pgFixture) seedThread(tb testing.TB, user string, n int) Thread {
+	tb.Helper()
+	ctx := context.Background()
+	th, err := f.svc.CreateThread(ctx, user, CreateThreadInput{Title: "seed", Metadata: map[string]any{"seed": true}})
+	if err != nil {
+		tb.Fatalf("seed thread: %v", err)
+	}
+	for i := range n {
+		if _, err := f.svc.SendMessage(ctx, user, th.ID, SendMessageInput{Content: fmt.Sprintf("message %d about the Lisbon trip", i+1)}); err != nil {
+			tb.Fatalf("seed message: %v", err)
+		}
+	}
+	return th
+}
