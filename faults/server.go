@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Server-level faults: what a database administrator (or the server itself)
@@ -18,6 +19,20 @@ import (
 // ErrServerAppName is returned (wrapped) when an application_name is empty:
 // an empty name would match sessions that are not the caller's.
 var ErrServerAppName = errors.New("faults: server: empty application_name")
+
+// serverName is name as the server stores it: application_name is cut to
+// NAMEDATALEN-1 (63) bytes, so a longer name must be cut to match.
+func serverName(name string) string {
+	const maxName = 63
+	if len(name) <= maxName {
+		return name
+	}
+	name = name[:maxName]
+	for !utf8.ValidString(name) { // never split a character
+		name = name[:len(name)-1]
+	}
+	return name
+}
 
 // Server performs server-level faults through an admin pool (a superuser, or
 // a role allowed to signal the target sessions). A Server is safe for
@@ -40,7 +55,8 @@ func WithLockDB(db *sql.DB) ServerOption {
 	return func(s *Server) { s.lockDB = db }
 }
 
-// NewServer returns a Server acting through admin.
+// NewServer returns a Server acting through admin. Every method taking an
+// application_name matches it as the server stores it (cut to 63 bytes).
 func NewServer(admin *sql.DB, opts ...ServerOption) *Server {
 	s := &Server{admin: admin, lockDB: admin, poll: 5 * time.Millisecond}
 	for _, o := range opts {
@@ -58,7 +74,7 @@ func (s *Server) Sessions(ctx context.Context, appName string) (int, error) {
 	var n int
 	err := s.admin.QueryRowContext(ctx,
 		`SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()`,
-		appName).Scan(&n)
+		serverName(appName)).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count sessions of %q: %w", appName, err)
 	}
@@ -101,7 +117,7 @@ func (s *Server) signal(ctx context.Context, fn, appName string, activeOnly bool
 		q += ` AND state = 'active'`
 	}
 	var n int
-	if err := s.admin.QueryRowContext(ctx, q, appName).Scan(&n); err != nil {
+	if err := s.admin.QueryRowContext(ctx, q, serverName(appName)).Scan(&n); err != nil {
 		return 0, fmt.Errorf("%s of %q: %w", fn, appName, err)
 	}
 	return n, nil
@@ -138,7 +154,7 @@ func (s *Server) WaitBlocked(ctx context.Context, appName string) error {
 		var n int
 		err := s.admin.QueryRowContext(ctx,
 			`SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'`,
-			appName).Scan(&n)
+			serverName(appName)).Scan(&n)
 		if err != nil {
 			return fmt.Errorf("wait for a blocked session of %q: %w", appName, err)
 		}
