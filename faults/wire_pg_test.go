@@ -296,3 +296,54 @@ func errorsIsAny(err error, targets ...error) bool {
 	}
 	return false
 }
+
+// BenchmarkWirePassThrough measures the wire wrapper with nothing armed
+// against the plain connection, in the same run and on the same database:
+// one query per iteration, over the simple protocol (Query) and the extended
+// protocol (Bind, Describe, Execute, Sync of a cached statement).
+func BenchmarkWirePassThrough(b *testing.B) {
+	db := newItemsDB(b)
+	for _, proto := range []struct {
+		name string
+		run  func(ctx context.Context, c *pgx.Conn, i int) error
+	}{
+		{name: "simple", run: func(ctx context.Context, c *pgx.Conn, _ int) error {
+			_, err := c.Exec(ctx, `SELECT 1`)
+			return err
+		}},
+		{name: "extended", run: func(ctx context.Context, c *pgx.Conn, i int) error {
+			var n int
+			return c.QueryRow(ctx, `SELECT $1::int`, i).Scan(&n)
+		}},
+	} {
+		for _, wired := range []bool{false, true} {
+			name := proto.name + "/plain"
+			if wired {
+				name = proto.name + "/wire"
+			}
+			b.Run(name, func(b *testing.B) {
+				cfg, _ := connConfig(b, db, "-bench")
+				if wired {
+					faults.NewWire().Install(&cfg.Config)
+				}
+				ctx := b.Context()
+				conn, err := pgx.ConnectConfig(ctx, cfg)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { conn.Close(context.WithoutCancel(ctx)) })
+				if err := proto.run(ctx, conn, 0); err != nil { // warm the statement cache
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					i++
+					if err := proto.run(ctx, conn, i); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

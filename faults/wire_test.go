@@ -358,3 +358,45 @@ func TestWireInstallChains(t *testing.T) {
 		t.Errorf("AfterNetConnect returned %T; want the Wire's connection", c)
 	}
 }
+
+// BenchmarkWireWrite measures the decoder alone (no network): one
+// extended-protocol query's messages per Write, nothing armed, against a
+// plain Write to the same sink.
+func BenchmarkWireWrite(b *testing.B) {
+	msgs := encode(b,
+		&pgproto3.Bind{PreparedStatement: "stmtcache_1", ParameterFormatCodes: []int16{1}, Parameters: [][]byte{{0, 0, 0, 1}}},
+		&pgproto3.Describe{ObjectType: 'P'},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+	)
+	query := bytes.Join(msgs, nil)
+	startup := encode(b, &pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: map[string]string{"user": "u"}})[0]
+	for _, wired := range []bool{false, true} {
+		name := "plain"
+		if wired {
+			name = "wire"
+		}
+		b.Run(name, func(b *testing.B) {
+			var c net.Conn = discard{}
+			if wired {
+				c = NewWire().WrapConn(c)
+			}
+			if _, err := c.Write(startup); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(query)))
+			for b.Loop() {
+				if _, err := c.Write(query); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// discard is a net.Conn sink for benchmarks.
+type discard struct{ net.Conn }
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+func (discard) Close() error                { return nil }
