@@ -31,7 +31,9 @@
 // started a goroutine — take the baseline (goleak.IgnoreCurrent) right before
 // the code under test and keep goroutine checks out of t.Parallel tests that
 // overlap; the session-state check compares one connection with itself, so it
-// needs a *sql.Conn or a pool limited to one connection; the Tracker knows a
-// connection went back to the pool only when the driver implements
-// driver.Validator (pgx does, sqlmock does not: there it reports the last use).
+// needs a *sql.Conn or a pool limited to one connection; database/sql never
+// tells a driver when a connection goes back to the pool, so once a pool
+// check has found a leak the Tracker briefly takes and pings each idle
+// connection to tell them from the ones still held (the pings pass through
+// any wrapper stacked above the tracker).
 package leakcheck

@@ -41,7 +41,7 @@ func checkPool(ctx context.Context, db *sql.DB, tr *Tracker, deadline time.Time)
 		Check: CheckPool,
 		Summary: fmt.Sprintf("%s still in use after %v (%d open, %d idle): it was never given back to the pool (rows not closed, a transaction not ended, a *sql.Conn not closed)",
 			plural(st.InUse, "connection"), time.Since(start).Round(time.Millisecond), st.OpenConnections, st.Idle),
-		Detail: heldDetail(tr),
+		Detail: heldDetail(ctx, tr, db),
 	}}, nil
 }
 
@@ -54,15 +54,22 @@ func checkAcquired(ctx context.Context, a acquiredSource, tr *Tracker, deadline 
 	return []Finding{{
 		Check:   CheckPool,
 		Summary: fmt.Sprintf("%s: %s still acquired after %v", a.name, plural(n, "connection"), time.Since(start).Round(time.Millisecond)),
-		Detail:  heldDetail(tr),
+		Detail:  heldDetail(ctx, tr, nil),
 	}}, nil
 }
 
-func heldDetail(tr *Tracker) string {
+func heldDetail(ctx context.Context, tr *Tracker, db *sql.DB) string {
 	if tr == nil {
 		return "    (wrap the connector with a leakcheck.Tracker and pass WithTracker to see where it was acquired)"
 	}
-	return tr.heldReport()
+	if db != nil {
+		tr.probeIdle(ctx, db)
+	}
+	r := tr.heldReport()
+	if r == "" {
+		return "    (the tracker saw no connection of this pool in use: was the pool opened on tracker.WrapConnector?)"
+	}
+	return r
 }
 
 func plural(n int, noun string) string {

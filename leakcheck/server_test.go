@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 )
@@ -75,6 +76,27 @@ func stillActive(t testing.TB, db *sql.DB) {
 	}()
 	<-started
 	t.Cleanup(func() { cancel(); <-done })
+	// Wait, to a deadline, until the server runs it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int
+		err := db.QueryRowContext(ctx(t), `SELECT count(*) FROM pg_stat_activity
+			WHERE state = 'active' AND query = 'SELECT pg_sleep(30)' AND datname = current_database()`).Scan(&n)
+		if err != nil {
+			t.Fatalf("pg_stat_activity: %v", err)
+		}
+		if n == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pg_sleep(30) not running after 10s")
+		}
+		select {
+		case <-done:
+			t.Fatalf("the query ended early")
+		case <-time.After(time.Millisecond):
+		}
+	}
 }
 
 // cleanServerUse does everything right.
@@ -111,20 +133,23 @@ func TestServerOnPostgres(t *testing.T) {
 	tests := []struct {
 		name  string
 		plant func(testing.TB, *sql.DB)
+		opts  []leakcheck.Option
 		want  []string
 	}{
-		{"clean", cleanServerUse, nil},
-		{"idle-in-transaction", idleInTx, []string{"is idle in transaction", "last query: UPDATE items SET name = 'x' WHERE id = 1", "transaction open for", "holds RowExclusiveLock on relation oid"}},
-		{"aborted-transaction", abortedTx, []string{"is idle in an aborted transaction", "last query: SELECT 1/0"}},
-		{"row-lock", rowLock, []string{"is idle in transaction", "holds RowShareLock on relation oid"}},
-		{"session-advisory-lock", advisoryLock, []string{"is idle but still holds 1 lock", "ExclusiveLock on advisory lock 4242"}},
-		{"still-active", stillActive, []string{"is still active after the operation returned", "last query: SELECT pg_sleep(30)"}},
+		{"clean", cleanServerUse, nil, nil},
+		{"clean-under-threshold", cleanServerUse, []leakcheck.Option{leakcheck.WithLongTransaction(time.Minute)}, nil},
+		{"idle-in-transaction", idleInTx, nil, []string{"is idle in transaction", "last query: UPDATE items SET name = 'x' WHERE id = 1", "transaction open for", "holds RowExclusiveLock on relation oid"}},
+		{"aborted-transaction", abortedTx, nil, []string{"is idle in an aborted transaction", "last query: SELECT 1/0"}},
+		{"row-lock", rowLock, nil, []string{"is idle in transaction", "holds RowShareLock on relation oid"}},
+		{"session-advisory-lock", advisoryLock, nil, []string{"is idle but still holds 1 lock", "ExclusiveLock on advisory lock 4242"}},
+		{"still-active", stillActive, nil, []string{"is still active after the operation returned", "last query: SELECT pg_sleep(30)"}},
+		{"long-transaction", stillActive, []leakcheck.Option{leakcheck.WithLongTransaction(10 * time.Millisecond)}, []string{"has had a transaction open for", "(threshold 10ms)"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d := newPG(t)
 			tt.plant(t, d.DB)
-			err := leakcheck.FindServer(ctx(t), d.Admin, d.AppName, leakcheck.WithTimeout(short))
+			err := leakcheck.FindServer(ctx(t), d.Admin, d.AppName, append(tt.opts, leakcheck.WithTimeout(short))...)
 			if tt.want == nil {
 				if err != nil {
 					t.Fatalf("FindServer on clean code: %v", err)

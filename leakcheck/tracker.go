@@ -2,6 +2,7 @@ package leakcheck
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"fmt"
 	"slices"
@@ -22,11 +23,16 @@ const longestKept = 8
 // stack capture (runtime.Callers, 40 frames, no symbol lookup) per
 // connection checkout, transaction, statement and rows; frames are resolved
 // only when a report is built. A Tracker is safe for concurrent use.
+//
+// A connection counts as acquired when it is opened or reset for reuse
+// (driver.SessionResetter, which pgx has), or, for drivers without
+// SessionResetter (sqlmock), at its first statement after it was last seen
+// idle; it counts as given back when the driver reports it valid on return
+// (driver.Validator) or when the idle probe of a leak report finds it idle.
 type Tracker struct {
 	mu       sync.Mutex
 	pools    int
 	conns    map[connKey]*connInfo
-	released bool      // a driver reported a connection going back to the pool (driver.Validator)
 	ended    []txEnded // the longest ended transactions, at most longestKept
 	across   []Finding // transactions held across external calls
 }
@@ -98,8 +104,16 @@ func (t *Tracker) hooks() drvwrap.Hooks {
 		},
 		After: func(ctx context.Context, c *drvwrap.Call, err error) error {
 			switch c.Op {
-			case drvwrap.OpRowsNext, drvwrap.OpCommit, drvwrap.OpRollback, drvwrap.OpPing:
+			case drvwrap.OpRowsNext, drvwrap.OpCommit, drvwrap.OpRollback:
 				// the hot path: nothing to record
+			case drvwrap.OpConnect, drvwrap.OpResetSession, drvwrap.OpPing:
+				if ctx.Value(probeKey{}) != nil {
+					t.markIdle(connKey{pool, c.ConnID})
+					return err
+				}
+				if c.Op != drvwrap.OpPing {
+					t.record(connKey{pool, c.ConnID}, c, err)
+				}
 			default:
 				t.record(connKey{pool, c.ConnID}, c, err)
 			}
@@ -144,7 +158,6 @@ func (t *Tracker) record(k connKey, c *drvwrap.Call, err error) {
 			ci.inUse, ci.acquired, ci.acquiredAt, ci.last = true, s, now, nil
 		}
 	case drvwrap.OpIsValid:
-		t.released = true
 		ci.inUse = false
 	case drvwrap.OpClose:
 		delete(t.conns, k)
@@ -172,6 +185,47 @@ func (t *Tracker) record(k connKey, c *drvwrap.Call, err error) {
 		case drvwrap.OpQuery, drvwrap.OpStmtQuery:
 			ci.rows = append(ci.rows, &rowsInfo{sql: c.SQL, site: s, opened: now})
 		}
+	}
+}
+
+// probeKey marks the context of the tracker's own probe of idle connections.
+type probeKey struct{}
+
+// markIdle notes that a connection sits idle in the pool: the probe took it.
+func (t *Tracker) markIdle(k connKey) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ci := t.conns[k]; ci != nil {
+		ci.inUse = false
+	}
+}
+
+// probeIdle learns which connections of db are idle — database/sql never
+// tells the driver when a connection goes back to the pool — by taking
+// every idle connection for a moment and pinging it with a marked context:
+// the hooks then mark it idle. What stays marked in use is held by someone.
+// It runs only when a pool check has already found a leak.
+func (t *Tracker) probeIdle(ctx context.Context, db *sql.DB) {
+	ctx, cancel := context.WithTimeout(context.WithValue(ctx, probeKey{}, true), 100*time.Millisecond)
+	defer cancel()
+	var taken []*sql.Conn
+	defer func() {
+		for _, c := range taken {
+			_ = c.Close()
+		}
+	}()
+	for range db.Stats().Idle {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			return
+		}
+		taken = append(taken, c)
+		_ = c.Raw(func(dc any) error {
+			if p, ok := dc.(driver.Pinger); ok {
+				return p.Ping(ctx)
+			}
+			return nil
+		})
 	}
 }
 
@@ -253,10 +307,13 @@ func (t *Tracker) Reset() {
 	t.ended, t.across = nil, nil
 }
 
-// Report describes what is still held — each connection in use, with where
-// it was acquired and the transaction and rows it holds — or "" when
-// nothing is.
-func (t *Tracker) Report() string {
+// Report describes what is still held in db, a pool opened on a connector
+// t wraps — each connection in use, with where it was acquired and the
+// transaction and rows it holds — or "" when nothing is. To tell the
+// connections in use from the idle ones it briefly takes and pings every
+// idle connection of db.
+func (t *Tracker) Report(ctx context.Context, db *sql.DB) string {
+	t.probeIdle(ctx, db)
 	return t.heldReport()
 }
 
@@ -278,25 +335,12 @@ func (t *Tracker) heldReport() string {
 	held := 0
 	for _, k := range keys {
 		ci := t.conns[k]
-		busy := ci.tx != nil || len(ci.rows) > 0 || (t.released && ci.inUse)
+		busy := ci.tx != nil || len(ci.rows) > 0 || ci.inUse
 		if !busy {
 			continue
 		}
 		held++
 		t.writeConn(&b, ci, now)
-	}
-	if held == 0 && !t.released {
-		// The driver never says when a connection goes back to the pool
-		// (no driver.Validator, e.g. sqlmock): name the last use of each.
-		for _, k := range keys {
-			ci := t.conns[k]
-			if ci.last == nil && ci.acquired == nil {
-				continue
-			}
-			held++
-			fmt.Fprintf(&b, "    connection %s: this driver does not report connections going back to the pool; last used by %s\n",
-				connName(k), siteLines(firstSite(ci.last, ci.acquired), "        "))
-		}
 	}
 	if held == 0 {
 		return ""
@@ -333,15 +377,6 @@ func connName(k connKey) string {
 		return fmt.Sprintf("#%d", k.id)
 	}
 	return fmt.Sprintf("#%d of pool %d", k.id, k.pool)
-}
-
-func firstSite(s ...*site) *site {
-	for _, x := range s {
-		if x != nil {
-			return x
-		}
-	}
-	return nil
 }
 
 // siteLines is the first frame of the caller's code, then up to three
