@@ -30,11 +30,11 @@ const longestKept = 8
 // idle; it counts as given back when the driver reports it valid on return
 // (driver.Validator) or when the idle probe of a leak report finds it idle.
 type Tracker struct {
-	mu       sync.Mutex
-	pools    int
-	conns    map[connKey]*connInfo
-	ended    []txEnded // the longest ended transactions, at most longestKept
-	across   []Finding // transactions held across external calls
+	mu     sync.Mutex
+	pools  int
+	conns  map[connKey]*connInfo
+	ended  []txEnded // the longest ended transactions, at most longestKept
+	across []Finding // transactions held across external calls
 }
 
 type connKey struct {
