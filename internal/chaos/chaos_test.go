@@ -1,0 +1,62 @@
+package chaos_test
+
+import (
+	"context"
+
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/sessionsafe/sessionsafe/handlers"
+	"github.com/sessionsafe/sessionsafe/internal/chaos"
+	"github.com/sessionsafe/sessionsafe/internal/mutant"
+	"github.com/sessionsafe/sessionsafe/pgtest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(pgtest.Main(m)) }
+
+func target(t testing.TB) chaos.Target {
+	t.Helper()
+	db := pgtest.New(t, pgtest.WithMigration("handlers-v1", handlers.Migrate))
+	return chaos.Target{DSN: db.DSN, Admin: db.Admin, AppName: db.AppName}
+}
+
+func TestRunClean(t *testing.T) {
+	tg := target(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	const seed = 7
+	t.Logf("seed %d", seed)
+	res, err := chaos.Run(ctx, chaos.Config{Seed: seed, Workers: 4, Ops: 200, FaultRate: 0.05, NoGoroutineCheck: true}, tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ops %d errors %d faults %d acked %d ambiguous %d in %s", res.Operations, res.Errors, res.Faults, res.Acked, res.Ambiguous, res.Duration)
+	for _, v := range res.Violations {
+		t.Errorf("violation: %s\ntrace:\n%s\nattribution:\n%s", v, v.Trace, v.Attribution)
+	}
+	if res.Faults == 0 {
+		t.Errorf("no fault fired in %d operations at rate 0.05: the run tested nothing", res.Operations)
+	}
+}
+
+func TestRunPlanted(t *testing.T) {
+	for _, b := range []mutant.Bug{mutant.RowsNotClosed, mutant.RollbackMissingOnError, mutant.CommitErrorIgnored, mutant.TxHeldAcrossTitleGenerator, mutant.ConnNeverClosed, mutant.SendRetryWithoutClientID} {
+		t.Run(b.String(), func(t *testing.T) {
+			tg := target(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			t.Cleanup(cancel)
+			res, err := chaos.Run(ctx, chaos.Config{Seed: 11, Workers: 2, Ops: 300, FaultRate: 0.1, Plant: []mutant.Bug{b}, NoGoroutineCheck: true, CheckTimeout: 500 * time.Millisecond}, tg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Violations) == 0 {
+				t.Errorf("planted %s: no violation in %d operations (%d faults)", b, res.Operations, res.Faults)
+			}
+			for _, v := range res.Violations {
+				t.Logf("violation: %s", v)
+			}
+		})
+	}
+}

@@ -1,0 +1,148 @@
+package chaos
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sessionsafe/sessionsafe/internal/mutant"
+)
+
+// ServerControl is what server chaos needs of the server beyond SQL (a *pgtest.Server).
+type ServerControl interface {
+	Restart(ctx context.Context) error
+	Pause(ctx context.Context) error
+	Resume(ctx context.Context) error
+}
+
+// Target is the real Postgres database a run works on.
+type Target struct {
+	DSN     string  // URL DSN of the database (with an application_name, which the workers replace)
+	Admin   *sql.DB // a superuser pool on the same server, for the server checks and terminations
+	AppName string  // prefix of the workers' application_names
+	Server  ServerControl
+}
+
+// Config is one chaos run.
+type Config struct {
+	Seed      int64
+	Workers   int
+	Ops       int           // operations in all, split across the workers (0: until Duration)
+	Duration  time.Duration // 0: until Ops
+	FaultRate float64       // probability of a fault at each eligible driver step
+
+	From     int   // skip the operations of each stream before this index
+	FaultsAt []int // nil: faults anywhere; else only in these operations of each stream
+
+	Plant []mutant.Bug
+
+	TerminateEvery time.Duration
+	RestartEvery   time.Duration
+	PauseEvery     time.Duration
+
+	// OpTimeout bounds one operation; one still running then is a violation. Zero: 15s.
+	OpTimeout time.Duration
+	// CheckTimeout is how long the checks poll for things to settle. Zero: 2s.
+	CheckTimeout time.Duration
+	// ServerCheckEvery runs the server check every this many operations of a worker
+	// (0: 10), besides quiescence.
+	ServerCheckEvery int
+	// NoChecks turns every check and the ledger off and FaultRate is ignored: the baseline
+	// workload of the throughput benchmark.
+	NoChecks bool
+	// NoGoroutineCheck turns the goroutine check at quiescence off.
+	NoGoroutineCheck bool
+
+	// Log, if set, gets one line per fault fired and per violation.
+	Log io.Writer
+	// Counters, if set, is updated live (for a progress display).
+	Counters *Counters
+}
+
+func (c *Config) defaults() {
+	if c.OpTimeout == 0 {
+		c.OpTimeout = 15 * time.Second
+	}
+	if c.CheckTimeout == 0 {
+		c.CheckTimeout = 2 * time.Second
+	}
+	if c.ServerCheckEvery == 0 {
+		c.ServerCheckEvery = 10
+	}
+}
+
+// opsOf returns how many operations worker w runs (-1: until the duration ends).
+func (c *Config) opsOf(w int) int {
+	if c.Ops == 0 {
+		return -1
+	}
+	n := c.Ops / c.Workers
+	if w < c.Ops%c.Workers {
+		n++
+	}
+	return n
+}
+
+// Violation is one broken invariant found by a run.
+type Violation struct {
+	Invariant   string // pool, server, long-transaction, goroutines, deadline, ledger, ...
+	Worker      int    // -1: not one worker's (quiescence, goroutines)
+	StreamSeed  int64  // the seed that replays the worker's stream alone
+	OpIndex     int    // the operation of the worker's stream (-1: not one operation's)
+	Operation   string
+	Faults      []string // the faults that fired in that operation
+	Message     string
+	Trace       string // the operation's driver steps
+	Attribution string // where the leaked connection or transaction was acquired
+}
+
+func (v Violation) String() string {
+	where := "at quiescence"
+	if v.OpIndex >= 0 {
+		where = fmt.Sprintf("worker %d (stream seed %d) operation %d %s", v.Worker, v.StreamSeed, v.OpIndex, v.Operation)
+	} else if v.Worker >= 0 {
+		where = fmt.Sprintf("worker %d (stream seed %d) at quiescence", v.Worker, v.StreamSeed)
+	}
+	s := fmt.Sprintf("%s: %s: %s", v.Invariant, where, v.Message)
+	if len(v.Faults) > 0 {
+		s += " [faults: " + strings.Join(v.Faults, ", ") + "]"
+	}
+	return s
+}
+
+// Result is the outcome of a run.
+type Result struct {
+	Seed        int64
+	Workers     int
+	Operations  int64
+	Errors      int64 // operations that returned an error (expected under faults)
+	Faults      int64
+	Terminated  int64
+	Restarts    int64
+	Pauses      int64
+	Acked       int64 // acknowledged writes checked by the ledger
+	Ambiguous   int64 // writes whose outcome the client could not know
+	Duration    time.Duration
+	Interrupted bool
+	Violations  []Violation
+	// FaultOps lists, per worker, the operation indices where a fault fired (for shrinking).
+	FaultOps map[int][]int
+}
+
+// OpsPerSec is the run's throughput.
+func (r *Result) OpsPerSec() float64 {
+	if r.Duration <= 0 {
+		return 0
+	}
+	return float64(r.Operations) / r.Duration.Seconds()
+}
+
+func (r *Result) faultOpsOf(w int) []int {
+	ops := append([]int(nil), r.FaultOps[w]...)
+	sort.Ints(ops)
+	return ops
+}

@@ -1,0 +1,39 @@
+// Package chaos runs the thread handlers under concurrent, seeded, random failure and checks
+// that no session leaks and no acknowledged write is lost — the engine behind
+// `sessionsafe chaos` and `sessionsafe replay -seed`.
+//
+// # Postgres
+//
+// Each of N workers owns a user, a small pool of its own (its own application_name, its own
+// leak tracker and fault hooks) and a stream of operations drawn from its stream seed
+// (run seed + worker index). Every decision — which operation, which thread, whether a
+// driver step fails and how — comes from a generator seeded by (stream seed, operation
+// index), so one worker's stream replays exactly with -workers 1 -seed <stream seed>, and
+// an operation keeps its faults when earlier operations are skipped (-from) or when faults
+// elsewhere are dropped (-faults-at).
+//
+// After every operation the worker's pool must have every connection back (leakcheck pool
+// check, with the tracker's attribution); the server check (no backend of the worker's
+// application_name idle in transaction, aborted, active or holding locks) runs every few
+// operations and at quiescence, with the long-transaction check (a transaction held across
+// the title generator) and the goroutine check. At the end the ledger is checked against the
+// database: every acknowledged write is there, no write that failed cleanly is there, no
+// message was stored twice. A write is ambiguous — may or may not be there — when its commit
+// was cut after the server committed or when server chaos (a terminated backend, a restart,
+// a pause) overlapped it.
+//
+// Server chaos on demand: terminate the backends of a random worker, restart the server,
+// pause it briefly.
+//
+// # Sqlmock
+//
+// On sqlmock the workers draw random cases of the step × fault matrix (package scenarios)
+// and run them concurrently; each finding is a violation whose replay is the matrix case.
+//
+// # Deviation from the shared contract
+//
+// Driver-level faults here come from a small seeded rate injector over internal/drvwrap
+// rather than faults.RandomPlan: a chaos run draws a fresh decision at every step of every
+// operation of every worker, which a per-run plan of step indexes cannot express under
+// concurrency. The fault kinds and their spelling are those of package faults.
+package chaos

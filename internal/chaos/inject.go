@@ -1,0 +1,200 @@
+package chaos
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
+)
+
+// pgCodes are the SQLSTATEs a pgerr fault carries.
+var pgCodes = []string{"40001", "40P01", "23505", "57014", "57P01", "53300", "08006"}
+
+// errInjected is the plain error fault.
+var errInjected = errors.New("chaos: injected fault")
+
+// lostCommit is a commit that never reached the server: the connection is discarded (so the
+// server rolls the transaction back) and the caller sees err.
+type lostCommit struct{ err error }
+
+func (e *lostCommit) Error() string   { return e.err.Error() }
+func (e *lostCommit) Unwrap() []error { return []error{e.err, driver.ErrBadConn} }
+
+// step is one driver call of an operation, for the trace of a violation.
+type step struct {
+	op    drvwrap.Op
+	sql   string
+	fault string
+	err   string
+}
+
+// injector decides, for one worker, whether each driver step fails. It is armed per
+// operation with that operation's generator; between operations it injects nothing.
+type injector struct {
+	rate float64
+
+	mu      sync.Mutex
+	rng     *rand.Rand // nil: disarmed
+	cancel  context.CancelFunc
+	steps   []step
+	fired   []string
+	ambig   bool // a commit was cut after the server committed
+	faults  int64
+	onFault func()
+}
+
+const maxTraceSteps = 64
+
+// arm starts an operation: faults are drawn from rng (nil: none) and cancel is what a
+// "cancel" fault calls.
+func (in *injector) arm(rng *rand.Rand, cancel context.CancelFunc) {
+	in.mu.Lock()
+	in.rng, in.cancel = rng, cancel
+	in.steps, in.fired, in.ambig = in.steps[:0], in.fired[:0], false
+	in.mu.Unlock()
+}
+
+// disarm ends the operation and returns what fired and whether a commit was ambiguous.
+func (in *injector) disarm() (fired []string, ambiguous bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.rng, in.cancel = nil, nil
+	return append([]string(nil), in.fired...), in.ambig
+}
+
+// peekAmbiguous returns what fired so far in the operation and whether a commit was ambiguous.
+func (in *injector) peekAmbiguous() (fired []string, ambiguous bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.fired, in.ambig
+}
+
+// trace returns the steps of the last operation, one a line.
+func (in *injector) trace() string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	var b strings.Builder
+	for i, s := range in.steps {
+		fmt.Fprintf(&b, "%3d %-11s", i+1, s.op)
+		if s.sql != "" {
+			q := strings.Join(strings.Fields(s.sql), " ")
+			if len(q) > 90 {
+				q = q[:90] + "…"
+			}
+			fmt.Fprintf(&b, " %s", q)
+		}
+		if s.fault != "" {
+			fmt.Fprintf(&b, "  <- %s", s.fault)
+		}
+		if s.err != "" {
+			fmt.Fprintf(&b, "  (error: %s)", s.err)
+		}
+		b.WriteByte('\n')
+	}
+	if len(in.steps) == maxTraceSteps {
+		b.WriteString("... (trace truncated)\n")
+	}
+	return b.String()
+}
+
+// eligible reports whether a fault may be injected at op: the steps whose failure the code
+// under test must handle. Rollback, close, reset and validity checks are left alone: a
+// rollback that never reaches the driver would leave the injector's own transaction open.
+func eligible(op drvwrap.Op) bool {
+	switch op {
+	case drvwrap.OpConnect, drvwrap.OpBegin, drvwrap.OpPrepare, drvwrap.OpExec, drvwrap.OpQuery,
+		drvwrap.OpStmtExec, drvwrap.OpStmtQuery, drvwrap.OpRowsNext, drvwrap.OpCommit:
+		return true
+	}
+	return false
+}
+
+func (in *injector) record(c *drvwrap.Call, fault string) {
+	if len(in.steps) < maxTraceSteps {
+		in.steps = append(in.steps, step{op: c.Op, sql: c.SQL, fault: fault})
+	}
+	if fault != "" {
+		in.fired = append(in.fired, fault+" at "+c.Op.String())
+		in.faults++
+		if in.onFault != nil {
+			in.onFault()
+		}
+	}
+}
+
+// hooks returns the drvwrap hooks of the injector.
+func (in *injector) hooks() drvwrap.Hooks {
+	return drvwrap.Hooks{
+		Before: func(ctx context.Context, c *drvwrap.Call) error {
+			in.mu.Lock()
+			if in.rng == nil || !eligible(c.Op) || in.rng.Float64() >= in.rate {
+				if in.rng != nil {
+					in.record(c, "")
+				}
+				in.mu.Unlock()
+				return nil
+			}
+			kind := in.rng.IntN(10)
+			code := pgCodes[in.rng.IntN(len(pgCodes))]
+			delay := time.Duration(1+in.rng.IntN(20)) * time.Millisecond
+			var fault string
+			var err error
+			switch {
+			case c.Op == drvwrap.OpCommit && kind < 4:
+				// Cut after the commit was sent: the server commits, the client sees a
+				// broken connection. Decided here, acted on in After.
+				fault = "ambiguous"
+				in.ambig = true
+			case c.Op == drvwrap.OpCommit:
+				fault = "pgerr=" + code
+				err = &lostCommit{&pgconn.PgError{Severity: "ERROR", Code: code, Message: "chaos: injected at commit"}}
+			case kind == 0:
+				fault = "error"
+				err = errInjected
+			case kind <= 3:
+				fault = "pgerr=" + code
+				err = &pgconn.PgError{Severity: "ERROR", Code: code, Message: "chaos: injected"}
+			case kind == 4:
+				fault = "badconn"
+				err = driver.ErrBadConn
+			case kind == 5 && in.cancel != nil:
+				fault = "cancel"
+				in.cancel()
+				err = context.Canceled
+			default:
+				fault = "latency=" + delay.String()
+			}
+			in.record(c, fault)
+			in.mu.Unlock()
+			if strings.HasPrefix(fault, "latency") {
+				t := time.NewTimer(delay)
+				defer t.Stop()
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return err
+		},
+		After: func(ctx context.Context, c *drvwrap.Call, err error) error {
+			if c.Op != drvwrap.OpCommit {
+				return err
+			}
+			in.mu.Lock()
+			defer in.mu.Unlock()
+			if n := len(in.steps); n > 0 && in.steps[n-1].op == drvwrap.OpCommit && in.steps[n-1].fault == "ambiguous" && err == nil {
+				return driver.ErrBadConn
+			}
+			return err
+		},
+	}
+}

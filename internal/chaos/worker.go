@@ -1,0 +1,426 @@
+package chaos
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/sessionsafe/sessionsafe/handlers"
+	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
+	"github.com/sessionsafe/sessionsafe/internal/mutant"
+	"github.com/sessionsafe/sessionsafe/leakcheck"
+)
+
+// The operations of the mix, with their weights.
+var mix = []struct {
+	name   string
+	weight int
+}{
+	{handlers.OpCreateThread, 14},
+	{handlers.OpGetThread, 14},
+	{handlers.OpListThreads, 8},
+	{handlers.OpUpdateThread, 16},
+	{handlers.OpSendMessage, 22},
+	{handlers.OpGetMessages, 14},
+	{handlers.OpAutoRename, 6},
+	{handlers.OpDeleteThread, 6},
+}
+
+var mixTotal = func() int {
+	n := 0
+	for _, m := range mix {
+		n += m.weight
+	}
+	return n
+}()
+
+// opRand returns the generator of operation i of the stream seeded by seed; salt separates
+// the choices of the operation from its faults.
+func opRand(seed int64, i int, salt uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(uint64(seed)^salt, uint64(i)))
+}
+
+const (
+	saltChoice = 0x243f6a8885a308d3
+	saltFaults = 0x13198a2e03707344
+)
+
+// titleGen is the worker's title generator: deterministic, and run through the tracker's
+// External so that a transaction held across it is a finding.
+type titleGen struct {
+	tracker *leakcheck.Tracker
+	last    string
+}
+
+func (g *titleGen) GenerateTitle(ctx context.Context, first string) (string, error) {
+	var title string
+	err := g.tracker.External(ctx, "title generator", func(ctx context.Context) error {
+		t, err := handlers.FirstWordsTitle{Words: 4}.GenerateTitle(ctx, first)
+		title = t
+		return err
+	})
+	g.last = title
+	return title, err
+}
+
+// worker runs one stream of operations on its own pool.
+type worker struct {
+	id      int
+	seed    int64
+	cfg     *Config
+	run     *runState
+	appName string
+	user    string
+
+	db      *sql.DB
+	svc     *handlers.Service
+	tracker *leakcheck.Tracker
+	inj     *injector
+	titles  *titleGen
+	ledger  *ledger
+
+	ops, errs   int64
+	faultOps    []int
+	violations  []Violation
+	readProblem string
+}
+
+// runState is shared by the workers of one run.
+type runState struct {
+	epoch   atomic.Int64 // bumped by every server chaos action
+	target  Target
+	stopped atomic.Bool
+}
+
+func newWorker(id int, cfg *Config, rs *runState) (*worker, error) {
+	w := &worker{id: id, seed: cfg.Seed + int64(id), cfg: cfg, run: rs,
+		appName: appName(rs.target.AppName, id), ledger: newLedger()}
+	w.user = fmt.Sprintf("%s-user%d", w.appName, id)
+	pc, err := pgx.ParseConfig(rs.target.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("chaos: worker %d: parse dsn: %w", id, err)
+	}
+	pc.RuntimeParams["application_name"] = w.appName
+	w.tracker = leakcheck.NewTracker()
+	w.inj = &injector{rate: cfg.FaultRate}
+	if cfg.Counters != nil {
+		w.inj.onFault = func() { cfg.Counters.Faults.Add(1) }
+	}
+	var conn = stdlib.GetConnector(*pc)
+	if !cfg.NoChecks {
+		conn = drvwrap.WrapConnector(w.tracker.WrapConnector(conn), w.inj.hooks())
+	}
+	w.db = sql.OpenDB(conn)
+	w.db.SetMaxOpenConns(2)
+	w.db.SetMaxIdleConns(2)
+	w.titles = &titleGen{tracker: w.tracker}
+	w.svc = handlers.New(w.db, handlers.WithTitleGenerator(w.titles))
+	return w, nil
+}
+
+// appName is the application_name of worker id: short enough for Postgres' 63 bytes.
+func appName(prefix string, id int) string {
+	if len(prefix) > 50 {
+		prefix = prefix[len(prefix)-50:]
+	}
+	return fmt.Sprintf("%s-w%d", prefix, id)
+}
+
+func (w *worker) wantsFaults(i int) bool {
+	if w.cfg.NoChecks || w.cfg.FaultRate == 0 {
+		return false
+	}
+	if w.cfg.FaultsAt == nil {
+		return true
+	}
+	for _, j := range w.cfg.FaultsAt {
+		if j == i {
+			return true
+		}
+	}
+	return false
+}
+
+// loop runs the worker's operations until its count is done or ctx ends.
+func (w *worker) loop(ctx context.Context) {
+	n := w.cfg.opsOf(w.id)
+	for i := w.cfg.From; n < 0 || i < n; i++ {
+		if ctx.Err() != nil || w.run.stopped.Load() {
+			return
+		}
+		if !w.step(ctx, i) {
+			return
+		}
+		if !w.cfg.NoChecks && (i+1)%w.cfg.ServerCheckEvery == 0 && w.cfg.CheckTimeout > 0 {
+			if !w.checkServer(ctx, i) {
+				return
+			}
+		}
+	}
+}
+
+// step runs operation i and its per-operation checks; false stops the worker.
+func (w *worker) step(runCtx context.Context, i int) bool {
+	choice := opRand(w.seed, i, saltChoice)
+	pick := choice.IntN(mixTotal)
+	op := mix[len(mix)-1].name
+	for _, m := range mix {
+		if pick < m.weight {
+			op = m.name
+			break
+		}
+		pick -= m.weight
+	}
+	live := w.ledger.live()
+	var th *threadLedger
+	if len(live) > 0 {
+		th = live[choice.IntN(len(live))]
+	}
+	if th == nil && op != handlers.OpListThreads {
+		op = handlers.OpCreateThread
+	}
+
+	ctx, cancel := context.WithTimeout(runCtx, w.cfg.OpTimeout)
+	defer cancel()
+	if len(w.cfg.Plant) > 0 {
+		ctx = mutant.With(ctx, w.cfg.Plant...)
+	}
+	var faultRng *rand.Rand
+	if w.wantsFaults(i) {
+		faultRng = opRand(w.seed, i, saltFaults)
+	}
+	epoch := w.run.epoch.Load()
+	w.inj.arm(faultRng, cancel)
+	err := w.do(ctx, choice, op, th, i, epoch)
+	fired, _ := w.inj.disarm()
+	w.ops++
+	if w.cfg.Counters != nil {
+		w.cfg.Counters.Ops.Add(1)
+	}
+	if err != nil {
+		w.errs++
+		if w.cfg.Counters != nil {
+			w.cfg.Counters.Errors.Add(1)
+		}
+	}
+	if len(fired) > 0 {
+		w.faultOps = append(w.faultOps, i)
+		if w.cfg.Log != nil {
+			fmt.Fprintf(w.cfg.Log, "worker %d op %d %s: %s -> %v\n", w.id, i, op, strings.Join(fired, ", "), err)
+		}
+	}
+	if w.cfg.NoChecks {
+		return true
+	}
+	if runCtx.Err() != nil {
+		// Interrupted: the operation was cut short by the run ending, not by a fault.
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == context.DeadlineExceeded {
+		w.violate(i, op, fired, "deadline", fmt.Sprintf("the operation was still running after %s", w.cfg.OpTimeout), "")
+		return false
+	}
+	checkCtx, cancelCheck := context.WithTimeout(runCtx, w.cfg.CheckTimeout+time.Second)
+	defer cancelCheck()
+	if perr := leakcheck.FindPool(checkCtx, w.db, leakcheck.WithTimeout(w.cfg.CheckTimeout), leakcheck.WithTracker(w.tracker)); perr != nil {
+		if runCtx.Err() != nil {
+			return false
+		}
+		msg, detail := findings(perr)
+		w.violate(i, op, fired, "pool", "after the operation returned ("+errText(err)+"): "+msg, detail)
+		return false
+	}
+	if lerr := leakcheck.FindLongTransactions(checkCtx, w.tracker); lerr != nil {
+		msg, detail := findings(lerr)
+		w.violate(i, op, fired, "long-transaction", msg, detail)
+		return false
+	}
+	if err != nil && len(fired) == 0 && w.run.epoch.Load() == epoch && !expected(err) {
+		w.violate(i, op, fired, "unexpected-error", "the operation failed with no fault injected and no server chaos: "+err.Error(), "")
+		return false
+	}
+	if w.readProblem != "" {
+		w.violate(i, op, fired, "ledger", w.readProblem, "")
+		return false
+	}
+	return true
+}
+
+// checkServer runs the server check for the worker's application_name.
+func (w *worker) checkServer(runCtx context.Context, i int) bool {
+	if w.run.target.Admin == nil {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(runCtx, w.cfg.CheckTimeout+2*time.Second)
+	defer cancel()
+	err := leakcheck.FindServer(ctx, w.run.target.Admin, w.appName, leakcheck.WithTimeout(w.cfg.CheckTimeout))
+	if err == nil || runCtx.Err() != nil {
+		return true
+	}
+	if !errors.Is(err, leakcheck.ErrLeak) {
+		// The check could not run (the server restarting): not a finding.
+		return true
+	}
+	msg, detail := findings(err)
+	w.violate(i, "", nil, "server", "after operation "+fmt.Sprint(i)+": "+msg, detail)
+	return false
+}
+
+func (w *worker) violate(i int, op string, fired []string, inv, msg, attribution string) {
+	v := Violation{Invariant: inv, Worker: w.id, StreamSeed: w.seed, OpIndex: i, Operation: op, Faults: fired,
+		Message: msg, Trace: w.inj.trace(), Attribution: attribution}
+	w.violations = append(w.violations, v)
+	if w.cfg.Counters != nil {
+		w.cfg.Counters.Violations.Add(1)
+	}
+	if w.cfg.Log != nil {
+		fmt.Fprintf(w.cfg.Log, "VIOLATION %s\n", v)
+	}
+}
+
+// expected reports whether err is an answer the handlers give without any failure: a
+// missing thread, a conflict (e.g. auto-rename of a thread with no user message), bad input.
+func expected(err error) bool {
+	var ve *handlers.ValidationError
+	return errors.Is(err, handlers.ErrNotFound) || errors.Is(err, handlers.ErrConflict) || errors.As(err, &ve)
+}
+
+// findings splits a leakcheck error into its summaries and its details.
+func findings(err error) (summary, detail string) {
+	var le *leakcheck.Error
+	if !errors.As(err, &le) {
+		return err.Error(), ""
+	}
+	var s, d []string
+	for _, f := range le.Findings {
+		s = append(s, f.Summary)
+		if f.Detail != "" {
+			d = append(d, f.Detail)
+		}
+	}
+	return strings.Join(s, "; "), strings.Join(d, "\n")
+}
+
+func errText(err error) string {
+	if err == nil {
+		return "it returned success"
+	}
+	return "it returned: " + err.Error()
+}
+
+// outcomeOf classifies a write: acknowledged, failed cleanly, or ambiguous (a commit cut
+// after the server had it, or server chaos during the operation).
+func (w *worker) outcomeOf(err error, epoch int64) outcome {
+	if err == nil {
+		return acked
+	}
+	_, amb := w.inj.peekAmbiguous()
+	if amb || w.run.epoch.Load() != epoch {
+		return ambiguous
+	}
+	return failed
+}
+
+// do runs one operation and records its writes in the ledger.
+func (w *worker) do(ctx context.Context, choice *rand.Rand, op string, th *threadLedger, i int, epoch int64) error {
+	s := w.svc
+	switch op {
+	case handlers.OpCreateThread:
+		title := fmt.Sprintf("w%d-c%d", w.id, i)
+		t, err := s.CreateThread(ctx, w.user, handlers.CreateThreadInput{Title: title, Metadata: map[string]any{"op": i}})
+		if o := w.outcomeOf(err, epoch); o == acked {
+			w.ledger.created(t.ID, title)
+		} else {
+			w.ledger.createOutcome(title, o)
+		}
+		return err
+	case handlers.OpGetThread:
+		_, err := s.GetThread(ctx, w.user, th.id)
+		return w.checkRead(err, th, epoch)
+	case handlers.OpListThreads:
+		_, err := s.ListThreads(ctx, w.user, handlers.Page{Offset: choice.IntN(3), Limit: 1 + choice.IntN(20)})
+		return err
+	case handlers.OpUpdateThread:
+		title := fmt.Sprintf("w%d-u%d", w.id, i)
+		key := fmt.Sprintf("k%d", i)
+		in := handlers.UpdateThreadInput{Metadata: map[string]any{key: i}}
+		if choice.IntN(2) == 0 {
+			in.Title = &title
+		}
+		_, err := s.UpdateThread(ctx, w.user, th.id, in)
+		o := w.outcomeOf(err, epoch)
+		if errors.Is(err, handlers.ErrNotFound) {
+			o = failed
+		}
+		w.ledger.count(o)
+		th.keys[key] = o
+		if in.Title != nil {
+			th.setTitle(title, o)
+		}
+		return err
+	case handlers.OpSendMessage:
+		cid := fmt.Sprintf("w%d-m%d", w.id, i)
+		in := handlers.SendMessageInput{Role: "user", Content: fmt.Sprintf("message %d from worker %d", i, w.id), ClientMessageID: cid}
+		_, err := s.SendMessage(ctx, w.user, th.id, in)
+		o := w.outcomeOf(err, epoch)
+		th.mergeMsg(cid, o)
+		if err != nil && (o == ambiguous || handlers.IsRetryable(err)) && ctx.Err() == nil {
+			// Retry once with the same client id: the send must stay idempotent.
+			_, err = s.SendMessage(ctx, w.user, th.id, in)
+			th.mergeMsg(cid, w.outcomeOf(err, epoch))
+		}
+		w.ledger.count(th.msgs[cid])
+		return err
+	case handlers.OpGetMessages:
+		_, err := s.GetMessages(ctx, w.user, th.id, handlers.Page{Offset: 0, Limit: 1 + choice.IntN(50)})
+		return w.checkRead(err, th, epoch)
+	case handlers.OpAutoRename:
+		w.titles.last = ""
+		t, err := s.AutoRename(ctx, w.user, th.id)
+		o := w.outcomeOf(err, epoch)
+		switch {
+		case o == acked:
+			th.setTitle(t.Title, acked)
+		case w.titles.last != "":
+			// The title was generated: its write may or may not have happened.
+			if o == failed {
+				o = ambiguous
+			}
+			th.setTitle(w.titles.last, o)
+		}
+		w.ledger.count(o)
+		return err
+	case handlers.OpDeleteThread:
+		err := s.DeleteThread(ctx, w.user, th.id)
+		o := w.outcomeOf(err, epoch)
+		switch {
+		case errors.Is(err, handlers.ErrNotFound) && th.deleted == ambiguous:
+			th.deleted = acked // an earlier ambiguous delete did happen
+		case th.deleted == acked:
+		case th.deleted == ambiguous && o == failed:
+		default:
+			th.deleted = o
+		}
+		w.ledger.count(o)
+		return err
+	}
+	return fmt.Errorf("chaos: unknown operation %q", op)
+}
+
+// checkRead notes a read of a thread the worker knows is live answering "not found".
+func (w *worker) checkRead(err error, th *threadLedger, epoch int64) error {
+	if errors.Is(err, handlers.ErrNotFound) && th.deleted == 0 && w.run.epoch.Load() == epoch {
+		if fired, _ := w.inj.peekAmbiguous(); len(fired) == 0 {
+			w.readProblem = fmt.Sprintf("thread %s answered not found to its owner although it was never deleted", th.id)
+		}
+	}
+	return err
+}
