@@ -38,7 +38,6 @@ func frameSkipped(fn string) bool {
 
 var skippedPrefixes = []string{
 	"runtime.",
-	"testing.tRunner",
 	"database/sql.",
 	"github.com/sessionsafe/sessionsafe/internal/drvwrap.",
 	"github.com/sessionsafe/sessionsafe/leakcheck.(*Tracker)",
@@ -61,7 +60,7 @@ func (s *site) background() bool {
 }
 
 // frames returns up to max frames of the caller's code, formatted as
-// "pkg.Func at dir/file.go:line".
+// "pkg.Func at dir/file.go:line", stopping at the testing package.
 func (s *site) frames(max int) []string {
 	if s == nil || s.n == 0 {
 		return nil
@@ -70,6 +69,9 @@ func (s *site) frames(max int) []string {
 	frames := runtime.CallersFrames(s.pcs[:s.n])
 	for len(out) < max {
 		f, more := frames.Next()
+		if strings.HasPrefix(f.Function, "testing.") {
+			break // the test harness: what called the test is no news
+		}
 		if f.Function != "" && !frameSkipped(f.Function) {
 			out = append(out, fmt.Sprintf("%s at %s:%d", shortFunc(f.Function), shortFile(f.File), f.Line))
 		}
