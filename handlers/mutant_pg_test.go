@@ -1,7 +1,119 @@
 package handlers
 
-import "github.com/sessionsafe/sessionsafe/internal/mutant"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
 
-// plantedOnPostgres names, for each bug caught on real Postgres, the check
-// that catches it.
-var plantedOnPostgres = map[mutant.Bug]check{}
+	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
+	"github.com/sessionsafe/sessionsafe/internal/mutant"
+)
+
+// plantedOnPostgres names, for bugs caught on a real server, the check that
+// catches them. Some are also caught on sqlmock: here the server itself
+// shows the damage.
+var plantedOnPostgres = map[mutant.Bug]check{
+	mutant.RowsNotClosed:              getMessagesCase,
+	mutant.MetadataReadModifyWrite:    concurrentPatchesCase,
+	mutant.SendRetryWithoutClientID:   retriedSendCase,
+	mutant.RollbackMissingOnError:     serverRollbackCase,
+	mutant.TxHeldAcrossTitleGenerator: serverNothingHeldAcrossGeneratorCase,
+}
+
+func TestPlantedBugsCaughtOnPostgres(t *testing.T) {
+	for _, bug := range mutant.All() {
+		c, ok := plantedOnPostgres[bug]
+		if !ok {
+			continue
+		}
+		t.Run(bug.String(), func(t *testing.T) {
+			ctx, cancel := context.WithCancel(mutant.With(context.Background(), bug))
+			t.Cleanup(cancel)
+			err := c(ctx, t)
+			if err == nil {
+				t.Fatalf("with %v planted the check passed; want it to report the bug", bug)
+			}
+			t.Logf("caught %v: %v", bug, err)
+		})
+	}
+}
+
+func TestPostgresChecksPassWithoutBugs(t *testing.T) {
+	tests := []struct {
+		name string
+		c    check
+	}{
+		{"getMessagesCase", getMessagesCase},
+		{"serverRollbackCase", serverRollbackCase},
+		{"serverNothingHeldAcrossGeneratorCase", serverNothingHeldAcrossGeneratorCase},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			requireClean(t, tt.c(context.Background(), t))
+		})
+	}
+}
+
+// getMessagesCase: GetMessages returns a thread's messages in order.
+func getMessagesCase(ctx context.Context, tb testing.TB) error {
+	tb.Helper()
+	f := newPG(tb)
+	th := f.seedThread(tb, pgUser, 3)
+	msgs, err := f.svc.GetMessages(ctx, pgUser, th.ID, Page{Limit: 10})
+	var errs []error
+	if err != nil {
+		errs = append(errs, fmt.Errorf("get messages: %w", err))
+	} else if len(msgs) != 3 {
+		errs = append(errs, fmt.Errorf("get messages: got %d; want 3", len(msgs)))
+	}
+	return errors.Join(append(errs, f.serverClean(time.Second))...)
+}
+
+// serverRollbackCase: after a failed delete the server shows no open
+// transaction and no lock.
+func serverRollbackCase(ctx context.Context, tb testing.TB) error {
+	tb.Helper()
+	f := newPG(tb)
+	th := f.seedThread(tb, pgUser, 0)
+	f.failOnce(drvwrap.OpExec, sqlArchiveThread, func(context.Context) error { return errInjected })
+	var errs []error
+	wantErrIs(&errs, f.svc.DeleteThread(ctx, pgUser, th.ID), errInjected)
+	return errors.Join(append(errs, f.serverClean(500*time.Millisecond))...)
+}
+
+// serverGenerator asks the server, while generating, whether a backend of
+// the service's pool is inside a transaction.
+type serverGenerator struct {
+	f        *pgFixture
+	problems []error
+}
+
+func (g *serverGenerator) GenerateTitle(ctx context.Context, first string) (string, error) {
+	var n int
+	err := g.f.pg.Admin.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity
+WHERE application_name = $1 AND state LIKE 'idle in transaction%'`, g.f.pg.AppName).Scan(&n)
+	if err != nil {
+		g.problems = append(g.problems, err)
+	} else if n > 0 {
+		g.problems = append(g.problems, fmt.Errorf("server: %d transaction(s) open while the title generator ran; want 0", n))
+	}
+	return "generated", nil
+}
+
+// serverNothingHeldAcrossGeneratorCase: no transaction is open on the
+// server while AutoRename waits for its title generator.
+func serverNothingHeldAcrossGeneratorCase(ctx context.Context, tb testing.TB) error {
+	tb.Helper()
+	gen := &serverGenerator{}
+	f := newPG(tb, WithTitleGenerator(gen))
+	gen.f = f
+	th := f.seedThread(tb, pgUser, 1)
+	var errs []error
+	if _, err := f.svc.AutoRename(ctx, pgUser, th.ID); err != nil {
+		errs = append(errs, fmt.Errorf("auto-rename: %w", err))
+	}
+	errs = append(errs, gen.problems...)
+	return errors.Join(append(errs, f.serverClean(time.Second))...)
+}

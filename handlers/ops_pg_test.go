@@ -2,16 +2,131 @@ package handlers
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 )
 
-func TestPostgresSmoke(t *testing.T) {
+// TestPostgresOperations runs every operation's success path on a real
+// server and reads back what it did.
+func TestPostgresOperations(t *testing.T) {
 	f := newPG(t)
-	th := f.seedThread(t, "alice", 2)
-	got, err := f.svc.GetThread(context.Background(), "alice", th.ID)
+	ctx := context.Background()
+
+	th, err := f.svc.CreateThread(ctx, pgUser, CreateThreadInput{Title: "trip", Metadata: map[string]any{"user_id": "mallory", "topic": "travel"}})
 	if err != nil {
+		t.Fatalf("CreateThread: %v", err)
+	}
+	if err := checkThreadID(th.ID); err != nil || th.UserID != pgUser || th.Metadata["user_id"] != pgUser || th.Metadata["topic"] != "travel" {
+		t.Fatalf("CreateThread: got %+v; want a UUID id, owner %q in user_id and metadata", th, pgUser)
+	}
+	older := f.seedThread(t, pgUser, 0)
+
+	for i, content := range []string{"Plan a weekend in Lisbon with trams", "and pastries"} {
+		m, err := f.svc.SendMessage(ctx, pgUser, th.ID, SendMessageInput{Content: content, ClientMessageID: fmt.Sprintf("c%d", i), Metadata: map[string]any{"n": i}})
+		if err != nil {
+			t.Fatalf("SendMessage: %v", err)
+		}
+		if m.Seq != int64(i+1) || m.Role != "user" || m.Content != content || m.ThreadID != th.ID {
+			t.Fatalf("SendMessage: got %+v; want seq %d, role user", m, i+1)
+		}
+	}
+
+	got, err := f.svc.GetThread(ctx, pgUser, th.ID)
+	if err != nil || got.MessageCount != 2 || got.Title != "trip" {
+		t.Fatalf("GetThread: got %+v, %v; want title trip and 2 messages", got, err)
+	}
+
+	ts, err := f.svc.ListThreads(ctx, pgUser, Page{Limit: 10})
+	if err != nil || len(ts) != 2 || ts[0].ID != older.ID || ts[1].ID != th.ID || ts[1].MessageCount != 2 {
+		t.Fatalf("ListThreads: got %+v, %v; want both threads, newest first, with counts", ts, err)
+	}
+	if page, err := f.svc.ListThreads(ctx, pgUser, Page{Offset: 1, Limit: 1}); err != nil || len(page) != 1 || page[0].ID != th.ID {
+		t.Fatalf("ListThreads page 2: got %+v, %v; want the older thread", page, err)
+	}
+
+	newTitle := "Lisbon"
+	up, err := f.svc.UpdateThread(ctx, pgUser, th.ID, UpdateThreadInput{Title: &newTitle, Metadata: map[string]any{"user_id": "mallory", "budget": 300.0}})
+	if err != nil || up.Title != "Lisbon" || up.Metadata["budget"] != 300.0 || up.Metadata["topic"] != "travel" || up.Metadata["user_id"] != pgUser {
+		t.Fatalf("UpdateThread: got %+v, %v; want the title set, budget merged, topic kept, user_id unchanged", up, err)
+	}
+	if !up.UpdatedAt.After(th.UpdatedAt) {
+		t.Errorf("UpdateThread: updated_at %v not after %v", up.UpdatedAt, th.UpdatedAt)
+	}
+
+	msgs, err := f.svc.GetMessages(ctx, pgUser, th.ID, Page{Limit: 10})
+	if err != nil || len(msgs) != 2 || msgs[0].Seq != 1 || msgs[1].Seq != 2 || msgs[0].ClientMessageID != "c0" || msgs[1].Metadata["n"] != 1.0 {
+		t.Fatalf("GetMessages: got %+v, %v; want both messages in order", msgs, err)
+	}
+
+	rn, err := f.svc.AutoRename(ctx, pgUser, th.ID)
+	if err != nil || rn.Title != "Plan a weekend in Lisbon with" {
+		t.Fatalf("AutoRename: got %+v, %v; want the first six words", rn, err)
+	}
+
+	if err := f.svc.DeleteThread(ctx, pgUser, th.ID); err != nil {
+		t.Fatalf("DeleteThread: %v", err)
+	}
+	if ts, err := f.svc.ListThreads(ctx, pgUser, Page{Limit: 10}); err != nil || len(ts) != 1 {
+		t.Fatalf("ListThreads after delete: got %d, %v; want 1", len(ts), err)
+	}
+	f.mustClean(t)
+}
+
+// everyThreadOperation calls each operation that names a thread.
+func everyThreadOperation(s *Service) map[string]func(ctx context.Context, user, id string) error {
+	title := "x"
+	return map[string]func(ctx context.Context, user, id string) error{
+		"GetThread": func(ctx context.Context, u, id string) error { _, err := s.GetThread(ctx, u, id); return err },
+		"UpdateThread": func(ctx context.Context, u, id string) error {
+			_, err := s.UpdateThread(ctx, u, id, UpdateThreadInput{Title: &title})
+			return err
+		},
+		"DeleteThread": func(ctx context.Context, u, id string) error { return s.DeleteThread(ctx, u, id) },
+		"AutoRename":   func(ctx context.Context, u, id string) error { _, err := s.AutoRename(ctx, u, id); return err },
+		"GetMessages": func(ctx context.Context, u, id string) error {
+			_, err := s.GetMessages(ctx, u, id, Page{Limit: 10})
+			return err
+		},
+		"SendMessage": func(ctx context.Context, u, id string) error {
+			_, err := s.SendMessage(ctx, u, id, SendMessageInput{Content: "x"})
+			return err
+		},
+	}
+}
+
+// TestPostgresOwnership: another user's thread, an archived thread and a
+// missing one all answer ErrNotFound, for every operation, and change nothing.
+func TestPostgresOwnership(t *testing.T) {
+	f := newPG(t)
+	ctx := context.Background()
+	mine := f.seedThread(t, pgUser, 1)
+	archived := f.seedThread(t, pgUser, 1)
+	if err := f.svc.DeleteThread(ctx, pgUser, archived.ID); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%+v", got)
+	cases := []struct{ name, user, id string }{
+		{"other-user", "bob", mine.ID},
+		{"archived", pgUser, archived.ID},
+		{"missing", pgUser, "00000000-0000-4000-8000-000000000000"},
+	}
+	for _, c := range cases {
+		for name, op := range everyThreadOperation(f.svc) {
+			t.Run(c.name+"/"+name, func(t *testing.T) {
+				if err := op(ctx, c.user, c.id); !errors.Is(err, ErrNotFound) {
+					t.Fatalf("got %v; want ErrNotFound", err)
+				}
+			})
+		}
+	}
+	t.Run("other-user/ListThreads", func(t *testing.T) {
+		if ts, err := f.svc.ListThreads(ctx, "bob", Page{Limit: 10}); err != nil || len(ts) != 0 {
+			t.Fatalf("got %d threads, %v; want none of alice's", len(ts), err)
+		}
+	})
+	got, err := f.svc.GetThread(ctx, pgUser, mine.ID)
+	if err != nil || got.Title != "seed" || got.MessageCount != 1 {
+		t.Fatalf("alice's thread after bob's attempts: %+v, %v; want it unchanged", got, err)
+	}
 	f.mustClean(t)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 )
@@ -74,13 +75,20 @@ func (f *pgFixture) failOnce(op drvwrap.Op, sqlText string, act func(ctx context
 	}
 }
 
+// setHook installs a hook run before every driver call (nil: none).
+func (f *pgFixture) setHook(h func(ctx context.Context, c *drvwrap.Call) error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fault = h
+}
+
 // terminateSession ends this test's backends from the server side, as a
-// lost connection would.
+// lost connection would, and waits until they are gone.
 func (f *pgFixture) terminateSession(ctx context.Context) error {
-	_, err := f.pg.Admin.ExecContext(context.WithoutCancel(ctx),
-		`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, f.pg.AppName)
-	if err != nil {
-		return fmt.Errorf("terminate: %w", err)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := faults.NewServer(f.pg.Admin).TerminateBackends(ctx, f.pg.AppName); err != nil {
+		return fmt.Errorf("terminate session: %w", err)
 	}
 	return nil
 }
