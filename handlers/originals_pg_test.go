@@ -209,4 +209,3 @@ func TestOriginal11_ListLeavesNoOpenTransaction_Postgres(t *testing.T) {
 	}
 	f.mustClean(t)
 }
-
