@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -186,7 +185,9 @@ type WireFiring struct {
 type Wire struct {
 	mu       sync.Mutex
 	rules    []*armedWireRule
-	hits     map[string]int
+	armed    atomic.Int32      // len(rules): unarmed writes take no lock
+	hits     [256]atomic.Int64 // by message type byte; 0 is the startup message
+	commits  atomic.Int64
 	fired    []WireFiring
 	release  chan struct{} // closed by Disarm to free stalled and delayed writes
 	nextConn atomic.Uint64
@@ -200,7 +201,7 @@ type armedWireRule struct {
 // NewWire returns a Wire with no rule armed: its connections pass every byte
 // through unchanged.
 func NewWire() *Wire {
-	return &Wire{hits: map[string]int{}, release: make(chan struct{})}
+	return &Wire{release: make(chan struct{})}
 }
 
 // Arm adds a rule. Rules fire once each; a message fires at most one rule
@@ -212,6 +213,7 @@ func (w *Wire) Arm(r WireRule) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.rules = append(w.rules, &armedWireRule{WireRule: r})
+	w.armed.Store(int32(len(w.rules)))
 	return nil
 }
 
@@ -221,6 +223,7 @@ func (w *Wire) Disarm() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.rules = nil
+	w.armed.Store(0)
 	close(w.release)
 	w.release = make(chan struct{})
 }
@@ -229,11 +232,18 @@ func (w *Wire) Disarm() {
 // over all its connections (a commit counts as its own kind and as Query or
 // Execute).
 func (w *Wire) Hits() map[string]int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := make(map[string]int, len(w.hits))
-	for k, v := range w.hits {
-		out[k] = v
+	out := map[string]int{}
+	for i := range w.hits {
+		if n := w.hits[i].Load(); n > 0 {
+			name := wireTypeNames[i]
+			if i == 0 {
+				name = WireStartup
+			}
+			out[name] = int(n)
+		}
+	}
+	if n := w.commits.Load(); n > 0 {
+		out[WireCommit] = int(n)
 	}
 	return out
 }
@@ -278,20 +288,25 @@ func (w *Wire) WrapConn(c net.Conn) net.Conn {
 
 // wireMsg is one decoded frontend message.
 type wireMsg struct {
+	typ    byte // the message type byte, 0 for the startup message
 	name   string
-	sql    string
+	sql    string // set for an extended-protocol commit
+	sqlb   []byte // the SQL of a Query or Parse, copied only when a rule fires
 	commit bool
 }
 
 // observe counts msg and returns the rule it fires, if any, and the channel
 // Disarm closes.
 func (w *Wire) observe(conn uint64, m wireMsg) (*WireRule, <-chan struct{}) {
+	w.hits[m.typ].Add(1)
+	if m.commit {
+		w.commits.Add(1)
+	}
+	if w.armed.Load() == 0 {
+		return nil, nil
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.hits[m.name]++
-	if m.commit {
-		w.hits[WireCommit]++
-	}
 	for i, r := range w.rules {
 		if r.Conn != 0 && r.Conn != conn {
 			continue
@@ -304,7 +319,12 @@ func (w *Wire) observe(conn uint64, m wireMsg) (*WireRule, <-chan struct{}) {
 			continue
 		}
 		w.rules = append(w.rules[:i:i], w.rules[i+1:]...)
-		w.fired = append(w.fired, WireFiring{Rule: r.WireRule, Conn: conn, Message: m.name, SQL: m.sql})
+		w.armed.Store(int32(len(w.rules)))
+		sql := m.sql
+		if sql == "" {
+			sql = string(m.sqlb)
+		}
+		w.fired = append(w.fired, WireFiring{Rule: r.WireRule, Conn: conn, Message: m.name, SQL: sql})
 		rule := r.WireRule
 		return &rule, w.release
 	}
@@ -395,27 +415,31 @@ func (c *wireConn) decode(msg []byte) wireMsg {
 		}
 		return wireMsg{name: WireStartup}
 	}
-	m := wireMsg{name: wireTypeNames[msg[0]]}
+	m := wireMsg{typ: msg[0], name: wireTypeNames[msg[0]]}
 	body := msg[5:]
 	switch msg[0] {
 	case 'Q':
-		var q pgproto3.Query
-		if q.Decode(body) == nil {
-			m.sql = q.String
-			m.commit = isCommitSQL(q.String)
+		if q, _, ok := cstring(body); ok {
+			m.sqlb = q
+			m.commit = isCommitSQL(q)
 		}
 	case 'P':
-		var p pgproto3.Parse
-		if p.Decode(body) == nil {
-			m.sql = p.Query
-			if isCommitSQL(p.Query) {
-				if c.commitStmts == nil {
-					c.commitStmts = map[string]struct{}{}
-				}
-				c.commitStmts[p.Name] = struct{}{}
-			} else {
-				delete(c.commitStmts, p.Name)
+		name, rest, ok := cstring(body)
+		if !ok {
+			break
+		}
+		q, _, ok := cstring(rest)
+		if !ok {
+			break
+		}
+		m.sqlb = q
+		if isCommitSQL(q) {
+			if c.commitStmts == nil {
+				c.commitStmts = map[string]struct{}{}
 			}
+			c.commitStmts[string(name)] = struct{}{}
+		} else if len(c.commitStmts) > 0 {
+			delete(c.commitStmts, string(name))
 		}
 	case 'B':
 		if len(c.commitStmts) == 0 && len(c.commitPortals) == 0 {
@@ -429,13 +453,13 @@ func (c *wireConn) decode(msg []byte) wireMsg {
 		if !ok {
 			break
 		}
-		if _, isCommit := c.commitStmts[stmt]; isCommit {
+		if _, isCommit := c.commitStmts[string(stmt)]; isCommit {
 			if c.commitPortals == nil {
 				c.commitPortals = map[string]struct{}{}
 			}
-			c.commitPortals[portal] = struct{}{}
+			c.commitPortals[string(portal)] = struct{}{}
 		} else {
-			delete(c.commitPortals, portal)
+			delete(c.commitPortals, string(portal))
 		}
 	case 'E':
 		if len(c.commitPortals) == 0 {
@@ -461,28 +485,69 @@ func (c *wireConn) decode(msg []byte) wireMsg {
 	return m
 }
 
-func cstring(b []byte) (string, []byte, bool) {
+// cstring splits the NUL-terminated string off the front of b.
+func cstring(b []byte) (s, rest []byte, ok bool) {
 	i := bytes.IndexByte(b, 0)
 	if i < 0 {
-		return "", nil, false
+		return nil, nil, false
 	}
-	return string(b[:i]), b[i+1:], true
+	return b[:i], b[i+1:], true
 }
 
-// isCommitSQL reports whether the last statement of sql is COMMIT or END.
-func isCommitSQL(sql string) bool {
-	s := strings.TrimRight(sql, " \t\r\n;")
-	if i := strings.LastIndexByte(s, ';'); i >= 0 {
-		s = s[i+1:]
+// isCommitSQL reports whether the last statement of sql is COMMIT or END
+// (optionally followed by WORK or TRANSACTION). It does not allocate.
+func isCommitSQL[T string | []byte](sql T) bool {
+	end := len(sql)
+	for end > 0 && (isSpace(sql[end-1]) || sql[end-1] == ';') {
+		end--
 	}
-	f := strings.Fields(s)
-	if len(f) == 0 || len(f) > 2 {
+	start := end
+	for start > 0 && sql[start-1] != ';' {
+		start--
+	}
+	var words [2][2]int
+	n := 0
+	for i := start; i < end; {
+		for i < end && isSpace(sql[i]) {
+			i++
+		}
+		if i == end {
+			break
+		}
+		j := i
+		for j < end && !isSpace(sql[j]) {
+			j++
+		}
+		if n == len(words) {
+			return false
+		}
+		words[n] = [2]int{i, j}
+		n++
+		i = j
+	}
+	is := func(w [2]int, lit string) bool {
+		if w[1]-w[0] != len(lit) {
+			return false
+		}
+		for k := range len(lit) {
+			if c := sql[w[0]+k]; c|0x20 != lit[k] {
+				return false
+			}
+		}
+		return true
+	}
+	switch {
+	case n == 0 || !is(words[0], "commit") && !is(words[0], "end"):
 		return false
+	case n == 1:
+		return true
+	default:
+		return is(words[1], "work") || is(words[1], "transaction")
 	}
-	if !strings.EqualFold(f[0], "commit") && !strings.EqualFold(f[0], "end") {
-		return false
-	}
-	return len(f) == 1 || strings.EqualFold(f[1], "work") || strings.EqualFold(f[1], "transaction")
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
 }
 
 // Write decodes the messages in p and forwards them, acting on the message a
