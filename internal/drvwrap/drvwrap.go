@@ -93,6 +93,9 @@ type Call struct {
 	Columns      []string            // rows next, rows close
 	Row          []driver.Value      // after rows next without error
 	RowsAffected int64               // after exec and stmt-exec: rows affected, -1 unknown
+	// Tag is free for the hooks' owner: Before may set it (a step number,
+	// say) and After reads it back. After is not called when Before fails.
+	Tag int
 }
 
 // Hooks are called around every driver call. Either may be nil.

@@ -1,0 +1,48 @@
+// Package faults injects failures into database code at any step, on any
+// database/sql driver, without a line changed in the code under test.
+//
+// # Driver level
+//
+// An Injector wraps a driver.Connector (or a driver.Driver) — pgx stdlib,
+// sqlmock or any other — and records every step database/sql takes through
+// it as a Trace: connect, begin (with its options), prepare, exec and query
+// (with SQL, a stable fingerprint and the argument count), each rows next
+// (with the row read) and rows close, commit, rollback, session reset, conn
+// close. A Plan says which step fails and how: at step N ("step=7:pgerr=40001")
+// or at the nth step matching a kind and an SQL pattern
+// ("match=exec~UPDATE threads#2:badconn"). Plans print and parse as one short
+// string and round-trip exactly; RandomPlan derives one from a seed and a
+// recorded trace, reproducibly.
+//
+// The fault kinds a plan can name:
+//
+//   - error: a plain error wrapping ErrInjected;
+//   - pgerr=SQLSTATE: a *pgconn.PgError with that code and the severity and
+//     message Postgres sends (40001 40P01 23505 57014 57P01 53300 08006, and
+//     any other five-character code), so errors.As sees what production shows;
+//     the connection-fatal codes (57P01, 08006, 53300) also break the conn;
+//   - badconn: driver.ErrBadConn, and the conn stays broken (database/sql
+//     discards it, as it would a dead pgx conn);
+//   - cancel: cancels the caller's context at that step — the context must
+//     come from Injector.Context — and returns its error (context.Canceled);
+//   - latency=DURATION: waits, honouring the context, then goes on;
+//   - panic: panics with an *InjectedPanic;
+//   - cut, cut-after, ambiguous: the connection is cut before or after the
+//     step's message reaches the server (ambiguous: after a COMMIT was sent,
+//     so the server commits while the client sees the connection die); these
+//     need a Wire (WithWire) and real Postgres;
+//   - terminate, lock, stmt-timeout: the server terminates the session's
+//     backend, a conflicting lock makes the step wait until the server
+//     cancels it, or the statement is cancelled as a statement_timeout would
+//     (57014); these need a Server (WithServer) and real Postgres.
+//
+// Faults that return an error do not call the driver: on real Postgres an
+// injected pgerr inside a transaction does not abort the server-side
+// transaction; the code under test must roll back as it would in production.
+//
+// Wire level (Wire) and server level (Server) are also usable on their own;
+// see their documentation.
+//
+// An Injector is a value you create, safe for concurrent use; the package has
+// no global state. It never imports the code under test.
+package faults

@@ -1,0 +1,390 @@
+package faults
+
+import (
+	"context"
+	"database/sql/driver"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
+)
+
+// Injector records the steps of a run through the driver it wraps and fires
+// the armed plan's faults at their steps. Create one with NewInjector, wrap
+// one connector (or driver) with it, and open the pool under test on the
+// result. An Injector is safe for concurrent use.
+//
+// Connection ids (Step.Conn) are counted per wrapped connector: wrap one
+// connector per Injector, or expect repeated ids.
+type Injector struct {
+	cfg injectorConfig
+
+	mu       sync.Mutex
+	plan     Plan
+	matched  []int
+	done     []bool
+	trace    Trace
+	fired    []Firing
+	dead     map[uint64]bool
+	openRows map[uint64]int // conn id -> index of the query step whose rows are open
+	prints   map[string]string
+}
+
+type injectorConfig struct {
+	maxRows int
+	wire    *Wire
+	server  *Server
+	appName string
+}
+
+// InjectorOption configures an Injector.
+type InjectorOption func(*injectorConfig)
+
+// WithMaxRows bounds how many rows a query step keeps in the trace
+// (default 1000); beyond it the step is marked Truncated.
+func WithMaxRows(n int) InjectorOption {
+	return func(c *injectorConfig) { c.maxRows = n }
+}
+
+// Firing records one rule firing.
+type Firing struct {
+	Rule Rule  // the rule that fired
+	Step Step  // the step it fired at, as recorded when it fired
+	Err  error // what the step returned to database/sql: the injected error, nil when the step went on (latency)
+}
+
+// String prints the firing as "step 7 (commit): pgerr=40001 -> <error>".
+func (f Firing) String() string {
+	s := fmt.Sprintf("step %d (%s): %s", f.Step.Index, f.Step.Kind, f.Rule.Fault)
+	if f.Err != nil {
+		s += " -> " + f.Err.Error()
+	}
+	return s
+}
+
+// NewInjector returns an Injector with no plan armed: it records the trace
+// and injects nothing.
+func NewInjector(opts ...InjectorOption) *Injector {
+	cfg := injectorConfig{maxRows: 1000}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return &Injector{
+		cfg:      cfg,
+		dead:     map[uint64]bool{},
+		openRows: map[uint64]int{},
+		prints:   map[string]string{},
+	}
+}
+
+// WrapConnector returns c with every driver call recorded and exposed to
+// the plan.
+func (i *Injector) WrapConnector(c driver.Connector) driver.Connector {
+	return drvwrap.WrapConnector(c, i.hooks())
+}
+
+// WrapDriver returns d with every driver call recorded and exposed to the
+// plan. The result implements driver.DriverContext, so a pool can be opened
+// on it without registering it: see the package example.
+func (i *Injector) WrapDriver(d driver.Driver) driver.Driver {
+	return drvwrap.WrapDriver(d, i.hooks())
+}
+
+// Arm replaces the plan and starts a new run: the trace, the firings and the
+// match counts start again from step 1. Connections broken by earlier faults
+// stay broken.
+func (i *Injector) Arm(p Plan) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.plan = Plan{Rules: append([]Rule(nil), p.Rules...)}
+	i.matched = make([]int, len(p.Rules))
+	i.done = make([]bool, len(p.Rules))
+	i.trace = nil
+	i.fired = nil
+	clear(i.openRows)
+}
+
+// Reset disarms the plan and starts a new run (Arm with an empty plan).
+func (i *Injector) Reset() { i.Arm(Plan{}) }
+
+// Trace returns the steps recorded since the last Arm or Reset.
+func (i *Injector) Trace() Trace {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return append(Trace(nil), i.trace...)
+}
+
+// Fired returns the rules that fired since the last Arm or Reset, in order.
+func (i *Injector) Fired() []Firing {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return append([]Firing(nil), i.fired...)
+}
+
+type cancelKey struct{ i *Injector }
+
+// Context returns a context derived from parent that a cancel fault of this
+// injector cancels. Run the code under test with it; a cancel fault at a
+// step whose context did not come from here returns context.Canceled
+// without cancelling anything (and says so in the error).
+func (i *Injector) Context(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
+	return context.WithValue(ctx, cancelKey{i}, cancel), cancel
+}
+
+func stepKindOf(op drvwrap.Op) StepKind {
+	switch op {
+	case drvwrap.OpConnect:
+		return StepConnect
+	case drvwrap.OpBegin:
+		return StepBegin
+	case drvwrap.OpPrepare:
+		return StepPrepare
+	case drvwrap.OpExec, drvwrap.OpStmtExec:
+		return StepExec
+	case drvwrap.OpQuery, drvwrap.OpStmtQuery:
+		return StepQuery
+	case drvwrap.OpRowsNext:
+		return StepNext
+	case drvwrap.OpRowsClose:
+		return StepRowsClose
+	case drvwrap.OpStmtClose:
+		return StepStmtClose
+	case drvwrap.OpCommit:
+		return StepCommit
+	case drvwrap.OpRollback:
+		return StepRollback
+	case drvwrap.OpResetSession:
+		return StepReset
+	case drvwrap.OpIsValid:
+		return StepIsValid
+	case drvwrap.OpPing:
+		return StepPing
+	case drvwrap.OpClose:
+		return StepClose
+	}
+	return 0
+}
+
+func (i *Injector) hooks() drvwrap.Hooks {
+	return drvwrap.Hooks{Before: i.before, After: i.after}
+}
+
+// fingerprintLocked returns the fingerprint of sql, cached.
+func (i *Injector) fingerprintLocked(sql string) string {
+	if sql == "" {
+		return ""
+	}
+	if fp, ok := i.prints[sql]; ok {
+		return fp
+	}
+	fp := Fingerprint(sql)
+	if len(i.prints) < 4096 {
+		i.prints[sql] = fp
+	}
+	return fp
+}
+
+func (r Rule) matches(st *Step) bool {
+	if r.Step != 0 || r.Match != st.Kind {
+		return false
+	}
+	if r.Pattern == "" {
+		return true
+	}
+	p := strings.ToLower(r.Pattern)
+	return strings.Contains(strings.ToLower(st.SQL), p) || strings.Contains(strings.ToLower(st.Fingerprint), p)
+}
+
+func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
+	kind := stepKindOf(c.Op)
+	i.mu.Lock()
+	st := Step{
+		Index:    len(i.trace) + 1,
+		Kind:     kind,
+		SQL:      c.SQL,
+		Args:     len(c.Args),
+		Conn:     c.ConnID,
+		Prepared: c.Op == drvwrap.OpStmtExec || c.Op == drvwrap.OpStmtQuery,
+	}
+	st.Fingerprint = i.fingerprintLocked(c.SQL)
+	switch kind {
+	case StepBegin:
+		st.ReadOnly = c.TxOptions.ReadOnly
+		st.Isolation = int(c.TxOptions.Isolation)
+	case StepExec:
+		st.RowsAffected = -1
+	case StepNext, StepRowsClose:
+		if q, ok := i.openRows[c.ConnID]; ok && q <= len(i.trace) {
+			qs := &i.trace[q-1]
+			if qs.Columns == nil {
+				qs.Columns = append([]string{}, c.Columns...)
+			}
+			st.Columns = qs.Columns
+		} else {
+			st.Columns = append([]string{}, c.Columns...)
+		}
+	}
+	c.Tag = st.Index
+	if i.dead[c.ConnID] && kind != StepClose && kind != StepConnect {
+		st.Err = driver.ErrBadConn
+		i.trace = append(i.trace, st)
+		i.mu.Unlock()
+		return driver.ErrBadConn
+	}
+	ri := -1
+	for n := range i.plan.Rules {
+		if i.done[n] {
+			continue
+		}
+		r := &i.plan.Rules[n]
+		hit := r.Step == st.Index
+		if r.matches(&st) {
+			i.matched[n]++
+			hit = i.matched[n] == r.Nth
+		}
+		if hit && ri < 0 {
+			ri = n
+		}
+	}
+	var rule Rule
+	if ri >= 0 {
+		i.done[ri] = true
+		rule = i.plan.Rules[ri]
+		f := rule.Fault
+		st.Fault = &f
+	}
+	i.trace = append(i.trace, st)
+	i.mu.Unlock()
+	if ri < 0 {
+		return nil
+	}
+
+	fire := func(err error) {
+		i.mu.Lock()
+		defer i.mu.Unlock()
+		if st.Index <= len(i.trace) && err != nil {
+			i.trace[st.Index-1].Err = err
+		}
+		i.fired = append(i.fired, Firing{Rule: rule, Step: st, Err: err})
+	}
+	err := i.apply(ctx, c, &st, rule.Fault, fire)
+	return err
+}
+
+// apply carries out fault f at step st; fire records the firing (before a
+// panic, after anything else).
+func (i *Injector) apply(ctx context.Context, c *drvwrap.Call, st *Step, f Fault, fire func(error)) error {
+	if err := f.Validate(); err != nil {
+		err = fmt.Errorf("inject at step %d: %w", st.Index, err)
+		fire(err)
+		return err
+	}
+	var err error
+	switch f.Kind {
+	case KindError:
+		err = fmt.Errorf("%s at step %d: %w", st.Kind, st.Index, ErrInjected)
+	case KindPgErr:
+		if fatalCode(f.Code) {
+			i.markDead(c.ConnID)
+		}
+		err = PgError(f.Code)
+	case KindBadConn:
+		i.markDead(c.ConnID)
+		err = driver.ErrBadConn
+	case KindCancel:
+		if cancel, ok := ctx.Value(cancelKey{i}).(context.CancelFunc); ok {
+			cancel()
+			err = ctx.Err()
+		} else {
+			err = fmt.Errorf("cancel at step %d: the context does not come from Injector.Context, nothing was cancelled: %w", st.Index, context.Canceled)
+		}
+	case KindLatency:
+		t := time.NewTimer(f.Delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			err = ctx.Err()
+		}
+	case KindPanic:
+		p := &InjectedPanic{Step: st.Index, Kind: st.Kind}
+		fire(p)
+		panic(p)
+	default:
+		err = i.applyMechanism(ctx, c, st, f)
+	}
+	fire(err)
+	return err
+}
+
+func (i *Injector) markDead(conn uint64) {
+	i.mu.Lock()
+	i.dead[conn] = true
+	i.mu.Unlock()
+}
+
+func (i *Injector) after(_ context.Context, c *drvwrap.Call, err error) error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if c.Tag < 1 || c.Tag > len(i.trace) {
+		return err // the trace was reset (Arm) while the call ran
+	}
+	st := &i.trace[c.Tag-1]
+	if st.Conn != c.ConnID || st.Kind != stepKindOf(c.Op) {
+		return err // likewise
+	}
+	st.Err = err
+	switch st.Kind {
+	case StepExec:
+		st.RowsAffected = c.RowsAffected
+	case StepQuery:
+		if err == nil {
+			i.openRows[c.ConnID] = st.Index
+		}
+	case StepNext:
+		if err != nil || c.Row == nil {
+			break
+		}
+		row := copyRow(c.Row)
+		st.Rows = [][]driver.Value{row}
+		if q, ok := i.openRows[c.ConnID]; ok && q <= len(i.trace) {
+			qs := &i.trace[q-1]
+			if len(qs.Rows) < i.cfg.maxRows {
+				qs.Rows = append(qs.Rows, row)
+			} else {
+				qs.Truncated = true
+			}
+		}
+	case StepRowsClose:
+		delete(i.openRows, c.ConnID)
+	case StepClose:
+		delete(i.openRows, c.ConnID)
+		delete(i.dead, c.ConnID)
+	}
+	return err
+}
+
+func copyRow(row []driver.Value) []driver.Value {
+	out := make([]driver.Value, len(row))
+	for n, v := range row {
+		if b, ok := v.([]byte); ok {
+			v = append([]byte(nil), b...)
+		}
+		out[n] = v
+	}
+	return out
+}
+
+// applyMechanism carries out the wire and server kinds.
+func (i *Injector) applyMechanism(_ context.Context, _ *drvwrap.Call, st *Step, f Fault) error {
+	switch {
+	case f.Kind.NeedsWire() && i.cfg.wire == nil:
+		return fmt.Errorf("inject %s at step %d: no Wire (use WithWire): %w", f, st.Index, ErrNeedsMechanism)
+	case f.Kind.NeedsServer() && i.cfg.server == nil:
+		return fmt.Errorf("inject %s at step %d: no Server (use WithServer): %w", f, st.Index, ErrNeedsMechanism)
+	}
+	return fmt.Errorf("inject %s at step %d: not implemented: %w", f, st.Index, ErrNeedsMechanism)
+}
