@@ -111,13 +111,13 @@ type Trace []Step
 
 // String prints the trace one step a line, e.g.
 //
-//	  1 connect    conn=1
-//	  2 begin      conn=1 read-only
-//	  3 query      conn=1 SELECT id FROM t WHERE id = $1 args=1 -> 1 row [id]
-//	  4 next       conn=1 [7]
-//	  5 next       conn=1 end
-//	  6 rows-close conn=1
-//	  7 commit     conn=1 ! pgerr=40001: ERROR: could not serialize access ... (SQLSTATE 40001)
+//	1 connect    conn=1
+//	2 begin      conn=1 read-only
+//	3 query      conn=1 SELECT id FROM t WHERE id = $1 args=1 -> 1 row [id]
+//	4 next       conn=1 [7]
+//	5 next       conn=1 end
+//	6 rows-close conn=1
+//	7 commit     conn=1 ! pgerr=40001: ERROR: could not serialize access ... (SQLSTATE 40001)
 func (t Trace) String() string {
 	var b strings.Builder
 	for i := range t {
