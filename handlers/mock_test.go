@@ -315,3 +315,7 @@ func operation(tb testing.TB, name string) opCase {
 }
 
 func sqlmockResult(rows int64) driver.Result { return sqlmock.NewResult(0, rows) }
+
+func contextWithCancel() (context.Context, context.CancelFunc) {
+	return context.WithCancel(context.Background())
+}
