@@ -44,7 +44,7 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 	}
 	baseline := goleak.IgnoreCurrent()
 	rs := &runState{target: target}
-	res := &Result{Seed: cfg.Seed, Workers: cfg.Workers, FaultOps: map[int][]int{}}
+	res := &Result{Seed: cfg.Seed, Workers: cfg.Workers, FaultOps: map[int][]int{}, WorkerOps: map[int]int{}}
 
 	workers := make([]*worker, 0, cfg.Workers)
 	defer func() {
@@ -94,6 +94,7 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 
 	for _, w := range workers {
 		res.Operations += w.ops
+		res.WorkerOps[w.id] = w.next
 		res.Errors += w.errs
 		res.Faults += w.inj.faults
 		res.Violations = append(res.Violations, w.violations...)

@@ -2,6 +2,7 @@ package chaos_test
 
 import (
 	"context"
+	"strings"
 
 	"testing"
 	"time"
@@ -58,5 +59,36 @@ func TestRunPlanted(t *testing.T) {
 				t.Logf("violation: %s", v)
 			}
 		})
+	}
+}
+
+func TestShrinkPlanted(t *testing.T) {
+	tg := target(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	cfg := chaos.Config{Seed: 3, Workers: 4, Ops: 400, FaultRate: 0.05, Plant: []mutant.Bug{mutant.RollbackMissingOnError}, NoGoroutineCheck: true, CheckTimeout: 300 * time.Millisecond}
+	res, err := chaos.Run(ctx, cfg, tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Violations) == 0 {
+		t.Fatalf("planted RollbackMissingOnError: no violation in %d operations", res.Operations)
+	}
+	newTarget := func(ctx context.Context) (chaos.Target, func(), error) { return target(t), func() {}, nil }
+	var log strings.Builder
+	sh, err := chaos.Shrink(ctx, cfg, res, newTarget, time.Minute, 20, &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("shrunk in %s, %d attempts: %s\n%s", sh.Took, sh.Attempts, chaos.Describe(sh.Config), log.String())
+	if !sh.Reduced || sh.Config.Workers != 1 || sh.Config.Ops > 50 {
+		t.Errorf("shrunk to %s; want one worker and a few operations", chaos.Describe(sh.Config))
+	}
+	again, err := chaos.Run(ctx, sh.Config, target(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again.Violations) == 0 {
+		t.Errorf("the shrunk configuration %s passes: it does not reproduce", chaos.Describe(sh.Config))
 	}
 }

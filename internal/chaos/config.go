@@ -44,7 +44,7 @@ type Config struct {
 	RestartEvery   time.Duration
 	PauseEvery     time.Duration
 
-	// OpTimeout bounds one operation; one still running then is a violation. Zero: 15s.
+	// OpTimeout bounds one operation; one still running then is a violation. Zero: 5s.
 	OpTimeout time.Duration
 	// CheckTimeout is how long the checks poll for things to settle. Zero: 2s.
 	CheckTimeout time.Duration
@@ -65,7 +65,7 @@ type Config struct {
 
 func (c *Config) defaults() {
 	if c.OpTimeout == 0 {
-		c.OpTimeout = 15 * time.Second
+		c.OpTimeout = 5 * time.Second
 	}
 	if c.CheckTimeout == 0 {
 		c.CheckTimeout = 2 * time.Second
@@ -129,6 +129,8 @@ type Result struct {
 	Duration    time.Duration
 	Interrupted bool
 	Violations  []Violation
+	// WorkerOps is, per worker, the index after the last operation it ran.
+	WorkerOps map[int]int
 	// FaultOps lists, per worker, the operation indices where a fault fired (for shrinking).
 	FaultOps map[int][]int
 }

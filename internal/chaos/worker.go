@@ -88,6 +88,7 @@ type worker struct {
 	ledger  *ledger
 
 	ops, errs   int64
+	next        int // the index after the last operation run
 	faultOps    []int
 	violations  []Violation
 	readProblem string
@@ -156,6 +157,7 @@ func (w *worker) loop(ctx context.Context) {
 		if ctx.Err() != nil || w.run.stopped.Load() {
 			return
 		}
+		w.next = i + 1
 		if !w.step(ctx, i) {
 			return
 		}
