@@ -207,7 +207,9 @@ func TestInjectorFaultsOnSqlmock(t *testing.T) {
 			}
 		}},
 		{name: "cancel/query", plan: "match=query#1:cancel", reached: 2, rollback: false, atStep: 4, check: wantIs("query:", context.Canceled),
-			ctx: func(inj *faults.Injector) (context.Context, context.CancelFunc) { return inj.Context(context.Background()) }},
+			ctx: func(inj *faults.Injector) (context.Context, context.CancelFunc) {
+				return inj.Context(context.Background())
+			}},
 		{name: "cancel/plain-context", plan: "match=query#1:cancel", reached: 2, rollback: true, atStep: 4, check: func(t *testing.T, err error) {
 			wantIs("query:", context.Canceled)(t, err)
 			if !strings.Contains(err.Error(), "Injector.Context") {
