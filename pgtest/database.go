@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // ErrLeakedConnections is wrapped by [Database.Close] when the database still had
@@ -28,6 +30,8 @@ type Database struct {
 	Name    string  // database name
 
 	server    *Server
+	mu        sync.Mutex
+	extra     []*sql.DB // pools opened by OpenDB
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -77,6 +81,11 @@ func (d *Database) Close() error {
 
 func (d *Database) close() error {
 	var errs []error
+	d.mu.Lock()
+	for _, db := range d.extra {
+		errs = append(errs, db.Close())
+	}
+	d.mu.Unlock()
 	if d.DB != nil {
 		errs = append(errs, d.DB.Close())
 	}
@@ -245,4 +254,34 @@ func sanitize(s string, max int) string {
 		out = out[:max]
 	}
 	return out
+}
+
+// ConnConfig parses the database's DSN into a pgx config (application_name set), for code
+// that installs its own dial or network hooks (e.g. wire-level faults) before opening a pool.
+func (d *Database) ConnConfig() (*pgx.ConnConfig, error) {
+	cc, err := pgx.ParseConfig(d.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("parse dsn of %s: %w", d.Name, err)
+	}
+	cc.RuntimeParams["application_name"] = d.AppName
+	return cc, nil
+}
+
+// OpenDB opens another pgx stdlib pool on the database, its connections carrying AppName,
+// with the connector passed through each wrap in order (e.g. a fault injector, then a leak
+// tracker). [Database.Close] closes it too.
+func (d *Database) OpenDB(wrap ...func(driver.Connector) driver.Connector) (*sql.DB, error) {
+	cc, err := d.ConnConfig()
+	if err != nil {
+		return nil, err
+	}
+	c := stdlib.GetConnector(*cc)
+	for _, w := range wrap {
+		c = w(c)
+	}
+	db := sql.OpenDB(c)
+	d.mu.Lock()
+	d.extra = append(d.extra, db)
+	d.mu.Unlock()
+	return db, nil
 }

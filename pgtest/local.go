@@ -225,6 +225,7 @@ func (s *localServer) dsn() string {
 
 // stop asks for a fast shutdown (SIGINT) and kills the process group after 15s.
 func (s *localServer) stop() error {
+	_ = s.signal(syscall.SIGCONT) // a paused server cannot shut down
 	s.mu.Lock()
 	cmd, exited := s.cmd, s.exited
 	s.cmd = nil
@@ -233,7 +234,6 @@ func (s *localServer) stop() error {
 		return nil
 	}
 	pgid := cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGCONT) // a paused server cannot shut down
 	if err := syscall.Kill(pgid, syscall.SIGINT); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("signal postgres: %w", err)
 	}
@@ -243,6 +243,9 @@ func (s *localServer) stop() error {
 	case <-exited:
 		return nil
 	case <-t.C:
+		for _, pid := range children(pgid) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
 		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		<-exited
 		return errors.New("postgres did not shut down within 15s: killed")
@@ -265,6 +268,8 @@ func (s *localServer) restart(ctx context.Context) error {
 	return s.start(ctx)
 }
 
+// signal sends sig to the postmaster and every process it started: each backend calls
+// setsid(), so signalling the postmaster's process group alone would miss them.
 func (s *localServer) signal(sig syscall.Signal) error {
 	s.mu.Lock()
 	cmd := s.cmd
@@ -272,10 +277,52 @@ func (s *localServer) signal(sig syscall.Signal) error {
 	if cmd == nil {
 		return errors.New("postgres is not running")
 	}
-	if err := syscall.Kill(-cmd.Process.Pid, sig); err != nil {
-		return fmt.Errorf("signal %v: %w", sig, err)
+	pm := cmd.Process.Pid
+	if sig == syscall.SIGSTOP {
+		// Stop the postmaster first so that it starts no backend we would miss.
+		if err := syscall.Kill(pm, sig); err != nil {
+			return fmt.Errorf("signal %v: %w", sig, err)
+		}
+	}
+	for _, pid := range children(pm) {
+		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("signal %v to backend %d: %w", sig, pid, err)
+		}
+	}
+	if sig != syscall.SIGSTOP {
+		if err := syscall.Kill(pm, sig); err != nil {
+			return fmt.Errorf("signal %v: %w", sig, err)
+		}
 	}
 	return nil
+}
+
+// children lists the processes whose parent is pid (from /proc).
+func children(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so parse after the last ')'.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) > 1 {
+			if ppid, _ := strconv.Atoi(fields[1]); ppid == pid {
+				out = append(out, child)
+			}
+		}
+	}
+	return out
 }
 
 func (s *localServer) pause(context.Context) error  { return s.signal(syscall.SIGSTOP) }

@@ -177,11 +177,15 @@ func (s *Server) Version() string { return s.version }
 func (s *Server) DSN() string { return s.be.dsn() }
 
 // Restart stops and starts the server (docker, local); the address stays the same, and
-// open connections break. It returns [ErrNotSupported] for dsn.
+// open connections break (pools hand out a broken connection once; pgtest's own pool is
+// flushed). It returns [ErrNotSupported] for dsn.
 func (s *Server) Restart(ctx context.Context) error {
 	if err := s.be.restart(ctx); err != nil {
 		return fmt.Errorf("restart %s postgres: %w", s.provider, err)
 	}
+	// pgtest's idle connections died with the old server: drop them.
+	s.admin.SetMaxIdleConns(0)
+	s.admin.SetMaxIdleConns(2)
 	return nil
 }
 
