@@ -51,11 +51,14 @@ func checkAcquired(ctx context.Context, a acquiredSource, tr *Tracker, deadline 
 	if poll(ctx, deadline, func() bool { n = a.fn(); return n == 0 }) {
 		return nil, nil
 	}
-	return []Finding{{
+	f := Finding{
 		Check:   CheckPool,
 		Summary: fmt.Sprintf("%s: %s still acquired after %v", a.name, plural(n, "connection"), time.Since(start).Round(time.Millisecond)),
-		Detail:  heldDetail(ctx, tr, nil),
-	}}, nil
+	}
+	if tr != nil {
+		f.Detail = heldDetail(ctx, tr, nil)
+	}
+	return []Finding{f}, nil
 }
 
 func heldDetail(ctx context.Context, tr *Tracker, db *sql.DB) string {

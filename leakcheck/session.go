@@ -34,7 +34,7 @@ type Session struct {
 // automatic statement cache (names "stmtcache_...") is left out: it is the
 // driver's, not the code's, and it is the same for every user.
 const sessionQuery = `SELECT pg_backend_pid(),
-  coalesce((SELECT backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()), ''),
+  coalesce((SELECT backend_start::text FROM pg_stat_get_activity(pg_backend_pid())), ''),
   coalesce((SELECT json_agg(name || '=' || current_setting(name) ORDER BY name) FROM pg_settings WHERE source = 'session'), '[]'::json),
   coalesce((SELECT json_agg(k ORDER BY k) FROM (
       SELECT CASE WHEN objsubid = 1 THEN ((classid::bigint << 32) | objid::bigint)::text
