@@ -41,14 +41,17 @@ type step struct {
 type injector struct {
 	rate float64
 
-	mu      sync.Mutex
-	rng     *rand.Rand // nil: disarmed
-	cancel  context.CancelFunc
-	steps   []step
-	fired   []string
-	ambig   bool // a commit was cut after the server committed
-	faults  int64
-	onFault func()
+	mu     sync.Mutex
+	rng    *rand.Rand // nil: disarmed
+	cancel context.CancelFunc
+	steps  []step
+	fired  []string
+	ambig  bool // a commit was cut after the server committed
+	// cutAfter marks the connections whose commit, once the server answered, must
+	// look broken to the client (an ambiguous commit).
+	cutAfter map[uint64]bool
+	faults   int64
+	onFault  func()
 }
 
 const maxTraceSteps = 64
@@ -120,8 +123,15 @@ func eligible(op drvwrap.Op) bool {
 func (in *injector) record(c *drvwrap.Call, fault string) {
 	if len(in.steps) < maxTraceSteps {
 		in.steps = append(in.steps, step{op: c.Op, sql: c.SQL, fault: fault})
+	} else if in.cancel == nil {
+		// Armed for good (serve): keep the latest steps only.
+		copy(in.steps, in.steps[1:])
+		in.steps[len(in.steps)-1] = step{op: c.Op, sql: c.SQL, fault: fault}
 	}
 	if fault != "" {
+		if len(in.fired) >= maxTraceSteps {
+			in.fired = append(in.fired[:0], in.fired[1:]...)
+		}
 		in.fired = append(in.fired, fault+" at "+c.Op.String())
 		in.faults++
 		if in.onFault != nil {
@@ -153,6 +163,10 @@ func (in *injector) hooks() drvwrap.Hooks {
 				// broken connection. Decided here, acted on in After.
 				fault = "ambiguous"
 				in.ambig = true
+				if in.cutAfter == nil {
+					in.cutAfter = map[uint64]bool{}
+				}
+				in.cutAfter[c.ConnID] = true
 			case c.Op == drvwrap.OpCommit:
 				fault = "pgerr=" + code
 				err = &lostCommit{&pgconn.PgError{Severity: "ERROR", Code: code, Message: "chaos: injected at commit"}}
@@ -191,8 +205,11 @@ func (in *injector) hooks() drvwrap.Hooks {
 			}
 			in.mu.Lock()
 			defer in.mu.Unlock()
-			if n := len(in.steps); n > 0 && in.steps[n-1].op == drvwrap.OpCommit && in.steps[n-1].fault == "ambiguous" && err == nil {
-				return driver.ErrBadConn
+			if in.cutAfter[c.ConnID] {
+				delete(in.cutAfter, c.ConnID)
+				if err == nil {
+					return driver.ErrBadConn
+				}
 			}
 			return err
 		},

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/sessionsafe/sessionsafe/internal/report"
+)
+
+// env is what a subcommand may touch of the outside world: everything else comes in flags.
+type env struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	now            func() time.Time
+	isTerminal     bool
+}
+
+type command struct {
+	name    string
+	flags   int
+	summary string
+	run     func(ctx context.Context, o *options, e *env) int
+}
+
+func commands() []command {
+	return []command{
+		{"matrix", fBackend | fPostgres | fReports | fMatrix | fPlant, "the full step × fault matrix on sqlmock and/or Postgres", runMatrix},
+		{"chaos", fBackend | fPostgres | fChaos | fReports | fPlant, "a concurrent seeded run with random faults, server chaos and a data-safety ledger", runChaos},
+		{"replay", fBackend | fPostgres | fChaos | fReports | fReplay | fPlant, "rerun one matrix case (-case) or one chaos seed (-seed) exactly", runReplay},
+		{"serve", fPostgres | fServe | fPlant, "the thread HTTP API on a real Postgres, faults armed, /debug/sessions", runServe},
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: sessionsafe <command> [flags]")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "commands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-7s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Run 'sessionsafe <command> -h' for its flags. Exit codes: 0 clean, 1 violations, 2 usage/setup error or interrupted.")
+}
+
+// run is the whole program, minus os.Exit: it returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	e := &env{stdout: stdout, stderr: stderr, getenv: getenv, now: time.Now, isTerminal: isTerminal(stdout)}
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		usage(stdout)
+		return exitOK
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		o := &options{args: append([]string{c.name}, args[1:]...)}
+		fs := flagSet(c.name, c.flags, o, getenv, io.Discard)
+		if err := fs.Parse(args[1:]); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintf(stdout, "usage: sessionsafe %s [flags]\n\n%s.\n\nflags:\n", c.name, c.summary)
+				fs.SetOutput(stdout)
+				fs.PrintDefaults()
+				return exitOK
+			}
+			fmt.Fprintf(stderr, "sessionsafe %s: %s (see sessionsafe %s -h)\n", c.name, report.RedactText(oneLine(err.Error())), c.name)
+			return exitUsage
+		}
+		if err := o.validate(fs); err != nil {
+			fmt.Fprintf(stderr, "sessionsafe %s: %s\n", c.name, report.RedactText(err.Error()))
+			return exitUsage
+		}
+		return c.run(ctx, o, e)
+	}
+	fmt.Fprintf(stderr, "sessionsafe: unknown command %q; want one of %s\n", args[0], commandNames())
+	return exitUsage
+}
+
+func commandNames() string {
+	var names []string
+	for _, c := range commands() {
+		names = append(names, c.name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// fail prints a one-line error for err (redacted) and returns its exit code.
+func (e *env) fail(cmd string, err error) int {
+	fmt.Fprintf(e.stderr, "sessionsafe %s: %s\n", cmd, report.RedactText(oneLine(err.Error())))
+	return exitUsage
+}

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"strings"
+	"sync/atomic"
+
+	"github.com/sessionsafe/sessionsafe/internal/chaos"
+	"github.com/sessionsafe/sessionsafe/internal/report"
+	"github.com/sessionsafe/sessionsafe/scenarios"
+)
+
+func runMatrix(ctx context.Context, o *options, e *env) int {
+	return matrixCommand(ctx, "matrix", o, e, nil)
+}
+
+// inShard reports whether case name falls in shard s: a hash of the name, so the split is
+// deterministic, needs no coordination, and a case stays on its shard on every backend.
+func inShard(name string, s shard) bool {
+	if s.n <= 1 {
+		return true
+	}
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	return int(h.Sum32()%uint32(s.n)) == s.i-1
+}
+
+// caseReplay is the command that reruns one matrix case.
+func caseReplay(c scenarios.Case, o *options) string {
+	s := fmt.Sprintf("sessionsafe replay -backend %s -case '%s'", c.Backend, c.Name())
+	if o.plantRaw != "" {
+		s += " -plant " + o.plantRaw
+	}
+	return s
+}
+
+// matrixCommand runs the matrix (or the cases only selects) on every backend.
+func matrixCommand(ctx context.Context, name string, o *options, e *env, only func(scenarios.Case) bool) int {
+	rep := report.New(name, o.args, 0, e.now())
+	logw := io.Discard
+	if o.verbose {
+		logw = e.stderr
+	}
+	filter := func(c scenarios.Case) bool {
+		if only != nil && !only(c) {
+			return false
+		}
+		if o.runRE != nil && !o.runRE.MatchString(c.Name()) {
+			return false
+		}
+		return inShard(c.Name(), o.shard)
+	}
+	ops := chaos.Plant(scenarios.Catalog(), o.plant...)
+	for _, backend := range o.backends() {
+		if ctx.Err() != nil {
+			break
+		}
+		cfg := scenarios.Config{Only: filter, Replay: func(c scenarios.Case) string { return caseReplay(c, o) }}
+		var cleanup func()
+		switch backend {
+		case "sqlmock":
+			cfg.Backend = scenarios.Sqlmock
+		case "postgres":
+			srv, err := startPostgres(ctx, o, logw)
+			if err != nil {
+				rep.Errors = append(rep.Errors, "postgres: "+err.Error())
+				fmt.Fprintf(e.stderr, "sessionsafe %s: postgres: %s\n", name, report.RedactText(oneLine(err.Error())))
+				continue
+			}
+			db, err := newDatabase(ctx, srv)
+			if err != nil {
+				srv.Close()
+				rep.Errors = append(rep.Errors, "postgres: "+err.Error())
+				fmt.Fprintf(e.stderr, "sessionsafe %s: postgres: %s\n", name, report.RedactText(oneLine(err.Error())))
+				continue
+			}
+			cleanup = func() { db.Close(); srv.Close() }
+			cfg.Backend = scenarios.Postgres
+			cfg.DSN, cfg.DB, cfg.Admin, cfg.AppName = db.DSN, db.DB, db.Admin, db.AppName
+		}
+		if err := runMatrixBackend(ctx, name, o, e, cfg, ops, rep); err != nil && ctx.Err() == nil {
+			rep.Errors = append(rep.Errors, backend+": "+err.Error())
+			fmt.Fprintf(e.stderr, "sessionsafe %s: %s: %s\n", name, backend, report.RedactText(oneLine(err.Error())))
+		}
+		if cleanup != nil {
+			cleanup()
+		}
+	}
+	rep.Interrupted = ctx.Err() != nil
+	return finish(e, o, rep)
+}
+
+func runMatrixBackend(ctx context.Context, name string, o *options, e *env, cfg scenarios.Config, ops []scenarios.Operation, rep *report.Report) error {
+	type opRunner struct {
+		r     *scenarios.Runner
+		cases []scenarios.Case
+	}
+	var runners []opRunner
+	defer func() {
+		for _, r := range runners {
+			r.r.Close()
+		}
+	}()
+	total := 0
+	for _, op := range ops {
+		if ctx.Err() != nil {
+			return nil
+		}
+		r, err := scenarios.NewRunner(ctx, cfg, op)
+		if err != nil {
+			return fmt.Errorf("%s: %w", op.Name, err)
+		}
+		cases := r.Cases()
+		total += len(cases)
+		runners = append(runners, opRunner{r, cases})
+	}
+	var done, fired, failed atomic.Int64
+	mode := o.progress
+	if mode == "" {
+		mode = "auto"
+	}
+	p := newProgress(e.stdout, mode, e.isTerminal, fmt.Sprintf("%s %s", name, cfg.Backend), int64(total), 0, e.now, func() counts {
+		return counts{Ops: done.Load(), Faults: fired.Load(), Violations: failed.Load()}
+	})
+	p.Run(ctx)
+	defer p.Stop()
+	for _, or := range runners {
+		for _, c := range or.cases {
+			if ctx.Err() != nil {
+				return nil
+			}
+			res := or.r.RunCase(ctx, c)
+			done.Add(1)
+			if res.Fired {
+				fired.Add(1)
+			}
+			if ctx.Err() != nil {
+				return nil // cut short by Ctrl-C: not a finding
+			}
+			rc := report.Case{Name: c.Name(), Backend: string(c.Backend), Operation: c.Operation, Step: c.Step,
+				StepKind: c.StepKind, Fault: c.Fault, Status: report.StatusPass, Seconds: res.Duration.Seconds(),
+				Replay: caseReplay(c, o)}
+			if len(res.Findings) > 0 {
+				failed.Add(1)
+				rc.Status = report.StatusFail
+				var invs, msgs []string
+				for _, f := range res.Findings {
+					invs = append(invs, string(f.Invariant))
+					msgs = append(msgs, string(f.Invariant)+": "+f.Message)
+					rep.Violations = append(rep.Violations, report.Violation{
+						ID: fmt.Sprintf("V%d", len(rep.Violations)+1), Source: "matrix", Backend: string(c.Backend),
+						Operation: c.Operation, Step: c.Step, StepKind: c.StepKind, Fault: c.Fault,
+						Invariant: string(f.Invariant), Message: f.Message, Trace: f.Trace, Replay: f.Replay,
+					})
+				}
+				rc.Invariant = strings.Join(invs, ",")
+				rc.Message = strings.Join(msgs, "\n")
+			}
+			rep.Cases = append(rep.Cases, rc)
+		}
+	}
+	return nil
+}
