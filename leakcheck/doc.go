@@ -6,7 +6,10 @@
 //
 //   - goroutines: none beyond a baseline (goleak underneath, with a short
 //     commented ignore list for the background goroutines of database/sql and
-//     pgx) — FindGoroutines, VerifyGoroutines;
+//     pgx) — FindGoroutines, VerifyGoroutines; or none left of those started
+//     inside a Scope (pprof labels, inherited by every goroutine started from
+//     a marked one), which is safe next to parallel tests — EnterScope,
+//     FindScope, VerifyScope;
 //   - pool connections: sql.DBStats.InUse back to 0, polled with bounded
 //     exponential backoff to a deadline — FindPool, VerifyPool;
 //   - server sessions (PostgreSQL): no backend of one application_name left
@@ -27,10 +30,11 @@
 // begun and each rows opened. Given to a check with WithTracker, it turns
 // "1 connection still in use" into the function and line that took it.
 //
-// Limits, stated plainly: the goroutine check cannot tell which parallel test
-// started a goroutine — take the baseline (goleak.IgnoreCurrent) right before
-// the code under test and keep goroutine checks out of t.Parallel tests that
-// overlap; the session-state check compares one connection with itself, so it
+// Limits, stated plainly: the baseline goroutine check cannot tell which
+// parallel test started a goroutine — use a Scope in parallel tests, or take
+// the baseline (goleak.IgnoreCurrent) right before the code under test; a
+// Scope does not see goroutines the code hands work to that were started
+// before it (a worker pool); the session-state check compares one connection with itself, so it
 // needs a *sql.Conn or a pool limited to one connection; database/sql never
 // tells a driver when a connection goes back to the pool, so once a pool
 // check has found a leak the Tracker briefly takes and pings each idle

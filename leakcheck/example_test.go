@@ -126,3 +126,26 @@ func ExampleSession_Diff() {
 	// setting statement_timeout=5s set for the whole session (SET without LOCAL, or set_config(..., false))
 	// advisory lock 77 ExclusiveLock still held (pg_advisory_lock without pg_advisory_unlock)
 }
+
+// A Scope marks the goroutines the code under test starts, so the check
+// works next to tests running in parallel.
+func ExampleEnterScope() {
+	ctx := context.Background()
+	s := leakcheck.EnterScope(ctx)
+	defer s.Exit()
+
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() { defer close(done); <-quit }() // outlives the "call"
+
+	err := leakcheck.FindScope(ctx, s, leakcheck.WithTimeout(20*time.Millisecond))
+	var le *leakcheck.Error
+	if errors.As(err, &le) {
+		fmt.Println(le.Findings[0].Check)
+	}
+	close(quit)
+	<-done
+	fmt.Println(leakcheck.FindScope(ctx, s))
+	// Output:
+	// goroutines
+	// <nil>
+}

@@ -14,7 +14,8 @@ type TestingT interface {
 
 // Find runs every check the options enable — pool (WithDB, WithAcquired),
 // server (WithServer), session state (WithSession), long transactions
-// (WithLongTransaction, WithTracker) and goroutines (WithGoroutines) — and
+// (WithLongTransaction, WithTracker) and goroutines (WithGoroutines,
+// WithScope) — and
 // returns one error listing every finding (it matches ErrLeak), joined with
 // any error that kept a check from running. With no check enabled it returns
 // an ErrOption error: a check that checks nothing is a mistake.
@@ -23,7 +24,7 @@ func Find(ctx context.Context, opts ...Option) error {
 	if err != nil {
 		return err
 	}
-	if len(c.dbs) == 0 && len(c.acquired) == 0 && !c.server && len(c.sessions) == 0 && !c.goroutines && c.tracker == nil {
+	if len(c.dbs) == 0 && len(c.acquired) == 0 && !c.server && len(c.sessions) == 0 && !c.goroutines && len(c.scopes) == 0 && c.tracker == nil {
 		return fmt.Errorf("%w: Find with no check enabled (use WithDB, WithServer, WithSession, WithGoroutines or WithTracker)", ErrOption)
 	}
 	return c.run(ctx)
@@ -69,6 +70,9 @@ func (c *config) run(ctx context.Context) error {
 	}
 	if c.tracker != nil {
 		add(c.tracker.findings(c.longTx), nil)
+	}
+	for _, s := range c.scopes {
+		add(checkScope(ctx, s, deadline), nil)
 	}
 	if c.goroutines {
 		add(checkGoroutines(c.goleakOpts), nil)

@@ -14,22 +14,43 @@ import (
 // (*Tx).awaitDone) are NOT on it: one still running means rows or a
 // transaction were never finished.
 func IgnoredGoroutines() []goleak.Option {
-	return []goleak.Option{
-		// One per open *sql.DB, started by sql.Open/OpenDB, ended by
-		// db.Close. A pool left open is a leak of its own, reported by
-		// goleak.VerifyTestMain when the test binary ends.
-		goleak.IgnoreAnyFunction("database/sql.(*DB).connectionOpener"),
-		// Started by SetConnMaxLifetime/SetConnMaxIdleTime, one per pool;
-		// it exits when the pool is closed.
-		goleak.IgnoreAnyFunction("database/sql.(*DB).connectionCleaner"),
-		// pgx closing a connection it gave up on (an error or a cancelled
-		// context mid-query): it sends a cancel request and closes the socket,
-		// bounded by a 15 s deadline. The connection is already out of the
-		// pool; the server check sees its backend if it lingers.
-		goleak.IgnoreAnyFunction("github.com/jackc/pgx/v5/pgconn.(*PgConn).asyncClose.func1"),
-		// One per pgxpool.Pool, ended by pool.Close.
-		goleak.IgnoreAnyFunction("github.com/jackc/pgx/v5/pgxpool.(*Pool).backgroundHealthCheck"),
+	opts := make([]goleak.Option, len(ignoredFuncs))
+	for i, f := range ignoredFuncs {
+		opts[i] = goleak.IgnoreAnyFunction(f)
 	}
+	return opts
+}
+
+// ignoredFuncs: a goroutine with one of these functions anywhere in its
+// stack is not a leak.
+var ignoredFuncs = []string{
+	// One per open *sql.DB, started by sql.Open/OpenDB, ended by db.Close.
+	// A pool left open is a leak of its own, reported by
+	// goleak.VerifyTestMain when the test binary ends.
+	"database/sql.(*DB).connectionOpener",
+	// Started by SetConnMaxLifetime/SetConnMaxIdleTime, one per pool; it
+	// exits when the pool is closed.
+	"database/sql.(*DB).connectionCleaner",
+	// pgx closing a connection it gave up on (an error or a cancelled
+	// context mid-query): it sends a cancel request and closes the socket,
+	// bounded by a 15 s deadline. The connection is already out of the pool;
+	// the server check sees its backend if it lingers.
+	"github.com/jackc/pgx/v5/pgconn.(*PgConn).asyncClose.func1",
+	// One per pgxpool.Pool, ended by pool.Close.
+	"github.com/jackc/pgx/v5/pgxpool.(*Pool).backgroundHealthCheck",
+}
+
+// ignoredStack reports whether a stack (full function names) holds an
+// ignored function.
+func ignoredStack(funcs []string) bool {
+	for _, f := range funcs {
+		for _, ig := range ignoredFuncs {
+			if f == ig {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // FindGoroutines reports goroutines beyond those the options exclude and

@@ -41,6 +41,7 @@ type config struct {
 	server     bool
 	goroutines bool
 	goleakOpts []goleak.Option
+	scopes     []*Scope
 	tracker    *Tracker
 	sessions   []sessionCheck
 	timeout    time.Duration
