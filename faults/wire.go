@@ -75,10 +75,18 @@ func (a WireAction) String() string {
 }
 
 // Frontend message kinds a WireRule can target. Beyond the protocol's own
-// message names, WireCommit is a COMMIT (or END) sent either as a
+// message names: WireCommit is a COMMIT (or END) sent either as a
 // simple-protocol Query or, in the extended protocol, as the Execute of a
-// portal bound to a statement parsed from COMMIT.
+// portal bound to a statement parsed from COMMIT; WireAny is any message
+// (the startup message included), so "Any#1" right after arming is the next
+// thing the client sends; WireRequest is a message that completes a request
+// running a statement (a Query, or the Sync closing an extended-protocol
+// request that holds an Execute; a prepare-only round trip of Parse, Describe,
+// Sync does not count), so "Request#1:cut-after" lets the next statement
+// reach the server and run, and loses its answer.
 const (
+	WireAny       = "Any"
+	WireRequest   = "Request"
 	WireStartup   = "Startup"
 	WireQuery     = "Query"
 	WireParse     = "Parse"
@@ -111,7 +119,7 @@ var wireTypeNames = [256]string{
 }
 
 func validWireMessage(m string) bool {
-	if m == WireStartup || m == WireCommit {
+	if m == WireStartup || m == WireCommit || m == WireAny || m == WireRequest {
 		return true
 	}
 	for _, n := range wireTypeNames {
@@ -126,7 +134,8 @@ func validWireMessage(m string) bool {
 // when the rule is armed) with Action.
 type WireRule struct {
 	// Message is the message kind: WireQuery, WireParse, WireBind,
-	// WireExecute, WireSync, WireCommit, or another frontend message name
+	// WireExecute, WireSync, WireCommit, WireAny, WireRequest, or another
+	// frontend message name
 	// (WireStartup, WireDescribe, WireClose, WireFlush, WireTerminate,
 	// "Password", "CopyData", "CopyDone", "CopyFail", "FunctionCall").
 	Message string
@@ -168,6 +177,18 @@ func (r WireRule) validate() error {
 		return fmt.Errorf("arm wire rule %v: Delay is only for the delay action: %w", r, ErrWireRule)
 	}
 	return nil
+}
+
+func (r *armedWireRule) matches(m wireMsg) bool {
+	switch r.Message {
+	case m.name, WireAny:
+		return true
+	case WireCommit:
+		return m.commit
+	case WireRequest:
+		return m.request
+	}
+	return false
 }
 
 // WireFiring records one rule acting on one message.
@@ -288,11 +309,12 @@ func (w *Wire) WrapConn(c net.Conn) net.Conn {
 
 // wireMsg is one decoded frontend message.
 type wireMsg struct {
-	typ    byte // the message type byte, 0 for the startup message
-	name   string
-	sql    string // set for an extended-protocol commit
-	sqlb   []byte // the SQL of a Query or Parse, copied only when a rule fires
-	commit bool
+	typ     byte // the message type byte, 0 for the startup message
+	name    string
+	sql     string // set for an extended-protocol commit
+	sqlb    []byte // the SQL of a Query or Parse, copied only when a rule fires
+	commit  bool
+	request bool // a Query, or a Sync after an Execute
 }
 
 // observe counts msg and returns the rule it fires, if any, and the channel
@@ -311,7 +333,7 @@ func (w *Wire) observe(conn uint64, m wireMsg) (*WireRule, <-chan struct{}) {
 		if r.Conn != 0 && r.Conn != conn {
 			continue
 		}
-		if r.Message != m.name && !(m.commit && r.Message == WireCommit) {
+		if !r.matches(m) {
 			continue
 		}
 		r.seen++
@@ -359,6 +381,7 @@ type wireConn struct {
 	buf           []byte     // held-back bytes of an incomplete message
 	started       bool       // the startup message has been written
 	opaque        bool       // the stream cannot be decoded (e.g. TLS after SSLRequest): pass through
+	executed      bool       // an Execute was sent since the last Sync
 	commitStmts   map[string]struct{}
 	commitPortals map[string]struct{}
 
@@ -418,7 +441,11 @@ func (c *wireConn) decode(msg []byte) wireMsg {
 	m := wireMsg{typ: msg[0], name: wireTypeNames[msg[0]]}
 	body := msg[5:]
 	switch msg[0] {
+	case 'S':
+		m.request = c.executed
+		c.executed = false
 	case 'Q':
+		m.request = true
 		if q, _, ok := cstring(body); ok {
 			m.sqlb = q
 			m.commit = isCommitSQL(q)
@@ -462,6 +489,7 @@ func (c *wireConn) decode(msg []byte) wireMsg {
 			delete(c.commitPortals, string(portal))
 		}
 	case 'E':
+		c.executed = true
 		if len(c.commitPortals) == 0 {
 			break
 		}

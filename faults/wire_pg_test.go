@@ -3,6 +3,7 @@ package faults_test
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"slices"
@@ -345,5 +346,63 @@ func BenchmarkWirePassThrough(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// TestWirePGStepBoundaries cuts around one database/sql statement with
+// arguments on a fresh connection, which pgx sends as a prepare round trip
+// (Parse, Describe, Sync) and then the execution (Bind, Execute, Sync).
+// "Any#1:cut-before" loses the statement before any byte of it left: pgx
+// reports it safe to retry (driver.ErrBadConn; on a pool, not a held Conn,
+// database/sql would retry on a new connection) and the row is not there.
+// "Request#1:cut-after" skips the prepare round trip, lets the execution
+// reach the server and loses the answer: the row is there although the
+// caller got an error.
+func TestWirePGStepBoundaries(t *testing.T) {
+	tests := []struct {
+		name       string
+		rule       faults.WireRule
+		wantBadCon bool
+		fired      string
+		want       []int
+	}{
+		{name: "any-1-cut-before", rule: faults.WireRule{Message: faults.WireAny, N: 1, Action: faults.WireCutBefore}, wantBadCon: true, fired: faults.WireParse},
+		{name: "request-1-cut-after", rule: faults.WireRule{Message: faults.WireRequest, N: 1, Action: faults.WireCutAfter}, fired: faults.WireSync, want: []int{3}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := newItemsDB(t)
+			cfg, app := connConfig(t, db, "-wired")
+			w := faults.NewWire()
+			w.Install(&cfg.Config)
+			pool := openPool(t, cfg)
+			// Hold the connection: taking one from the pool may send a ping
+			// (pgx stdlib's ResetSession after a second idle), which would be
+			// the next message.
+			conn, err := pool.Conn(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			if err := w.Arm(tt.rule); err != nil {
+				t.Fatal(err)
+			}
+			_, err = conn.ExecContext(t.Context(), `INSERT INTO items VALUES ($1)`, 3)
+			if err == nil {
+				t.Fatal("INSERT: got nil; want an error")
+			}
+			if got := errors.Is(err, driver.ErrBadConn); got != tt.wantBadCon {
+				t.Errorf("INSERT: got %v; want driver.ErrBadConn %v", err, tt.wantBadCon)
+			}
+			if f := w.Fired(); len(f) != 1 || f[0].Message != tt.fired {
+				t.Errorf("Fired() = %+v; want one firing on a %s", f, tt.fired)
+			}
+			if err := faults.NewServer(db.Admin).WaitGone(t.Context(), app); err != nil {
+				t.Fatal(err)
+			}
+			if got := itemIDs(t, db.DB); !slices.Equal(got, tt.want) {
+				t.Errorf("rows: got %v; want %v", got, tt.want)
+			}
+		})
 	}
 }

@@ -133,6 +133,11 @@ func TestWireActsAtNthMessage(t *testing.T) {
 		{name: "commit-2-cut-before-simple", rule: WireRule{Message: WireCommit, N: 2, Action: WireCutBefore}, forwarded: 8, cut: true, writeErr: true, fired: " COMMIT ; "},
 		{name: "query-4-delay", rule: WireRule{Message: WireQuery, N: 4, Action: WireDelay, Delay: time.Millisecond}, forwarded: 10, fired: "SELECT 2"},
 		{name: "startup-1-cut-before", rule: WireRule{Message: WireStartup, N: 1, Action: WireCutBefore}, forwarded: 0, cut: true, writeErr: true},
+		{name: "any-3-cut-before", rule: WireRule{Message: WireAny, N: 3, Action: WireCutBefore}, forwarded: 2, cut: true, writeErr: true, fired: "INSERT INTO t VALUES (1)"},
+		{name: "any-1-cut-before-is-startup", rule: WireRule{Message: WireAny, N: 1, Action: WireCutBefore}, forwarded: 0, cut: true, writeErr: true},
+		{name: "request-3-cut-after-is-sync", rule: WireRule{Message: WireRequest, N: 3, Action: WireCutAfter}, forwarded: 8, cut: true, writeErr: true},
+		{name: "request-4-cut-after-is-query", rule: WireRule{Message: WireRequest, N: 4, Action: WireCutAfter}, forwarded: 9, cut: true, writeErr: true, fired: " COMMIT ; "},
+		{name: "request-2-cut-before-is-query", rule: WireRule{Message: WireRequest, N: 2, Action: WireCutBefore}, forwarded: 2, cut: true, writeErr: true, fired: "INSERT INTO t VALUES (1)"},
 		{name: "query-5-never", rule: WireRule{Message: WireQuery, N: 5, Action: WireCutBefore}, forwarded: 10},
 	}
 	msgs := session(t)
