@@ -93,6 +93,11 @@ type Call struct {
 	Columns      []string            // rows next, rows close
 	Row          []driver.Value      // after rows next without error
 	RowsAffected int64               // after exec and stmt-exec: rows affected, -1 unknown
+	// Conn is the wrapped driver's own conn the call goes to (nil for
+	// OpConnect). A hook may run a statement of its own on it (a SET, say);
+	// database/sql holds the conn for the duration of the call, so nothing
+	// else uses it meanwhile.
+	Conn driver.Conn
 	// Tag is free for the hooks' owner: Before may set it (a step number,
 	// say) and After reads it back. After is not called when Before fails.
 	Tag int
@@ -262,7 +267,7 @@ func (c *conn) resetSession(ctx context.Context) error {
 	if !h.active() {
 		return r.ResetSession(ctx)
 	}
-	call := &Call{Op: OpResetSession, ConnID: c.id}
+	call := &Call{Op: OpResetSession, ConnID: c.id, Conn: c.inner}
 	if err := h.before(ctx, call); err != nil {
 		return err
 	}
@@ -276,7 +281,7 @@ func (c *conn) isValid() bool {
 		return v.IsValid()
 	}
 	ctx := context.Background()
-	call := &Call{Op: OpIsValid, ConnID: c.id}
+	call := &Call{Op: OpIsValid, ConnID: c.id, Conn: c.inner}
 	if err := h.before(ctx, call); err != nil {
 		return false
 	}
@@ -295,7 +300,7 @@ func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, e
 	h := &c.s.hooks
 	var call *Call
 	if h.active() {
-		call = &Call{Op: OpPrepare, ConnID: c.id, SQL: query}
+		call = &Call{Op: OpPrepare, ConnID: c.id, Conn: c.inner, SQL: query}
 		if err := h.before(ctx, call); err != nil {
 			return nil, err
 		}
@@ -335,7 +340,7 @@ func (c *conn) Close() error {
 		return c.inner.Close()
 	}
 	ctx := context.Background()
-	call := &Call{Op: OpClose, ConnID: c.id}
+	call := &Call{Op: OpClose, ConnID: c.id, Conn: c.inner}
 	if err := h.before(ctx, call); err != nil {
 		// database/sql forgets the conn whatever Close returns: close it
 		// anyway so an injected error leaks nothing.
@@ -384,7 +389,7 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 	h := &c.s.hooks
 	var call *Call
 	if h.active() {
-		call = &Call{Op: OpBegin, ConnID: c.id, TxOptions: opts}
+		call = &Call{Op: OpBegin, ConnID: c.id, Conn: c.inner, TxOptions: opts}
 		if err := h.before(ctx, call); err != nil {
 			return nil, err
 		}
@@ -421,7 +426,7 @@ func (c *conn) ExecContext(ctx context.Context, query string, args []driver.Name
 	default:
 		return nil, driver.ErrSkip
 	}
-	return c.s.exec(ctx, &Call{Op: OpExec, ConnID: c.id, SQL: query, Args: args}, exec)
+	return c.s.exec(ctx, &Call{Op: OpExec, ConnID: c.id, Conn: c.inner, SQL: query, Args: args}, exec)
 }
 
 func (s *shared) exec(ctx context.Context, call *Call, exec func() (driver.Result, error)) (driver.Result, error) {
@@ -467,7 +472,7 @@ func (c *conn) QueryContext(ctx context.Context, query string, args []driver.Nam
 	default:
 		return nil, driver.ErrSkip
 	}
-	return c.s.query(ctx, c, &Call{Op: OpQuery, ConnID: c.id, SQL: query, Args: args}, q)
+	return c.s.query(ctx, c, &Call{Op: OpQuery, ConnID: c.id, Conn: c.inner, SQL: query, Args: args}, q)
 }
 
 func (s *shared) query(ctx context.Context, c *conn, call *Call, q func() (driver.Rows, error)) (driver.Rows, error) {
@@ -515,7 +520,7 @@ func (c *conn) Ping(ctx context.Context) error {
 	if !h.active() {
 		return p.Ping(ctx)
 	}
-	call := &Call{Op: OpPing, ConnID: c.id}
+	call := &Call{Op: OpPing, ConnID: c.id, Conn: c.inner}
 	if err := h.before(ctx, call); err != nil {
 		return err
 	}
@@ -544,7 +549,7 @@ func (t *tx) end(op Op, f func() error) error {
 	if !h.active() {
 		return f()
 	}
-	call := &Call{Op: op, ConnID: t.c.id}
+	call := &Call{Op: op, ConnID: t.c.id, Conn: t.c.inner}
 	if err := h.before(t.ctx, call); err != nil {
 		return err
 	}
@@ -580,7 +585,7 @@ func (s *stmt) Close() error {
 		return s.inner.Close()
 	}
 	ctx := context.Background()
-	call := &Call{Op: OpStmtClose, ConnID: s.c.id, SQL: s.sql}
+	call := &Call{Op: OpStmtClose, ConnID: s.c.id, Conn: s.c.inner, SQL: s.sql}
 	if err := h.before(ctx, call); err != nil {
 		_ = s.inner.Close()
 		return err
@@ -625,7 +630,7 @@ func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (drive
 		}
 		return s.inner.Exec(dargs) //nolint:staticcheck // the fallback database/sql itself uses
 	}
-	return s.c.s.exec(ctx, &Call{Op: OpStmtExec, ConnID: s.c.id, SQL: s.sql, Args: args}, exec)
+	return s.c.s.exec(ctx, &Call{Op: OpStmtExec, ConnID: s.c.id, Conn: s.c.inner, SQL: s.sql, Args: args}, exec)
 }
 
 func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
@@ -642,7 +647,7 @@ func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driv
 		}
 		return s.inner.Query(dargs) //nolint:staticcheck // the fallback database/sql itself uses
 	}
-	return s.c.s.query(ctx, s.c, &Call{Op: OpStmtQuery, ConnID: s.c.id, SQL: s.sql, Args: args}, q)
+	return s.c.s.query(ctx, s.c, &Call{Op: OpStmtQuery, ConnID: s.c.id, Conn: s.c.inner, SQL: s.sql, Args: args}, q)
 }
 
 // rows wraps driver.Rows; every optional rows interface is implemented with
@@ -669,7 +674,7 @@ func (r *rows) Close() error {
 	if !h.active() {
 		return r.inner.Close()
 	}
-	call := &Call{Op: OpRowsClose, ConnID: r.c.id, SQL: r.sql, Columns: r.columns()}
+	call := &Call{Op: OpRowsClose, ConnID: r.c.id, Conn: r.c.inner, SQL: r.sql, Columns: r.columns()}
 	if err := h.before(r.ctx, call); err != nil {
 		_ = r.inner.Close()
 		return err
@@ -682,7 +687,7 @@ func (r *rows) Next(dest []driver.Value) error {
 	if !h.active() {
 		return r.inner.Next(dest)
 	}
-	call := &Call{Op: OpRowsNext, ConnID: r.c.id, SQL: r.sql, Columns: r.columns()}
+	call := &Call{Op: OpRowsNext, ConnID: r.c.id, Conn: r.c.inner, SQL: r.sql, Columns: r.columns()}
 	if err := h.before(r.ctx, call); err != nil {
 		return err
 	}
