@@ -69,6 +69,13 @@ func (c *config) run(ctx context.Context) error {
 		add(checkSession(ctx, s.q, s.before))
 	}
 	if c.tracker != nil {
+		if c.longTx > 0 && c.tracker.hasOpenTxOver(c.longTx) {
+			// Make sure it is not a connection back in the pool whose
+			// transaction end the tracker did not see.
+			for _, db := range c.dbs {
+				c.tracker.probeIdle(ctx, db)
+			}
+		}
 		add(c.tracker.findings(c.longTx), nil)
 	}
 	for _, s := range c.scopes {

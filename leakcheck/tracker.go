@@ -154,11 +154,15 @@ func (t *Tracker) record(k connKey, c *drvwrap.Call, err error) {
 			ci.inUse, ci.acquired, ci.acquiredAt = true, s, now
 		}
 	case drvwrap.OpResetSession:
+		// A connection database/sql resets for reuse holds no transaction
+		// and no rows, whatever the tracker saw (a wrapper above it may have
+		// answered a commit without passing it down).
+		ci.tx, ci.rows = nil, nil
 		if err == nil {
 			ci.inUse, ci.acquired, ci.acquiredAt, ci.last = true, s, now, nil
 		}
 	case drvwrap.OpIsValid:
-		ci.inUse = false
+		ci.inUse, ci.tx, ci.rows = false, nil, nil
 	case drvwrap.OpClose:
 		delete(t.conns, k)
 	case drvwrap.OpRowsClose:
@@ -196,7 +200,7 @@ func (t *Tracker) markIdle(k connKey) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if ci := t.conns[k]; ci != nil {
-		ci.inUse = false
+		ci.inUse, ci.tx, ci.rows = false, nil, nil
 	}
 }
 
@@ -321,22 +325,10 @@ func (t *Tracker) heldReport() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := time.Now()
-	keys := make([]connKey, 0, len(t.conns))
-	for k := range t.conns {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b connKey) int {
-		if a.pool != b.pool {
-			return a.pool - b.pool
-		}
-		return int(a.id) - int(b.id)
-	})
 	var b strings.Builder
 	held := 0
-	for _, k := range keys {
-		ci := t.conns[k]
-		busy := ci.tx != nil || len(ci.rows) > 0 || ci.inUse
-		if !busy {
+	for _, ci := range t.sortedConns() {
+		if ci.tx == nil && len(ci.rows) == 0 && !ci.inUse {
 			continue
 		}
 		held++
@@ -413,7 +405,7 @@ func (t *Tracker) findings(threshold time.Duration) []Finding {
 			})
 		}
 	}
-	for _, ci := range t.conns {
+	for _, ci := range t.sortedConns() {
 		if ci.tx != nil && now.Sub(ci.tx.begun) > threshold {
 			out = append(out, Finding{
 				Check:   CheckLongTx,
@@ -422,6 +414,35 @@ func (t *Tracker) findings(threshold time.Duration) []Finding {
 			})
 		}
 	}
+	return out
+}
+
+// hasOpenTxOver reports whether a transaction the tracker believes open has
+// been open longer than threshold.
+func (t *Tracker) hasOpenTxOver(threshold time.Duration) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := time.Now()
+	for _, ci := range t.conns {
+		if ci.tx != nil && now.Sub(ci.tx.begun) > threshold {
+			return true
+		}
+	}
+	return false
+}
+
+// sortedConns returns the connections by pool and id; t.mu must be held.
+func (t *Tracker) sortedConns() []*connInfo {
+	out := make([]*connInfo, 0, len(t.conns))
+	for _, ci := range t.conns {
+		out = append(out, ci)
+	}
+	slices.SortFunc(out, func(a, b *connInfo) int {
+		if a.key.pool != b.key.pool {
+			return a.key.pool - b.key.pool
+		}
+		return int(a.key.id) - int(b.key.id)
+	})
 	return out
 }
 
