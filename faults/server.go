@@ -11,11 +11,6 @@ import (
 	"unicode/utf8"
 )
 
-// Server-level faults: what a database administrator (or the server itself)
-// does to a session from outside it. Sessions are found by application_name,
-// never by PID alone (PIDs are reused), and the admin's own backend is never
-// touched.
-
 // ErrServerAppName is returned (wrapped) when an application_name is empty:
 // an empty name would match sessions that are not the caller's.
 var ErrServerAppName = errors.New("faults: server: empty application_name")
@@ -34,9 +29,12 @@ func serverName(name string) string {
 	return name
 }
 
-// Server performs server-level faults through an admin pool (a superuser, or
-// a role allowed to signal the target sessions). A Server is safe for
-// concurrent use.
+// Server performs server-level faults — what a database administrator, a
+// failover or the server itself does to a session from outside it — through
+// an admin pool (a superuser, or a role allowed to signal the target
+// sessions). Sessions are found by application_name, never by PID alone
+// (PIDs are reused), and the admin's own backend is never touched. A Server
+// is safe for concurrent use.
 type Server struct {
 	admin  *sql.DB
 	lockDB *sql.DB
@@ -198,6 +196,58 @@ func (s *Server) HoldLock(ctx context.Context, lockSQL string) (release func() e
 			rerr = fmt.Errorf("release lock: rollback: %w", rerr)
 		}
 		return errors.Join(rerr, conn.Close())
+	}), nil
+}
+
+// HoldLockForDeadlock sets up a deadlock with the session appName: it takes
+// lockSQL like HoldLock, then, once a backend of appName waits for a lock
+// (the step under test has run into lockSQL's lock), runs conflictSQL in the
+// same transaction, asking for a lock that session already holds. The
+// session under test waited first, so its deadlock check (after the server's
+// deadlock_timeout, 1s by default) runs first and the step fails with
+// SQLSTATE 40P01; conflictSQL then goes through. The step must hold, from an
+// earlier statement of its transaction, the lock conflictSQL asks for.
+// release waits for conflictSQL to finish, rolls back and returns the
+// connection; it reports conflictSQL's own error, if any, and is safe to call
+// more than once. ctx bounds taking the first lock and the wait for the
+// session to block.
+func (s *Server) HoldLockForDeadlock(ctx context.Context, lockSQL, appName, conflictSQL string) (release func() error, err error) {
+	if appName == "" {
+		return nil, fmt.Errorf("hold lock for deadlock: %w", ErrServerAppName)
+	}
+	conn, err := s.lockDB.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("hold lock for deadlock: get connection: %w", err)
+	}
+	tx, err := conn.BeginTx(context.WithoutCancel(ctx), nil)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("hold lock for deadlock: begin: %w", err), conn.Close())
+	}
+	if _, err := tx.ExecContext(ctx, lockSQL); err != nil {
+		return nil, errors.Join(fmt.Errorf("hold lock for deadlock: %s: %w", lockSQL, err), tx.Rollback(), conn.Close())
+	}
+	done := make(chan error, 1)
+	go func() {
+		if err := s.WaitBlocked(ctx, appName); err != nil {
+			done <- err
+			return
+		}
+		_, err := tx.ExecContext(context.WithoutCancel(ctx), conflictSQL)
+		if err != nil {
+			err = fmt.Errorf("%s: %w", conflictSQL, err)
+		}
+		done <- err
+	}()
+	return sync.OnceValue(func() error {
+		werr := <-done
+		if werr != nil {
+			werr = fmt.Errorf("hold lock for deadlock: %w", werr)
+		}
+		rerr := tx.Rollback()
+		if rerr != nil {
+			rerr = fmt.Errorf("release lock: rollback: %w", rerr)
+		}
+		return errors.Join(werr, rerr, conn.Close())
 	}), nil
 }
 

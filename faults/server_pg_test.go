@@ -230,3 +230,43 @@ func TestServerPGDatabaseTimeouts(t *testing.T) {
 		t.Errorf("new session after restore: statement_timeout %q, slow statement %v; want 0 and no error", v, err)
 	}
 }
+
+// TestServerPGDeadlock makes the session under test the victim of a
+// deadlock: it holds row 2 and asks for row 1, held by the lock holder, which
+// then asks for row 2.
+func TestServerPGDeadlock(t *testing.T) {
+	db := newItemsDB(t)
+	ctx := t.Context()
+	if _, err := db.DB.ExecContext(ctx, `INSERT INTO items VALUES (1), (2)`); err != nil {
+		t.Fatal(err)
+	}
+	lockCfg, _ := connConfig(t, db, "-lock")
+	srv := faults.NewServer(db.Admin, faults.WithLockDB(openPool(t, lockCfg)))
+	tx, err := db.DB.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback() })
+	if _, err := tx.ExecContext(ctx, `SELECT id FROM items WHERE id = 2 FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	release, err := srv.HoldLockForDeadlock(ctx,
+		`SELECT id FROM items WHERE id = 1 FOR UPDATE`, db.AppName, `SELECT id FROM items WHERE id = 2 FOR UPDATE`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { release() })
+	_, err = tx.ExecContext(ctx, `UPDATE items SET id = 10 WHERE id = 1`)
+	if got := pgCode(err); got != "40P01" {
+		t.Fatalf("step in the deadlock: got %v (SQLSTATE %q); want SQLSTATE 40P01", err, got)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if err := release(); err != nil {
+		t.Errorf("release: %v; want the holder's second lock granted after the victim rolled back", err)
+	}
+	if got := itemIDs(t, db.DB); !slices.Equal(got, []int{1, 2}) {
+		t.Errorf("rows: got %v; want [1 2] (the victim's update rolled back)", got)
+	}
+}

@@ -16,20 +16,6 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-// Wire-level faults.
-//
-// A Wire wraps the net.Conn of a PostgreSQL client connection (installed with
-// Install on a pgconn.Config, so it works for pgx, pgxpool and pgx stdlib alike),
-// decodes the frontend messages the client writes, and at the nth message of a
-// kind cuts, stalls or delays the connection, before or after forwarding it.
-//
-// Counting and targeting: a rule counts the messages of its kind seen by its
-// Wire after it was armed, over every connection the Wire is installed on. To
-// aim at one session, install the Wire on the pool or connector that serves
-// only the code under test (with SetMaxOpenConns(1) when the nth message must
-// be on one connection), or set WireRule.Conn to the id of one wrapped
-// connection (ids start at 1 in the order the Wire wrapped them).
-
 // ErrWireCut is returned (wrapped) by reads and writes on a connection that a
 // Wire rule cut.
 var ErrWireCut = errors.New("faults: wire: connection cut")
@@ -201,8 +187,23 @@ type WireFiring struct {
 }
 
 // Wire injects faults into the PostgreSQL frontend stream of the connections
-// it wraps. A Wire is safe for concurrent use; the zero value is not usable,
-// create one with NewWire.
+// it wraps: installed with Install on a pgconn.Config (so it works for pgx,
+// pgxpool and pgx stdlib alike), it decodes the frontend messages the client
+// writes and, at the nth message of a kind, cuts, stalls or delays the
+// connection, before or after forwarding the message. With nothing armed it
+// forwards every byte unchanged, without a lock or an allocation.
+//
+// Counting and targeting: a rule counts the messages of its kind seen by its
+// Wire after it was armed, over every connection the Wire is installed on. To
+// aim at one session, install the Wire on the pool or connector that serves
+// only the code under test (with SetMaxOpenConns(1) when the nth message must
+// be on one connection), or set WireRule.Conn to the id of one wrapped
+// connection (ids start at 1 in the order the Wire wrapped them). Mind that
+// taking a connection from a database/sql pool may itself send a message:
+// pgx stdlib pings ("-- ping", a Query) a connection idle for over a second.
+//
+// A Wire is safe for concurrent use; the zero value is not usable, create
+// one with NewWire.
 type Wire struct {
 	mu       sync.Mutex
 	rules    []*armedWireRule
