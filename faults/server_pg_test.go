@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/sessionsafe/sessionsafe/faults"
 )
@@ -152,6 +153,9 @@ func TestServerPGHoldLock(t *testing.T) {
 			if err := release(); err != nil {
 				t.Fatalf("release: %v", err)
 			}
+			if _, err := conn.ExecContext(ctx, `RESET ALL`); err != nil { // no tight timeout on a loaded machine
+				t.Fatal(err)
+			}
 			if err := release(); err != nil {
 				t.Errorf("second release: %v; want nil", err)
 			}
@@ -203,31 +207,42 @@ func TestServerPGDatabaseTimeouts(t *testing.T) {
 	db := newItemsDB(t)
 	ctx := t.Context()
 	srv := faults.NewServer(db.Admin)
-	restore, err := srv.SetDatabaseTimeouts(ctx, db.Name, faults.Timeouts{Statement: 20 * time.Millisecond})
+	settings := func() []string {
+		var v []string
+		err := db.Admin.QueryRowContext(ctx, `SELECT coalesce(array_agg(c ORDER BY c), '{}') FROM pg_db_role_setting s
+			JOIN pg_database d ON d.oid = s.setdatabase, unnest(s.setconfig) c WHERE d.datname = $1 AND s.setrole = 0`,
+			db.Name).Scan(pgtype.NewMap().SQLScanner(&v))
+		if err != nil {
+			t.Fatalf("read database settings: %v", err)
+		}
+		return v
+	}
+	slowStatement := func(suffix string) error {
+		cfg, _ := connConfig(t, db, suffix)
+		pool := openPool(t, cfg)
+		defer pool.Close()
+		_, err := pool.ExecContext(ctx, `SELECT pg_sleep(0.2)`)
+		return err
+	}
+	restore, err := srv.SetDatabaseTimeouts(ctx, db.Name, faults.Timeouts{Statement: 50 * time.Millisecond, Lock: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { restore() })
-	showTimeout := func(suffix string) (string, error) {
-		cfg, _ := connConfig(t, db, suffix)
-		pool := openPool(t, cfg)
-		defer pool.Close()
-		var v string
-		if err := pool.QueryRowContext(ctx, `SHOW statement_timeout`).Scan(&v); err != nil {
-			return "", err
-		}
-		_, err := pool.ExecContext(ctx, `SELECT pg_sleep(0.5)`)
-		return v, err
+	if got, want := settings(), []string{"lock_timeout=1000", "statement_timeout=50"}; !slices.Equal(got, want) {
+		t.Errorf("database settings: got %v; want %v", got, want)
 	}
-	v, err := showTimeout("-new1")
-	if v != "20ms" || pgCode(err) != "57014" {
-		t.Errorf("new session under the database timeout: statement_timeout %q, slow statement %v; want 20ms and SQLSTATE 57014", v, err)
+	if err := slowStatement("-new1"); pgCode(err) != "57014" {
+		t.Errorf("slow statement in a new session: got %v; want SQLSTATE 57014", err)
 	}
 	if err := restore(); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := showTimeout("-new2"); v != "0" || err != nil {
-		t.Errorf("new session after restore: statement_timeout %q, slow statement %v; want 0 and no error", v, err)
+	if got := settings(); len(got) != 0 {
+		t.Errorf("database settings after restore: got %v; want none", got)
+	}
+	if err := slowStatement("-new2"); err != nil {
+		t.Errorf("slow statement in a new session after restore: got %v; want no error", err)
 	}
 }
 

@@ -79,7 +79,7 @@ func TestWirePGActsAtNthQuery(t *testing.T) {
 	tests := []struct {
 		name    string
 		rule    faults.WireRule
-		timeout time.Duration // per statement; 0: the test's
+		timeout time.Duration // for the targeted (second) INSERT; 0: the test's
 		errAt   int           // the INSERT (1-based) that fails; 0: none
 		want    []int         // the rows the server has
 	}{
@@ -105,7 +105,7 @@ func TestWirePGActsAtNthQuery(t *testing.T) {
 			failed := 0
 			for i := 1; i <= 3 && failed == 0; i++ {
 				ctx := t.Context()
-				if tt.timeout > 0 {
+				if tt.timeout > 0 && i == 2 {
 					var cancel context.CancelFunc
 					ctx, cancel = context.WithTimeout(ctx, tt.timeout)
 					defer cancel()
