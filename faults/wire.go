@@ -281,7 +281,10 @@ func (w *Wire) Fired() []WireFiring {
 // through the Wire, by setting cfg.AfterNetConnect; an AfterNetConnect
 // already set runs first. For pgx stdlib: parse a *pgx.ConnConfig, call
 // Install(&connConfig.Config), then stdlib.OpenDB(*connConfig) or
-// stdlib.GetConnector(*connConfig).
+// stdlib.GetConnector(*connConfig); for pgxpool:
+// Install(&poolConfig.ConnConfig.Config). Cancel requests, which pgconn
+// sends on connections of their own without AfterNetConnect, do not pass
+// through the Wire. Install once per config: a second call wraps twice.
 func (w *Wire) Install(cfg *pgconn.Config) {
 	prev := cfg.AfterNetConnect
 	cfg.AfterNetConnect = func(ctx context.Context, c *pgconn.Config, conn net.Conn) (net.Conn, error) {
