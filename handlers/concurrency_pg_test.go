@@ -90,38 +90,68 @@ func TestPostgresConcurrentPatchesLoseNoKey(t *testing.T) {
 	requireClean(t, concurrentPatchesCase(context.Background(), t))
 }
 
+// concurrentSendsCase: 50 concurrent sends to one thread get seq 1..50,
+// no gap, no duplicate, stored in order. A barrier holds a counter write
+// (made only by the planted bugSendWithoutLock) until two have arrived, so
+// that bug collides every time.
+func concurrentSendsCase(bugs testBug) check {
+	return func(ctx context.Context, tb testing.TB) error {
+		tb.Helper()
+		f := newPG(tb, withTestBugs(bugs))
+		th := f.seedThread(tb, pgUser, 0)
+		var arrived atomic.Int32
+		bothRead := make(chan struct{})
+		f.setHook(func(ctx context.Context, c *drvwrap.Call) error {
+			if c.Op != drvwrap.OpExec || c.SQL != sqlWriteCounter {
+				return nil
+			}
+			if arrived.Add(1) == 2 {
+				close(bothRead)
+			}
+			select {
+			case <-bothRead:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		seqs := make([]int64, concurrency)
+		errs := fanOut(concurrency, func(i int) error {
+			m, err := f.svc.SendMessage(ctx, pgUser, th.ID, SendMessageInput{Content: fmt.Sprintf("m%d", i)})
+			seqs[i] = m.Seq
+			return err
+		})
+		f.setHook(nil)
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("concurrent sends: %w", err)
+		}
+		slices.Sort(seqs)
+		for i, s := range seqs {
+			if s != int64(i+1) {
+				return fmt.Errorf("seqs %v: got %d at position %d; want 1..%d with no gap or duplicate", seqs, s, i, concurrency)
+			}
+		}
+		msgs, err := f.svc.GetMessages(context.Background(), pgUser, th.ID, Page{Limit: 100})
+		if err != nil {
+			return err
+		}
+		for i, m := range msgs {
+			if m.Seq != int64(i+1) {
+				return fmt.Errorf("message %d has seq %d; want messages in seq order 1..%d", i, m.Seq, concurrency)
+			}
+		}
+		got, err := f.svc.GetThread(context.Background(), pgUser, th.ID)
+		if err != nil || got.MessageCount != concurrency {
+			return fmt.Errorf("message count: got %d (err %v); want %d", got.MessageCount, err, concurrency)
+		}
+		return f.serverClean(2 * time.Second)
+	}
+}
+
 func TestPostgresConcurrentSendsGapFree(t *testing.T) {
-	f := newPG(t)
-	th := f.seedThread(t, pgUser, 0)
-	seqs := make([]int64, concurrency)
-	errs := fanOut(concurrency, func(i int) error {
-		m, err := f.svc.SendMessage(context.Background(), pgUser, th.ID, SendMessageInput{Content: fmt.Sprintf("m%d", i)})
-		seqs[i] = m.Seq
-		return err
-	})
-	if err := errors.Join(errs...); err != nil {
-		t.Fatalf("concurrent sends: %v", err)
-	}
-	slices.Sort(seqs)
-	for i, s := range seqs {
-		if s != int64(i+1) {
-			t.Fatalf("seqs %v: got %d at position %d; want 1..%d with no gap or duplicate", seqs, s, i, concurrency)
-		}
-	}
-	msgs, err := f.svc.GetMessages(context.Background(), pgUser, th.ID, Page{Limit: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, m := range msgs {
-		if m.Seq != int64(i+1) {
-			t.Fatalf("message %d has seq %d; want messages in seq order 1..%d", i, m.Seq, concurrency)
-		}
-	}
-	got, err := f.svc.GetThread(context.Background(), pgUser, th.ID)
-	if err != nil || got.MessageCount != concurrency {
-		t.Fatalf("message count: got %d (err %v); want %d", got.MessageCount, err, concurrency)
-	}
-	f.mustClean(t)
+	requireClean(t, concurrentSendsCase(0)(context.Background(), t))
 }
 
 // retriedSendCase: a send retried with the same client message id (again
@@ -166,84 +196,145 @@ func TestPostgresRetriedSendNoDuplicate(t *testing.T) {
 	requireClean(t, retriedSendCase(context.Background(), t))
 }
 
-// TestPostgresDeleteRacingSends: while senders append to a thread, it is
-// deleted. Every send acknowledged as stored is stored; no send that failed
-// left a message; once the delete has returned, no send succeeds.
-func TestPostgresDeleteRacingSends(t *testing.T) {
-	f := newPG(t)
-	th := f.seedThread(t, pgUser, 0)
-	const senders = 8
-	var (
-		mu       sync.Mutex
-		acked    = map[string]bool{}
-		deleted  atomic.Bool
-		lateAcks atomic.Int32
-		started  = make(chan struct{}, senders)
-	)
-	var wg sync.WaitGroup
-	for s := range senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				afterDelete := deleted.Load()
-				m, err := f.svc.SendMessage(context.Background(), pgUser, th.ID, SendMessageInput{Content: fmt.Sprintf("s%d-%d", s, i)})
-				if i == 0 {
-					started <- struct{}{}
-				}
-				if errors.Is(err, ErrNotFound) {
-					return
-				}
-				if err != nil {
-					t.Errorf("send: %v", err)
-					return
-				}
-				if afterDelete {
-					lateAcks.Add(1)
-				}
-				mu.Lock()
-				acked[m.ID] = true
-				mu.Unlock()
+// deleteRaceCase: while senders append to a thread, it is deleted. Every
+// send acknowledged is stored; no refused send left a message; once the
+// delete has returned no send succeeds, and no message appears after the
+// archive point (the messages stored when the delete returned are all there
+// will ever be). A hook holds one counter write (made only by the planted
+// bugSendWithoutLock) until the delete has returned, so that bug lands a
+// message after the archive point every time.
+func deleteRaceCase(bugs testBug, senders int) check {
+	return func(ctx context.Context, tb testing.TB) error {
+		tb.Helper()
+		f := newPG(tb, withTestBugs(bugs))
+		th := f.seedThread(tb, pgUser, 0)
+		deleted := make(chan struct{})
+		var held atomic.Bool
+		holding := make(chan struct{})
+		f.setHook(func(ctx context.Context, c *drvwrap.Call) error {
+			if c.Op != drvwrap.OpExec || c.SQL != sqlWriteCounter || !held.CompareAndSwap(false, true) {
+				return nil
 			}
-		}()
+			close(holding)
+			select {
+			case <-deleted:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		defer f.setHook(nil)
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+
+		var (
+			mu        sync.Mutex
+			acked     = map[string]bool{}
+			problems  []error
+			lateAcks  atomic.Int32
+			firstAck  = make(chan struct{})
+			ackedOnce sync.Once
+			wg        sync.WaitGroup
+		)
+		isDeleted := func() bool {
+			select {
+			case <-deleted:
+				return true
+			default:
+				return false
+			}
+		}
+		for s := range senders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					afterDelete := isDeleted()
+					m, err := f.svc.SendMessage(ctx, pgUser, th.ID, SendMessageInput{Content: fmt.Sprintf("s%d-%d", s, i)})
+					if errors.Is(err, ErrNotFound) {
+						return
+					}
+					mu.Lock()
+					if err != nil {
+						problems = append(problems, fmt.Errorf("send: %w", err))
+						mu.Unlock()
+						return
+					}
+					acked[m.ID] = true
+					mu.Unlock()
+					if afterDelete {
+						lateAcks.Add(1)
+					}
+					ackedOnce.Do(func() { close(firstAck) })
+				}
+			}()
+		}
+		select { // let sends land before the delete
+		case <-firstAck:
+		case <-holding:
+		case <-time.After(10 * time.Second):
+		}
+		if err := f.svc.DeleteThread(ctx, pgUser, th.ID); err != nil {
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("delete: %w", err)
+		}
+		atArchive, err := storedMessages(ctx, f, th.ID)
+		close(deleted)
+		wg.Wait()
+		if err != nil {
+			return err
+		}
+		final, err := storedMessages(ctx, f, th.ID)
+		if err != nil {
+			return err
+		}
+		if n := lateAcks.Load(); n > 0 {
+			problems = append(problems, fmt.Errorf("%d send(s) started after the delete returned were acknowledged; want 0", n))
+		}
+		for id := range final {
+			if !atArchive[id] {
+				problems = append(problems, fmt.Errorf("message %s was stored after the archive point (acknowledged: %v)", id, acked[id]))
+			}
+			if !acked[id] {
+				problems = append(problems, fmt.Errorf("message %s is stored but its send was refused", id))
+			}
+		}
+		for id := range acked {
+			if !final[id] {
+				problems = append(problems, fmt.Errorf("message %s was acknowledged but is not stored", id))
+			}
+		}
+		if len(acked) == 0 && bugs == 0 {
+			problems = append(problems, errors.New("no send was acknowledged before the delete; the race was not exercised"))
+		}
+		tb.Logf("%d messages acknowledged before the archive point", len(acked))
+		return errors.Join(append(problems, f.serverClean(2*time.Second))...)
 	}
-	for range senders {
-		<-started // every sender is sending
-	}
-	if err := f.svc.DeleteThread(context.Background(), pgUser, th.ID); err != nil {
-		t.Fatalf("delete: %v", err)
-	}
-	deleted.Store(true)
-	wg.Wait()
-	if n := lateAcks.Load(); n > 0 {
-		t.Errorf("%d send(s) started after the delete returned were acknowledged; want 0", n)
-	}
-	rows, err := f.pg.DB.Query(`SELECT id::text FROM messages WHERE thread_id = $1`, th.ID)
+}
+
+// storedMessages returns the ids of the thread's stored messages, read
+// directly (archived threads are invisible to the service).
+func storedMessages(ctx context.Context, f *pgFixture, threadID string) (map[string]bool, error) {
+	rows, err := f.pg.DB.QueryContext(ctx, `SELECT id::text FROM messages WHERE thread_id = $1`, threadID)
 	if err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("read messages: %w", err)
 	}
 	defer rows.Close()
-	stored := map[string]bool{}
+	ids := map[string]bool{}
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
+			return nil, fmt.Errorf("read messages: %w", err)
 		}
-		stored[id] = true
+		ids[id] = true
 	}
 	if err := rows.Err(); err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("read messages: %w", err)
 	}
-	for id := range acked {
-		if !stored[id] {
-			t.Errorf("message %s was acknowledged but is not stored", id)
-		}
-	}
-	for id := range stored {
-		if !acked[id] {
-			t.Errorf("message %s is stored but its send was refused", id)
-		}
-	}
-	t.Logf("%d messages acknowledged before the archive point", len(acked))
-	f.mustClean(t)
+	return ids, nil
+}
+
+func TestPostgresDeleteRacingSends(t *testing.T) {
+	requireClean(t, deleteRaceCase(0, 8)(context.Background(), t))
 }

@@ -40,6 +40,29 @@ func TestPlantedBugsCaughtOnPostgres(t *testing.T) {
 	}
 }
 
+// TestTestBugsCaughtOnPostgres: the checks with no internal/mutant bug of
+// their own fail on a bug planted through the package's test seam.
+func TestTestBugsCaughtOnPostgres(t *testing.T) {
+	tests := []struct {
+		name string
+		c    check
+	}{
+		{"SendWithoutLock/concurrent-sends", concurrentSendsCase(bugSendWithoutLock)},
+		// One sender, so that seq collisions cannot be what catches it.
+		{"SendWithoutLock/delete-racing-sends", deleteRaceCase(bugSendWithoutLock, 1)},
+		{"NoOwnerFilter/ownership", ownershipCase(bugNoOwnerFilter)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.c(context.Background(), t)
+			if err == nil {
+				t.Fatal("with the bug planted the check passed; want it to report the bug")
+			}
+			t.Logf("caught: %v", err)
+		})
+	}
+}
+
 func TestPostgresChecksPassWithoutBugs(t *testing.T) {
 	tests := []struct {
 		name string

@@ -246,8 +246,11 @@ func (s *Service) GetMessages(ctx context.Context, userID, threadID string, p Pa
 	var out []Message
 	err := s.inTx(ctx, OpGetMessages, readOnly, func(ctx context.Context, q DBTX) error {
 		check := threadExists
-		if mutant.Has(ctx, mutant.RowsNotClosed) {
+		switch {
+		case mutant.Has(ctx, mutant.RowsNotClosed):
 			check = threadExistsRowsLeftOpen
+		case s.bugs&bugNoOwnerFilter != 0:
+			check = threadLiveAnyOwner
 		}
 		if err := check(ctx, q, userID, threadID); err != nil {
 			return err
@@ -279,6 +282,14 @@ func (s *Service) SendMessage(ctx context.Context, userID, threadID string, in S
 	}
 	var m Message
 	err = s.inTx(ctx, OpSendMessage, readWrite, func(ctx context.Context, q DBTX) error {
+		if s.bugs&bugSendWithoutLock != 0 {
+			seq, err := nextSeqWithoutLock(ctx, q, userID, threadID)
+			if err != nil {
+				return err
+			}
+			m, err = insertMessage(ctx, q, threadID, in, meta, seq)
+			return err
+		}
 		if err := lockThread(ctx, q, userID, threadID); err != nil {
 			return err
 		}

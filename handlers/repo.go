@@ -65,6 +65,11 @@ WHERE thread_id = $1 AND client_message_id = $2`
 	sqlNextSeq = `UPDATE threads SET message_count = message_count + 1, updated_at = now()
 WHERE id = $1 RETURNING message_count`
 
+	// The statements of the test-planted bugs (seams.go).
+	sqlReadCounter          = `SELECT message_count FROM threads WHERE id = $1 AND user_id = $2 AND archived_at IS NULL`
+	sqlWriteCounter         = `UPDATE threads SET message_count = $2, updated_at = now() WHERE id = $1`
+	sqlThreadExistsAnyOwner = `SELECT 1 FROM threads WHERE id = $1 AND archived_at IS NULL`
+
 	sqlInsertMessage = `INSERT INTO messages (thread_id, role, content, client_message_id, metadata, seq)
 VALUES ($1, $2, $3, NULLIF($4, ''), $5::jsonb, $6)
 RETURNING ` + messageColumns
@@ -287,6 +292,28 @@ func listMessages(ctx context.Context, q DBTX, threadID string, p Page) ([]Messa
 		return nil, stepErr("list messages: rows", err)
 	}
 	return out, nil
+}
+
+// nextSeqWithoutLock is the test-planted bugSendWithoutLock: read the
+// counter, write counter+1 — two sends can read the same value.
+func nextSeqWithoutLock(ctx context.Context, q DBTX, userID, threadID string) (int64, error) {
+	var n int64
+	if err := q.QueryRowContext(ctx, sqlReadCounter, threadID, userID).Scan(&n); err != nil {
+		return 0, stepErr("read counter", err)
+	}
+	if _, err := q.ExecContext(ctx, sqlWriteCounter, threadID, n+1); err != nil {
+		return 0, stepErr("write counter", err)
+	}
+	return n + 1, nil
+}
+
+// threadLiveAnyOwner is the test-planted bugNoOwnerFilter.
+func threadLiveAnyOwner(ctx context.Context, q DBTX, _, threadID string) error {
+	var one int
+	if err := q.QueryRowContext(ctx, sqlThreadExistsAnyOwner, threadID).Scan(&one); err != nil {
+		return stepErr("check thread", err)
+	}
+	return nil
 }
 
 func lockThread(ctx context.Context, q DBTX, userID, threadID string) error {

@@ -29,6 +29,7 @@ type Service struct {
 	notifier   Notifier
 	log        *slog.Logger
 	maxRetries int
+	bugs       testBug // planted by this package's tests only; see seams.go
 }
 
 // Option configures a Service.
