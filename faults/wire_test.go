@@ -405,3 +405,44 @@ type discard struct{ net.Conn }
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 func (discard) Close() error                { return nil }
+
+// FuzzWirePassThrough writes any byte stream in chunks of any size through a
+// Wire with nothing armed: it must not panic, must forward a prefix of the
+// stream (holding back at most one incomplete message), and must forward a
+// well-formed session whole and count its messages whatever the chunking.
+func FuzzWirePassThrough(f *testing.F) {
+	valid := bytes.Join(session(f), nil)
+	f.Add(valid, uint8(0))
+	f.Add(valid, uint8(6))
+	f.Add(valid[:len(valid)-3], uint8(255))
+	f.Add(append(bytes.Clone(valid[:20]), 0xff, 0xff, 0xff, 0xff, 0xff), uint8(2))
+	ssl := encode(f, &pgproto3.SSLRequest{})[0]
+	f.Add(append(ssl, "\x16\x03\x01garbage"...), uint8(3))
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
+		for _, stream := range [][]byte{data, valid} {
+			w := NewWire()
+			fc := newFakeConn()
+			c := w.WrapConn(fc)
+			for rest := stream; len(rest) > 0; {
+				n := min(len(rest), int(chunk)+1)
+				if m, err := c.Write(rest[:n]); err != nil || m != n {
+					t.Fatalf("Write(%d bytes) = %d, %v; want %d, nil", n, m, err, n)
+				}
+				rest = rest[n:]
+			}
+			got := fc.written()
+			if !bytes.HasPrefix(stream, got) {
+				t.Fatalf("forwarded %d bytes that are not a prefix of the %d written", len(got), len(stream))
+			}
+			if bytes.Equal(stream, valid) {
+				if len(got) != len(valid) {
+					t.Fatalf("forwarded %d of the %d bytes of a well-formed session", len(got), len(valid))
+				}
+				if h := w.Hits(); h[WireQuery] != 4 || h[WireCommit] != 2 {
+					t.Fatalf("Hits() = %v; want 4 queries and 2 commits", h)
+				}
+			}
+			c.Close()
+		}
+	})
+}
