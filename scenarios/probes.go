@@ -161,6 +161,7 @@ func Probes() []Probe {
 		{Name: "send-order", Doc: "concurrent sends to one thread, each retried with its client id: seq 1..n gap-free, no duplicate", run: probeSendOrder},
 		{Name: "delete-vs-send", Doc: "sends racing the thread's delete: no send that began after the delete was acknowledged succeeds or is stored", run: probeDeleteVsSend},
 		{Name: "finished-tx", Doc: "requests cancelled at random moments, racing database/sql's rollback of their transaction: an acknowledged send is stored, nothing is left open", run: probeFinishedTx},
+		{Name: "error-path", Doc: "an operation failing inside its unit of work gives its connection back and leaves no transaction open at once, while its request is still live", run: probeErrorPath},
 		{Name: "cancellation", Doc: "a request whose deadline passes while a statement runs must fail: the database gets the request's context", run: probeCancellation},
 		{Name: "external-call", Doc: "no transaction or connection is held across the title generator", run: probeExternalCall},
 		{Name: "notify", Doc: "no goroutine of AutoRename outlives the request", run: probeNotify},
@@ -1344,4 +1345,54 @@ func probeNotify(ctx context.Context, r *probeRun) {
 	if err := leakcheck.FindGoroutines(ctx, baseline, goleak.IgnoreTopFunction("time.Sleep")); err != nil {
 		r.find("goroutines", "a goroutine of AutoRename outlived the request (it was not given the request's context):\n%v", err)
 	}
+}
+
+// probeErrorPath fails each write operation at its first statement inside
+// the unit of work and checks the pool and the server right after it
+// returned, while its request's context is still live: once the context
+// ends, database/sql rolls back a transaction the code forgot, which hides
+// the leak from any later check.
+func probeErrorPath(ctx context.Context, r *probeRun) {
+	p, err := r.pool(2)
+	if err != nil {
+		r.find("setup", "%v", err)
+		return
+	}
+	user := r.probeUser("errpath")
+	ids, err := r.newThreads(user, 1, 1)
+	if err != nil {
+		r.find("setup", "%v", err)
+		return
+	}
+	svc := handlers.New(p.db, handlers.WithLogger(quiet))
+	plan := faults.MustParsePlan("match=query#1:error,match=exec#1:error")
+	for _, op := range probeOps {
+		switch op.name {
+		case OpListThreads, OpGetThread, OpGetMessages:
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		p.inj.Arm(plan)
+		var opErr error
+		_ = r.do(ctx, op.name, func(ctx context.Context) error {
+			opErr = op.fn(ctx, svc, user, ids[0], 9)
+			// The request is still live: check now.
+			if err := leakcheck.FindPool(ctx, p.db, leakcheck.WithTracker(p.tracker), leakcheck.WithTimeout(300*time.Millisecond)); errors.Is(err, leakcheck.ErrLeak) {
+				r.find("pool", "%s failed (%v) and still held a connection while its request was live: %v", op.name, opErr, err)
+			}
+			if r.env.Admin != nil {
+				if err := leakcheck.FindServer(ctx, r.env.Admin, r.env.AppName, leakcheck.WithTimeout(300*time.Millisecond)); errors.Is(err, leakcheck.ErrLeak) {
+					r.find("server", "%s failed (%v) and left its session open while its request was live: %v", op.name, opErr, err)
+				}
+			}
+			return opErr
+		})
+		r.fired.Add(int64(len(p.inj.Fired())))
+		if len(p.inj.Fired()) > 0 && opErr == nil {
+			r.find("error", "%s succeeded although a statement of its unit failed", op.name)
+		}
+	}
+	p.inj.Reset()
 }

@@ -54,6 +54,7 @@ func TestProbes(t *testing.T) {
 		{name: "cancellation", probe: "cancellation"},
 		{name: "external-call", probe: "external-call"},
 		{name: "notify", probe: "notify"},
+		{name: "error-path", probe: "error-path"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,6 +96,7 @@ func TestProbesCatchPlantedBugs(t *testing.T) {
 		{name: "cancellation/ContextNotPassed", probe: "cancellation", bug: mutant.ContextNotPassed, check: "cancellation"},
 		{name: "external-call/TxHeldAcrossTitleGenerator", probe: "external-call", bug: mutant.TxHeldAcrossTitleGenerator, check: "long-transaction"},
 		{name: "notify/GoroutineWithoutRequestContext", probe: "notify", bug: mutant.GoroutineWithoutRequestContext, check: "goroutines"},
+		{name: "error-path/RollbackMissingOnError", probe: "error-path", bug: mutant.RollbackMissingOnError, check: "pool"},
 		{name: "mixed/ConnNeverClosed", probe: "mixed", bug: mutant.ConnNeverClosed, check: "pool", cfg: ProbeConfig{Workers: 2, Ops: 15, FaultRate: 1, OpTimeout: time.Second}},
 	}
 	for _, tt := range tests {
@@ -110,20 +112,11 @@ func TestProbesCatchPlantedBugs(t *testing.T) {
 			t.Log(res.Summary())
 			for _, f := range res.Findings {
 				if f.Check == tt.check {
-					t.Logf("caught: %s", firstLine(f.Message))
+					t.Logf("caught: %s", firstLineOf(f.Message))
 					return
 				}
 			}
 			t.Fatalf("probe %s with %s planted: no %q finding; got %v", tt.probe, tt.bug, tt.check, res.Err())
 		})
 	}
-}
-
-func firstLine(s string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' {
-			return s[:i]
-		}
-	}
-	return s
 }

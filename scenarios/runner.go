@@ -7,12 +7,29 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"go.uber.org/goleak"
+
+	"github.com/sessionsafe/sessionsafe/faults"
+	"github.com/sessionsafe/sessionsafe/leakcheck"
 )
 
 // ErrConfig is wrapped by NewRunner and Run for a configuration that cannot run.
 var ErrConfig = errors.New("scenarios: bad config")
+
+// ErrCleanRun is wrapped by NewRunner when the operation fails with no fault
+// armed: there is no matrix to run on code that does not work.
+var ErrCleanRun = errors.New("scenarios: clean run failed")
 
 // Fixture is what an Operation's Setup prepares for one case and hands to its
 // Run and State: ids, inputs, anything the operation needs.
@@ -30,11 +47,13 @@ type Operation struct {
 	// trace).
 	Setup func(ctx context.Context, db *sql.DB) (Fixture, error)
 	// Run is the code under test; db is the instrumented pool of the case.
+	// ctx carries the case's deadline and is cancelled by a cancel fault:
+	// pass it down.
 	Run func(ctx context.Context, db *sql.DB, fx Fixture) error
 	// State reads back, on the plain pool, the state Run touches, normalised
 	// so that two runs on equal fixtures read the same string (no
 	// timestamps, no generated ids). Nil: the operation writes nothing, and
-	// only the leak and error invariants are checked.
+	// only the error and leak invariants are checked.
 	State func(ctx context.Context, db *sql.DB, fx Fixture) (string, error)
 	// Retries reports whether Run retries err by itself, so that one such
 	// fault must end in success. Nil: Run retries nothing.
@@ -46,32 +65,33 @@ type Config struct {
 	// Backend is Sqlmock or Postgres.
 	Backend Backend
 
-	// DSN (Postgres) opens the instrumented pools with pgx stdlib; Connector,
-	// if set, is used instead. Each case gets its own instrumented pool
-	// state, warmed before the fault is armed.
+	// DSN (Postgres) opens the instrumented pool with pgx stdlib; Connector,
+	// if set, is used instead.
 	DSN       string
 	Connector driver.Connector
-	// DB (Postgres) is the plain pool fixtures are set up and state is read
-	// on.
+	// DB (Postgres) is the plain pool fixtures are set up and state is read on.
 	DB *sql.DB
 	// Admin and AppName (Postgres) enable the server check: no backend of
 	// AppName idle in transaction, aborted or active, no lock held by one.
+	// They also let the runner clear a case's leftovers (terminating the
+	// backends of AppName) so that one broken case does not spoil the next.
 	Admin   *sql.DB
 	AppName string
 
 	// Golden (Sqlmock) holds "<operation>.trace" files; nil: the catalog's
-	// embedded testdata.
+	// embedded testdata (GoldenFS).
 	Golden fs.FS
 
-	// Timeout bounds each case; a case still running then is a finding with
-	// the goroutine dump. Zero: 10s.
+	// Timeout bounds each case; a case still running 2s after it is a
+	// finding with the goroutine dump. Zero: 10s.
 	Timeout time.Duration
 	// Disconnect plays a client that goes away: only the fault "cancel" is
 	// armed at each step, and the error need not reach the caller.
 	Disconnect bool
 	// Faults, if set, replaces the faults tried at a step: given the step's
-	// kind (e.g. "commit"), it returns fault strings in the plan language
-	// (e.g. "pgerr=40001"). Nil: faults.Applicable for the backend.
+	// kind (e.g. "commit"), it returns faults in the plan language (e.g.
+	// "pgerr=40001"). Nil: faults.Applicable for the backend, without the
+	// wire and server kinds the injector cannot carry out yet.
 	Faults func(stepKind string) []string
 	// Only, if set, keeps the cases it returns true for.
 	Only func(Case) bool
@@ -79,65 +99,658 @@ type Config struct {
 	// command of RunTests, or none outside a test.
 	Replay func(Case) string
 	// NoGoroutineCheck turns the goroutine check off (for runs that share
-	// the process with other goroutines, e.g. parallel tests).
+	// the process with other goroutines that come and go, e.g. parallel
+	// tests or a progress display).
 	NoGoroutineCheck bool
+	// CheckTimeout bounds each leak check's polling; zero: 2s.
+	CheckTimeout time.Duration
 }
+
+// Clean is the StepKind and Fault of the case that runs the operation with
+// no fault armed (step 0), checked like any other.
+const Clean = "clean"
 
 // Runner runs the matrix of one operation on one backend. Create it with
-// NewRunner; it is not safe for concurrent use (cases run one at a time, since
-// the goroutine and server checks look at the whole process and session).
+// NewRunner. It is not safe for concurrent use: cases run one at a time,
+// since the goroutine and server checks look at the whole process and at
+// every session of the application name.
 type Runner struct {
-	cfg Config
-	op  Operation
+	cfg     Config
+	op      Operation
+	backend faults.Backend
+
+	// Postgres: one injector and instrumented pool, kept warm across cases
+	// and rebuilt after a case that left something behind.
+	base  driver.Connector
+	inj   *faults.Injector
+	pool  *sql.DB
+	dirty bool
+
+	// Sqlmock: the golden trace's expectation-bearing steps.
+	expect []gstep
+
+	clean  faults.Trace // warm clean run: what the cases target
+	cold   faults.Trace // clean run on an empty pool: for the connect cases
+	before string
+	after  string
 }
 
-// NewRunner checks the configuration and records one clean run of op: its
-// trace and its before and after states.
+// NewRunner checks the configuration and records clean runs of op (on a warm
+// pool, and on an empty one for the connect cases): the trace and the before
+// and after states.
 func NewRunner(ctx context.Context, cfg Config, op Operation) (*Runner, error) {
-	return nil, fmt.Errorf("scenarios: new runner for %s: %w", op.Name, errors.ErrUnsupported)
+	if err := checkConfig(cfg, op); err != nil {
+		return nil, err
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.CheckTimeout <= 0 {
+		cfg.CheckTimeout = 2 * time.Second
+	}
+	r := &Runner{cfg: cfg, op: op}
+	switch cfg.Backend {
+	case Postgres:
+		r.backend = faults.Postgres
+		base := cfg.Connector
+		if base == nil {
+			pc, err := pgx.ParseConfig(cfg.DSN)
+			if err != nil {
+				return nil, fmt.Errorf("scenarios: new runner for %s: parse DSN: %w", op.Name, err)
+			}
+			base = stdlib.GetConnector(*pc)
+		}
+		r.base = idleOnly(base)
+		r.newPool()
+	case Sqlmock:
+		r.backend = faults.Mock
+		fsys := cfg.Golden
+		if fsys == nil {
+			fsys = GoldenFS()
+		}
+		g, err := loadGolden(fsys, op.Name)
+		if err != nil {
+			return nil, fmt.Errorf("scenarios: new runner for %s: %w", op.Name, err)
+		}
+		r.expect = expectsOnly(g)
+	}
+	if err := r.record(ctx); err != nil {
+		_ = r.Close()
+		return nil, err
+	}
+	return r, nil
 }
 
-// Cases returns every case of the matrix: one per step of the clean trace ×
-// per fault applicable there, filtered by Config.Only.
-func (r *Runner) Cases() []Case { return nil }
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
-// Trace returns the clean run's trace, readable (one step a line).
-func (r *Runner) Trace() string { return "" }
+func checkConfig(cfg Config, op Operation) error {
+	var probs []string
+	if !nameRE.MatchString(op.Name) {
+		probs = append(probs, fmt.Sprintf("operation name %q: want letters, digits, '-' or '_'", op.Name))
+	}
+	if op.Setup == nil || op.Run == nil {
+		probs = append(probs, "operation needs Setup and Run")
+	}
+	switch cfg.Backend {
+	case Postgres:
+		if cfg.DSN == "" && cfg.Connector == nil {
+			probs = append(probs, "postgres needs DSN or Connector")
+		}
+		if cfg.DB == nil {
+			probs = append(probs, "postgres needs DB (the plain pool for fixtures and state)")
+		}
+		if (cfg.Admin == nil) != (cfg.AppName == "") {
+			probs = append(probs, "Admin and AppName go together")
+		}
+	case Sqlmock:
+	default:
+		probs = append(probs, fmt.Sprintf("backend %q: want %q or %q", cfg.Backend, Sqlmock, Postgres))
+	}
+	if len(probs) > 0 {
+		return fmt.Errorf("scenarios: new runner for %s: %s: %w", op.Name, strings.Join(probs, "; "), ErrConfig)
+	}
+	return nil
+}
+
+// newPool (Postgres) opens a fresh injector and instrumented pool.
+func (r *Runner) newPool() {
+	if r.pool != nil {
+		_ = r.pool.Close()
+	}
+	r.inj = faults.NewInjector()
+	r.pool = sql.OpenDB(r.inj.WrapConnector(r.base))
+	r.pool.SetMaxIdleConns(1)
+	r.dirty = false
+}
+
+// plainDB is the pool Setup and State get: nil on sqlmock.
+func (r *Runner) plainDB() *sql.DB {
+	if r.cfg.Backend == Sqlmock {
+		return nil
+	}
+	return r.cfg.DB
+}
+
+// record runs the operation twice with no fault: warm (the trace the cases
+// target) and on an empty pool (the trace of the connect cases).
+func (r *Runner) record(ctx context.Context) error {
+	for _, cold := range []bool{false, true} {
+		fx, err := r.op.Setup(ctx, r.plainDB())
+		if err != nil {
+			return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
+		}
+		var before string
+		if r.op.State != nil && r.cfg.Backend == Postgres {
+			if before, err = r.op.State(ctx, r.cfg.DB, fx); err != nil {
+				return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
+			}
+		}
+		env, err := r.env(ctx, cold, r.expect)
+		if err != nil {
+			return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
+		}
+		rctx, cancel := env.inj.Context(ctx)
+		err = r.op.Run(rctx, env.pool, fx)
+		cancel()
+		trace := env.inj.Trace()
+		var mockErr error
+		if env.mock != nil {
+			mockErr = env.mock.mock.ExpectationsWereMet()
+		}
+		env.close()
+		if err != nil {
+			return fmt.Errorf("scenarios: %s: %w: %w\ntrace:\n%s", r.op.Name, ErrCleanRun, err, trace)
+		}
+		if mockErr != nil {
+			return fmt.Errorf("scenarios: %s: %w: the golden trace does not fit the code (refresh it: go test ./scenarios -run TestGolden -update): %w\ntrace:\n%s",
+				r.op.Name, ErrGolden, mockErr, trace)
+		}
+		if cold {
+			r.cold = trace
+			continue
+		}
+		r.clean, r.before = trace, before
+		if r.op.State != nil && r.cfg.Backend == Postgres {
+			if r.after, err = r.op.State(ctx, r.cfg.DB, fx); err != nil {
+				return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
+			}
+			if r.after == r.before {
+				return fmt.Errorf("scenarios: %s: %w: the state read back did not change (State must show what Run writes):\n%s",
+					r.op.Name, ErrConfig, r.after)
+			}
+		}
+	}
+	return nil
+}
+
+// caseEnv is where one run happens: an injector and an instrumented pool,
+// and on sqlmock the mock behind them.
+type caseEnv struct {
+	inj  *faults.Injector
+	pool *sql.DB
+	mock *mockDB
+}
+
+func (e caseEnv) close() {
+	if e.mock != nil {
+		_ = e.pool.Close()
+		_ = e.mock.Close()
+	}
+}
+
+// env prepares a run: on Postgres the shared pool (rebuilt if dirty), on
+// sqlmock a fresh mock with exp as its expectations. The pool holds one idle
+// connection (warm) or none (cold); the injector is reset after that, so the
+// run's trace starts with the run.
+func (r *Runner) env(ctx context.Context, cold bool, exp []gstep) (caseEnv, error) {
+	var e caseEnv
+	if r.cfg.Backend == Sqlmock {
+		m, err := newMockDB(r.op.Name)
+		if err != nil {
+			return e, err
+		}
+		e.mock = m
+		e.inj = faults.NewInjector()
+		e.pool = sql.OpenDB(e.inj.WrapConnector(m.conn))
+		e.pool.SetMaxIdleConns(1)
+		setExpectations(m.mock, exp)
+	} else {
+		if r.dirty {
+			r.clearServer(ctx)
+			r.newPool()
+		}
+		e.inj, e.pool = r.inj, r.pool
+	}
+	if cold {
+		e.pool.SetMaxIdleConns(0)
+		e.pool.SetMaxIdleConns(1)
+	} else if err := e.pool.PingContext(ctx); err != nil {
+		e.close()
+		return e, fmt.Errorf("warm the pool: %w", err)
+	}
+	e.inj.Reset()
+	return e, nil
+}
+
+// clearServer ends every session of the application name (what a broken
+// case left open) and drops the plain pool's idle connections with them.
+func (r *Runner) clearServer(ctx context.Context) {
+	if r.cfg.Admin == nil {
+		return
+	}
+	_, _ = faults.NewServer(r.cfg.Admin).TerminateBackends(ctx, r.cfg.AppName)
+	r.cfg.DB.SetMaxIdleConns(0)
+	r.cfg.DB.SetMaxIdleConns(2)
+}
+
+// Trace returns the warm clean run's trace, readable (one step a line).
+func (r *Runner) Trace() string { return r.clean.String() }
+
+// Cases returns every case of the matrix: the clean case (step 0), then one
+// per step of the clean trace × per fault applicable there, then the connect
+// faults on an empty pool (named step-1-connect), filtered by Config.Only.
+func (r *Runner) Cases() []Case {
+	var cs []Case
+	add := func(c Case) {
+		c.Backend, c.Operation = r.cfg.Backend, r.op.Name
+		if r.cfg.Only == nil || r.cfg.Only(c) {
+			cs = append(cs, c)
+		}
+	}
+	add(Case{Step: 0, StepKind: Clean, Fault: Clean})
+	for _, s := range r.clean {
+		for _, f := range r.faultsAt(s.Kind) {
+			add(Case{Step: s.Index, StepKind: s.Kind.String(), SQL: s.SQL, Fault: f})
+		}
+	}
+	if len(r.cold) > 0 && r.cold[0].Kind == faults.StepConnect {
+		for _, f := range r.faultsAt(faults.StepConnect) {
+			add(Case{Step: 1, StepKind: faults.StepConnect.String(), Fault: f})
+		}
+	}
+	return cs
+}
+
+func (r *Runner) faultsAt(k faults.StepKind) []string {
+	if r.cfg.Disconnect {
+		return []string{faults.KindCancel.String()}
+	}
+	if r.cfg.Faults != nil {
+		return r.cfg.Faults(k.String())
+	}
+	var out []string
+	for _, f := range faults.Applicable(k, r.backend) {
+		if f.Kind.NeedsWire() || f.Kind.NeedsServer() {
+			continue // the injector has no wire or server mechanism yet
+		}
+		if f.Kind == faults.KindPanic && k != faults.StepNext {
+			// A driver call that panics elsewhere breaks database/sql itself,
+			// whatever the caller does: a panicking connect, begin or commit
+			// never gives its connection back, and a panicking query or exec
+			// inside a transaction keeps the Tx's lock, so the caller's
+			// Rollback deadlocks. Rows.Next survives it, and the panic then
+			// reaches the caller's unit of work as a panic in its own code.
+			continue
+		}
+		out = append(out, f.String())
+	}
+	return out
+}
+
+// Close releases what the runner holds.
+func (r *Runner) Close() error {
+	if r.pool != nil {
+		return r.pool.Close()
+	}
+	return nil
+}
+
+// runOutcome is what one run of the operation did.
+type runOutcome struct {
+	err      error
+	panicked any
+	hung     bool
+	dump     string
+	runTime  time.Duration
+}
 
 // RunCase reruns the operation on fresh state with the case's fault armed and
 // checks every invariant.
 func (r *Runner) RunCase(ctx context.Context, c Case) Result {
-	return Result{Case: c}
+	start := time.Now()
+	res := Result{Case: c}
+	replay := ""
+	if r.cfg.Replay != nil {
+		replay = r.cfg.Replay(c)
+	}
+	find := func(inv Invariant, trace faults.Trace, format string, args ...any) {
+		res.Findings = append(res.Findings, Finding{Case: c, Invariant: inv, Message: fmt.Sprintf(format, args...),
+			Trace: trace.String(), Replay: replay})
+	}
+	defer func() { res.Duration = time.Since(start) }()
+
+	var plan faults.Plan
+	var fault faults.Fault
+	if c.Fault != Clean {
+		var err error
+		if plan, err = faults.ParsePlan(c.Plan()); err != nil {
+			find(InvSetup, nil, "parse plan: %v", err)
+			return res
+		}
+		fault = plan.Rules[0].Fault
+	}
+	cold := c.StepKind == faults.StepConnect.String()
+
+	fx, err := r.op.Setup(ctx, r.plainDB())
+	if err != nil {
+		find(InvSetup, nil, "setup: %v", err)
+		return res
+	}
+	// On sqlmock the expectations are set before the run: the model of a
+	// correct unit of work, from the golden trace.
+	var exp []gstep
+	out := outcomeOf(c, fault, r.op.Retries, r.cfg.Disconnect)
+	if r.cfg.Backend == Sqlmock {
+		exp = r.expectations(c, fault, out)
+	}
+	env, err := r.env(ctx, cold, exp)
+	if err != nil {
+		find(InvSetup, nil, "%v", err)
+		return res
+	}
+	defer env.close()
+
+	var baseline goleak.Option
+	if !r.cfg.NoGoroutineCheck {
+		baseline = goleak.IgnoreCurrent()
+	}
+	env.inj.Arm(plan)
+	o := r.run(ctx, env, fx)
+	res.RunTime = o.runTime
+	trace := env.inj.Trace()
+	fired := env.inj.Fired()
+	res.Fired = len(fired) > 0
+	if o.panicked != nil {
+		res.Err = fmt.Errorf("panic: %v", o.panicked)
+	} else {
+		res.Err = o.err
+	}
+	if o.hung {
+		find(InvDeadline, trace, "the operation did not return within %s (+2s grace); goroutines:\n%s", r.cfg.Timeout, o.dump)
+		r.dirty = true
+		return res
+	}
+
+	// The fault fired where it was aimed.
+	if c.Fault != Clean {
+		switch {
+		case len(fired) == 0:
+			find(InvFired, trace, "the fault never fired: the run had %d steps, step %d was not reached as %s (the trace changed; see the trace below)",
+				len(trace), c.Step, c.StepKind)
+		case fired[0].Step.Kind.String() != c.StepKind:
+			find(InvFired, trace, "the fault fired at step %d (%s), not at a %s step: the trace changed", fired[0].Step.Index, fired[0].Step.Kind, c.StepKind)
+		}
+	}
+
+	// The error surfaced, or the retry succeeded.
+	switch {
+	case r.cfg.Disconnect:
+	case c.Fault == Clean && res.Err != nil:
+		find(InvErrorSurfaced, trace, "got error %v with no fault armed; want success", res.Err)
+	case out == outSurfaces && res.Fired && res.Err == nil:
+		find(InvErrorSurfaced, trace, "got success (nil error); want the injected failure to reach the caller: %s", firedLine(fired))
+	case out == outSurfaces && fault.Kind != faults.KindPanic && o.panicked != nil:
+		find(InvErrorSurfaced, trace, "the operation panicked (%v) for a fault that is an error", o.panicked)
+	case (out == outRetried || out == outAbsorbed) && res.Fired && res.Err != nil:
+		find(InvRetried, trace, "got error %v; want success: the fault (%s) is %s", res.Err, firedLine(fired), out)
+	}
+
+	// All or nothing.
+	if r.op.State != nil && r.cfg.Backend == Postgres {
+		got, err := r.op.State(ctx, r.cfg.DB, fx)
+		switch {
+		case err != nil:
+			find(InvSetup, trace, "read state back: %v", err)
+		case got != r.before && got != r.after:
+			find(InvAllOrNothing, trace, "the state read back is neither the before-state nor the after-state (-before +got):\n%s\n(-after +got):\n%s",
+				diffLines(r.before, got), diffLines(r.after, got))
+		case r.cfg.Disconnect || fault.Kind == faults.KindAmbiguous:
+		case got == r.after && r.before != r.after && res.Err != nil:
+			find(InvAllOrNothing, trace, "the write is in the database (after-state) but the caller was told it failed: %v", res.Err)
+		case got == r.before && r.before != r.after && res.Err == nil:
+			find(InvAllOrNothing, trace, "the caller was told of success but the database holds the before-state (the write was lost)")
+		}
+	}
+
+	// Leaks: pool, server, goroutines.
+	opts := []leakcheck.Option{leakcheck.WithDB(env.pool), leakcheck.WithTimeout(r.cfg.CheckTimeout)}
+	if r.cfg.Backend == Postgres && r.cfg.Admin != nil {
+		opts = append(opts, leakcheck.WithServer(r.cfg.Admin, r.cfg.AppName))
+	}
+	if baseline != nil {
+		opts = append(opts, leakcheck.WithGoroutines(baseline))
+	}
+	if err := leakcheck.Find(ctx, opts...); err != nil {
+		var le *leakcheck.Error
+		if errors.As(err, &le) {
+			for _, f := range le.Findings {
+				find(invariantOf(f.Check), trace, "%s", f.String())
+			}
+		} else {
+			find(InvSetup, trace, "leak check: %v", err)
+		}
+	}
+
+	// sqlmock: the generated expectations were met.
+	if env.mock != nil {
+		if err := env.mock.mock.ExpectationsWereMet(); err != nil {
+			find(InvExpectations, trace, "%v\nthe expectations generated from the golden trace (%s):\n%s", err, out, describeExpectations(exp))
+		}
+	}
+	if len(res.Findings) > 0 {
+		r.dirty = true
+	}
+	return res
 }
 
-// Close releases what the runner holds (its instrumented pool, the sqlmock).
-func (r *Runner) Close() error { return nil }
+// run runs the operation once under the case's deadline, recovering a panic;
+// a run that outlives the deadline by 2s is reported as hung with the
+// goroutine dump (and left running).
+func (r *Runner) run(ctx context.Context, env caseEnv, fx Fixture) runOutcome {
+	ctx, cancelT := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancelT()
+	rctx, cancel := env.inj.Context(ctx)
+	defer cancel()
+	done := make(chan runOutcome, 1)
+	start := time.Now()
+	go func() {
+		var o runOutcome
+		defer func() {
+			o.panicked = recover()
+			o.runTime = time.Since(start)
+			done <- o
+		}()
+		o.err = r.op.Run(rctx, env.pool, fx)
+	}()
+	grace := time.NewTimer(r.cfg.Timeout + 2*time.Second)
+	defer grace.Stop()
+	select {
+	case o := <-done:
+		return o
+	case <-grace.C:
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		return runOutcome{hung: true, dump: string(buf), runTime: time.Since(start)}
+	}
+}
+
+// outcomeOf says what a correct operation does with the case's fault.
+func outcomeOf(c Case, f faults.Fault, retries func(error) bool, disconnect bool) outcome {
+	switch {
+	case c.Fault == Clean, f.Kind == faults.KindLatency:
+		return outAbsorbed
+	case disconnect:
+		return outSurfaces
+	case f.Kind == faults.KindBadConn && (c.StepKind == "connect" || c.StepKind == "reset" || c.StepKind == "begin" || c.StepKind == "ping"):
+		return outAbsorbed // database/sql retries on a fresh connection
+	case c.StepKind == "reset":
+		return outAbsorbed
+	case retries != nil && retries(faultError(f)):
+		return outRetried
+	}
+	return outSurfaces
+}
+
+// faultError is the error a fault injects, for Operation.Retries.
+func faultError(f faults.Fault) error {
+	switch f.Kind {
+	case faults.KindPgErr:
+		return faults.PgError(f.Code)
+	case faults.KindBadConn:
+		return driver.ErrBadConn
+	case faults.KindCancel:
+		return context.Canceled
+	}
+	return faults.ErrInjected
+}
+
+// connBreaks reports whether the fault leaves the connection dead, so that
+// nothing more (not even the rollback) reaches the driver on it.
+func connBreaks(f faults.Fault) bool {
+	if f.Kind == faults.KindBadConn {
+		return true
+	}
+	return f.Kind == faults.KindPgErr && (f.Code == "57P01" || f.Code == "53300" || strings.HasPrefix(f.Code, "08"))
+}
+
+// expectations returns a sqlmock case's expectations.
+func (r *Runner) expectations(c Case, f faults.Fault, out outcome) []gstep {
+	if c.Fault == Clean {
+		return r.expect
+	}
+	k := 0
+	if c.StepKind != "connect" {
+		for _, s := range r.clean[:min(c.Step-1, len(r.clean))] {
+			if (gstep{Kind: s.Kind.String()}).expects() {
+				k++
+			}
+		}
+	}
+	// a dead connection gets no rollback: database/sql discards it (the
+	// server ends the transaction with the session)
+	exp := expectFor(r.expect, k, c.StepKind, false, out, !connBreaks(f))
+	return exp
+}
+
+func invariantOf(c leakcheck.Check) Invariant {
+	switch c {
+	case leakcheck.CheckPool:
+		return InvPool
+	case leakcheck.CheckGoroutines:
+		return InvGoroutines
+	default:
+		return InvServer
+	}
+}
+
+func firedLine(fired []faults.Firing) string {
+	if len(fired) == 0 {
+		return "nothing fired"
+	}
+	return fired[0].String()
+}
+
+// diffLines returns a line diff of want and got: "-" lines only in want, "+"
+// lines only in got.
+func diffLines(want, got string) string {
+	w := strings.Split(strings.TrimRight(want, "\n"), "\n")
+	g := strings.Split(strings.TrimRight(got, "\n"), "\n")
+	inG := map[string]int{}
+	for _, l := range g {
+		inG[l]++
+	}
+	inW := map[string]int{}
+	for _, l := range w {
+		inW[l]++
+	}
+	var b strings.Builder
+	for _, l := range w {
+		if inG[l] > 0 {
+			inG[l]--
+			continue
+		}
+		fmt.Fprintf(&b, "-%s\n", l)
+	}
+	for _, l := range g {
+		if inW[l] > 0 {
+			inW[l]--
+			continue
+		}
+		fmt.Fprintf(&b, "+%s\n", l)
+	}
+	if b.Len() == 0 {
+		return " (same lines, different order)\n"
+	}
+	return b.String()
+}
+
+// idleOnly wraps a pgx stdlib connector so that its connections implement
+// driver.Validator: a connection handed back to the pool while its server
+// transaction is still open (its commit or rollback was replaced by an
+// injected fault, so the driver never saw the end) is invalid and discarded —
+// as pgx closes a connection whose commit or rollback failed — instead of
+// sitting idle in transaction until its next use.
+func idleOnly(c driver.Connector) driver.Connector { return idleOnlyConnector{c} }
+
+type idleOnlyConnector struct{ driver.Connector }
+
+func (c idleOnlyConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if pc, ok := conn.(*stdlib.Conn); ok && err == nil {
+		return idleOnlyConn{pc}, nil
+	}
+	return conn, err
+}
+
+// idleOnlyConn embeds the pgx conn, so it offers every optional interface
+// the pgx conn does, and adds IsValid.
+type idleOnlyConn struct{ *stdlib.Conn }
+
+// IsValid reports whether the connection is open and not in a transaction.
+func (c idleOnlyConn) IsValid() bool {
+	pc := c.Conn.Conn().PgConn()
+	return !pc.IsClosed() && pc.TxStatus() == 'I'
+}
 
 // Run runs the whole matrix of each operation on cfg.Backend and reports every
-// case. The error is for a matrix that could not run (setup, clean run);
-// broken invariants are in the Report.
+// case. The error is for a matrix that could not run (configuration, a clean
+// run that fails); broken invariants are in the Report.
 func Run(ctx context.Context, cfg Config, ops ...Operation) (Report, error) {
 	start := time.Now()
 	rep := Report{Backend: cfg.Backend}
+	defer func() { rep.Duration = time.Since(start) }()
 	for _, op := range ops {
 		r, err := NewRunner(ctx, cfg, op)
 		if err != nil {
 			return rep, err
 		}
 		for _, c := range r.Cases() {
+			if ctx.Err() != nil {
+				break
+			}
 			rep.Results = append(rep.Results, r.RunCase(ctx, c))
 		}
 		if err := r.Close(); err != nil {
-			return rep, err
+			return rep, fmt.Errorf("scenarios: %s: close: %w", op.Name, err)
 		}
 	}
 	rep.Duration = time.Since(start)
-	return rep, nil
+	return rep, ctx.Err()
 }
 
 // RunTests runs the matrix of each operation as subtests of t named
 // "operation/step-N-kind/fault"; a broken invariant fails the subtest with the
-// finding's message and the go test command that replays it.
+// finding's message, which ends with the go test command that replays it.
 func RunTests(t *testing.T, cfg Config, ops ...Operation) {
 	t.Helper()
 	for _, op := range ops {
@@ -147,8 +760,11 @@ func RunTests(t *testing.T, cfg Config, ops ...Operation) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = r.Close() })
+			if cfg.Replay == nil {
+				r.cfg.Replay = func(c Case) string { return goTestCommand(t.Name() + "/" + strings.TrimPrefix(c.Name(), op.Name+"/")) }
+			}
 			for _, c := range r.Cases() {
-				t.Run(c.Name()[len(op.Name)+1:], func(t *testing.T) {
+				t.Run(strings.TrimPrefix(c.Name(), op.Name+"/"), func(t *testing.T) {
 					res := r.RunCase(t.Context(), c)
 					for _, f := range res.Findings {
 						t.Error(f.Error())
@@ -158,3 +774,36 @@ func RunTests(t *testing.T, cfg Config, ops ...Operation) {
 		})
 	}
 }
+
+// goTestCommand returns the go test command that runs exactly the test named
+// name, from the module root.
+func goTestCommand(name string) string {
+	parts := strings.Split(name, "/")
+	for i, p := range parts {
+		parts[i] = regexp.QuoteMeta(p)
+	}
+	parts[0] = "^" + parts[0] + "$"
+	parts[len(parts)-1] = "^" + parts[len(parts)-1] + "$"
+	return fmt.Sprintf("go test %s -run '%s'", packageDir(), strings.Join(parts, "/"))
+}
+
+var pkgDir = sync.OnceValue(func() string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "."
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			rel, err := filepath.Rel(d, wd)
+			if err != nil || rel == "." {
+				return "."
+			}
+			return "./" + filepath.ToSlash(rel)
+		}
+		if filepath.Dir(d) == d {
+			return "."
+		}
+	}
+})
+
+func packageDir() string { return pkgDir() }

@@ -1,0 +1,303 @@
+package scenarios
+
+import (
+	"bufio"
+	"database/sql/driver"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrGolden is wrapped by errors about a golden trace that cannot be read or
+// does not fit the run.
+var ErrGolden = errors.New("scenarios: golden trace")
+
+//go:embed testdata/*.trace
+var goldenFS embed.FS
+
+// GoldenFS returns the catalog's golden traces ("<operation>.trace"), embedded
+// from testdata so that programs (the CLI) run the sqlmock matrix anywhere.
+func GoldenFS() fs.FS {
+	sub, err := fs.Sub(goldenFS, "testdata")
+	if err != nil { // cannot happen: the directory is embedded
+		panic(err)
+	}
+	return sub
+}
+
+// GoldenTime is the timestamp every recorded time is normalised to.
+var GoldenTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// gstep is one step of a golden trace: what a clean run of an operation did,
+// with the data the driver returned, normalised (no timestamps, no generated
+// ids) so that two runs on equal fixtures give the same text.
+type gstep struct {
+	Kind         string           // "begin", "query", "next", "commit", ... (the faults step kinds)
+	SQL          string           // whitespace collapsed
+	Args         int              // number of arguments
+	Columns      []string         // query: the result columns
+	Rows         [][]driver.Value // query: every row its rows returned
+	RowsAffected int64            // exec: rows affected; -1 unknown
+}
+
+// expects reports whether a sqlmock expectation stands for the step.
+func (s gstep) expects() bool {
+	switch s.Kind {
+	case "begin", "query", "exec", "commit", "rollback", "prepare":
+		return true
+	}
+	return false
+}
+
+// uuidRE matches a UUID in canonical form anywhere in a string.
+var uuidRE = regexp.MustCompile(`[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}`)
+
+// placeholderUUID returns the n-th (1-based) placeholder UUID; a valid
+// version-4 form so that code checking UUIDs accepts it.
+func placeholderUUID(n int) string {
+	return fmt.Sprintf("00000000-0000-4000-8000-%012d", n)
+}
+
+// normaliser replaces every UUID with a placeholder numbered in order of first
+// appearance and every time with GoldenTime.
+type normaliser struct{ ids map[string]string }
+
+func newNormaliser() *normaliser { return &normaliser{ids: map[string]string{}} }
+
+func (n *normaliser) text(s string) string {
+	return uuidRE.ReplaceAllStringFunc(s, func(u string) string {
+		u = strings.ToLower(u)
+		p, ok := n.ids[u]
+		if !ok {
+			p = placeholderUUID(len(n.ids) + 1)
+			n.ids[u] = p
+		}
+		return p
+	})
+}
+
+func (n *normaliser) value(v driver.Value) driver.Value {
+	switch x := v.(type) {
+	case string:
+		return n.text(x)
+	case []byte:
+		return []byte(n.text(string(x)))
+	case time.Time:
+		return GoldenTime
+	default:
+		return v
+	}
+}
+
+func (n *normaliser) steps(in []gstep) []gstep {
+	out := make([]gstep, len(in))
+	for i, s := range in {
+		s.SQL = n.text(oneLine(s.SQL, 1<<20))
+		if s.Rows != nil {
+			rows := make([][]driver.Value, len(s.Rows))
+			for j, r := range s.Rows {
+				nr := make([]driver.Value, len(r))
+				for k, v := range r {
+					nr[k] = n.value(v)
+				}
+				rows[j] = nr
+			}
+			s.Rows = rows
+		}
+		out[i] = s
+	}
+	return out
+}
+
+// formatValue writes one driver value as a typed token.
+func formatValue(v driver.Value) string {
+	switch x := v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return strconv.FormatBool(x)
+	case int64:
+		return "int:" + strconv.FormatInt(x, 10)
+	case float64:
+		return "float:" + strconv.FormatFloat(x, 'g', -1, 64)
+	case time.Time:
+		return "time:" + x.UTC().Format(time.RFC3339Nano)
+	case []byte:
+		return "bytes:" + strconv.Quote(string(x))
+	case string:
+		return "text:" + strconv.Quote(x)
+	default:
+		return "text:" + strconv.Quote(fmt.Sprint(x))
+	}
+}
+
+// parseValues reads the tokens formatValue writes, separated by spaces.
+func parseValues(s string) ([]driver.Value, error) {
+	var out []driver.Value
+	for s = strings.TrimSpace(s); s != ""; s = strings.TrimSpace(s) {
+		var tok string
+		if i := strings.IndexByte(s, ':'); i > 0 && (s[:i] == "text" || s[:i] == "bytes") {
+			q, err := strconv.QuotedPrefix(s[i+1:])
+			if err != nil {
+				return nil, fmt.Errorf("value %.20q: %w", s, err)
+			}
+			u, _ := strconv.Unquote(q)
+			if s[:i] == "text" {
+				out = append(out, u)
+			} else {
+				out = append(out, []byte(u))
+			}
+			s = s[i+1+len(q):]
+			continue
+		}
+		if i := strings.IndexByte(s, ' '); i >= 0 {
+			tok, s = s[:i], s[i:]
+		} else {
+			tok, s = s, ""
+		}
+		v, err := parseToken(tok)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func parseToken(tok string) (driver.Value, error) {
+	switch {
+	case tok == "null":
+		return nil, nil
+	case tok == "true", tok == "false":
+		return tok == "true", nil
+	case strings.HasPrefix(tok, "int:"):
+		return strconv.ParseInt(tok[4:], 10, 64)
+	case strings.HasPrefix(tok, "float:"):
+		return strconv.ParseFloat(tok[6:], 64)
+	case strings.HasPrefix(tok, "time:"):
+		return time.Parse(time.RFC3339Nano, tok[5:])
+	}
+	return nil, fmt.Errorf("value %q: want null, true, false, int:, float:, time:, text:\"\" or bytes:\"\"", tok)
+}
+
+// formatGolden writes a golden trace: a comment header, then one "step N kind"
+// line per step (N from 1, as plans count) with its SQL, columns, rows and rows affected indented below.
+func formatGolden(op string, steps []gstep) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# %s: the steps of one clean run on PostgreSQL, normalised (times, UUIDs).\n", op)
+	b.WriteString("# The sqlmock matrix builds its expectations from this file.\n")
+	b.WriteString("# Refresh: go test ./scenarios -run TestGolden -update\n")
+	for i, s := range steps {
+		fmt.Fprintf(&b, "step %d %s", i+1, s.Kind)
+		if s.Args > 0 {
+			fmt.Fprintf(&b, " args=%d", s.Args)
+		}
+		if s.Kind == "exec" || s.Kind == "stmt-exec" {
+			fmt.Fprintf(&b, " affected=%d", s.RowsAffected)
+		}
+		b.WriteByte('\n')
+		if s.SQL != "" && s.Kind != "next" && s.Kind != "rows-close" {
+			fmt.Fprintf(&b, "  sql: %s\n", s.SQL)
+		}
+		if s.Columns != nil && (s.Kind == "query" || s.Kind == "stmt-query") {
+			fmt.Fprintf(&b, "  columns: %s\n", strings.Join(s.Columns, " "))
+			for _, r := range s.Rows {
+				toks := make([]string, len(r))
+				for k, v := range r {
+					toks[k] = formatValue(v)
+				}
+				fmt.Fprintf(&b, "  row: %s\n", strings.Join(toks, " "))
+			}
+		}
+	}
+	return b.String()
+}
+
+// parseGolden reads what formatGolden writes.
+func parseGolden(text string) ([]gstep, error) {
+	var steps []gstep
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		l := sc.Text()
+		if strings.TrimSpace(l) == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		if strings.HasPrefix(l, "step ") {
+			f := strings.Fields(l)
+			if len(f) < 3 {
+				return nil, fmt.Errorf("%w: line %d: want \"step N kind\", got %q", ErrGolden, line, l)
+			}
+			if n, err := strconv.Atoi(f[1]); err != nil || n != len(steps)+1 {
+				return nil, fmt.Errorf("%w: line %d: want step %d, got %q", ErrGolden, line, len(steps)+1, l)
+			}
+			s := gstep{Kind: f[2], RowsAffected: -1}
+			for _, kv := range f[3:] {
+				k, v, _ := strings.Cut(kv, "=")
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("%w: line %d: %q: %v", ErrGolden, line, kv, err)
+				}
+				switch k {
+				case "args":
+					s.Args = int(n)
+				case "affected":
+					s.RowsAffected = n
+				default:
+					return nil, fmt.Errorf("%w: line %d: unknown attribute %q", ErrGolden, line, kv)
+				}
+			}
+			steps = append(steps, s)
+			continue
+		}
+		if len(steps) == 0 {
+			return nil, fmt.Errorf("%w: line %d: %q before the first step", ErrGolden, line, l)
+		}
+		s := &steps[len(steps)-1]
+		key, val, ok := strings.Cut(strings.TrimSpace(l), ": ")
+		if !ok {
+			key, val = strings.TrimSuffix(strings.TrimSpace(l), ":"), ""
+		}
+		switch key {
+		case "sql":
+			s.SQL = val
+		case "columns":
+			s.Columns = strings.Fields(val)
+		case "row":
+			r, err := parseValues(val)
+			if err != nil {
+				return nil, fmt.Errorf("%w: line %d: %v", ErrGolden, line, err)
+			}
+			if len(r) != len(s.Columns) {
+				return nil, fmt.Errorf("%w: line %d: %d values for %d columns", ErrGolden, line, len(r), len(s.Columns))
+			}
+			s.Rows = append(s.Rows, r)
+		default:
+			return nil, fmt.Errorf("%w: line %d: unknown key %q", ErrGolden, line, key)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrGolden, err)
+	}
+	return steps, nil
+}
+
+// loadGolden reads "<op>.trace" from fsys.
+func loadGolden(fsys fs.FS, op string) ([]gstep, error) {
+	b, err := fs.ReadFile(fsys, op+".trace")
+	if err != nil {
+		return nil, fmt.Errorf("%w: read %s.trace (record it with: go test ./scenarios -run TestGolden -update): %w", ErrGolden, op, err)
+	}
+	steps, err := parseGolden(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s.trace: %w", op, err)
+	}
+	return steps, nil
+}
