@@ -125,17 +125,18 @@ func (t *Tracker) hooks() drvwrap.Hooks {
 // record notes one driver call; it runs in the caller's goroutine, so the
 // stack it captures leads back to the caller's code.
 func (t *Tracker) record(k connKey, c *drvwrap.Call, err error) {
+	if c.Op == drvwrap.OpConnect && err != nil {
+		return // no connection
+	}
 	var s *site
 	switch c.Op {
-	case drvwrap.OpConnect, drvwrap.OpResetSession, drvwrap.OpBegin, drvwrap.OpExec,
-		drvwrap.OpQuery, drvwrap.OpPrepare, drvwrap.OpStmtExec, drvwrap.OpStmtQuery:
-		if err != nil && c.Op != drvwrap.OpExec && c.Op != drvwrap.OpStmtExec {
-			if c.Op == drvwrap.OpConnect {
-				return
-			}
-			break
+	case drvwrap.OpConnect, drvwrap.OpResetSession, drvwrap.OpBegin, drvwrap.OpQuery,
+		drvwrap.OpPrepare, drvwrap.OpStmtQuery:
+		if err == nil {
+			s = capture(2)
 		}
-		s = capture(2)
+	case drvwrap.OpExec, drvwrap.OpStmtExec:
+		s = capture(2) // a failed statement is still the connection's last use
 	}
 	now := time.Now()
 	t.mu.Lock()
