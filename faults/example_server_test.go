@@ -52,6 +52,32 @@ func ExampleServer_HoldLock() {
 	fmt.Println(errors.As(err, &pgErr) && pgErr.Code == "55P03")
 }
 
+// HoldLockForDeadlock makes the session under test the victim of a
+// deadlock: it holds row 2 from an earlier statement of its transaction,
+// the holder takes row 1, and once the session waits for row 1 the holder
+// asks for row 2.
+func ExampleServer_HoldLockForDeadlock() {
+	var admin, lockPool *sql.DB // lockPool: on the tested database, another application_name
+	var tx *sql.Tx              // the session under test, application_name "my-test-app"
+	ctx := context.Background()
+	srv := faults.NewServer(admin, faults.WithLockDB(lockPool))
+	if _, err := tx.ExecContext(ctx, `SELECT 1 FROM items WHERE id = 2 FOR UPDATE`); err != nil {
+		fmt.Println(err)
+		return
+	}
+	release, err := srv.HoldLockForDeadlock(ctx, `SELECT 1 FROM items WHERE id = 1 FOR UPDATE`,
+		"my-test-app", `SELECT 1 FROM items WHERE id = 2 FOR UPDATE`)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE items SET id = 10 WHERE id = 1`)
+	var pgErr *pgconn.PgError
+	fmt.Println(errors.As(err, &pgErr) && pgErr.Code == "40P01") // deadlock detected
+	_ = tx.Rollback()
+	_ = release()
+}
+
 // Timeouts turns a blocked or slow step into an error: SQL gives the SET
 // statements for the session under test.
 func ExampleTimeouts_SQL() {
