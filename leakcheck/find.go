@@ -15,10 +15,11 @@ type TestingT interface {
 // Find runs every check the options enable — pool (WithDB, WithAcquired),
 // server (WithServer), session state (WithSession), long transactions
 // (WithLongTransaction, WithTracker) and goroutines (WithGoroutines,
-// WithScope) — and
-// returns one error listing every finding (it matches ErrLeak), joined with
-// any error that kept a check from running. With no check enabled it returns
-// an ErrOption error: a check that checks nothing is a mistake.
+// WithScope) — and returns one error listing every finding (it matches
+// ErrLeak), joined with any error that kept a check from running. With no
+// check enabled, or WithLongTransaction with neither a tracker nor a server
+// to apply it to, it returns an ErrOption error: a check that checks nothing
+// is a mistake.
 func Find(ctx context.Context, opts ...Option) error {
 	c, err := buildConfig(opts)
 	if err != nil {
@@ -26,6 +27,9 @@ func Find(ctx context.Context, opts ...Option) error {
 	}
 	if len(c.dbs) == 0 && len(c.acquired) == 0 && !c.server && len(c.sessions) == 0 && !c.goroutines && len(c.scopes) == 0 && c.tracker == nil {
 		return fmt.Errorf("%w: Find with no check enabled (use WithDB, WithServer, WithSession, WithGoroutines or WithTracker)", ErrOption)
+	}
+	if c.longTx > 0 && c.tracker == nil && !c.server {
+		return fmt.Errorf("%w: WithLongTransaction needs WithTracker or WithServer to look at transactions", ErrOption)
 	}
 	return c.run(ctx)
 }

@@ -58,6 +58,7 @@ func TestBadOptions(t *testing.T) {
 		{"server-without-app-name", []leakcheck.Option{leakcheck.WithServer(nil, "")}},
 		{"zero-timeout", []leakcheck.Option{leakcheck.WithGoroutines(), leakcheck.WithTimeout(0)}},
 		{"negative-threshold", []leakcheck.Option{leakcheck.WithGoroutines(), leakcheck.WithLongTransaction(-time.Second)}},
+		{"threshold-with-nothing-to-apply-it-to", []leakcheck.Option{leakcheck.WithGoroutines(), leakcheck.WithLongTransaction(time.Second)}},
 		{"nil-tracker", []leakcheck.Option{leakcheck.WithTracker(nil)}},
 	}
 	for _, tt := range tests {
