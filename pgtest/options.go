@@ -45,6 +45,7 @@ type config struct {
 	logger    *slog.Logger
 	migration *migration
 	hint      string // a readable part for database names (the test name)
+	perBinary bool   // started by New as the test binary's server
 }
 
 // defaults reads the environment once; options override it.

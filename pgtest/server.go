@@ -149,7 +149,9 @@ func (s *Server) announce() {
 	}
 	s.cfg.logger.Info("pgtest: postgres ready", "provider", s.provider, "ready_in", s.ready.Round(time.Millisecond),
 		"version", s.version, "server", redact(s.be.dsn()), "for", where)
-	if s.cfg.report == "" {
+	// The report answers "which provider served this package's tests": only the per-binary
+	// servers of New go there, not servers a test starts for itself.
+	if s.cfg.report == "" || !s.cfg.perBinary {
 		return
 	}
 	line := fmt.Sprintf("pgtest: %-12s provider=%-6s ready_in=%-8s postgres=%s server=%s\n",

@@ -42,7 +42,7 @@ func sharedFor(cfg config, opts []Option) (*Server, error) {
 	e.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		e.srv, e.err = Start(ctx, opts...)
+		e.srv, e.err = Start(ctx, append(opts, func(c *config) { c.perBinary = true })...)
 	})
 	return e.srv, e.err
 }
