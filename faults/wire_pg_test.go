@@ -357,7 +357,8 @@ func BenchmarkWirePassThrough(b *testing.B) {
 // database/sql would retry on a new connection) and the row is not there.
 // "Request#1:cut-after" skips the prepare round trip, lets the execution
 // reach the server and loses the answer: the row is there although the
-// caller got an error.
+// caller got an error. "Execute#1:cut-after" is not enough for that: without
+// its Sync the autocommitted statement is rolled back.
 func TestWirePGStepBoundaries(t *testing.T) {
 	tests := []struct {
 		name       string
@@ -368,6 +369,10 @@ func TestWirePGStepBoundaries(t *testing.T) {
 	}{
 		{name: "any-1-cut-before", rule: faults.WireRule{Message: faults.WireAny, N: 1, Action: faults.WireCutBefore}, wantBadCon: true, fired: faults.WireParse},
 		{name: "request-1-cut-after", rule: faults.WireRule{Message: faults.WireRequest, N: 1, Action: faults.WireCutAfter}, fired: faults.WireSync, want: []int{3}},
+		// Cut after the Execute, before its Sync: the server runs the INSERT
+		// in the implicit transaction that only the Sync would commit, sees
+		// the connection end, and rolls it back.
+		{name: "execute-1-cut-after-autocommit", rule: faults.WireRule{Message: faults.WireExecute, N: 1, Action: faults.WireCutAfter}, fired: faults.WireExecute},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
