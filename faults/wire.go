@@ -37,7 +37,8 @@ const (
 	// WireStall blocks the write of the message until the Wire is disarmed,
 	// the connection's write deadline passes (pgx sets it when the query's
 	// context is cancelled) or the connection is closed; on Disarm the message
-	// is forwarded and the connection goes on.
+	// is forwarded and the connection goes on, on a deadline the write fails
+	// with os.ErrDeadlineExceeded and the connection is closed.
 	WireStall
 	// WireDelay waits WireRule.Delay (less if the write deadline passes, the
 	// connection is closed or the Wire disarmed) before forwarding the message.
@@ -649,6 +650,9 @@ func (c *wireConn) Write(p []byte) (int, error) {
 				d = rule.Delay
 			}
 			if err := c.wait(release, d); err != nil {
+				// Part of the client's write is lost: the stream cannot go on.
+				c.buf = c.buf[:0]
+				c.cutNow()
 				err = fmt.Errorf("faults: wire: write %s: %w", rule, err)
 				c.w.setFiredErr(c.id, err)
 				return written(sent), err

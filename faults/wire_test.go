@@ -295,6 +295,13 @@ func TestWireStall(t *testing.T) {
 				if got, want := fc.written(), bytes.Join(msgs[:4], nil); !bytes.Equal(got, want) {
 					t.Errorf("after disarm: forwarded %d bytes; want %d", len(got), len(want))
 				}
+				return
+			}
+			if _, err := c.Write(msgs[4]); !errors.Is(err, ErrWireCut) {
+				t.Errorf("write after a failed stall: got %v; want ErrWireCut (the stream lost part of a write)", err)
+			}
+			if got, want := fc.written(), bytes.Join(msgs[:2], nil); !bytes.Equal(got, want) {
+				t.Errorf("after a failed stall: forwarded %d bytes; want %d", len(got), len(want))
 			}
 		})
 	}
