@@ -105,7 +105,7 @@ func TestRedact(t *testing.T) {
 // TestNamesAreValidAndUnique: database names and application_names from long, odd test
 // names stay within Postgres' 63 bytes and differ per database.
 func TestNamesAreValidAndUnique(t *testing.T) {
-	srv := startServer(t, pgtest.ProviderLocal)
+	srv := sharedLocal(t)
 	seen := map[string]bool{}
 	for i := range 3 {
 		t.Run(strings.Repeat("Very Long/Odd-Name ", 8)+fmt.Sprint(i), func(t *testing.T) {

@@ -35,8 +35,7 @@ func TestProviders(t *testing.T) {
 			return startServer(t, pgtest.ProviderDocker, pgtest.WithImage(dockerImage()))
 		}},
 		{"dsn-on-local", func(t *testing.T) *pgtest.Server {
-			base := startServer(t, pgtest.ProviderLocal)
-			return startServer(t, pgtest.ProviderDSN, pgtest.WithDSN(base.DSN()))
+			return startServer(t, pgtest.ProviderDSN, pgtest.WithDSN(sharedLocal(t).DSN()))
 		}},
 	}
 	for _, tt := range tests {
@@ -89,7 +88,7 @@ func dockerImage() string {
 // TestTemplateIsMigratedOnce builds one template from parallel tests of one server and from
 // two servers sharing one Postgres (as parallel packages on one DSN do).
 func TestTemplateIsMigratedOnce(t *testing.T) {
-	base := startServer(t, pgtest.ProviderLocal)
+	base := sharedLocal(t)
 	servers := []*pgtest.Server{
 		startServer(t, pgtest.ProviderDSN, pgtest.WithDSN(base.DSN())),
 		startServer(t, pgtest.ProviderDSN, pgtest.WithDSN(base.DSN())),
@@ -118,7 +117,7 @@ func TestTemplateIsMigratedOnce(t *testing.T) {
 // TestFailedMigrationIsReported shows the error of a migration, and that no half-built
 // template is left to clone.
 func TestFailedMigrationIsReported(t *testing.T) {
-	srv := startServer(t, pgtest.ProviderLocal)
+	srv := sharedLocal(t)
 	boom := errors.New("boom")
 	_, err := srv.NewDatabase(t.Context(), pgtest.WithMigration("broken", func(context.Context, *sql.DB) error { return boom }))
 	if !errors.Is(err, boom) {
@@ -129,7 +128,7 @@ func TestFailedMigrationIsReported(t *testing.T) {
 // TestCloseReportsLeakedConnections plants a leak (a connection taken and never returned)
 // and checks that Close forces the drop and says so.
 func TestCloseReportsLeakedConnections(t *testing.T) {
-	srv := startServer(t, pgtest.ProviderLocal)
+	srv := sharedLocal(t)
 	tests := []struct {
 		name string
 		leak bool
@@ -219,8 +218,7 @@ func TestRestartAndPause(t *testing.T) {
 
 // TestDSNProviderCannotRestart: an existing server is not pgtest's to restart.
 func TestDSNProviderCannotRestart(t *testing.T) {
-	base := startServer(t, pgtest.ProviderLocal)
-	srv := startServer(t, pgtest.ProviderDSN, pgtest.WithDSN(base.DSN()))
+	srv := startServer(t, pgtest.ProviderDSN, pgtest.WithDSN(sharedLocal(t).DSN()))
 	for name, f := range map[string]func(context.Context) error{"Restart": srv.Restart, "Pause": srv.Pause, "Resume": srv.Resume} {
 		if err := f(t.Context()); !errors.Is(err, pgtest.ErrNotSupported) {
 			t.Errorf("%s on dsn: got %v; want ErrNotSupported", name, err)
