@@ -79,6 +79,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			fmt.Fprintf(stderr, "sessionsafe %s: %s\n", c.name, report.RedactText(err.Error()))
 			return exitUsage
 		}
+		stop := context.AfterFunc(ctx, func() {
+			fmt.Fprintf(stderr, "\nsessionsafe %s: interrupted: stopping, writing the partial report, cleaning up\n", c.name)
+		})
+		defer stop()
 		return c.run(ctx, o, e)
 	}
 	fmt.Fprintf(stderr, "sessionsafe: unknown command %q; want one of %s\n", args[0], commandNames())

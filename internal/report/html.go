@@ -166,7 +166,7 @@ code.replay{display:block;background:#1d2330;color:#e6edf3;padding:8px;border-ra
 </head>
 <body>
 <h1>sessionsafe {{.R.Command}}</h1>
-<div class="meta">seed {{.R.Seed}} · backends {{range $i, $b := .R.Backends}}{{if $i}}, {{end}}{{$b}}{{end}} · started {{.R.Started.Format "2006-01-02 15:04:05 UTC"}} · {{f1 .R.Summary.Seconds}} s</div>
+<div class="meta">{{if .R.Seed}}seed {{.R.Seed}} · {{end}}backends {{range $i, $b := .R.Backends}}{{if $i}}, {{end}}{{$b}}{{end}} · started {{.R.Started.Format "2006-01-02 15:04:05 UTC"}} · {{f1 .R.Summary.Seconds}} s</div>
 <div class="meta">command line: <code>{{.Args}}</code></div>
 <div id="verdict" class="banner {{.Verdict}}" data-violations="{{.R.Summary.Violations}}">{{.Headline}}</div>
 <table id="summary">

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessionsafe/sessionsafe/internal/chaos"
+	"github.com/sessionsafe/sessionsafe/internal/mutant"
+)
+
+func noEnv(string) string { return "" }
+
+// runCLI runs the program in-process and returns its exit code and output.
+func runCLI(t testing.TB, ctx context.Context, getenv func(string) string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(ctx, args, &out, &errOut, getenv)
+	return code, out.String(), errOut.String()
+}
+
+func TestUsageAndExitCodes(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		want     int
+		contains string // in stderr (or stdout for help)
+	}{
+		{"no-args", nil, nil, exitUsage, "usage: sessionsafe"},
+		{"help", []string{"-h"}, nil, exitOK, "commands:"},
+		{"unknown-command", []string{"frobnicate"}, nil, exitUsage, `unknown command "frobnicate"`},
+		{"subcommand-help", []string{"chaos", "-h"}, nil, exitOK, "-workers"},
+		{"unknown-flag", []string{"chaos", "-bogus"}, nil, exitUsage, "-bogus"},
+		{"bad-int", []string{"chaos", "-workers", "many"}, nil, exitUsage, "-workers"},
+		{"bad-seed", []string{"chaos", "-seed", "abc"}, nil, exitUsage, "-seed"},
+		{"workers-zero", []string{"chaos", "-workers", "0"}, nil, exitUsage, "-workers 0"},
+		{"backend", []string{"chaos", "-backend", "oracle"}, nil, exitUsage, `-backend "oracle"`},
+		{"provider", []string{"matrix", "-provider", "cloud"}, nil, exitUsage, `-provider "cloud"`},
+		{"provider-dsn-without-dsn", []string{"chaos", "-provider", "dsn"}, nil, exitUsage, "-provider dsn: needs -dsn"},
+		{"dsn-bad", []string{"chaos", "-dsn", "postgres://app:hunter22@db:notaport/app"}, nil, exitUsage, "-dsn postgres://app:xxxxx@db:notaport/app"},
+		{"dsn-bad-from-env", []string{"chaos"}, map[string]string{"SESSIONSAFE_PG_DSN": "postgres://app:hunter22@db:99999999/app"}, exitUsage, "-dsn"},
+		{"dsn-and-other-provider", []string{"chaos", "-provider", "local", "-dsn", "postgres://app:hunter22@db/app"}, nil, exitUsage, "-dsn and -provider local"},
+		{"fault-rate", []string{"chaos", "-fault-rate", "1.5"}, nil, exitUsage, "-fault-rate 1.5"},
+		{"never-ends", []string{"chaos", "-duration", "0"}, nil, exitUsage, "-duration 0 and -ops 0"},
+		{"negative-ops", []string{"chaos", "-ops", "-3"}, nil, exitUsage, "-ops -3"},
+		{"progress", []string{"chaos", "-progress", "fancy"}, nil, exitUsage, `-progress "fancy"`},
+		{"faults-at", []string{"replay", "-seed", "1", "-faults-at", "1,x"}, nil, exitUsage, "-faults-at"},
+		{"server-chaos-on-sqlmock", []string{"chaos", "-backend", "sqlmock", "-terminate-every", "1s"}, nil, exitUsage, "server chaos needs -backend postgres"},
+		{"restart-on-dsn", []string{"chaos", "-backend", "postgres", "-dsn", "postgres://u@h/db", "-restart-every", "1s"}, nil, exitUsage, "-restart-every"},
+		{"plant-unknown", []string{"chaos", "-plant", "OffByOne"}, nil, exitUsage, `-plant "OffByOne": unknown bug`},
+		{"shard-format", []string{"matrix", "-shard", "2"}, nil, exitUsage, `-shard "2"`},
+		{"shard-range", []string{"matrix", "-shard", "3/2"}, nil, exitUsage, `-shard "3/2"`},
+		{"run-regexp", []string{"matrix", "-run", "("}, nil, exitUsage, `-run "("`},
+		{"positional", []string{"matrix", "extra"}, nil, exitUsage, `unexpected argument "extra"`},
+		{"empty-report-path", []string{"matrix", "-report-json", ""}, nil, exitUsage, "-report-json: empty path"},
+		{"replay-needs-target", []string{"replay"}, nil, exitUsage, "want -case NAME"},
+		{"replay-both", []string{"replay", "-case", "x", "-seed", "1"}, nil, exitUsage, "give one of them"},
+		{"serve-plan", []string{"serve", "-plan", "step=x:boom"}, nil, exitUsage, "-plan"},
+		{"serve-pool", []string{"serve", "-pool-size", "0"}, nil, exitUsage, "-pool-size 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			getenv := func(k string) string { return tt.env[k] }
+			code, stdout, stderr := runCLI(t, context.Background(), getenv, tt.args...)
+			if code != tt.want {
+				t.Errorf("sessionsafe %s: exit %d; want %d\nstdout: %s\nstderr: %s", strings.Join(tt.args, " "), code, tt.want, stdout, stderr)
+			}
+			all := stdout + stderr
+			if !strings.Contains(all, tt.contains) {
+				t.Errorf("sessionsafe %s: output lacks %q:\n%s", strings.Join(tt.args, " "), tt.contains, all)
+			}
+			if strings.Contains(all, "hunter22") {
+				t.Errorf("sessionsafe %s: the DSN password appears in the output:\n%s", strings.Join(tt.args, " "), all)
+			}
+			if code == exitUsage && tt.want == exitUsage {
+				if lines := strings.Count(strings.TrimSpace(stderr), "\n") + 1; lines != 1 && !strings.Contains(stderr, "usage:") {
+					t.Errorf("want a one-line error; got %d lines:\n%s", lines, stderr)
+				}
+			}
+		})
+	}
+}
+
+func TestShardSplitsEveryCaseOnce(t *testing.T) {
+	var names []string
+	for op := 0; op < 8; op++ {
+		for step := 0; step < 15; step++ {
+			for _, f := range []string{"error", "badconn", "pgerr=40001", "cancel", "panic"} {
+				names = append(names, fmt.Sprintf("Op%d/step-%d-query/%s", op, step, f))
+			}
+		}
+	}
+	for _, n := range []int{1, 2, 3, 4, 7} {
+		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
+			counts := make([]int, n)
+			for _, name := range names {
+				hits := 0
+				for i := 1; i <= n; i++ {
+					if inShard(name, shard{i, n}) {
+						hits++
+						counts[i-1]++
+					}
+				}
+				if hits != 1 {
+					t.Fatalf("case %s falls in %d shards of %d; want exactly 1", name, hits, n)
+				}
+			}
+			for i, c := range counts {
+				if c < len(names)/n/2 {
+					t.Errorf("shard %d/%d holds %d of %d cases: badly unbalanced (%v)", i+1, n, c, len(names), counts)
+				}
+			}
+		})
+	}
+}
+
+// TestReplayCommandParses checks the printed replay command parses back into the same run.
+func TestReplayCommandParses(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  chaos.Config
+	}{
+		{"ops", chaos.Config{Seed: 42, Workers: 1, Ops: 7, FaultRate: 0.05}},
+		{"shrunk", chaos.Config{Seed: -3, Workers: 1, Ops: 18, From: 17, FaultRate: 0.1, FaultsAt: []int{17}, Plant: []mutant.Bug{mutant.RowsNotClosed}}},
+		{"no-faults", chaos.Config{Seed: 5, Workers: 2, Ops: 9, FaultRate: 0}},
+		{"duration-and-chaos", chaos.Config{Seed: 8, Workers: 8, Duration: 30 * time.Second, FaultRate: 0.03, TerminateEvery: 2 * time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := replayCommand("postgres", tt.cfg)
+			fields := strings.Fields(cmd)
+			if fields[0] != "sessionsafe" || fields[1] != "replay" {
+				t.Fatalf("replay command %q does not start with sessionsafe replay", cmd)
+			}
+			o := &options{}
+			fs := flagSet("replay", fBackend|fPostgres|fChaos|fReports|fReplay|fPlant, o, noEnv, io.Discard)
+			if err := fs.Parse(fields[2:]); err != nil {
+				t.Fatalf("parse %q: %v", cmd, err)
+			}
+			if err := o.validate(fs); err != nil {
+				t.Fatalf("validate %q: %v", cmd, err)
+			}
+			got := chaosConfig(o)
+			want := tt.cfg
+			if want.FaultRate == 0 {
+				want.FaultsAt = nil
+			}
+			if fmt.Sprint(got.Seed, got.Workers, got.Ops, got.Duration, got.From, got.FaultRate, got.FaultsAt, got.Plant, got.TerminateEvery) !=
+				fmt.Sprint(want.Seed, want.Workers, want.Ops, want.Duration, want.From, want.FaultRate, want.FaultsAt, want.Plant, want.TerminateEvery) {
+				t.Errorf("replay %q parses to %+v; want %+v", cmd, got, want)
+			}
+		})
+	}
+}
+
+func TestProgress(t *testing.T) {
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := base
+	clock := func() time.Time { return now }
+	snap := func() counts { return counts{Ops: 250, Faults: 12, Violations: 1} }
+	tests := []struct {
+		name  string
+		mode  string
+		tty   bool
+		total int64
+		dur   time.Duration
+		want  []string
+	}{
+		{"bar-on-terminal", "auto", true, 1000, 0, []string{"[=======", "25%", "250 ops (25/s)", "12 faults", "1 violations", "ETA 30s"}},
+		{"lines-when-piped", "auto", false, 0, 40 * time.Second, []string{"chaos: ", "25%", "250 ops", "ETA 30s"}},
+		{"forced-lines", "lines", true, 1000, 0, []string{"chaos:  25%"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now = base
+			p := newProgress(io.Discard, tt.mode, tt.tty, "chaos", tt.total, tt.dur, clock, snap)
+			now = base.Add(10 * time.Second)
+			line := p.line(snap(), false)
+			for _, w := range tt.want {
+				if !strings.Contains(line, w) {
+					t.Errorf("progress line %q lacks %q", line, w)
+				}
+			}
+			if strings.Contains(line, "[") != p.bar {
+				t.Errorf("progress line %q: bar=%v", line, p.bar)
+			}
+		})
+	}
+}
+
+func TestProgressStops(t *testing.T) {
+	var buf bytes.Buffer
+	p := newProgress(&buf, "lines", false, "matrix", 10, 0, time.Now, func() counts { return counts{Ops: 10} })
+	ctx, cancel := context.WithCancel(context.Background())
+	p.Run(ctx)
+	cancel()
+	p.Stop()
+	if !strings.Contains(buf.String(), "100%") || !strings.Contains(buf.String(), "ETA done") {
+		t.Errorf("final progress line = %q; want 100%% and ETA done", buf.String())
+	}
+}
+
+var _ = flag.ErrHelp

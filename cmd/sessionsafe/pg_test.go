@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sessionsafe/sessionsafe/pgtest"
+)
+
+// needPostgres skips (or, when the environment demands Postgres, fails) a test whose
+// in-process run could not get a Postgres.
+func needPostgres(t testing.TB, code int, stderr string) {
+	t.Helper()
+	if code == exitUsage && strings.Contains(stderr, "no postgres available") {
+		if pgtest.Required() {
+			t.Fatalf("no Postgres although the environment demands one: %s", stderr)
+		}
+		t.Skipf("no Postgres: %s", stderr)
+	}
+}
+
+var shrunkRE = regexp.MustCompile(`replay \(shrunk\): (sessionsafe replay [^\n]*)`)
+
+// TestPlantedBugExitsOneWithShrunkReplay is the proof the CLI catches a planted session bug:
+// chaos exits 1 and prints a shrunk replay command, and that command fails the same way.
+func TestPlantedBugExitsOneWithShrunkReplay(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Postgres")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	dir := t.TempDir()
+	code, stdout, stderr := runCLI(t, ctx, os.Getenv, "chaos", "-backend", "postgres", "-plant", "RollbackMissingOnError",
+		"-seed", "3", "-workers", "4", "-ops", "400", "-fault-rate", "0.05", "-progress", "off", "-report-dir", dir)
+	needPostgres(t, code, stderr)
+	if code != exitViolations {
+		t.Fatalf("chaos -plant RollbackMissingOnError: exit %d; want %d\nstdout:\n%s\nstderr:\n%s", code, exitViolations, stdout, stderr)
+	}
+	m := shrunkRE.FindStringSubmatch(stdout)
+	if m == nil {
+		t.Fatalf("no shrunk replay command in the output:\n%s", stdout)
+	}
+	replay := m[1]
+	t.Logf("shrunk replay: %s", replay)
+	for _, want := range []string{"-workers 1", "-plant RollbackMissingOnError"} {
+		if !strings.Contains(replay, want) {
+			t.Errorf("shrunk replay %q lacks %q", replay, want)
+		}
+	}
+	var rep struct {
+		Violations []struct{ Invariant, Shrunk string }
+		Summary    struct{ Violations int }
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Summary.Violations == 0 || rep.Violations[0].Shrunk != replay {
+		t.Errorf("report.json: %d violations, first shrunk %q; want the printed %q", rep.Summary.Violations, rep.Violations[0].Shrunk, replay)
+	}
+
+	args := append(strings.Fields(replay)[1:], "-progress", "off")
+	code, stdout, stderr = runCLI(t, ctx, os.Getenv, args...)
+	if code != exitViolations {
+		t.Fatalf("the shrunk replay passes (exit %d): it does not reproduce\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+}
+
+func TestCleanChaosExitsZero(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Postgres")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	dir := t.TempDir()
+	code, stdout, stderr := runCLI(t, ctx, os.Getenv, "chaos", "-backend", "postgres", "-seed", "5",
+		"-workers", "4", "-ops", "300", "-fault-rate", "0.05", "-progress", "lines", "-report-dir", dir)
+	needPostgres(t, code, stderr)
+	if code != exitOK {
+		t.Fatalf("clean chaos: exit %d; want 0\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"PASS: no violation", "report: " + filepath.Join(dir, "report.html")} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+}
+
+// TestInterruptLeavesNothingBehind builds the binary, starts a long chaos run on a local
+// cluster, sends SIGINT once it is running, and checks: exit code 2, a partial report marked
+// interrupted, no cluster directory left in its TMPDIR and no process of it still running.
+func TestInterruptLeavesNothingBehind(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and starts Postgres")
+	}
+	if _, err := exec.LookPath("pg_config"); err != nil {
+		if _, err := os.Stat("/usr/lib/postgresql"); err != nil {
+			if pgtest.Required() {
+				t.Fatal("no local PostgreSQL binaries")
+			}
+			t.Skip("no local PostgreSQL binaries (the local provider is what this test interrupts)")
+		}
+	}
+	work := t.TempDir()
+	bin := filepath.Join(work, "sessionsafe")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	// The run's own TMPDIR, traversable by the postgres user the cluster runs as.
+	tmp, err := os.MkdirTemp("", "sessionsafe-sigint-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	if err := os.Chmod(tmp, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	reports := filepath.Join(work, "reports")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, bin, "chaos", "-backend", "postgres", "-provider", "local", "-duration", "5m",
+		"-workers", "4", "-fault-rate", "0.05", "-v", "-progress", "off", "-report-dir", reports)
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	cmd.Stdout = io.Discard
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	// -v logs every fault: the first one means the workers are running.
+	running := make(chan struct{})
+	var logged strings.Builder
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		once := false
+		for sc.Scan() {
+			line := sc.Text()
+			if logged.Len() < 4000 {
+				logged.WriteString(line + "\n")
+			}
+			if !once && strings.HasPrefix(line, "worker ") {
+				once = true
+				close(running)
+			}
+		}
+	}()
+	select {
+	case <-running:
+	case <-ctx.Done():
+		t.Fatalf("the chaos run never started its workers")
+	}
+	if n := clusterProcesses(t, tmp); n == 0 {
+		t.Fatalf("no postgres process runs under %s: the test would prove nothing", tmp)
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	code := cmd.ProcessState.ExitCode()
+	if code != exitUsage {
+		t.Errorf("after SIGINT: exit %d (%v); want %d\nstderr:\n%s", code, err, exitUsage, logged.String())
+	}
+	data, err := os.ReadFile(filepath.Join(reports, "report.json"))
+	if err != nil {
+		t.Fatalf("no partial report: %v", err)
+	}
+	var rep struct{ Interrupted bool }
+	if err := json.Unmarshal(data, &rep); err != nil || !rep.Interrupted {
+		t.Errorf("report.json: interrupted=%v (%v); want true", rep.Interrupted, err)
+	}
+	left, _ := os.ReadDir(tmp)
+	for _, e := range left {
+		t.Errorf("left behind in TMPDIR: %s", e.Name())
+	}
+	if n := clusterProcesses(t, tmp); n > 0 {
+		t.Errorf("%d process(es) of the cluster still run after the CLI exited", n)
+	}
+}
+
+// clusterProcesses counts the processes whose command line or working files name dir.
+func clusterProcesses(t testing.TB, dir string) int {
+	t.Helper()
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	n := 0
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		if strings.Contains(strings.ReplaceAll(string(b), "\x00", " "), dir) {
+			n++
+		}
+	}
+	return n
+}
