@@ -190,8 +190,12 @@ var mutationCatalog = map[mutant.Bug]struct {
 		{backends: both, op: OpUpdateThread, steps: []string{"query", "exec"}, faults: []string{"error"}, live: true},
 		{backends: pgOnly, probe: "error-path"},
 	}},
+	// The panic is injected at a rows-next step: a panic inside a driver
+	// query or exec call leaves database/sql's transaction lock held, so
+	// even a correct rollback would then wait for ever.
 	mutant.RollbackSkippedOnPanic: {killers: []killer{
-		{backends: both, op: OpUpdateThread, steps: []string{"query", "exec"}, faults: []string{"panic"}},
+		{backends: both, op: OpUpdateThread, steps: []string{"next"}, faults: []string{"panic"}, live: true},
+		{backends: both, op: OpGetMessages, steps: []string{"next"}, faults: []string{"panic"}, live: true},
 	}},
 	mutant.CommitErrorIgnored: {killers: []killer{
 		{backends: both, op: OpUpdateThread, steps: []string{"commit"}, faults: []string{"badconn", "error"}},
@@ -223,8 +227,10 @@ var mutationCatalog = map[mutant.Bug]struct {
 		{backends: both, op: OpUpdateThread, steps: []string{"query", "exec"}, faults: []string{"error"}, live: true},
 	}},
 	mutant.ContextNotPassed: {killers: []killer{
-		{backends: both, op: OpGetThread, steps: []string{"query"}, faults: []string{"cancel"}},
+		{backends: pgOnly, op: OpGetThread, steps: []string{"query"}, faults: []string{"cancel"}},
 		{backends: pgOnly, probe: "cancellation"},
+	}, na: map[Backend]string{
+		Sqlmock: "sqlmock's expectations for a cancel end the run at the fault, so the statement the bug runs after it fails there and an error surfaces either way",
 	}},
 	mutant.MetadataReadModifyWrite: {killers: []killer{
 		{backends: pgOnly, probe: "lost-update", cfg: ProbeConfig{Workers: 12, Ops: 3}},
@@ -543,16 +549,22 @@ func (kl killer) wrap(op Operation, live *atomic.Pointer[string]) Operation {
 			ctx, cancel = context.WithTimeout(ctx, time.Second)
 			defer cancel()
 		}
-		err := inner(ctx, db, fx)
 		if kl.live {
-			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-			defer cancel()
-			if perr := leakcheck.FindPool(cctx, db, leakcheck.WithTimeout(300*time.Millisecond)); errors.Is(perr, leakcheck.ErrLeak) {
-				s := "a connection was still in use after the operation returned, while its request was live (database/sql rolls back for the code only once the context ends): " + perr.Error()
-				live.Store(&s)
-			}
+			// Checked on the way out, a panic included (then re-raised).
+			defer func() {
+				p := recover()
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+				defer cancel()
+				if perr := leakcheck.FindPool(cctx, db, leakcheck.WithTimeout(300*time.Millisecond)); errors.Is(perr, leakcheck.ErrLeak) {
+					s := "a connection was still in use after the operation returned, while its request was live (database/sql rolls back for the code only once the context ends): " + perr.Error()
+					live.Store(&s)
+				}
+				if p != nil {
+					panic(p)
+				}
+			}()
 		}
-		return err
+		return inner(ctx, db, fx)
 	}
 	return op
 }
