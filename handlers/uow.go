@@ -83,7 +83,11 @@ func (s *Service) inTxOnce(ctx context.Context, op string, mode txMode, fn func(
 		if p != nil {
 			cause = fmt.Errorf("panic: %v", p)
 		}
-		s.log.LogAttrs(ctx, slog.LevelWarn, "unit of work rolled back",
+		level := slog.LevelWarn
+		if p == nil && (errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict)) {
+			level = slog.LevelInfo // an expected answer, not a failure
+		}
+		s.log.LogAttrs(ctx, level, "unit of work rolled back",
 			slog.String("operation", op), slog.Any("error", cause),
 			slog.Bool("rollback_failed", rbErr != nil), slog.Any("rollback_error", rbErr))
 		if p != nil {
