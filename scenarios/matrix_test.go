@@ -1,7 +1,15 @@
 package scenarios
 
 import (
+	"context"
+	"database/sql"
+	"fmt"
+	"regexp"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/sessionsafe/sessionsafe/internal/mutant"
 
 	"github.com/sessionsafe/sessionsafe/handlers"
 	"github.com/sessionsafe/sessionsafe/pgtest"
@@ -37,4 +45,164 @@ func TestHTTPDisconnect(t *testing.T) {
 		cfg.Disconnect = true
 		RunTests(t, cfg, HTTPCatalog()...)
 	})
+}
+
+// planted wraps op so that every run has bugs planted (internal/mutant).
+func planted(op Operation, bugs ...mutant.Bug) Operation {
+	run := op.Run
+	op.Run = func(ctx context.Context, db *sql.DB, fx Fixture) error {
+		return run(mutant.With(ctx, bugs...), db, fx)
+	}
+	return op
+}
+
+// only keeps the cases whose name (without the operation) matches re.
+func only(re string) func(Case) bool {
+	rx := regexp.MustCompile(re)
+	return func(c Case) bool { return rx.MatchString(strings.TrimPrefix(c.Name(), c.Operation+"/")) }
+}
+
+// parkedNotifier blocks until release is closed (or its context ends:
+// never, for a goroutine given context.Background()).
+type parkedNotifier struct{ release chan struct{} }
+
+func (n parkedNotifier) ThreadRenamed(ctx context.Context, _ handlers.Thread) error {
+	select {
+	case <-n.release:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// twoUnits is a planted non-atomic operation: two rows written in two
+// transactions, so a fault in the second leaves half the work committed.
+func twoUnits() Operation {
+	return Operation{
+		Name: "TwoUnits",
+		Setup: func(ctx context.Context, db *sql.DB) (Fixture, error) {
+			if db == nil {
+				return "mock", nil
+			}
+			if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS planted_two_units (k text, n int)`); err != nil {
+				return nil, err
+			}
+			return fmt.Sprintf("k-%d", time.Now().UnixNano()), nil
+		},
+		Run: func(ctx context.Context, db *sql.DB, fx Fixture) error {
+			for n := 1; n <= 2; n++ {
+				tx, err := db.BeginTx(ctx, nil)
+				if err != nil {
+					return err
+				}
+				if _, err := tx.ExecContext(ctx, `INSERT INTO planted_two_units VALUES ($1, $2)`, fx, n); err != nil {
+					_ = tx.Rollback()
+					return err
+				}
+				if err := tx.Commit(); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		State: func(ctx context.Context, db *sql.DB, fx Fixture) (string, error) {
+			var s string
+			err := db.QueryRowContext(ctx, `SELECT count(*)::text FROM planted_two_units WHERE k = $1`, fx).Scan(&s)
+			return s, err
+		},
+	}
+}
+
+// TestInvariantsCatchPlantedBugs shows every invariant of the runner failing
+// on a bug planted for it: a check that cannot fail proves nothing.
+func TestInvariantsCatchPlantedBugs(t *testing.T) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	cat := func(name string, opts ...handlers.Option) Operation {
+		op, ok := Lookup(Catalog(opts...), name)
+		if !ok {
+			t.Fatalf("no catalog operation %s", name)
+		}
+		return op
+	}
+	// claimsRetry claims to retry serialization failures but does not.
+	claimsRetry := cat(OpUpdateThread)
+	claimsRetry.Retries = func(error) bool { return true }
+	calls := 0
+	// shrinking runs one query on its first (recording) runs, none after:
+	// the trace changes under the matrix.
+	shrinking := Operation{
+		Name:  "Shrinking",
+		Setup: func(context.Context, *sql.DB) (Fixture, error) { return nil, nil },
+		Run: func(ctx context.Context, db *sql.DB, _ Fixture) error {
+			calls++
+			if calls > 2 {
+				return nil
+			}
+			return db.PingContext(ctx)
+		},
+	}
+	hangCalls := 0
+	// hangs ignores its context and blocks, once recorded.
+	hangs := Operation{
+		Name:  "Hangs",
+		Setup: func(context.Context, *sql.DB) (Fixture, error) { return nil, nil },
+		Run: func(ctx context.Context, db *sql.DB, _ Fixture) error {
+			if _, err := db.ExecContext(ctx, "SELECT 1"); err != nil {
+				return err
+			}
+			if hangCalls++; hangCalls > 2 {
+				<-release
+			}
+			return nil
+		},
+	}
+
+	tests := []struct {
+		name    string
+		backend Backend
+		op      Operation
+		cases   string
+		timeout time.Duration
+		want    Invariant
+	}{
+		{"error-surfaced/commit-error-ignored/sqlmock", Sqlmock, planted(cat(OpUpdateThread), mutant.CommitErrorIgnored), `commit/error$`, 0, InvErrorSurfaced},
+		{"error-surfaced/commit-error-ignored/postgres", Postgres, planted(cat(OpUpdateThread), mutant.CommitErrorIgnored), `commit/error$`, 0, InvErrorSurfaced},
+		{"all-or-nothing/two-units/postgres", Postgres, twoUnits(), `^step-[0-9]+-exec/error$`, 0, InvAllOrNothing},
+		{"all-or-nothing/commit-error-ignored/postgres", Postgres, planted(cat(OpUpdateThread), mutant.CommitErrorIgnored), `commit/error$`, 0, InvAllOrNothing},
+		{"pool/rollback-missing/sqlmock", Sqlmock, planted(cat(OpDeleteThread), mutant.RollbackMissingOnError), `exec/error$`, 0, InvPool},
+		{"pool/rollback-missing/postgres", Postgres, planted(cat(OpDeleteThread), mutant.RollbackMissingOnError), `exec/error$`, 0, InvPool},
+		{"error-surfaced/rows-not-closed/postgres", Postgres, planted(cat(OpGetMessages), mutant.RowsNotClosed), `^step-0-clean/clean$`, 0, InvErrorSurfaced},
+		{"server/rollback-missing/postgres", Postgres, planted(cat(OpDeleteThread), mutant.RollbackMissingOnError), `exec/error$`, 0, InvServer},
+		{"goroutines/notify-without-request-context/sqlmock", Sqlmock,
+			planted(cat(OpAutoRename, handlers.WithNotifier(parkedNotifier{release})), mutant.GoroutineWithoutRequestContext), `^step-0-clean/clean$`, 0, InvGoroutines},
+		{"sqlmock-expectations/rollback-missing/sqlmock", Sqlmock, planted(cat(OpDeleteThread), mutant.RollbackMissingOnError), `exec/error$`, 0, InvExpectations},
+		{"retry-succeeded/claims-retry/sqlmock", Sqlmock, claimsRetry, `query/error$`, 0, InvRetried},
+		{"fault-fired/trace-changes/postgres", Postgres, shrinking, `ping/error$`, 0, InvFired},
+		{"deadline/ignores-context/postgres", Postgres, hangs, `clean`, 200 * time.Millisecond, InvDeadline},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{Backend: Sqlmock}
+			if tt.backend == Postgres {
+				cfg = pgConfig(t)
+			}
+			cfg.Only, cfg.Timeout = only(tt.cases), tt.timeout
+			rep, err := Run(t.Context(), cfg, tt.op)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Results) == 0 {
+				t.Fatalf("no case matched %q", tt.cases)
+			}
+			var seen []string
+			for _, f := range rep.Findings() {
+				if f.Invariant == tt.want {
+					t.Logf("caught by %s:\n%s", f.Case.Name(), f.Error())
+					return
+				}
+				seen = append(seen, string(f.Invariant)+" at "+f.Case.Name())
+			}
+			t.Errorf("no %q finding in %d cases; got %v", tt.want, len(rep.Results), seen)
+		})
+	}
 }

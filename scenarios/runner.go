@@ -27,10 +27,6 @@ import (
 // ErrConfig is wrapped by NewRunner and Run for a configuration that cannot run.
 var ErrConfig = errors.New("scenarios: bad config")
 
-// ErrCleanRun is wrapped by NewRunner when the operation fails with no fault
-// armed: there is no matrix to run on code that does not work.
-var ErrCleanRun = errors.New("scenarios: clean run failed")
-
 // Fixture is what an Operation's Setup prepares for one case and hands to its
 // Run and State: ids, inputs, anything the operation needs.
 type Fixture any
@@ -129,6 +125,7 @@ type Runner struct {
 	// Sqlmock: the golden trace's expectation-bearing steps.
 	expect []gstep
 
+	broken error        // the clean recording failed: only the clean case runs
 	clean  faults.Trace // warm clean run: what the cases target
 	cold   faults.Trace // clean run on an empty pool: for the connect cases
 	before string
@@ -137,7 +134,8 @@ type Runner struct {
 
 // NewRunner checks the configuration and records clean runs of op (on a warm
 // pool, and on an empty one for the connect cases): the trace and the before
-// and after states.
+// and after states. An operation that fails with no fault armed is not an
+// error here: see Broken.
 func NewRunner(ctx context.Context, cfg Config, op Operation) (*Runner, error) {
 	if err := checkConfig(cfg, op); err != nil {
 		return nil, err
@@ -258,12 +256,13 @@ func (r *Runner) record(ctx context.Context) error {
 			mockErr = env.mock.mock.ExpectationsWereMet()
 		}
 		env.close()
-		if err != nil {
-			return fmt.Errorf("scenarios: %s: %w: %w\ntrace:\n%s", r.op.Name, ErrCleanRun, err, trace)
-		}
-		if mockErr != nil {
-			return fmt.Errorf("scenarios: %s: %w: the golden trace does not fit the code (refresh it: go test ./scenarios -run TestGolden -update): %w\ntrace:\n%s",
-				r.op.Name, ErrGolden, mockErr, trace)
+		if err != nil || mockErr != nil {
+			// No matrix on code that fails with no fault: the clean case
+			// alone runs, and reports what broke.
+			r.broken = errors.Join(err, mockErr)
+			r.clean, r.cold = trace, nil
+			r.dirty = true
+			return nil
 		}
 		if cold {
 			r.cold = trace
@@ -346,6 +345,12 @@ func (r *Runner) clearServer(ctx context.Context) {
 // Trace returns the warm clean run's trace, readable (one step a line).
 func (r *Runner) Trace() string { return r.clean.String() }
 
+// Broken returns why the clean recording failed (the operation failed with
+// no fault armed, or on sqlmock its golden trace did not fit), or nil. A
+// broken runner's Cases is the clean case alone, whose findings say what
+// broke.
+func (r *Runner) Broken() error { return r.broken }
+
 // Cases returns every case of the matrix: the clean case (step 0), then one
 // per step of the clean trace × per fault applicable there, then the connect
 // faults on an empty pool (named step-1-connect), filtered by Config.Only.
@@ -358,6 +363,9 @@ func (r *Runner) Cases() []Case {
 		}
 	}
 	add(Case{Step: 0, StepKind: Clean, Fault: Clean})
+	if r.broken != nil {
+		return cs
+	}
 	for _, s := range r.clean {
 		for _, f := range r.faultsAt(s.Kind) {
 			add(Case{Step: s.Index, StepKind: s.Kind.String(), SQL: s.SQL, Fault: f})
@@ -465,7 +473,8 @@ func (r *Runner) RunCase(ctx context.Context, c Case) Result {
 		baseline = goleak.IgnoreCurrent()
 	}
 	env.inj.Arm(plan)
-	o := r.run(ctx, env, fx)
+	o, cancel := r.run(ctx, env, fx)
+	defer cancel()
 	res.RunTime = o.runTime
 	trace := env.inj.Trace()
 	fired := env.inj.Fired()
@@ -556,11 +565,15 @@ func (r *Runner) RunCase(ctx context.Context, c Case) Result {
 // run runs the operation once under the case's deadline, recovering a panic;
 // a run that outlives the deadline by 2s is reported as hung with the
 // goroutine dump (and left running).
-func (r *Runner) run(ctx context.Context, env caseEnv, fx Fixture) runOutcome {
+//
+// The run's context stays live until the caller calls the returned cancel,
+// after the checks: database/sql rolls back a transaction and closes rows
+// when their context ends, which would hide a transaction the code never
+// ended behind the end of the request.
+func (r *Runner) run(ctx context.Context, env caseEnv, fx Fixture) (runOutcome, context.CancelFunc) {
 	ctx, cancelT := context.WithTimeout(ctx, r.cfg.Timeout)
-	defer cancelT()
-	rctx, cancel := env.inj.Context(ctx)
-	defer cancel()
+	rctx, cancelR := env.inj.Context(ctx)
+	cancel := func() { cancelR(); cancelT() }
 	done := make(chan runOutcome, 1)
 	start := time.Now()
 	go func() {
@@ -576,11 +589,11 @@ func (r *Runner) run(ctx context.Context, env caseEnv, fx Fixture) runOutcome {
 	defer grace.Stop()
 	select {
 	case o := <-done:
-		return o
+		return o, cancel
 	case <-grace.C:
 		buf := make([]byte, 1<<20)
 		buf = buf[:runtime.Stack(buf, true)]
-		return runOutcome{hung: true, dump: string(buf), runTime: time.Since(start)}
+		return runOutcome{hung: true, dump: string(buf), runTime: time.Since(start)}, cancel
 	}
 }
 
