@@ -8,7 +8,7 @@ PG_IMAGE  ?= sessionsafe/postgres:local
 # its containers itself, so the reaper is off unless you turn it back on.
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
-.PHONY: all test lint bench pg-image
+.PHONY: all test lint bench pg-image chaos chaos-nightly
 
 all: lint test
 
@@ -43,3 +43,45 @@ lint:
 ## bench: every benchmark, five runs each, for benchstat.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 $(PKGS)
+
+## chaos: the main command. The fault matrix (every step x every fault of the eight
+## operations) on sqlmock and on a real Postgres it provisions itself (as `make test` does:
+## the offline image when Docker is reachable, else local PostgreSQL binaries, or
+## SESSIONSAFE_PG_DSN), then a short seeded chaos run on both; prints a summary and the
+## report paths (JSON, JUnit XML, HTML). Exit 1 on any violation.
+CHAOS_DIR   ?= reports
+CHAOS_FLAGS ?= -duration 20s -workers 8 -fault-rate 0.03
+chaos:
+	@$(MAKE) --no-print-directory _chaos CHAOS_RUN='$(CHAOS_FLAGS)'
+
+## chaos-nightly: the long form: 10 minutes at 32 workers with server chaos (backends
+## terminated, the server restarted and paused) on top of the full matrix.
+CHAOS_NIGHTLY_FLAGS ?= -duration 10m -workers 32 -fault-rate 0.03 -terminate-every 7s -restart-every 97s -pause-every 41s
+chaos-nightly:
+	@$(MAKE) --no-print-directory _chaos CHAOS_RUN='$(CHAOS_NIGHTLY_FLAGS)' CHAOS_CHAOS_BACKEND=postgres
+
+CHAOS_CHAOS_BACKEND ?= both
+_chaos:
+	@set -e; \
+	if [ -z "$$SESSIONSAFE_PG_DSN" ] && { [ -z "$$SESSIONSAFE_PG_IMAGE" ] || [ "$$SESSIONSAFE_PG_IMAGE" = "$(PG_IMAGE)" ]; }; then \
+		if docker info >/dev/null 2>&1; then \
+			if scripts/pg-image.sh $(PG_IMAGE); then export SESSIONSAFE_PG_IMAGE=$(PG_IMAGE); \
+			else echo "make chaos: could not build $(PG_IMAGE); falling back to local PostgreSQL binaries"; export SESSIONSAFE_PG_PROVIDER=$${SESSIONSAFE_PG_PROVIDER:-local}; fi; \
+		else echo "make chaos: Docker not reachable; using local PostgreSQL binaries (or SESSIONSAFE_PG_DSN)"; fi; \
+	fi; \
+	$(GO) build -o bin/sessionsafe ./cmd/sessionsafe; \
+	status=0; \
+	echo "bin/sessionsafe matrix -backend both -report-dir $(CHAOS_DIR)/matrix"; \
+	bin/sessionsafe matrix -backend both -report-dir $(CHAOS_DIR)/matrix || status=$$?; \
+	echo "bin/sessionsafe chaos -backend $(CHAOS_CHAOS_BACKEND) $(CHAOS_RUN) -report-dir $(CHAOS_DIR)/chaos"; \
+	bin/sessionsafe chaos -backend $(CHAOS_CHAOS_BACKEND) $(CHAOS_RUN) -report-dir $(CHAOS_DIR)/chaos || { s=$$?; [ $$s -gt $$status ] && status=$$s; true; }; \
+	echo; echo "=== make chaos: summary"; \
+	for d in matrix chaos; do \
+		f=$(CHAOS_DIR)/$$d/report.json; \
+		if [ -f $$f ]; then \
+			printf '%-7s %s\n' "$$d:" "$$(tr -d '\n ' < $$f | sed -n 's/.*"summary":{\([^}]*\)}.*/\1/p')"; \
+			echo "        $(CHAOS_DIR)/$$d/report.html  $(CHAOS_DIR)/$$d/report.json  $(CHAOS_DIR)/$$d/junit.xml"; \
+		fi; \
+	done; \
+	case $$status in 0) echo "make chaos: PASS";; 1) echo "make chaos: FAIL (violations: see the replay commands above)";; *) echo "make chaos: ERROR (setup or interrupted; exit $$status)";; esac; \
+	exit $$status
