@@ -316,15 +316,21 @@ func (cfg MutationConfig) target(tag string) (pgTarget, error) {
 	if err != nil || u.Scheme == "" {
 		return pgTarget{}, fmt.Errorf("scenarios: mutation proof: the DSN must be a URL to set application_name: %w", ErrConfig)
 	}
-	base := cfg.AppName
-	if len(base) > 48 {
-		base = base[:48]
-	}
-	app := base + "-" + tag
+	app := derivedAppName(cfg.AppName, tag)
 	q := u.Query()
 	q.Set("application_name", app)
 	u.RawQuery = q.Encode()
 	return pgTarget{dsn: u.String(), app: app}, nil
+}
+
+// derivedAppName returns an application_name of its own for tag, derived
+// from base and short enough that the server (which keeps 63 bytes) tells it
+// from base.
+func derivedAppName(base, tag string) string {
+	if len(base) > 48 {
+		base = base[:40] + base[len(base)-8:]
+	}
+	return base + "-" + tag
 }
 
 // release terminates every session of the target: what a bug leaked goes

@@ -1,0 +1,625 @@
+package scenarios
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/sessionsafe/sessionsafe/faults"
+	"github.com/sessionsafe/sessionsafe/handlers"
+	"github.com/sessionsafe/sessionsafe/internal/mutant"
+	"github.com/sessionsafe/sessionsafe/leakcheck"
+	"github.com/sessionsafe/sessionsafe/pgtest"
+)
+
+// The original plan's eleven failing tests, each as harness scenarios on
+// sqlmock and on real Postgres: built from fault plans and checked by the
+// matrix runner's invariants (the error surfaced, all-or-nothing state, the
+// pool, the server, the goroutines, and on sqlmock the expectations generated
+// from the golden trace, rollback included), by a pool check made while the
+// request is still live, and on Postgres by reading pg_stat_activity and
+// pg_locks for the case's application_name. Where the runner has no mechanism
+// for the original's failure (a connection lost at commit, two concurrent
+// requests), the case drives an instrumented pool itself with the same checks.
+//
+//	go test ./scenarios -run 'TestOriginal/01-update-commit-connection-lost/postgres$'
+
+// original is one of the eleven cases.
+type original struct {
+	name string
+	// The runner case: the operation, the step kinds and the SQL (a
+	// substring) the fault is armed at, and the fault.
+	op    string
+	steps []string
+	sql   string
+	fault string
+	// wantErr, if set, is what the caller must get (errors.Is).
+	wantErr error
+	// poolCap limits the case's pool while the operation runs.
+	poolCap int
+	// opts gives the handlers options of the case (fresh per call).
+	opts func() []handlers.Option
+	// gen, if set, is reset right before the case runs.
+	gen *countingGenerator
+	// check runs after the runner case with what it returned.
+	check func(t testing.TB, res Result)
+	// pg replaces the runner case on Postgres (a failure the runner has no
+	// mechanism for); mock likewise on sqlmock.
+	pg   func(t *testing.T)
+	mock func(t *testing.T)
+}
+
+// countingGenerator counts its calls and answers a fixed title.
+type countingGenerator struct{ calls atomic.Int64 }
+
+func (g *countingGenerator) GenerateTitle(context.Context, string) (string, error) {
+	g.calls.Add(1)
+	return "Generated title", nil
+}
+
+func originals() []original {
+	gen := &countingGenerator{}
+	return []original{
+		{name: "01-update-commit-connection-lost", op: OpUpdateThread, steps: []string{"commit"}, fault: "pgerr=08006",
+			pg: testOriginalCommitConnectionLost},
+		{name: "02-create-constraint-violation", op: OpCreateThread, steps: []string{"query"}, sql: "INSERT INTO threads", fault: "pgerr=23505",
+			wantErr: handlers.ErrConflict},
+		{name: "03-get-timeout", op: OpGetThread, steps: []string{"query"}, sql: "FROM threads", fault: "pgerr=57014"},
+		{name: "04-count-in-same-transaction", op: OpGetThread, steps: []string{Clean}, poolCap: 1},
+		{name: "05-delete-archive-fails", op: OpDeleteThread, steps: []string{"exec"}, sql: "archived_at = now()", fault: "error",
+			wantErr: faults.ErrInjected},
+		{name: "06-auto-rename-title-update-fails", op: OpAutoRename, steps: []string{"query", "exec"}, sql: "UPDATE threads SET title", fault: "error",
+			wantErr: faults.ErrInjected, gen: gen,
+			opts: func() []handlers.Option { return []handlers.Option{handlers.WithTitleGenerator(gen)} },
+			check: func(t testing.TB, res Result) {
+				if n := gen.calls.Load(); n != 1 {
+					t.Errorf("title generator: got %d calls; want 1 (the write fails after the title was generated)", n)
+				}
+			}},
+		{name: "07-list-timeout", op: OpListThreads, steps: []string{"query"}, fault: "pgerr=57014"},
+		{name: "08-commit-failure-discards-session", op: OpUpdateThread, steps: []string{"commit"}, fault: "badconn",
+			pg: testOriginalBrokenSessionDiscarded},
+		{name: "09-concurrent-updates-one-fails-at-commit",
+			pg: testOriginalConcurrentUpdates, mock: testOriginalConcurrentUpdatesMock},
+		{name: "10-failed-get-returns-connection", op: OpGetThread, steps: []string{"query"}, fault: "error",
+			wantErr: faults.ErrInjected},
+		{name: "11-failed-list-leaves-no-transaction", op: OpListThreads, steps: []string{"next"}, fault: "error",
+			wantErr: faults.ErrInjected},
+	}
+}
+
+// TestOriginal runs the eleven cases by name on both backends.
+func TestOriginal(t *testing.T) {
+	for _, o := range originals() {
+		t.Run(o.name, func(t *testing.T) {
+			t.Run("sqlmock", func(t *testing.T) {
+				if o.mock != nil {
+					o.mock(t)
+					return
+				}
+				runOriginal(t.Context(), t, o, Config{Backend: Sqlmock})
+			})
+			t.Run("postgres", func(t *testing.T) {
+				if o.pg != nil {
+					o.pg(t)
+					return
+				}
+				db := originalDB(t)
+				runOriginal(t.Context(), t, o, Config{Backend: Postgres, DSN: db.DSN, DB: db.DB, Admin: db.Admin, AppName: db.AppName})
+				verifyServerQuiet(t, db.Admin, db.AppName)
+			})
+		})
+	}
+}
+
+func originalDB(tb testing.TB) *pgtest.Database {
+	tb.Helper()
+	return pgtest.New(tb, pgtest.WithMigration("handlers", handlers.Migrate))
+}
+
+// runOriginal runs the original's runner case(s) on cfg's backend: every
+// invariant must hold, the pool must be back while the request is live, and
+// the caller must get wantErr.
+func runOriginal(ctx context.Context, t testing.TB, o original, cfg Config) {
+	t.Helper()
+	var opts []handlers.Option
+	if o.opts != nil {
+		opts = o.opts()
+	}
+	opts = append(opts, handlers.WithLogger(quiet))
+	op, ok := Lookup(Catalog(opts...), o.op)
+	if !ok {
+		t.Fatalf("no operation %q in the catalog", o.op)
+	}
+	var live atomic.Pointer[string]
+	op = killer{live: true, poolCap: o.poolCap}.wrap(op, &live)
+	cfg.CheckTimeout = time.Second
+	cfg.Faults = func(stepKind string) []string {
+		for _, s := range o.steps {
+			if s == stepKind && o.fault != "" {
+				return []string{o.fault}
+			}
+		}
+		return nil
+	}
+	cfg.Only = func(c Case) bool {
+		for _, s := range o.steps {
+			if s == c.StepKind && strings.Contains(c.SQL, o.sql) {
+				return true
+			}
+		}
+		return false
+	}
+	cfg.Replay = func(Case) string {
+		return fmt.Sprintf("go test ./scenarios -run 'TestOriginal/%s/%s$'", o.name, cfg.Backend)
+	}
+	r, err := NewRunner(context.WithoutCancel(ctx), cfg, op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	cases := r.Cases()
+	if len(cases) == 0 {
+		t.Fatalf("no step of %s matches steps %v with SQL containing %q; the clean trace:\n%s", o.op, o.steps, o.sql, r.Trace())
+	}
+	c := cases[0] // the first matching step: the original names one failure
+	if o.gen != nil {
+		o.gen.calls.Store(0)
+	}
+	res := r.RunCase(ctx, c)
+	t.Logf("%s: %s -> %v", cfg.Backend, c.Name(), res.Err)
+	for _, f := range res.Findings {
+		t.Error(f.Error())
+	}
+	if l := live.Load(); l != nil {
+		t.Errorf("%s: %s", c.Name(), *l)
+	}
+	if o.fault != "" && !res.Fired {
+		t.Errorf("%s: the fault did not fire", c.Name())
+	}
+	if o.wantErr != nil && !errors.Is(res.Err, o.wantErr) {
+		t.Errorf("%s: got error %v; want %v", c.Name(), res.Err, o.wantErr)
+	}
+	if o.check != nil {
+		o.check(t, res)
+	}
+}
+
+// serverSessions lists, through admin, every backend of appName that is not
+// idle, and every lock one of them holds, one a line ("" when none).
+func serverSessions(ctx context.Context, admin *sql.DB, appName string) (string, error) {
+	rows, err := admin.QueryContext(ctx, `
+SELECT 'backend ' || a.pid || ' ' || coalesce(a.state, '?') || ' xact_start=' || coalesce(a.xact_start::text, '-') || ' query=' || left(a.query, 100)
+FROM pg_stat_activity a
+WHERE a.application_name = $1 AND a.pid <> pg_backend_pid() AND coalesce(a.state, '') <> 'idle'
+UNION ALL
+SELECT 'lock ' || l.locktype || ' ' || l.mode || ' granted=' || l.granted || ' backend ' || l.pid
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE a.application_name = $1 AND l.pid <> pg_backend_pid()`, appName)
+	if err != nil {
+		return "", fmt.Errorf("read pg_stat_activity and pg_locks: %w", err)
+	}
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return "", fmt.Errorf("read pg_stat_activity and pg_locks: %w", err)
+		}
+		b.WriteString(line + "\n")
+	}
+	return b.String(), rows.Err()
+}
+
+// verifyServerQuiet fails t unless, within a second, no backend of appName is
+// anything but idle and none holds a lock.
+func verifyServerQuiet(t testing.TB, admin *sql.DB, appName string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	var last string
+	for {
+		got, err := serverSessions(ctx, admin, appName)
+		if err == nil && got == "" {
+			return
+		}
+		if err != nil && ctx.Err() == nil {
+			t.Fatal(err)
+		}
+		if got != "" {
+			last = got
+		}
+		select {
+		case <-ctx.Done():
+			t.Errorf("pg_stat_activity / pg_locks for application_name %q: got\n%swant no backend open or holding a lock", appName, last)
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// pgRig is an instrumented pool of its own on a fresh database, with an
+// application_name of its own, for the originals the runner has no
+// mechanism for.
+type pgRig struct {
+	db      *pgtest.Database
+	app     string
+	inj     *faults.Injector
+	tracker *leakcheck.Tracker
+	pool    *sql.DB
+	svc     *handlers.Service
+}
+
+// newRig opens a pool of size connections on db under application_name
+// db.AppName+"-"+tag, through a leakcheck.Tracker and a faults.Injector whose
+// server faults act on that application_name.
+func newRig(t *testing.T, db *pgtest.Database, tag string, size int) *pgRig {
+	t.Helper()
+	u, err := url.Parse(db.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &pgRig{db: db, app: derivedAppName(db.AppName, tag), tracker: leakcheck.NewTracker()}
+	q := u.Query()
+	q.Set("application_name", r.app)
+	u.RawQuery = q.Encode()
+	r.inj = faults.NewInjector(faults.WithServer(faults.NewServer(db.Admin), r.app))
+	pe, err := (&probeRun{probe: "original", env: ProbeEnv{DSN: u.String()}}).open(size, r.tracker.WrapConnector, r.inj.WrapConnector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.pool = pe
+	t.Cleanup(func() { _ = r.pool.Close() })
+	r.svc = handlers.New(r.pool, handlers.WithLogger(quiet))
+	return r
+}
+
+// verify checks the pool (with attribution), the server (leakcheck and the
+// explicit pg_stat_activity / pg_locks reading) and the goroutines.
+func (r *pgRig) verify(t *testing.T, baseline goleak.Option) {
+	t.Helper()
+	leakcheck.VerifyNone(t, leakcheck.WithDB(r.pool), leakcheck.WithTracker(r.tracker),
+		leakcheck.WithServer(r.db.Admin, r.app), leakcheck.WithGoroutines(baseline), leakcheck.WithTimeout(2*time.Second))
+	verifyServerQuiet(t, r.db.Admin, r.app)
+}
+
+// seedThread creates a thread of user with one message, on the plain pool.
+func seedThread(t *testing.T, db *pgtest.Database, user string) handlers.Thread {
+	t.Helper()
+	svc := handlers.New(db.DB, handlers.WithLogger(quiet))
+	th, err := svc.CreateThread(t.Context(), user, handlers.CreateThreadInput{Title: "seed", Metadata: map[string]any{"k": "v"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.SendMessage(t.Context(), user, th.ID, handlers.SendMessageInput{Content: "first"}); err != nil {
+		t.Fatal(err)
+	}
+	return th
+}
+
+func readThread(t *testing.T, db *pgtest.Database, user, id string) handlers.Thread {
+	t.Helper()
+	th, err := handlers.New(db.DB, handlers.WithLogger(quiet)).GetThread(t.Context(), user, id)
+	if err != nil {
+		t.Fatalf("read the thread back: %v", err)
+	}
+	return th
+}
+
+// testOriginalCommitConnectionLost: the session's backend is terminated on
+// the server at COMMIT (a real lost connection, plan
+// "match=commit#1:terminate"): the update fails, the server rolled it back,
+// nothing is left open.
+func testOriginalCommitConnectionLost(t *testing.T) {
+	db := originalDB(t)
+	const user = "original-01"
+	th := seedThread(t, db, user)
+	rig := newRig(t, db, "01", 2)
+	baseline := goleak.IgnoreCurrent()
+	rig.inj.Arm(faults.MustParsePlan("match=commit#1:terminate"))
+	title := "never stored"
+	_, err := rig.svc.UpdateThread(t.Context(), user, th.ID, handlers.UpdateThreadInput{Title: &title, Metadata: map[string]any{"lost": true}})
+	if len(rig.inj.Fired()) != 1 {
+		t.Fatalf("the terminate fault did not fire; trace:\n%s", rig.inj.Trace())
+	}
+	if err == nil {
+		t.Fatalf("update whose connection was lost at commit: got success; want the error to surface\ntrace:\n%s", rig.inj.Trace())
+	}
+	t.Logf("update with its backend terminated at commit: %v", err)
+	got := readThread(t, db, user, th.ID)
+	if got.Title != "seed" || got.Metadata["lost"] != nil {
+		t.Errorf("thread after the lost commit: title %q metadata %v; want the seed state (rolled back)", got.Title, got.Metadata)
+	}
+	rig.inj.Reset()
+	rig.verify(t, baseline)
+}
+
+// testOriginalBrokenSessionDiscarded: a commit that kills the session (its
+// backend terminated at COMMIT) leaves a connection that must never serve
+// again: on a pool of one connection, the next operation runs on a new one,
+// the broken one was closed, and nothing is left open.
+func testOriginalBrokenSessionDiscarded(t *testing.T) {
+	db := originalDB(t)
+	const user = "original-08"
+	th := seedThread(t, db, user)
+	rig := newRig(t, db, "08", 1)
+	baseline := goleak.IgnoreCurrent()
+	rig.inj.Arm(faults.MustParsePlan("match=commit#1:terminate"))
+	title := "never stored"
+	if _, err := rig.svc.UpdateThread(t.Context(), user, th.ID, handlers.UpdateThreadInput{Title: &title}); err == nil {
+		t.Fatal("update with its session killed at commit: got success; want an error")
+	}
+	failed := rig.inj.Trace()
+	var brokenConn uint64
+	for _, s := range failed {
+		if s.Kind == faults.StepCommit {
+			brokenConn = s.Conn
+		}
+	}
+	rig.inj.Reset()
+	got, err := rig.svc.GetThread(t.Context(), user, th.ID)
+	if err != nil {
+		t.Fatalf("the next operation on the pool of one: %v; want success on a fresh session\ntrace:\n%s", err, rig.inj.Trace())
+	}
+	if got.Title != "seed" {
+		t.Errorf("title: got %q; want %q (rolled back)", got.Title, "seed")
+	}
+	next := rig.inj.Trace()
+	for _, s := range next {
+		if s.Conn == brokenConn && s.Kind != faults.StepClose && s.Kind != faults.StepReset && s.Kind != faults.StepIsValid {
+			t.Errorf("the broken connection %d was used again (step %s); want it discarded\nfailed run:\n%s\nnext run:\n%s", brokenConn, s, failed, next)
+			break
+		}
+	}
+	closed := false
+	for _, s := range append(failed, next...) {
+		closed = closed || (s.Conn == brokenConn && s.Kind == faults.StepClose)
+	}
+	if !closed {
+		t.Errorf("the broken connection %d was never closed\nfailed run:\n%s\nnext run:\n%s", brokenConn, failed, next)
+	}
+	rig.verify(t, baseline)
+}
+
+// testOriginalConcurrentUpdates: two updates of one thread at once, each on
+// its own pool and session: A takes the row, pauses, and loses its connection
+// at COMMIT (its backend terminated); B waits for A's row lock meanwhile, then
+// commits. A fails and is rolled back; B succeeds; the thread holds B's change
+// only; nothing is left open on either.
+func testOriginalConcurrentUpdates(t *testing.T) {
+	db := originalDB(t)
+	const user = "original-09"
+	th := seedThread(t, db, user)
+	a := newRig(t, db, "09a", 1)
+	b := newRig(t, db, "09b", 1)
+	baseline := goleak.IgnoreCurrent()
+	a.inj.Arm(faults.MustParsePlan("match=rows-close#1:latency=1s,match=commit#1:terminate"))
+	b.inj.Reset()
+	ta, tb := "title A", "title B"
+	var errA, errB error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		_, errA = a.svc.UpdateThread(t.Context(), user, th.ID, handlers.UpdateThreadInput{Title: &ta, Metadata: map[string]any{"a": true}})
+	})
+	// B starts once A holds the row (A's UPDATE ran), and must wait for it.
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if !pollUntil(ctx, func() bool { return hasStep(a.inj.Trace(), faults.StepRowsClose) }) {
+		t.Fatalf("A never reached its UPDATE; trace A:\n%s", a.inj.Trace())
+	}
+	wg.Go(func() {
+		_, errB = b.svc.UpdateThread(t.Context(), user, th.ID, handlers.UpdateThreadInput{Title: &tb, Metadata: map[string]any{"b": true}})
+	})
+	if err := faults.NewServer(db.Admin).WaitBlocked(ctx, b.app); err != nil {
+		t.Logf("B was not seen waiting for A's row lock (%v): the two may not have overlapped", err)
+	} else {
+		t.Log("B waits for A's row lock while A is about to commit")
+	}
+	wg.Wait()
+	if errA == nil {
+		t.Errorf("A (connection lost at commit): got success; want an error\ntrace A:\n%s", a.inj.Trace())
+	}
+	if errB != nil {
+		t.Errorf("B: got %v; want success (A's failure must not disturb it)", errB)
+	}
+	got := readThread(t, db, user, th.ID)
+	if got.Title != tb || got.Metadata["b"] != true || got.Metadata["a"] != nil {
+		t.Errorf("thread: title %q metadata %v; want B's change only (title %q, key b, no key a)", got.Title, got.Metadata, tb)
+	}
+	a.inj.Reset()
+	a.verify(t, baseline)
+	b.verify(t, baseline)
+}
+
+// pollUntil polls cond every few milliseconds until it holds (true) or ctx
+// ends (false).
+func pollUntil(ctx context.Context, cond func() bool) bool {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+	return true
+}
+
+func hasStep(tr faults.Trace, k faults.StepKind) bool {
+	for _, s := range tr {
+		if s.Kind == k {
+			return true
+		}
+	}
+	return false
+}
+
+// testOriginalConcurrentUpdatesMock: on sqlmock, the two updates run at once
+// as two runner cases (each its own mock and pool): A's commit fails with a
+// bad connection and must be rolled back, B's must commit; each case's
+// invariants hold, and no goroutine outlives either.
+func testOriginalConcurrentUpdatesMock(t *testing.T) {
+	baseline := goleak.IgnoreCurrent()
+	newRunner := func(fault string) (*Runner, Case) {
+		op, _ := Lookup(Catalog(handlers.WithLogger(quiet)), OpUpdateThread)
+		cfg := Config{Backend: Sqlmock, NoGoroutineCheck: true,
+			Faults: func(k string) []string {
+				if k == "commit" && fault != "" {
+					return []string{fault}
+				}
+				return nil
+			},
+			Only: func(c Case) bool { return (fault == "" && c.Fault == Clean) || (fault != "" && c.StepKind == "commit") },
+		}
+		r, err := NewRunner(t.Context(), cfg, op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = r.Close() })
+		cs := r.Cases()
+		if len(cs) == 0 {
+			t.Fatalf("no case for fault %q", fault)
+		}
+		return r, cs[0]
+	}
+	ra, ca := newRunner("badconn")
+	rb, cb := newRunner("")
+	var resA, resB Result
+	var wg sync.WaitGroup
+	wg.Go(func() { resA = ra.RunCase(t.Context(), ca) })
+	wg.Go(func() { resB = rb.RunCase(t.Context(), cb) })
+	wg.Wait()
+	for _, f := range append(resA.Findings, resB.Findings...) {
+		t.Error(f.Error())
+	}
+	if resA.Err == nil || !errors.Is(resA.Err, driver.ErrBadConn) {
+		t.Errorf("A (%s): got %v; want the bad connection to surface", ca.Name(), resA.Err)
+	}
+	if resB.Err != nil {
+		t.Errorf("B (%s): got %v; want success", cb.Name(), resB.Err)
+	}
+	leakcheck.VerifyGoroutines(t, baseline)
+}
+
+// recorder is a testing.TB that keeps the failures it is told of instead of
+// failing the test, to show a check failing.
+type recorder struct {
+	testing.TB
+	mu     sync.Mutex
+	failed []string
+}
+
+func (r *recorder) Helper() {}
+
+func (r *recorder) Errorf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failed = append(r.failed, fmt.Sprintf(format, args...))
+}
+
+func (r *recorder) Error(args ...any) { r.Errorf("%s", fmt.Sprint(args...)) }
+
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.Errorf(format, args...)
+	runtime.Goexit()
+}
+
+func (r *recorder) Fatal(args ...any) { r.Fatalf("%s", fmt.Sprint(args...)) }
+
+func (r *recorder) Logf(string, ...any) {}
+
+// run runs fn with r on a goroutine of its own (Fatal ends it) and returns
+// the failures.
+func (r *recorder) run(fn func(t testing.TB)) []string {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn(r)
+	}()
+	<-done
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.failed...)
+}
+
+// TestOriginalCatchesPlantedBugs shows the originals' checks failing: each
+// case below, run on sqlmock with a session bug planted, must report a
+// failure.
+func TestOriginalCatchesPlantedBugs(t *testing.T) {
+	byName := map[string]original{}
+	for _, o := range originals() {
+		byName[o.name] = o
+	}
+	tests := []struct {
+		original string
+		bug      mutant.Bug
+	}{
+		{"01-update-commit-connection-lost", mutant.CommitErrorIgnored},
+		{"04-count-in-same-transaction", mutant.QueryOnPoolInsideUnit},
+		{"05-delete-archive-fails", mutant.RollbackMissingOnError},
+		{"10-failed-get-returns-connection", mutant.ConnNeverClosed},
+		{"11-failed-list-leaves-no-transaction", mutant.RowsErrUnchecked},
+	}
+	for _, tt := range tests {
+		t.Run(tt.original+"/"+tt.bug.String(), func(t *testing.T) {
+			o, ok := byName[tt.original]
+			if !ok {
+				t.Fatalf("no original %q", tt.original)
+			}
+			rec := &recorder{TB: t}
+			failed := rec.run(func(tb testing.TB) {
+				runOriginal(mutant.With(t.Context(), tt.bug), tb, o, Config{Backend: Sqlmock})
+			})
+			if len(failed) == 0 {
+				t.Fatalf("original %s passed with %s planted; want a failure", tt.original, tt.bug)
+			}
+			t.Logf("caught: %s", firstLineOf(failed[0]))
+		})
+	}
+}
+
+// TestServerSessionsSeesPlantedLeak shows the explicit server reading
+// failing on a planted leak: a transaction left open on a raw connection,
+// holding a row lock, is listed with its lock; once rolled back, nothing is.
+func TestServerSessionsSeesPlantedLeak(t *testing.T) {
+	db := originalDB(t)
+	th := seedThread(t, db, "planted-leak")
+	conn, err := db.DB.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	if _, err := conn.ExecContext(t.Context(), "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(t.Context(), "SELECT 1 FROM threads WHERE id = $1 FOR UPDATE", th.ID); err != nil {
+		t.Fatal(err)
+	}
+	got, err := serverSessions(t.Context(), db.Admin, db.AppName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(got, "idle in transaction") || !strings.Contains(got, "RowShareLock") {
+		t.Errorf("server sessions with a transaction left open: got\n%swant the idle-in-transaction backend and its row lock", got)
+	}
+	rec := &recorder{TB: t}
+	if failed := rec.run(func(tb testing.TB) { verifyServerQuiet(tb, db.Admin, db.AppName) }); len(failed) == 0 {
+		t.Error("verifyServerQuiet passed with a transaction left open; want a failure")
+	}
+	if _, err := conn.ExecContext(t.Context(), "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	verifyServerQuiet(t, db.Admin, db.AppName)
+}
