@@ -63,6 +63,14 @@ func startDocker(ctx context.Context, cfg config, auto bool) (_ backend, err err
 			_ = cli.Close()
 		}
 	}()
+	if swept := sweepDocker(ctx, cli); len(swept) > 0 {
+		cfg.logger.Info("pgtest: removed containers left by test binaries that were killed", "containers", swept)
+	}
+	owner := cfg.owner
+	if owner == "" {
+		owner = selfOwner()
+	}
+	host, _ := os.Hostname()
 	readyLines := 2
 	img, ierr := cli.ImageInspect(ctx, cfg.image)
 	switch {
@@ -89,7 +97,7 @@ func startDocker(ctx context.Context, cfg config, auto bool) (_ backend, err err
 		postgres.WithDatabase("postgres"),
 		testcontainers.WithCmdArgs("-c", "max_connections=300", "-c", "synchronous_commit=off",
 			"-c", "full_page_writes=off", "-c", "timezone=UTC"),
-		testcontainers.WithLabels(map[string]string{"org.sessionsafe.pgtest": "1"}),
+		testcontainers.WithLabels(map[string]string{labelPgtest: "1", labelOwner: owner, labelHost: host}),
 		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
 			hc.PortBindings = network.PortMap{
 				network.MustParsePort("5432/tcp"): {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: strconv.Itoa(port)}},

@@ -64,9 +64,15 @@ func startLocal(ctx context.Context, cfg config) (_ backend, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if swept := sweepLocal(); len(swept) > 0 {
+		cfg.logger.Info("pgtest: removed local clusters left by test binaries that were killed", "dirs", swept)
+	}
 	dir, err := os.MkdirTemp("", "pgtest-")
 	if err != nil {
 		return nil, fmt.Errorf("make cluster directory: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(selfOwner()), 0o644); err != nil {
+		return nil, fmt.Errorf("record the cluster's owner: %w", err)
 	}
 	s := &localServer{bindir: bindir, dir: dir}
 	defer func() {

@@ -46,6 +46,7 @@ type config struct {
 	migration *migration
 	hint      string // a readable part for database names (the test name)
 	perBinary bool   // started by New as the test binary's server
+	owner     string // the owner recorded on a container (tests plant a gone one); "" is this process
 }
 
 // defaults reads the environment once; options override it.
@@ -87,7 +88,8 @@ func Required() bool {
 }
 
 // WithMigration makes the database a clone of a template migrated once by fn per name and
-// server. The name identifies the schema: change it when fn changes.
+// server. The name identifies the schema: change it when fn changes. A failed migration is
+// reported to every database asked for on that server with that name, and not run again.
 func WithMigration(name string, fn func(ctx context.Context, db *sql.DB) error) Option {
 	return func(c *config) { c.migration = &migration{name: name, fn: fn} }
 }

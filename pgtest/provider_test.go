@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -93,6 +94,8 @@ func TestTemplateIsMigratedOnce(t *testing.T) {
 		startServer(t, pgtest.ProviderDSN, pgtest.WithDSN(base.DSN())),
 		startServer(t, pgtest.ProviderDSN, pgtest.WithDSN(base.DSN())),
 	}
+	// A name of its own: the shared server keeps templates across -count runs.
+	name := fmt.Sprintf("items-once-%d", time.Now().UnixNano())
 	var runs atomic.Int32
 	migrate := func(ctx context.Context, db *sql.DB) error {
 		runs.Add(1)
@@ -102,7 +105,7 @@ func TestTemplateIsMigratedOnce(t *testing.T) {
 		for i := range 6 {
 			t.Run(string(rune('a'+i)), func(t *testing.T) {
 				t.Parallel()
-				db := newDatabase(t, servers[i%2], pgtest.WithMigration("items-once", migrate))
+				db := newDatabase(t, servers[i%2], pgtest.WithMigration(name, migrate))
 				if _, err := db.DB.ExecContext(t.Context(), "INSERT INTO items VALUES (1, 'x')"); err != nil {
 					t.Errorf("insert: %v", err)
 				}
@@ -119,7 +122,8 @@ func TestTemplateIsMigratedOnce(t *testing.T) {
 func TestFailedMigrationIsReported(t *testing.T) {
 	srv := sharedLocal(t)
 	boom := errors.New("boom")
-	_, err := srv.NewDatabase(t.Context(), pgtest.WithMigration("broken", func(context.Context, *sql.DB) error { return boom }))
+	name := fmt.Sprintf("broken-%d", time.Now().UnixNano()) // failures are kept per name and server
+	_, err := srv.NewDatabase(t.Context(), pgtest.WithMigration(name, func(context.Context, *sql.DB) error { return boom }))
 	if !errors.Is(err, boom) {
 		t.Fatalf("NewDatabase with a failing migration: got %v; want an error wrapping %v", err, boom)
 	}
