@@ -1119,7 +1119,7 @@ func probeFinishedTx(ctx context.Context, r *probeRun) {
 				cid := fmt.Sprintf("g%d-%d", g, i)
 				tid := ids[rng.IntN(len(ids))]
 				send := rng.IntN(3) > 0
-				delay := time.Duration(rng.IntN(20000)) * time.Microsecond
+				delay := time.Duration(rng.IntN(60000)) * time.Microsecond
 				rctx, cancel := context.WithCancel(ctx)
 				timer := time.AfterFunc(delay, cancel)
 				err := r.do(rctx, "cancelled request", func(ctx context.Context) error {
