@@ -96,8 +96,9 @@ func TestProbesCatchPlantedBugs(t *testing.T) {
 		{name: "cancellation/ContextNotPassed", probe: "cancellation", bug: mutant.ContextNotPassed, check: "cancellation"},
 		{name: "external-call/TxHeldAcrossTitleGenerator", probe: "external-call", bug: mutant.TxHeldAcrossTitleGenerator, check: "long-transaction"},
 		{name: "notify/GoroutineWithoutRequestContext", probe: "notify", bug: mutant.GoroutineWithoutRequestContext, check: "goroutines"},
-		{name: "error-path/RollbackMissingOnError", probe: "error-path", bug: mutant.RollbackMissingOnError, check: "pool"},
-		{name: "mixed/ConnNeverClosed", probe: "mixed", bug: mutant.ConnNeverClosed, check: "pool", cfg: ProbeConfig{Workers: 2, Ops: 15, FaultRate: 1, OpTimeout: time.Second}},
+		{name: "error-path/RollbackMissingOnError", probe: "error-path", bug: mutant.RollbackMissingOnError, check: "pool", cfg: ProbeConfig{OpTimeout: time.Second}},
+		{name: "error-path/ConnNeverClosed", probe: "error-path", bug: mutant.ConnNeverClosed, check: "pool", cfg: ProbeConfig{OpTimeout: time.Second}},
+		{name: "mixed/SendRetryWithoutClientID", probe: "mixed", bug: mutant.SendRetryWithoutClientID, check: "acknowledged", cfg: ProbeConfig{Workers: 2, Ops: 10}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
