@@ -12,6 +12,8 @@
 //  3. "local": the PostgreSQL server binaries of this machine (PATH, then pg_config --bindir,
 //     then /usr/lib/postgresql/*/bin): a throwaway cluster in a temporary directory on a
 //     loopback port with fsync off, run as the "postgres" user when the process is root;
+//     initdb runs once per set of binaries: later clusters start from a copy of its result
+//     cached in the user cache directory (SESSIONSAFE_PG_INITDB_CACHE=0 turns that off);
 //  4. none: [New] skips the test with the exact reason of every provider, or fails it when
 //     the environment demands Postgres (CI=true or SESSIONSAFE_PG_REQUIRED=1).
 //
@@ -23,11 +25,15 @@
 // connections carry an application_name unique to it, so server-side checks find exactly
 // its backends.
 //
+// A test binary killed from outside cannot clean up: each cluster directory and container
+// records the process that owns it, and the next start removes those whose owner is gone.
+//
 // Every server start is logged with the provider and how long it took to be ready; when
 // SESSIONSAFE_PG_REPORT names a file, one such line per start is also appended there
 // (make test prints it, so CI output shows which provider served each package).
 //
 // Deviation from the shared contract: none in shapes; additions are [WithProvider],
-// [WithDSN], [WithImage], [WithLogger], [Server.Pause], [Server.Resume], [Server.DSN] and
-// [ErrNoPostgres].
+// [WithDSN], [WithImage], [WithLogger], [Server.Pause], [Server.Resume], [Server.DSN],
+// [Server.ReadyIn], [Server.Version], [Database.OpenDB], [Database.ConnConfig], [Redact],
+// [Required], [ErrNoPostgres], [ErrNotSupported] and [ErrLeakedConnections].
 package pgtest

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -18,11 +19,12 @@ const (
 
 // Environment variables read by pgtest.
 const (
-	EnvProvider = "SESSIONSAFE_PG_PROVIDER" // auto (default), dsn, docker or local
-	EnvDSN      = "SESSIONSAFE_PG_DSN"      // the server the dsn provider uses
-	EnvImage    = "SESSIONSAFE_PG_IMAGE"    // the image the docker provider runs
-	EnvRequired = "SESSIONSAFE_PG_REQUIRED" // "1" or "true": no Postgres is a failure, not a skip
-	EnvReport   = "SESSIONSAFE_PG_REPORT"   // a file to which each server start appends one line
+	EnvProvider    = "SESSIONSAFE_PG_PROVIDER"     // auto (default), dsn, docker or local
+	EnvDSN         = "SESSIONSAFE_PG_DSN"          // the server the dsn provider uses
+	EnvImage       = "SESSIONSAFE_PG_IMAGE"        // the image the docker provider runs
+	EnvRequired    = "SESSIONSAFE_PG_REQUIRED"     // "1" or "true": no Postgres is a failure, not a skip
+	EnvReport      = "SESSIONSAFE_PG_REPORT"       // a file to which each server start appends one line
+	EnvInitdbCache = "SESSIONSAFE_PG_INITDB_CACHE" // "0" or "off": the local provider runs initdb every time
 )
 
 // DefaultImage is the image the docker provider runs when SESSIONSAFE_PG_IMAGE is unset.
@@ -37,16 +39,17 @@ type migration struct {
 }
 
 type config struct {
-	provider  string
-	dsn       string
-	image     string
-	required  bool
-	report    string
-	logger    *slog.Logger
-	migration *migration
-	hint      string // a readable part for database names (the test name)
-	perBinary bool   // started by New as the test binary's server
-	owner     string // the owner recorded on a container (tests plant a gone one); "" is this process
+	provider    string
+	dsn         string
+	image       string
+	required    bool
+	report      string
+	logger      *slog.Logger
+	migration   *migration
+	hint        string // a readable part for database names (the test name)
+	perBinary   bool   // started by New as the test binary's server
+	owner       string // the owner recorded on a container (tests plant a gone one); "" is this process
+	initdbCache bool   // local: start from a cached freshly-initialised cluster
 }
 
 // defaults reads the environment once; options override it.
@@ -60,12 +63,13 @@ func defaults() config {
 		image = DefaultImage
 	}
 	return config{
-		provider: provider,
-		dsn:      os.Getenv(EnvDSN),
-		image:    image,
-		required: Required(),
-		report:   os.Getenv(EnvReport),
-		logger:   slog.Default(),
+		provider:    provider,
+		dsn:         os.Getenv(EnvDSN),
+		image:       image,
+		required:    Required(),
+		report:      os.Getenv(EnvReport),
+		initdbCache: !slices.Contains([]string{"0", "off", "false", "no"}, strings.ToLower(os.Getenv(EnvInitdbCache))),
+		logger:      slog.Default(),
 	}
 }
 
