@@ -33,6 +33,10 @@ func pg(code string) Fault { return Fault{Kind: KindPgErr, Code: code} }
 // server faults are included for Postgres only. A kind database/sql never
 // gets an error from in a way the caller sees (is-valid), or that a backend
 // never has (reset on sqlmock, whose conns have no session reset), gets none.
+// A panic is offered at exec steps only: database/sql releases the conn when
+// the driver panics in an exec, but leaks it (begin, commit, a query outside
+// a transaction) or deadlocks the Tx's Rollback (a query inside one) when it
+// panics anywhere else.
 func Applicable(k StepKind, backend Backend) []Fault {
 	basic := func(extra ...Fault) []Fault {
 		fs := []Fault{{Kind: KindError}}
@@ -44,29 +48,34 @@ func Applicable(k StepKind, backend Backend) []Fault {
 	switch k {
 	case StepConnect:
 		fs = basic(pg(CodeTooManyConnections), pg(CodeConnectionFailure), Fault{Kind: KindBadConn},
-			Fault{Kind: KindCancel}, latency, Fault{Kind: KindPanic})
+			Fault{Kind: KindCancel}, latency)
 	case StepBegin:
-		fs = basic(pg(CodeAdminShutdown), Fault{Kind: KindBadConn}, Fault{Kind: KindCancel}, latency, Fault{Kind: KindPanic})
+		fs = basic(pg(CodeAdminShutdown), Fault{Kind: KindBadConn}, Fault{Kind: KindCancel}, latency)
 		server = []Fault{{Kind: KindCut}, {Kind: KindTerminate}}
 	case StepPrepare:
-		fs = basic(pg(CodeAdminShutdown), Fault{Kind: KindBadConn}, Fault{Kind: KindCancel}, latency, Fault{Kind: KindPanic})
+		fs = basic(pg(CodeAdminShutdown), Fault{Kind: KindBadConn}, Fault{Kind: KindCancel}, latency)
 		server = []Fault{{Kind: KindCut}, {Kind: KindTerminate}}
 	case StepExec, StepQuery:
 		fs = basic(pg(CodeSerializationFailure), pg(CodeDeadlockDetected), pg(CodeUniqueViolation),
 			pg(CodeQueryCanceled), pg(CodeAdminShutdown), pg(CodeConnectionFailure),
-			Fault{Kind: KindBadConn}, Fault{Kind: KindCancel}, latency, Fault{Kind: KindPanic})
+			Fault{Kind: KindBadConn}, Fault{Kind: KindCancel}, latency)
+		if k == StepExec {
+			// database/sql releases the conn on a panic in exec only; a panic
+			// in any other driver call leaks the conn or deadlocks the Tx.
+			fs = append(fs, Fault{Kind: KindPanic})
+		}
 		server = []Fault{{Kind: KindCut}, {Kind: KindCutAfter}, {Kind: KindTerminate}, {Kind: KindLock}, {Kind: KindStmtTimeout}}
 	case StepNext:
 		fs = basic(pg(CodeQueryCanceled), pg(CodeAdminShutdown), pg(CodeConnectionFailure),
-			Fault{Kind: KindCancel}, latency, Fault{Kind: KindPanic})
+			Fault{Kind: KindCancel}, latency)
 	case StepRowsClose, StepStmtClose:
 		fs = basic(latency)
 	case StepCommit:
 		fs = basic(pg(CodeSerializationFailure), pg(CodeUniqueViolation), pg(CodeAdminShutdown), pg(CodeConnectionFailure),
-			Fault{Kind: KindBadConn}, Fault{Kind: KindCancel}, latency, Fault{Kind: KindPanic})
+			Fault{Kind: KindBadConn}, Fault{Kind: KindCancel}, latency)
 		server = []Fault{{Kind: KindCut}, {Kind: KindAmbiguous}, {Kind: KindTerminate}}
 	case StepRollback:
-		fs = basic(pg(CodeAdminShutdown), pg(CodeConnectionFailure), Fault{Kind: KindBadConn}, latency, Fault{Kind: KindPanic})
+		fs = basic(pg(CodeAdminShutdown), pg(CodeConnectionFailure), Fault{Kind: KindBadConn}, latency)
 		server = []Fault{{Kind: KindCut}, {Kind: KindTerminate}}
 	case StepReset:
 		if backend == Postgres {

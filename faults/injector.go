@@ -29,6 +29,8 @@ type Injector struct {
 	fired    []Firing
 	dead     map[uint64]bool
 	openRows map[uint64]int // conn id -> index of the query step whose rows are open
+	inTx     map[uint64]bool
+	pending  map[*drvwrap.Call]pending // cleanup of a wire or server fault, run when its step returns
 	prints   map[string]string
 }
 
@@ -75,6 +77,8 @@ func NewInjector(opts ...InjectorOption) *Injector {
 		cfg:      cfg,
 		dead:     map[uint64]bool{},
 		openRows: map[uint64]int{},
+		inTx:     map[uint64]bool{},
+		pending:  map[*drvwrap.Call]pending{},
 		prints:   map[string]string{},
 	}
 }
@@ -228,11 +232,17 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 		}
 	}
 	c.Tag = st.Index
-	if i.dead[c.ConnID] && kind != StepClose && kind != StepConnect {
-		st.Err = driver.ErrBadConn
+	if i.dead[c.ConnID] && kind != StepConnect {
+		// The fault closed the driver's conn already (as the driver would
+		// after a fatal error): database/sql learns it at its next call.
+		err := driver.ErrBadConn
+		st.Err = err
+		if kind == StepClose {
+			err, st.Err = drvwrap.ErrHandled, nil
+		}
 		i.trace = append(i.trace, st)
 		i.mu.Unlock()
-		return driver.ErrBadConn
+		return err
 	}
 	ri := -1
 	for n := range i.plan.Rules {
@@ -288,11 +298,11 @@ func (i *Injector) apply(ctx context.Context, c *drvwrap.Call, st *Step, f Fault
 		err = fmt.Errorf("%s at step %d: %w", st.Kind, st.Index, ErrInjected)
 	case KindPgErr:
 		if fatalCode(f.Code) {
-			i.markDead(c.ConnID)
+			i.markDead(c)
 		}
 		err = PgError(f.Code)
 	case KindBadConn:
-		i.markDead(c.ConnID)
+		i.markDead(c)
 		err = driver.ErrBadConn
 	case KindCancel:
 		if cancel, ok := ctx.Value(cancelKey{i}).(context.CancelFunc); ok {
@@ -320,15 +330,32 @@ func (i *Injector) apply(ctx context.Context, c *drvwrap.Call, st *Step, f Fault
 	return err
 }
 
-func (i *Injector) markDead(conn uint64) {
+// markDead closes the driver's conn of c, as a driver does after a fatal
+// error (on Postgres the session ends and its transaction rolls back), and
+// answers every later call on it with driver.ErrBadConn.
+func (i *Injector) markDead(c *drvwrap.Call) {
+	if c.Op == drvwrap.OpConnect || c.Conn == nil {
+		return // no conn yet: the connect fails
+	}
+	if c.Op == drvwrap.OpClose {
+		return // database/sql closes it anyway
+	}
 	i.mu.Lock()
-	i.dead[conn] = true
+	i.dead[c.ConnID] = true
 	i.mu.Unlock()
+	_ = c.Conn.Close()
 }
 
 func (i *Injector) after(_ context.Context, c *drvwrap.Call, err error) error {
+	i.runPending(c)
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	switch c.Op {
+	case drvwrap.OpBegin:
+		i.inTx[c.ConnID] = err == nil
+	case drvwrap.OpCommit, drvwrap.OpRollback, drvwrap.OpClose:
+		delete(i.inTx, c.ConnID)
+	}
 	if c.Tag < 1 || c.Tag > len(i.trace) {
 		return err // the trace was reset (Arm) while the call ran
 	}
@@ -376,15 +403,4 @@ func copyRow(row []driver.Value) []driver.Value {
 		out[n] = v
 	}
 	return out
-}
-
-// applyMechanism carries out the wire and server kinds.
-func (i *Injector) applyMechanism(_ context.Context, _ *drvwrap.Call, st *Step, f Fault) error {
-	switch {
-	case f.Kind.NeedsWire() && i.cfg.wire == nil:
-		return fmt.Errorf("inject %s at step %d: no Wire (use WithWire): %w", f, st.Index, ErrNeedsMechanism)
-	case f.Kind.NeedsServer() && i.cfg.server == nil:
-		return fmt.Errorf("inject %s at step %d: no Server (use WithServer): %w", f, st.Index, ErrNeedsMechanism)
-	}
-	return fmt.Errorf("inject %s at step %d: not implemented: %w", f, st.Index, ErrNeedsMechanism)
 }

@@ -270,6 +270,10 @@ func checkFired(t *testing.T, inj *faults.Injector, step int) {
 	}
 }
 
+var driverErrBadConn = driver.ErrBadConn
+
+func runtimeYield() { runtime.Gosched() }
+
 // waitIdle polls until the pool has no conn in use, failing at the deadline.
 func waitIdle(t *testing.T, db *sql.DB) {
 	t.Helper()

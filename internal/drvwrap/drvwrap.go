@@ -131,6 +131,12 @@ func (h *Hooks) after(ctx context.Context, c *Call, err error) error {
 	return h.After(ctx, c, err)
 }
 
+// ErrHandled, returned by Before for a close (OpClose, OpStmtClose,
+// OpRowsClose), makes the call succeed without reaching the driver: for a
+// hook that already closed the driver's value itself. For other ops it is an
+// error like any other.
+var ErrHandled = errors.New("drvwrap: call handled by the hook")
+
 // shared is the state one WrapConnector/WrapDriver call shares between its conns.
 type shared struct {
 	hooks  Hooks
@@ -342,6 +348,9 @@ func (c *conn) Close() error {
 	ctx := context.Background()
 	call := &Call{Op: OpClose, ConnID: c.id, Conn: c.inner}
 	if err := h.before(ctx, call); err != nil {
+		if errors.Is(err, ErrHandled) {
+			return nil
+		}
 		// database/sql forgets the conn whatever Close returns: close it
 		// anyway so an injected error leaks nothing.
 		_ = c.inner.Close()
@@ -587,7 +596,10 @@ func (s *stmt) Close() error {
 	ctx := context.Background()
 	call := &Call{Op: OpStmtClose, ConnID: s.c.id, Conn: s.c.inner, SQL: s.sql}
 	if err := h.before(ctx, call); err != nil {
-		_ = s.inner.Close()
+		if errors.Is(err, ErrHandled) {
+			return nil
+		}
+		_ = s.inner.Close() // database/sql forgets the stmt: leak nothing
 		return err
 	}
 	return h.after(ctx, call, s.inner.Close())
@@ -676,7 +688,10 @@ func (r *rows) Close() error {
 	}
 	call := &Call{Op: OpRowsClose, ConnID: r.c.id, Conn: r.c.inner, SQL: r.sql, Columns: r.columns()}
 	if err := h.before(r.ctx, call); err != nil {
-		_ = r.inner.Close()
+		if errors.Is(err, ErrHandled) {
+			return nil
+		}
+		_ = r.inner.Close() // database/sql forgets the rows: leak nothing
 		return err
 	}
 	return h.after(r.ctx, call, r.inner.Close())

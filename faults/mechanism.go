@@ -1,0 +1,189 @@
+package faults
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
+)
+
+// WithWire lets the injector carry out the wire kinds (cut, cut-after,
+// ambiguous) through w, which must be installed on the pgconn.Config of the
+// connector the injector wraps (Wire.Install). The injector arms w's rules
+// at the step and disarms w when the step returns: it owns w's rules.
+// Messages are counted over all of w's connections, so aim wire faults at
+// steps that no other connection runs at the same moment (a pool of one
+// connection, or a sequential run).
+func WithWire(w *Wire) InjectorOption {
+	return func(c *injectorConfig) { c.wire = w }
+}
+
+// WithServer lets the injector carry out the server kinds (terminate, lock,
+// stmt-timeout) through s on the sessions whose application_name is appName
+// (the pool under test's). For lock and stmt-timeout, s must take its locks
+// on the database under test (WithLockDB). They work for exec and query
+// steps whose SQL names a table (after FROM, JOIN, UPDATE, INTO): the
+// table is locked from another session, the session under test gets a
+// lock_timeout (lock: 55P03) or a statement_timeout (stmt-timeout: 57014) of
+// ServerFaultTimeout for that step, and the step fails as it would in
+// production. The lock cannot be taken while the transaction under test
+// already holds a conflicting lock on that table (it touched the table
+// before); the step then fails with an error wrapping ErrNeedsMechanism.
+func WithServer(s *Server, appName string) InjectorOption {
+	return func(c *injectorConfig) { c.server, c.appName = s, appName }
+}
+
+// ServerFaultTimeout is the lock_timeout or statement_timeout the lock and
+// stmt-timeout faults give the step.
+const ServerFaultTimeout = 100 * time.Millisecond
+
+// mechanismTimeout bounds the server round trips of a wire or server fault.
+const mechanismTimeout = 10 * time.Second
+
+// pending is the cleanup a wire or server fault left for the end of its step.
+type pending func(c *drvwrap.Call)
+
+var tableRE = regexp.MustCompile(`(?i)\b(?:from|join|update|into)\s+((?:"[^"]+"|[a-z_][a-z0-9_$]*)(?:\.(?:"[^"]+"|[a-z_][a-z0-9_$]*))?)`)
+
+// targetTable returns the first table an SQL text names, or "".
+func targetTable(sql string) string {
+	m := tableRE.FindStringSubmatch(sql)
+	if m == nil {
+		return ""
+	}
+	return m[1]
+}
+
+// applyMechanism carries out the wire and server kinds. It returns nil when
+// the step is to go on to the driver, which then meets the fault.
+func (i *Injector) applyMechanism(ctx context.Context, c *drvwrap.Call, st *Step, f Fault) error {
+	switch {
+	case f.Kind.NeedsWire():
+		if i.cfg.wire == nil {
+			return fmt.Errorf("inject %s at step %d: no Wire (use WithWire): %w", f, st.Index, ErrNeedsMechanism)
+		}
+		return i.armWire(c, st, f)
+	case f.Kind.NeedsServer():
+		if i.cfg.server == nil || i.cfg.appName == "" {
+			return fmt.Errorf("inject %s at step %d: no Server (use WithServer): %w", f, st.Index, ErrNeedsMechanism)
+		}
+		if f.Kind == KindTerminate {
+			tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), mechanismTimeout)
+			defer cancel()
+			if _, err := i.cfg.server.TerminateBackends(tctx, i.cfg.appName); err != nil {
+				return fmt.Errorf("inject %s at step %d: %w", f, st.Index, err)
+			}
+			return nil
+		}
+		return i.lockStep(ctx, c, st, f)
+	}
+	return fmt.Errorf("inject %s at step %d: unknown kind: %w", f, st.Index, ErrInvalidFault)
+}
+
+func (i *Injector) armWire(c *drvwrap.Call, st *Step, f Fault) error {
+	action := WireCutBefore
+	if f.Kind == KindCutAfter || f.Kind == KindAmbiguous {
+		action = WireCutAfter
+	}
+	var messages []string
+	switch st.Kind {
+	case StepCommit:
+		messages = []string{WireCommit}
+	case StepBegin, StepRollback:
+		messages = []string{WireQuery}
+	case StepPrepare:
+		messages = []string{WireParse}
+	case StepExec, StepQuery:
+		// simple protocol (no arguments) sends Query; the extended protocol
+		// runs the statement at Bind/Execute (a Parse round trip may come first).
+		if action == WireCutBefore {
+			messages = []string{WireQuery, WireBind}
+		} else {
+			messages = []string{WireQuery, WireExecute}
+		}
+	default:
+		return fmt.Errorf("inject %s at step %d: the wire cannot target a %s step: %w", f, st.Index, st.Kind, ErrNeedsMechanism)
+	}
+	if f.Kind == KindAmbiguous && st.Kind != StepCommit {
+		return fmt.Errorf("inject %s at step %d: ambiguous applies to commit steps only: %w", f, st.Index, ErrInvalidFault)
+	}
+	w := i.cfg.wire
+	w.Disarm()
+	for _, m := range messages {
+		if err := w.Arm(WireRule{Message: m, N: 1, Action: action}); err != nil {
+			w.Disarm()
+			return fmt.Errorf("inject %s at step %d: %w", f, st.Index, err)
+		}
+	}
+	i.setPending(c, func(*drvwrap.Call) { w.Disarm() })
+	return nil
+}
+
+func (i *Injector) lockStep(ctx context.Context, c *drvwrap.Call, st *Step, f Fault) error {
+	if st.Kind != StepExec && st.Kind != StepQuery {
+		return fmt.Errorf("inject %s at step %d: only exec and query steps can be blocked by a lock: %w", f, st.Index, ErrNeedsMechanism)
+	}
+	table := targetTable(st.SQL)
+	if table == "" {
+		return fmt.Errorf("inject %s at step %d: no table named in %q: %w", f, st.Index, shorten(st.SQL, 80), ErrNeedsMechanism)
+	}
+	ex, ok := c.Conn.(driver.ExecerContext)
+	if !ok {
+		return fmt.Errorf("inject %s at step %d: the driver conn cannot exec a SET: %w", f, st.Index, ErrNeedsMechanism)
+	}
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), mechanismTimeout)
+	defer cancel()
+	release, err := i.cfg.server.HoldLock(lctx, "SET LOCAL lock_timeout = 1000; LOCK TABLE "+table+" IN ACCESS EXCLUSIVE MODE")
+	if err != nil {
+		return fmt.Errorf("inject %s at step %d: lock %s from another session (does the transaction under test hold a lock on it already?): %w: %w",
+			f, st.Index, table, err, ErrNeedsMechanism)
+	}
+	setting := "lock_timeout"
+	if f.Kind == KindStmtTimeout {
+		setting = "statement_timeout"
+	}
+	i.mu.Lock()
+	inTx := i.inTx[c.ConnID]
+	i.mu.Unlock()
+	set := fmt.Sprintf("SET %s = %d", setting, ServerFaultTimeout.Milliseconds())
+	if inTx {
+		set = fmt.Sprintf("SET LOCAL %s = %d", setting, ServerFaultTimeout.Milliseconds())
+	}
+	if _, err := ex.ExecContext(lctx, set, nil); err != nil {
+		return errors.Join(fmt.Errorf("inject %s at step %d: %s: %w", f, st.Index, set, err), release())
+	}
+	i.setPending(c, func(c *drvwrap.Call) {
+		_ = release()
+		if !inTx {
+			// A session-level SET outlives the step: put it back. (SET LOCAL
+			// ends with the transaction.)
+			rctx, cancel := context.WithTimeout(context.Background(), mechanismTimeout)
+			defer cancel()
+			if ex, ok := c.Conn.(driver.ExecerContext); ok {
+				_, _ = ex.ExecContext(rctx, "RESET "+setting, nil)
+			}
+		}
+	})
+	return nil
+}
+
+func (i *Injector) setPending(c *drvwrap.Call, p pending) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.pending[c] = p
+}
+
+// runPending runs the cleanup a fault left for its step, if any.
+func (i *Injector) runPending(c *drvwrap.Call) {
+	i.mu.Lock()
+	p := i.pending[c]
+	delete(i.pending, c)
+	i.mu.Unlock()
+	if p != nil {
+		p(c)
+	}
+}
