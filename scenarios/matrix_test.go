@@ -206,3 +206,96 @@ func TestInvariantsCatchPlantedBugs(t *testing.T) {
 		})
 	}
 }
+
+// benchMatrix runs every case of every catalog operation once per iteration
+// and reports matrix cases per second.
+func benchMatrix(b *testing.B, cfg Config) {
+	var runners []*Runner
+	for _, op := range Catalog() {
+		r, err := NewRunner(b.Context(), cfg, op)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = r.Close() })
+		runners = append(runners, r)
+	}
+	cases := 0
+	for b.Loop() {
+		for _, r := range runners {
+			for _, c := range r.Cases() {
+				if res := r.RunCase(b.Context(), c); res.Failed() {
+					b.Fatal(res.Findings[0].Error())
+				}
+				cases++
+			}
+		}
+	}
+	b.ReportMetric(float64(cases)/b.Elapsed().Seconds(), "cases/s")
+	b.ReportMetric(float64(cases)/float64(b.N), "cases/matrix")
+}
+
+// BenchmarkMatrix measures matrix cases per second: every catalog operation
+// × every step × every applicable fault, with all checks, on sqlmock and on
+// real PostgreSQL.
+func BenchmarkMatrix(b *testing.B) {
+	b.Run("sqlmock", func(b *testing.B) { benchMatrix(b, Config{Backend: Sqlmock}) })
+	b.Run("postgres", func(b *testing.B) { benchMatrix(b, pgConfig(b)) })
+}
+
+// BenchmarkHarnessRatio compares, per catalog operation on the same
+// PostgreSQL in the same run, the harness's own cost per case (fresh state,
+// warming, arming, the state read-back and the leak checks: the case's
+// duration minus the operation's) with the bare operation (Run on the plain
+// warm pool, its fixture prepared beforehand). Each iteration runs the bare
+// operation and then the clean case, side by side; after the loop one pass
+// over every case of the matrix gives the mean harness cost of a faulted case
+// (which also pays for reconnecting after faults that kill the connection).
+// Goal: harness/bare ≤ 2.
+func BenchmarkHarnessRatio(b *testing.B) {
+	cfg := pgConfig(b)
+	for _, op := range Catalog() {
+		b.Run(op.Name, func(b *testing.B) {
+			ctx := b.Context()
+			r, err := NewRunner(ctx, cfg, op)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = r.Close() })
+			cases := r.Cases()
+			var bare, harness time.Duration
+			n := 0
+			for b.Loop() {
+				fx, err := op.Setup(ctx, cfg.DB)
+				if err != nil {
+					b.Fatal(err)
+				}
+				start := time.Now()
+				if err := op.Run(ctx, cfg.DB, fx); err != nil {
+					b.Fatal(err)
+				}
+				bare += time.Since(start)
+				res := r.RunCase(ctx, cases[0]) // the clean case
+				if res.Failed() {
+					b.Fatal(res.Findings[0].Error())
+				}
+				harness += res.Duration - res.RunTime
+				n++
+			}
+			b.StopTimer()
+			var all time.Duration
+			for _, c := range cases {
+				res := r.RunCase(ctx, c)
+				if res.Failed() {
+					b.Fatal(res.Findings[0].Error())
+				}
+				all += res.Duration - res.RunTime
+			}
+			ms := func(d time.Duration, n int) float64 { return float64(d.Microseconds()) / 1000 / float64(n) }
+			b.ReportMetric(ms(bare, n), "bare-ms")
+			b.ReportMetric(ms(harness, n), "harness-ms")
+			b.ReportMetric(ms(harness, n)/ms(bare, n), "harness/bare")
+			b.ReportMetric(ms(all, len(cases)), "matrix-harness-ms")
+			b.ReportMetric(ms(all, len(cases))/ms(bare, n), "matrix-harness/bare")
+		})
+	}
+}

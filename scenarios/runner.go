@@ -125,6 +125,8 @@ type Runner struct {
 	// Sqlmock: the golden trace's expectation-bearing steps.
 	expect []gstep
 
+	baseline goleak.Option // the goroutines not to report (takeBaseline)
+
 	broken error        // the clean recording failed: only the clean case runs
 	clean  faults.Trace // warm clean run: what the cases target
 	cold   faults.Trace // clean run on an empty pool: for the connect cases
@@ -176,6 +178,7 @@ func NewRunner(ctx context.Context, cfg Config, op Operation) (*Runner, error) {
 		_ = r.Close()
 		return nil, err
 	}
+	r.takeBaseline()
 	return r, nil
 }
 
@@ -208,6 +211,16 @@ func checkConfig(cfg Config, op Operation) error {
 		return fmt.Errorf("scenarios: new runner for %s: %s: %w", op.Name, strings.Join(probs, "; "), ErrConfig)
 	}
 	return nil
+}
+
+// takeBaseline notes the goroutines that exist now: the goroutine check of
+// a case reports goroutines beyond them. It is taken once (a stack dump costs
+// more than most operations) and again after a case that leaked one; a case
+// runs the check only when the goroutine count grew during it.
+func (r *Runner) takeBaseline() {
+	if !r.cfg.NoGoroutineCheck {
+		r.baseline = goleak.IgnoreCurrent()
+	}
 }
 
 // newPool (Postgres) opens a fresh injector and instrumented pool.
@@ -424,9 +437,9 @@ type runOutcome struct {
 
 // RunCase reruns the operation on fresh state with the case's fault armed and
 // checks every invariant.
-func (r *Runner) RunCase(ctx context.Context, c Case) Result {
+func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	start := time.Now()
-	res := Result{Case: c}
+	res = Result{Case: c}
 	replay := ""
 	if r.cfg.Replay != nil {
 		replay = r.cfg.Replay(c)
@@ -468,10 +481,7 @@ func (r *Runner) RunCase(ctx context.Context, c Case) Result {
 	}
 	defer env.close()
 
-	var baseline goleak.Option
-	if !r.cfg.NoGoroutineCheck {
-		baseline = goleak.IgnoreCurrent()
-	}
+	goroutines := runtime.NumGoroutine()
 	env.inj.Arm(plan)
 	o, cancel := r.run(ctx, env, fx)
 	defer cancel()
@@ -514,9 +524,30 @@ func (r *Runner) RunCase(ctx context.Context, c Case) Result {
 		find(InvRetried, trace, "got error %v; want success: the fault (%s) is %s", res.Err, firedLine(fired), out)
 	}
 
-	// All or nothing.
+	// All or nothing (the state read back), and the pool and server checks,
+	// side by side: they wait on different pools. The goroutine check comes
+	// after both, and runs only when the goroutine count grew (a stack dump
+	// of every goroutine costs more than the operation itself).
+	type stateRead struct {
+		got string
+		err error
+	}
+	stateCh := make(chan stateRead, 1)
 	if r.op.State != nil && r.cfg.Backend == Postgres {
-		got, err := r.op.State(ctx, r.cfg.DB, fx)
+		go func() {
+			got, err := r.op.State(ctx, r.cfg.DB, fx)
+			stateCh <- stateRead{got, err}
+		}()
+	} else {
+		close(stateCh)
+	}
+	opts := []leakcheck.Option{leakcheck.WithDB(env.pool), leakcheck.WithTimeout(r.cfg.CheckTimeout)}
+	if r.cfg.Backend == Postgres && r.cfg.Admin != nil {
+		opts = append(opts, leakcheck.WithServer(r.cfg.Admin, r.cfg.AppName))
+	}
+	leakErr := leakcheck.Find(ctx, opts...)
+	if st, ok := <-stateCh; ok {
+		got, err := st.got, st.err
 		switch {
 		case err != nil:
 			find(InvSetup, trace, "read state back: %v", err)
@@ -530,23 +561,27 @@ func (r *Runner) RunCase(ctx context.Context, c Case) Result {
 			find(InvAllOrNothing, trace, "the caller was told of success but the database holds the before-state (the write was lost)")
 		}
 	}
-
-	// Leaks: pool, server, goroutines.
-	opts := []leakcheck.Option{leakcheck.WithDB(env.pool), leakcheck.WithTimeout(r.cfg.CheckTimeout)}
-	if r.cfg.Backend == Postgres && r.cfg.Admin != nil {
-		opts = append(opts, leakcheck.WithServer(r.cfg.Admin, r.cfg.AppName))
+	if !r.cfg.NoGoroutineCheck && runtime.NumGoroutine() > goroutines {
+		gerr := leakcheck.Find(ctx, leakcheck.WithGoroutines(r.baseline), leakcheck.WithTimeout(r.cfg.CheckTimeout))
+		if gerr != nil {
+			// what leaked stays; later cases report only their own
+			defer r.takeBaseline()
+		}
+		leakErr = errors.Join(leakErr, gerr)
 	}
-	if baseline != nil {
-		opts = append(opts, leakcheck.WithGoroutines(baseline))
-	}
-	if err := leakcheck.Find(ctx, opts...); err != nil {
+	if leakErr != nil {
 		var le *leakcheck.Error
-		if errors.As(err, &le) {
-			for _, f := range le.Findings {
-				find(invariantOf(f.Check), trace, "%s", f.String())
+		reported := false
+		for _, e := range flatten(leakErr) {
+			if errors.As(e, &le) {
+				for _, f := range le.Findings {
+					find(invariantOf(f.Check), trace, "%s", f.String())
+					reported = true
+				}
 			}
-		} else {
-			find(InvSetup, trace, "leak check: %v", err)
+		}
+		if !reported {
+			find(InvSetup, trace, "leak check: %v", leakErr)
 		}
 	}
 
@@ -653,6 +688,18 @@ func (r *Runner) expectations(c Case, f faults.Fault, out outcome) []gstep {
 	// server ends the transaction with the session)
 	exp := expectFor(r.expect, k, c.StepKind, false, out, !connBreaks(f))
 	return exp
+}
+
+// flatten returns the errors joined in err (errors.Join), or err alone.
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
 }
 
 func invariantOf(c leakcheck.Check) Invariant {
