@@ -26,6 +26,7 @@ type Injector struct {
 	matched  []int
 	done     []bool
 	trace    Trace
+	steps    int // steps since Arm; the trace keeps the first maxSteps
 	fired    []Firing
 	dead     map[uint64]bool
 	openRows map[uint64]int // conn id -> index of the query step whose rows are open
@@ -35,10 +36,11 @@ type Injector struct {
 }
 
 type injectorConfig struct {
-	maxRows int
-	wire    *Wire
-	server  *Server
-	appName string
+	maxRows  int
+	maxSteps int
+	wire     *Wire
+	server   *Server
+	appName  string
 }
 
 // InjectorOption configures an Injector.
@@ -48,6 +50,13 @@ type InjectorOption func(*injectorConfig)
 // (default 1000); beyond it the step is marked Truncated.
 func WithMaxRows(n int) InjectorOption {
 	return func(c *injectorConfig) { c.maxRows = n }
+}
+
+// WithMaxSteps bounds how many steps the trace keeps (default 100000):
+// later steps are counted, matched and fired at, but not kept, so a long
+// run does not grow without end.
+func WithMaxSteps(n int) InjectorOption {
+	return func(c *injectorConfig) { c.maxSteps = n }
 }
 
 // Firing records one rule firing.
@@ -69,7 +78,7 @@ func (f Firing) String() string {
 // NewInjector returns an Injector with no plan armed: it records the trace
 // and injects nothing.
 func NewInjector(opts ...InjectorOption) *Injector {
-	cfg := injectorConfig{maxRows: 1000}
+	cfg := injectorConfig{maxRows: 1000, maxSteps: 100000}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -106,6 +115,7 @@ func (i *Injector) Arm(p Plan) {
 	i.matched = make([]int, len(p.Rules))
 	i.done = make([]bool, len(p.Rules))
 	i.trace = nil
+	i.steps = 0
 	i.fired = nil
 	clear(i.openRows)
 }
@@ -136,6 +146,14 @@ type cancelKey struct{ i *Injector }
 func (i *Injector) Context(parent context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(parent)
 	return context.WithValue(ctx, cancelKey{i}, cancel), cancel
+}
+
+// record counts st and keeps it while the trace is under its bound.
+func (i *Injector) record(st Step) {
+	i.steps++
+	if len(i.trace) < i.cfg.maxSteps {
+		i.trace = append(i.trace, st)
+	}
 }
 
 func stepKindOf(op drvwrap.Op) StepKind {
@@ -206,7 +224,7 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 	kind := stepKindOf(c.Op)
 	i.mu.Lock()
 	st := Step{
-		Index:    len(i.trace) + 1,
+		Index:    i.steps + 1,
 		Kind:     kind,
 		SQL:      c.SQL,
 		Args:     len(c.Args),
@@ -240,7 +258,7 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 		if kind == StepClose {
 			err, st.Err = drvwrap.ErrHandled, nil
 		}
-		i.trace = append(i.trace, st)
+		i.record(st)
 		i.mu.Unlock()
 		return err
 	}
@@ -266,7 +284,7 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 		f := rule.Fault
 		st.Fault = &f
 	}
-	i.trace = append(i.trace, st)
+	i.record(st)
 	i.mu.Unlock()
 	if ri < 0 {
 		return nil

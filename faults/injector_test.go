@@ -389,3 +389,19 @@ func TestInjectorArmRestartsCounting(t *testing.T) {
 		t.Errorf("Reset left a trace or firings")
 	}
 }
+
+func TestInjectorMaxSteps(t *testing.T) {
+	inj := faults.NewInjector(faults.WithMaxSteps(3))
+	db, mock := openMockInjected(t, inj)
+	expectTxOp(mock, 3, false)
+	inj.Arm(faults.MustParsePlan("step=7:pgerr=40001"))
+	if err := txOp(context.Background(), db); pgErrCode(err) != "40001" {
+		t.Fatalf("got %v; want the fault at step 7 although the trace keeps 3 steps", err)
+	}
+	if tr := inj.Trace(); len(tr) != 3 {
+		t.Errorf("trace kept %d steps; want 3", len(tr))
+	}
+	if f := inj.Fired(); len(f) != 1 || f[0].Step.Index != 7 {
+		t.Errorf("fired %v; want one firing at step 7", f)
+	}
+}
