@@ -79,8 +79,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			fmt.Fprintf(stderr, "sessionsafe %s: %s\n", c.name, report.RedactText(err.Error()))
 			return exitUsage
 		}
+		what := "stopping, writing the partial report, cleaning up"
+		if c.name == "serve" {
+			what = "draining requests, checking for leaks, cleaning up"
+		}
 		stop := context.AfterFunc(ctx, func() {
-			fmt.Fprintf(stderr, "\nsessionsafe %s: interrupted: stopping, writing the partial report, cleaning up\n", c.name)
+			fmt.Fprintf(stderr, "\nsessionsafe %s: interrupted: %s\n", c.name, what)
 		})
 		defer stop()
 		return c.run(ctx, o, e)

@@ -49,7 +49,7 @@ type Config struct {
 	// CheckTimeout is how long the checks poll for things to settle. Zero: 2s.
 	CheckTimeout time.Duration
 	// ServerCheckEvery runs the server check every this many operations of a worker
-	// (0: 10), besides quiescence.
+	// (0: 50), besides quiescence.
 	ServerCheckEvery int
 	// NoChecks turns every check and the ledger off and FaultRate is ignored: the baseline
 	// workload of the throughput benchmark.
@@ -71,7 +71,7 @@ func (c *Config) defaults() {
 		c.CheckTimeout = 2 * time.Second
 	}
 	if c.ServerCheckEvery == 0 {
-		c.ServerCheckEvery = 10
+		c.ServerCheckEvery = 50
 	}
 }
 

@@ -154,7 +154,7 @@ func (in *injector) hooks() drvwrap.Hooks {
 			}
 			kind := in.rng.IntN(10)
 			code := pgCodes[in.rng.IntN(len(pgCodes))]
-			delay := time.Duration(1+in.rng.IntN(20)) * time.Millisecond
+			delay := time.Duration(1+in.rng.IntN(5)) * time.Millisecond
 			var fault string
 			var err error
 			switch {

@@ -1,0 +1,67 @@
+package chaos_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/sessionsafe/sessionsafe/internal/chaos"
+	"github.com/sessionsafe/sessionsafe/internal/mutant"
+)
+
+// BenchmarkChaos measures chaos throughput (operations per second over all workers) with
+// faults and every check on ("checked") next to the same workload with no fault and no check
+// ("baseline"), in the same process on the same server; "checks-only" has every check on and
+// no fault, to tell the cost of the checks from the cost of the faults (reconnects after a
+// broken connection, retries, latency). One b.N is one operation.
+func BenchmarkChaos(b *testing.B) {
+	for _, workers := range []int{8, 32} {
+		for _, mode := range []string{"baseline", "checks-only", "checked"} {
+			b.Run(fmt.Sprintf("workers=%d/%s", workers, mode), func(b *testing.B) {
+				tg := target(b)
+				cfg := chaos.Config{Seed: 1, Workers: workers, Ops: max(b.N, workers), FaultRate: 0.03, NoGoroutineCheck: true}
+				switch mode {
+				case "baseline":
+					cfg.NoChecks = true
+				case "checks-only":
+					cfg.FaultRate = 0
+				}
+				b.ResetTimer()
+				res, err := chaos.Run(context.Background(), cfg, tg)
+				b.StopTimer()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(res.Violations) > 0 {
+					b.Fatalf("violation in a clean run: %s", res.Violations[0])
+				}
+				b.ReportMetric(res.OpsPerSec(), "ops/s")
+			})
+		}
+	}
+}
+
+// BenchmarkShrink measures shrinking a planted violation (RollbackMissingOnError, 4 workers,
+// 400 operations) to its one-worker replay. One b.N is one whole shrink.
+func BenchmarkShrink(b *testing.B) {
+	ctx := context.Background()
+	cfg := chaos.Config{Seed: 3, Workers: 4, Ops: 400, FaultRate: 0.05, Plant: []mutant.Bug{mutant.RollbackMissingOnError},
+		NoGoroutineCheck: true, CheckTimeout: 300 * time.Millisecond}
+	newTarget := func(ctx context.Context) (chaos.Target, func(), error) { return target(b), func() {}, nil }
+	var attempts int
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		res, err := chaos.Run(ctx, cfg, target(b))
+		if err != nil || len(res.Violations) == 0 {
+			b.Fatalf("planted run: %v, %d violations", err, len(res.Violations))
+		}
+		b.StartTimer()
+		sh, err := chaos.Shrink(ctx, cfg, res, newTarget, time.Minute, 24, nil)
+		if err != nil || !sh.Reduced {
+			b.Fatalf("shrink: %v (reduced %v)", err, sh.Reduced)
+		}
+		attempts += sh.Attempts
+	}
+	b.ReportMetric(float64(attempts)/float64(b.N), "attempts/op")
+}
