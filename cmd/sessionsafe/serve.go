@@ -76,7 +76,6 @@ type server struct {
 	mu    sync.Mutex
 	inj   *faults.Injector
 	plan  string
-	rules int
 	fired []string // firings of plans already spent
 }
 
@@ -122,11 +121,12 @@ func runServe(ctx context.Context, o *options, e *env) int {
 		s.rate = chaos.NewRateFaults(o.seed, o.faultRate)
 		conn = drvwrap.WrapConnector(conn, s.rate.Hooks())
 	}
-	s.inj = faults.NewInjector()
+	// The trace is bounded (a long-lived server), firings are kept.
+	s.inj = faults.NewInjector(faults.WithMaxSteps(10000))
 	conn = s.inj.WrapConnector(conn)
 	if o.plan != "" {
 		s.inj.Arm(plan)
-		s.plan, s.rules = plan.String(), len(plan.Rules)
+		s.plan = plan.String()
 	}
 	s.db = sql.OpenDB(conn)
 	defer s.db.Close()
@@ -150,13 +150,6 @@ func runServe(ctx context.Context, o *options, e *env) int {
 	fmt.Fprintf(e.stdout, "       curl -s http://%s/debug/sessions\n", ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	trimDone := make(chan struct{})
-	trimCtx, stopTrim := context.WithCancel(ctx)
-	go func() {
-		defer close(trimDone)
-		s.trimTrace(trimCtx)
-	}()
-	defer func() { stopTrim(); <-trimDone }()
 	select {
 	case err := <-errc:
 		if !errors.Is(err, http.ErrServerClosed) {
@@ -247,7 +240,7 @@ func (s *server) arm(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.spend()
 	s.inj.Arm(p)
-	s.plan, s.rules = p.String(), len(p.Rules)
+	s.plan = p.String()
 	s.mu.Unlock()
 	fmt.Fprintf(w, "armed %q\n", p.String())
 }
@@ -259,27 +252,5 @@ func (s *server) spend() {
 	}
 	if n := len(s.fired); n > 64 {
 		s.fired = append([]string(nil), s.fired[n-64:]...)
-	}
-}
-
-// trimTrace keeps the injector's trace from growing for the life of the server: once the
-// armed plan has fired every rule (or when none is armed), its trace is dropped by arming an
-// empty plan. A plan still waiting for its step keeps recording.
-func (s *server) trimTrace(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.mu.Lock()
-			if len(s.inj.Fired()) >= s.rules {
-				s.spend()
-				s.inj.Arm(faults.Plan{})
-				s.rules = 0
-			}
-			s.mu.Unlock()
-		}
 	}
 }
