@@ -25,7 +25,8 @@ type Injector struct {
 	plan     Plan
 	matched  []int
 	done     []bool
-	trace    Trace
+	chunks   [][]Step // the kept steps, chunkSize a chunk (no large copies as the trace grows)
+	kept     int
 	steps    int // steps since Arm; the trace keeps the first maxSteps
 	fired    []Firing
 	dead     map[uint64]bool
@@ -114,7 +115,8 @@ func (i *Injector) Arm(p Plan) {
 	i.plan = Plan{Rules: append([]Rule(nil), p.Rules...)}
 	i.matched = make([]int, len(p.Rules))
 	i.done = make([]bool, len(p.Rules))
-	i.trace = nil
+	i.chunks = nil
+	i.kept = 0
 	i.steps = 0
 	i.fired = nil
 	clear(i.openRows)
@@ -127,7 +129,11 @@ func (i *Injector) Reset() { i.Arm(Plan{}) }
 func (i *Injector) Trace() Trace {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	return append(Trace(nil), i.trace...)
+	t := make(Trace, 0, i.kept)
+	for _, c := range i.chunks {
+		t = append(t, c...)
+	}
+	return t
 }
 
 // Fired returns the rules that fired since the last Arm or Reset, in order.
@@ -148,12 +154,28 @@ func (i *Injector) Context(parent context.Context) (context.Context, context.Can
 	return context.WithValue(ctx, cancelKey{i}, cancel), cancel
 }
 
+const chunkSize = 256
+
+// at returns the kept step with index idx, or nil.
+func (i *Injector) at(idx int) *Step {
+	if idx < 1 || idx > i.kept {
+		return nil
+	}
+	return &i.chunks[(idx-1)/chunkSize][(idx-1)%chunkSize]
+}
+
 // record counts st and keeps it while the trace is under its bound.
 func (i *Injector) record(st Step) {
 	i.steps++
-	if len(i.trace) < i.cfg.maxSteps {
-		i.trace = append(i.trace, st)
+	if i.kept >= i.cfg.maxSteps {
+		return
 	}
+	if i.kept%chunkSize == 0 {
+		i.chunks = append(i.chunks, make([]Step, 0, chunkSize))
+	}
+	last := len(i.chunks) - 1
+	i.chunks[last] = append(i.chunks[last], st)
+	i.kept++
 }
 
 func stepKindOf(op drvwrap.Op) StepKind {
@@ -239,8 +261,7 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 	case StepExec:
 		st.RowsAffected = -1
 	case StepNext, StepRowsClose:
-		if q, ok := i.openRows[c.ConnID]; ok && q <= len(i.trace) {
-			qs := &i.trace[q-1]
+		if qs := i.at(i.openRows[c.ConnID]); qs != nil {
 			if qs.Columns == nil {
 				qs.Columns = append([]string{}, c.Columns...)
 			}
@@ -293,8 +314,8 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 	fire := func(err error) {
 		i.mu.Lock()
 		defer i.mu.Unlock()
-		if st.Index <= len(i.trace) && err != nil {
-			i.trace[st.Index-1].Err = err
+		if s := i.at(st.Index); s != nil && err != nil {
+			s.Err = err
 		}
 		i.fired = append(i.fired, Firing{Rule: rule, Step: st, Err: err})
 	}
@@ -374,10 +395,10 @@ func (i *Injector) after(_ context.Context, c *drvwrap.Call, err error) error {
 	case drvwrap.OpCommit, drvwrap.OpRollback, drvwrap.OpClose:
 		delete(i.inTx, c.ConnID)
 	}
-	if c.Tag < 1 || c.Tag > len(i.trace) {
-		return err // the trace was reset (Arm) while the call ran
+	st := i.at(c.Tag)
+	if st == nil {
+		return err // not kept (WithMaxSteps), or the trace was reset (Arm) while the call ran
 	}
-	st := &i.trace[c.Tag-1]
 	if st.Conn != c.ConnID || st.Kind != stepKindOf(c.Op) {
 		return err // likewise
 	}
@@ -395,8 +416,7 @@ func (i *Injector) after(_ context.Context, c *drvwrap.Call, err error) error {
 		}
 		row := copyRow(c.Row)
 		st.Rows = [][]driver.Value{row}
-		if q, ok := i.openRows[c.ConnID]; ok && q <= len(i.trace) {
-			qs := &i.trace[q-1]
+		if qs := i.at(i.openRows[c.ConnID]); qs != nil {
 			if len(qs.Rows) < i.cfg.maxRows {
 				qs.Rows = append(qs.Rows, row)
 			} else {
