@@ -215,8 +215,7 @@ func checkConfig(cfg Config, op Operation) error {
 
 // takeBaseline notes the goroutines that exist now: the goroutine check of
 // a case reports goroutines beyond them. It is taken once (a stack dump costs
-// more than most operations) and again after a case that leaked one; a case
-// runs the check only when the goroutine count grew during it.
+// more than most operations) and again after a case that leaked one.
 func (r *Runner) takeBaseline() {
 	if !r.cfg.NoGoroutineCheck {
 		r.baseline = goleak.IgnoreCurrent()
@@ -481,7 +480,6 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	}
 	defer env.close()
 
-	goroutines := runtime.NumGoroutine()
 	env.inj.Arm(plan)
 	o, cancel := r.run(ctx, env, fx)
 	defer cancel()
@@ -526,8 +524,7 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 
 	// All or nothing (the state read back), and the pool and server checks,
 	// side by side: they wait on different pools. The goroutine check comes
-	// after both, and runs only when the goroutine count grew (a stack dump
-	// of every goroutine costs more than the operation itself).
+	// after both, against the runner's baseline.
 	type stateRead struct {
 		got string
 		err error
@@ -561,7 +558,7 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 			find(InvAllOrNothing, trace, "the caller was told of success but the database holds the before-state (the write was lost)")
 		}
 	}
-	if !r.cfg.NoGoroutineCheck && runtime.NumGoroutine() > goroutines {
+	if !r.cfg.NoGoroutineCheck {
 		gerr := leakcheck.Find(ctx, leakcheck.WithGoroutines(r.baseline), leakcheck.WithTimeout(r.cfg.CheckTimeout))
 		if gerr != nil {
 			// what leaked stays; later cases report only their own
