@@ -44,6 +44,14 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 	}
 	baseline := goleak.IgnoreCurrent()
 	rs := &runState{target: target}
+	pc, err := pgx.ParseConfig(target.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("%w: parse dsn: %v", ErrConfig, err)
+	}
+	pc.RuntimeParams["application_name"] = appName(target.AppName, 999) + "-verify"
+	cleanDB := sql.OpenDB(stdlib.GetConnector(*pc))
+	defer cleanDB.Close()
+	rs.clean = handlers.New(cleanDB)
 	res := &Result{Seed: cfg.Seed, Workers: cfg.Workers, FaultOps: map[int][]int{}, WorkerOps: map[int]int{}}
 
 	workers := make([]*worker, 0, cfg.Workers)
@@ -116,6 +124,7 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 		w.db.Close()
 	}
 	workers = nil
+	cleanDB.Close()
 	if !cfg.NoGoroutineCheck {
 		if err := leakcheck.FindGoroutines(ctx, baseline); err != nil {
 			res.Violations = append(res.Violations, Violation{Invariant: "goroutines", Worker: -1, OpIndex: -1,
@@ -128,14 +137,7 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 // quiesce runs the checks on the settled system: every pool, every server session, the
 // long-transaction findings, and the ledger of every worker against the database.
 func quiesce(ctx context.Context, cfg *Config, rs *runState, workers []*worker, res *Result) error {
-	pc, err := pgx.ParseConfig(rs.target.DSN)
-	if err != nil {
-		return fmt.Errorf("chaos: verify: parse dsn: %w", err)
-	}
-	pc.RuntimeParams["application_name"] = appName(rs.target.AppName, 999) + "-verify"
-	clean := sql.OpenDB(stdlib.GetConnector(*pc))
-	defer clean.Close()
-	svc := handlers.New(clean)
+	svc := rs.clean
 	for _, w := range workers {
 		if len(w.violations) > 0 {
 			continue // its state is already broken; its first finding says why
@@ -163,6 +165,12 @@ func quiesce(ctx context.Context, cfg *Config, rs *runState, workers []*worker, 
 			add("long-transaction", msg, d)
 		}
 		problems, err := w.ledger.verify(cctx, svc, w.user)
+		if err == nil {
+			var more []string
+			if more, err = w.ledger.checkCreates(cctx, svc, w.user); err == nil {
+				problems = append(problems, more...)
+			}
+		}
 		cancel()
 		if err != nil {
 			add("ledger", "the ledger could not be read back: "+err.Error(), "")

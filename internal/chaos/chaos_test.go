@@ -42,21 +42,40 @@ func TestRunClean(t *testing.T) {
 	}
 }
 
+// TestRunPlanted shows every invariant of a chaos run failing on a planted session bug.
 func TestRunPlanted(t *testing.T) {
-	for _, b := range []mutant.Bug{mutant.RowsNotClosed, mutant.RollbackMissingOnError, mutant.CommitErrorIgnored, mutant.TxHeldAcrossTitleGenerator, mutant.ConnNeverClosed, mutant.SendRetryWithoutClientID} {
-		t.Run(b.String(), func(t *testing.T) {
+	tests := []struct {
+		bug  mutant.Bug
+		want []string // the invariants any one of which must report it
+	}{
+		{mutant.RowsNotClosed, []string{"unexpected-error", "pool"}},
+		{mutant.RollbackMissingOnError, []string{"pool", "deadline"}},
+		{mutant.CommitErrorIgnored, []string{"ledger"}},
+		{mutant.TxHeldAcrossTitleGenerator, []string{"long-transaction"}},
+		{mutant.ConnNeverClosed, []string{"pool"}},
+		{mutant.SendRetryWithoutClientID, []string{"ledger"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.bug.String(), func(t *testing.T) {
 			tg := target(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			t.Cleanup(cancel)
-			res, err := chaos.Run(ctx, chaos.Config{Seed: 11, Workers: 2, Ops: 300, FaultRate: 0.1, Plant: []mutant.Bug{b}, NoGoroutineCheck: true, CheckTimeout: 500 * time.Millisecond}, tg)
+			const seed = 11
+			t.Logf("seed %d", seed)
+			res, err := chaos.Run(ctx, chaos.Config{Seed: seed, Workers: 2, Ops: 300, FaultRate: 0.1, Plant: []mutant.Bug{tt.bug},
+				NoGoroutineCheck: true, CheckTimeout: 500 * time.Millisecond, OpTimeout: 2 * time.Second}, tg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(res.Violations) == 0 {
-				t.Errorf("planted %s: no violation in %d operations (%d faults)", b, res.Operations, res.Faults)
-			}
+			found := false
 			for _, v := range res.Violations {
 				t.Logf("violation: %s", v)
+				for _, inv := range tt.want {
+					found = found || v.Invariant == inv
+				}
+			}
+			if !found {
+				t.Errorf("planted %s: no %v violation in %d operations (%d faults)", tt.bug, tt.want, res.Operations, res.Faults)
 			}
 		})
 	}

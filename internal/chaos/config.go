@@ -51,6 +51,10 @@ type Config struct {
 	// ServerCheckEvery runs the server check every this many operations of a worker
 	// (0: 50), besides quiescence.
 	ServerCheckEvery int
+	// MaxThreads bounds the threads a worker keeps in its ledger: beyond it the oldest is
+	// verified against the database, archived and forgotten, so memory stays flat on a long
+	// run. Zero: 24.
+	MaxThreads int
 	// NoChecks turns every check and the ledger off and FaultRate is ignored: the baseline
 	// workload of the throughput benchmark.
 	NoChecks bool
@@ -69,6 +73,9 @@ func (c *Config) defaults() {
 	}
 	if c.CheckTimeout == 0 {
 		c.CheckTimeout = 2 * time.Second
+	}
+	if c.MaxThreads == 0 {
+		c.MaxThreads = 24
 	}
 	if c.ServerCheckEvery == 0 {
 		c.ServerCheckEvery = 50

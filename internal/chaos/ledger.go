@@ -79,6 +79,39 @@ func (l *ledger) live() []*threadLedger {
 	return out
 }
 
+// dropOldest forgets the oldest thread (verified and archived by the caller), so that a long
+// run's ledger stays bounded.
+func (l *ledger) dropOldest() {
+	id := l.order[0]
+	delete(l.threads, id)
+	l.order = l.order[1:]
+}
+
+// checkCreates reports every thread of the user carrying the title of a create that failed
+// cleanly, then forgets the failed and ambiguous creates seen so far.
+func (l *ledger) checkCreates(ctx context.Context, svc *handlers.Service, user string) ([]string, error) {
+	var problems []string
+	if len(l.createFailed) > 0 {
+		for off := 0; ; off += 100 {
+			page, err := svc.ListThreads(ctx, user, handlers.Page{Offset: off, Limit: 100})
+			if err != nil {
+				return nil, fmt.Errorf("verify ledger: list threads: %w", err)
+			}
+			for _, t := range page {
+				if _, known := l.threads[t.ID]; !known && l.createFailed[t.Title] && !l.createUnknown[t.Title] {
+					problems = append(problems, fmt.Sprintf("thread %s %q exists although its create failed cleanly (the caller was told it failed)", t.ID, t.Title))
+				}
+			}
+			if len(page) < 100 {
+				break
+			}
+		}
+	}
+	clear(l.createFailed)
+	clear(l.createUnknown)
+	return problems, nil
+}
+
 func (t *threadLedger) setTitle(title string, o outcome) {
 	switch o {
 	case acked:
@@ -100,11 +133,10 @@ func (t *threadLedger) mergeMsg(id string, o outcome) {
 }
 
 // verify reads the worker's threads back through svc (a clean pool, no faults, no planted
-// bug) and returns every broken data-safety invariant, one a line.
+// bug) and returns every broken data-safety invariant, one a line. The check of cleanly
+// failed creates is checkCreates.
 func (l *ledger) verify(ctx context.Context, svc *handlers.Service, user string) ([]string, error) {
 	var problems []string
-	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-
 	live := map[string]handlers.Thread{}
 	for off := 0; ; off += 100 {
 		page, err := svc.ListThreads(ctx, user, handlers.Page{Offset: off, Limit: 100})
@@ -118,77 +150,86 @@ func (l *ledger) verify(ctx context.Context, svc *handlers.Service, user string)
 			break
 		}
 	}
-	for id, t := range live {
-		if _, ok := l.threads[id]; ok {
-			continue
+	for _, id := range l.order {
+		var t *handlers.Thread
+		if lt, ok := live[id]; ok {
+			t = &lt
 		}
-		if l.createFailed[t.Title] && !l.createUnknown[t.Title] {
-			bad("thread %s %q exists although its create failed cleanly (the caller was told it failed)", id, t.Title)
+		p, err := l.verifyThread(ctx, svc, user, l.threads[id], t)
+		if err != nil {
+			return nil, err
+		}
+		problems = append(problems, p...)
+	}
+	return problems, nil
+}
+
+// verifyThread checks one thread the worker created against t, its state read back (nil:
+// not live), and returns every broken invariant.
+func (l *ledger) verifyThread(ctx context.Context, svc *handlers.Service, user string, tl *threadLedger, t *handlers.Thread) ([]string, error) {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	id := tl.id
+	isLive := t != nil
+	switch {
+	case tl.deleted == acked && isLive:
+		bad("thread %s %q is live although its delete was acknowledged", id, tl.title)
+		return problems, nil
+	case !isLive && tl.deleted == 0, !isLive && tl.deleted == failed:
+		bad("thread %s %q is missing although its create was acknowledged and no delete succeeded", id, tl.title)
+		return problems, nil
+	case !isLive:
+		return problems, nil
+	}
+	if !tl.titles[t.Title] {
+		bad("thread %s has title %q; want one of %s", id, t.Title, keys(tl.titles))
+	}
+	for k, o := range tl.keys {
+		_, has := t.Metadata[k]
+		switch {
+		case o == acked && !has:
+			bad("thread %s metadata lacks %q although that update was acknowledged (lost update)", id, k)
+		case o == failed && has:
+			bad("thread %s metadata has %q although that update failed cleanly", id, k)
 		}
 	}
-	for _, id := range l.order {
-		tl := l.threads[id]
-		t, isLive := live[id]
+	var msgs []handlers.Message
+	for off := 0; ; off += 100 {
+		page, err := svc.GetMessages(ctx, user, id, handlers.Page{Offset: off, Limit: 100})
+		if errors.Is(err, handlers.ErrNotFound) && tl.deleted == ambiguous {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("verify ledger: get messages of %s: %w", id, err)
+		}
+		msgs = append(msgs, page...)
+		if len(page) < 100 {
+			break
+		}
+	}
+	seen := map[string]int{}
+	for i, m := range msgs {
+		seen[m.ClientMessageID]++
+		if m.Seq != int64(i+1) {
+			bad("thread %s message %d has seq %d; want %d (gap-free, in order)", id, i, m.Seq, i+1)
+			break
+		}
+	}
+	if t.MessageCount != len(msgs) {
+		bad("thread %s message_count %d; want %d (the messages stored)", id, t.MessageCount, len(msgs))
+	}
+	for cid, n := range seen {
+		if n > 1 && cid != "" {
+			bad("thread %s holds message %q %d times (a retried send was stored twice)", id, cid, n)
+		}
+	}
+	for cid, o := range tl.msgs {
+		n := seen[cid]
 		switch {
-		case tl.deleted == acked && isLive:
-			bad("thread %s %q is live although its delete was acknowledged", id, tl.title)
-			continue
-		case !isLive && tl.deleted == 0, !isLive && tl.deleted == failed:
-			bad("thread %s %q is missing although its create was acknowledged and no delete succeeded", id, tl.title)
-			continue
-		case !isLive:
-			continue
-		}
-		if !tl.titles[t.Title] {
-			bad("thread %s has title %q; want one of %s", id, t.Title, keys(tl.titles))
-		}
-		for k, o := range tl.keys {
-			_, has := t.Metadata[k]
-			switch {
-			case o == acked && !has:
-				bad("thread %s metadata lacks %q although that update was acknowledged (lost update)", id, k)
-			case o == failed && has:
-				bad("thread %s metadata has %q although that update failed cleanly", id, k)
-			}
-		}
-		var msgs []handlers.Message
-		for off := 0; ; off += 100 {
-			page, err := svc.GetMessages(ctx, user, id, handlers.Page{Offset: off, Limit: 100})
-			if errors.Is(err, handlers.ErrNotFound) && tl.deleted == ambiguous {
-				break
-			}
-			if err != nil {
-				return nil, fmt.Errorf("verify ledger: get messages of %s: %w", id, err)
-			}
-			msgs = append(msgs, page...)
-			if len(page) < 100 {
-				break
-			}
-		}
-		seen := map[string]int{}
-		for i, m := range msgs {
-			seen[m.ClientMessageID]++
-			if m.Seq != int64(i+1) {
-				bad("thread %s message %d has seq %d; want %d (gap-free, in order)", id, i, m.Seq, i+1)
-				break
-			}
-		}
-		if t.MessageCount != len(msgs) {
-			bad("thread %s message_count %d; want %d (the messages stored)", id, t.MessageCount, len(msgs))
-		}
-		for cid, n := range seen {
-			if n > 1 && cid != "" {
-				bad("thread %s holds message %q %d times (a retried send was stored twice)", id, cid, n)
-			}
-		}
-		for cid, o := range tl.msgs {
-			n := seen[cid]
-			switch {
-			case o == acked && n == 0:
-				bad("thread %s lacks message %q although its send was acknowledged", id, cid)
-			case o == failed && n > 0:
-				bad("thread %s holds message %q although its send failed cleanly", id, cid)
-			}
+		case o == acked && n == 0:
+			bad("thread %s lacks message %q although its send was acknowledged", id, cid)
+		case o == failed && n > 0:
+			bad("thread %s holds message %q although its send failed cleanly", id, cid)
 		}
 	}
 	return problems, nil

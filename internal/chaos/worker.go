@@ -98,6 +98,7 @@ type worker struct {
 type runState struct {
 	epoch   atomic.Int64 // bumped by every server chaos action
 	target  Target
+	clean   *handlers.Service // on a pool of its own, no fault, no planted bug: reads back the truth
 	stopped atomic.Bool
 }
 
@@ -161,6 +162,9 @@ func (w *worker) loop(ctx context.Context) {
 		if !w.step(ctx, i) {
 			return
 		}
+		if !w.cfg.NoChecks && len(w.ledger.order) > w.cfg.MaxThreads && !w.retire(ctx, i) {
+			return
+		}
 		if !w.cfg.NoChecks && (i+1)%w.cfg.ServerCheckEvery == 0 && w.cfg.CheckTimeout > 0 {
 			if !w.checkServer(ctx, i) {
 				return
@@ -214,6 +218,9 @@ func (w *worker) step(runCtx context.Context, i int) bool {
 		}
 	}
 	if len(fired) > 0 {
+		if len(w.faultOps) >= 4096 {
+			w.faultOps = append(w.faultOps[:0], w.faultOps[2048:]...)
+		}
 		w.faultOps = append(w.faultOps, i)
 		if w.cfg.Log != nil {
 			fmt.Fprintf(w.cfg.Log, "worker %d op %d %s: %s -> %v\n", w.id, i, op, strings.Join(fired, ", "), err)
@@ -253,6 +260,45 @@ func (w *worker) step(runCtx context.Context, i int) bool {
 		w.violate(i, op, fired, "ledger", w.readProblem, "")
 		return false
 	}
+	return true
+}
+
+// retire verifies the worker's oldest thread against the database, archives it and forgets
+// it, and checks no cleanly failed create left a thread: the ledger of a long run stays
+// bounded. A read that fails (server chaos) leaves the thread for a later try.
+func (w *worker) retire(runCtx context.Context, i int) bool {
+	ctx, cancel := context.WithTimeout(runCtx, w.cfg.OpTimeout)
+	defer cancel()
+	clean := w.run.clean
+	tl := w.ledger.threads[w.ledger.order[0]]
+	var tp *handlers.Thread
+	t, err := clean.GetThread(ctx, w.user, tl.id)
+	switch {
+	case err == nil:
+		tp = &t
+	case errors.Is(err, handlers.ErrNotFound):
+	default:
+		return true
+	}
+	problems, err := w.ledger.verifyThread(ctx, clean, w.user, tl, tp)
+	if err != nil {
+		return true
+	}
+	more, err := w.ledger.checkCreates(ctx, clean, w.user)
+	if err == nil {
+		problems = append(problems, more...)
+	}
+	if len(problems) > 0 {
+		w.violate(i, "", nil, "ledger", strings.Join(problems, "; "), "")
+		return false
+	}
+	if tp != nil {
+		if err := clean.DeleteThread(ctx, w.user, tl.id); err != nil {
+			tl.deleted = ambiguous // it may be archived: the next try accepts either
+			return true
+		}
+	}
+	w.ledger.dropOldest()
 	return true
 }
 
