@@ -25,6 +25,10 @@ const (
 	// outRetried: the failure ends the unit (rolled back), then the operation
 	// runs the unit again from its begin, and everything after it.
 	outRetried
+	// outEither: the failure may surface or be retried by database/sql (a
+	// connection the driver reports dead before anything was sent); the
+	// state must agree with what the caller was told. Postgres only.
+	outEither
 )
 
 func (o outcome) String() string {
@@ -33,6 +37,8 @@ func (o outcome) String() string {
 		return "absorbed by database/sql"
 	case outRetried:
 		return "retried by the operation"
+	case outEither:
+		return "surfaces or is retried on a fresh connection"
 	default:
 		return "surfaces to the caller"
 	}

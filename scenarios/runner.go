@@ -117,10 +117,13 @@ type Runner struct {
 
 	// Postgres: one injector and instrumented pool, kept warm across cases
 	// and rebuilt after a case that left something behind.
-	base  driver.Connector
-	inj   *faults.Injector
-	pool  *sql.DB
-	dirty bool
+	base   driver.Connector
+	wire   *faults.Wire   // wire kinds (DSN given)
+	server *faults.Server // server kinds (DSN and Admin given)
+	lockDB *sql.DB        // where the lock kinds take their locks
+	inj    *faults.Injector
+	pool   *sql.DB
+	dirty  bool
 
 	// Sqlmock: the golden trace's expectation-bearing steps.
 	expect []gstep
@@ -158,7 +161,20 @@ func NewRunner(ctx context.Context, cfg Config, op Operation) (*Runner, error) {
 			if err != nil {
 				return nil, fmt.Errorf("scenarios: new runner for %s: parse DSN: %w", op.Name, err)
 			}
+			r.wire = faults.NewWire()
+			r.wire.Install(&pc.Config)
 			base = stdlib.GetConnector(*pc)
+			if cfg.Admin != nil {
+				// The lock faults take their locks from a pool of their own
+				// on the database under test, under another name.
+				lc, err := pgx.ParseConfig(cfg.DSN)
+				if err != nil {
+					return nil, fmt.Errorf("scenarios: new runner for %s: parse DSN: %w", op.Name, err)
+				}
+				lc.RuntimeParams["application_name"] = "sessionsafe-lock-holder"
+				r.lockDB = stdlib.OpenDB(*lc)
+				r.server = faults.NewServer(cfg.Admin, faults.WithLockDB(r.lockDB))
+			}
 		}
 		r.base = idleOnly(base)
 		r.newPool()
@@ -227,7 +243,14 @@ func (r *Runner) newPool() {
 	if r.pool != nil {
 		_ = r.pool.Close()
 	}
-	r.inj = faults.NewInjector()
+	var opts []faults.InjectorOption
+	if r.wire != nil {
+		opts = append(opts, faults.WithWire(r.wire))
+	}
+	if r.server != nil {
+		opts = append(opts, faults.WithServer(r.server, r.cfg.AppName))
+	}
+	r.inj = faults.NewInjector(opts...)
 	r.pool = sql.OpenDB(r.inj.WrapConnector(r.base))
 	r.pool.SetMaxIdleConns(1)
 	r.dirty = false
@@ -378,20 +401,22 @@ func (r *Runner) Cases() []Case {
 	if r.broken != nil {
 		return cs
 	}
-	for _, s := range r.clean {
-		for _, f := range r.faultsAt(s.Kind) {
+	for i, s := range r.clean {
+		for _, f := range r.faultsAt(s.Kind, r.clean[:i], s.SQL) {
 			add(Case{Step: s.Index, StepKind: s.Kind.String(), SQL: s.SQL, Fault: f})
 		}
 	}
 	if len(r.cold) > 0 && r.cold[0].Kind == faults.StepConnect {
-		for _, f := range r.faultsAt(faults.StepConnect) {
+		for _, f := range r.faultsAt(faults.StepConnect, nil, "") {
 			add(Case{Step: 1, StepKind: faults.StepConnect.String(), Fault: f})
 		}
 	}
 	return cs
 }
 
-func (r *Runner) faultsAt(k faults.StepKind) []string {
+// faultsAt returns the faults tried at a step of kind k with SQL sql, after
+// the steps earlier.
+func (r *Runner) faultsAt(k faults.StepKind, earlier faults.Trace, sql string) []string {
 	if r.cfg.Disconnect {
 		return []string{faults.KindCancel.String()}
 	}
@@ -400,10 +425,14 @@ func (r *Runner) faultsAt(k faults.StepKind) []string {
 	}
 	var out []string
 	for _, f := range faults.Applicable(k, r.backend) {
-		if f.Kind.NeedsWire() || f.Kind.NeedsServer() {
-			continue // the injector has no wire or server mechanism yet
-		}
-		if f.Kind == faults.KindPanic && k != faults.StepNext {
+		switch {
+		case f.Kind.NeedsWire() && r.wire == nil, f.Kind.NeedsServer() && r.server == nil:
+			continue // no mechanism: a Connector given instead of a DSN, or no Admin
+		case (f.Kind == faults.KindLock || f.Kind == faults.KindStmtTimeout) && touchedInTx(earlier, sql):
+			// The other session cannot take its lock on a table the
+			// transaction under test holds a lock on already.
+			continue
+		case f.Kind == faults.KindPanic && k != faults.StepNext:
 			// A driver call that panics elsewhere breaks database/sql itself,
 			// whatever the caller does: a panicking connect, begin or commit
 			// never gives its connection back, and a panicking query or exec
@@ -417,12 +446,43 @@ func (r *Runner) faultsAt(k faults.StepKind) []string {
 	return out
 }
 
+var tableRE = regexp.MustCompile(`(?i)\b(?:from|join|update|into)\s+((?:"[^"]+"|[a-z_][a-z0-9_$]*)(?:\.(?:"[^"]+"|[a-z_][a-z0-9_$]*))?)`)
+
+// touchedInTx reports whether the first table sql names (the one a lock
+// fault locks) was named by a step of the transaction open at the end of
+// earlier.
+func touchedInTx(earlier faults.Trace, sql string) bool {
+	m := tableRE.FindStringSubmatch(sql)
+	if m == nil {
+		return false
+	}
+	target := strings.ToLower(m[1])
+	for i := len(earlier) - 1; i >= 0; i-- {
+		switch earlier[i].Kind {
+		case faults.StepBegin:
+			return false
+		case faults.StepCommit, faults.StepRollback:
+			return false
+		}
+		for _, t := range tableRE.FindAllStringSubmatch(earlier[i].SQL, -1) {
+			if strings.ToLower(t[1]) == target {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Close releases what the runner holds.
 func (r *Runner) Close() error {
+	var errs []error
 	if r.pool != nil {
-		return r.pool.Close()
+		errs = append(errs, r.pool.Close())
 	}
-	return nil
+	if r.lockDB != nil {
+		errs = append(errs, r.lockDB.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // runOutcome is what one run of the operation did.
@@ -483,6 +543,12 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	env.inj.Arm(plan)
 	o, cancel := r.run(ctx, env, fx)
 	defer cancel()
+	if fault.Kind == faults.KindTerminate && r.cfg.DB != nil {
+		// the plain pool's sessions share the application name: they were
+		// terminated too
+		r.cfg.DB.SetMaxIdleConns(0)
+		r.cfg.DB.SetMaxIdleConns(2)
+	}
 	res.RunTime = o.runTime
 	trace := env.inj.Trace()
 	fired := env.inj.Fired()
@@ -640,6 +706,8 @@ func outcomeOf(c Case, f faults.Fault, retries func(error) bool, disconnect bool
 		return outAbsorbed // database/sql retries on a fresh connection
 	case c.StepKind == "reset":
 		return outAbsorbed
+	case (f.Kind.NeedsWire() || f.Kind.NeedsServer()) && (c.StepKind == "connect" || c.StepKind == "begin"):
+		return outEither // pgx may report a dead connection as safe to retry
 	case retries != nil && retries(faultError(f)):
 		return outRetried
 	}
