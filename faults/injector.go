@@ -311,7 +311,13 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 		return nil
 	}
 
-	fire := func(err error) {
+	return i.fire(ctx, c, st, rule)
+}
+
+// fire carries out rule's fault at step st and records the firing. (A
+// function of its own so that st escapes to the heap only when a rule fires.)
+func (i *Injector) fire(ctx context.Context, c *drvwrap.Call, st Step, rule Rule) error {
+	record := func(err error) {
 		i.mu.Lock()
 		defer i.mu.Unlock()
 		if s := i.at(st.Index); s != nil && err != nil {
@@ -319,8 +325,7 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 		}
 		i.fired = append(i.fired, Firing{Rule: rule, Step: st, Err: err})
 	}
-	err := i.apply(ctx, c, &st, rule.Fault, fire)
-	return err
+	return i.apply(ctx, c, &st, rule.Fault, record)
 }
 
 // apply carries out fault f at step st; fire records the firing (before a
@@ -386,8 +391,15 @@ func (i *Injector) markDead(c *drvwrap.Call) {
 }
 
 func (i *Injector) after(_ context.Context, c *drvwrap.Call, err error) error {
-	i.runPending(c)
 	i.mu.Lock()
+	if len(i.pending) > 0 {
+		if p := i.pending[c]; p != nil {
+			delete(i.pending, c)
+			i.mu.Unlock()
+			p(c) // outside the lock: it talks to the server
+			i.mu.Lock()
+		}
+	}
 	defer i.mu.Unlock()
 	switch c.Op {
 	case drvwrap.OpBegin:

@@ -176,14 +176,3 @@ func (i *Injector) setPending(c *drvwrap.Call, p pending) {
 	defer i.mu.Unlock()
 	i.pending[c] = p
 }
-
-// runPending runs the cleanup a fault left for its step, if any.
-func (i *Injector) runPending(c *drvwrap.Call) {
-	i.mu.Lock()
-	p := i.pending[c]
-	delete(i.pending, c)
-	i.mu.Unlock()
-	if p != nil {
-		p(c)
-	}
-}
