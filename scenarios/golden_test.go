@@ -1,9 +1,12 @@
 package scenarios
 
 import (
+	"errors"
 	"flag"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/sessionsafe/sessionsafe/faults"
@@ -56,6 +59,46 @@ func TestGolden(t *testing.T) {
 			}
 			if _, err := parseGolden(got); err != nil {
 				t.Errorf("the golden text does not parse back: %v", err)
+			}
+		})
+	}
+}
+
+// TestGoldenRoundTrip reads every golden trace and writes it back
+// byte for byte: the sqlmock matrix sees exactly what the file says.
+func TestGoldenRoundTrip(t *testing.T) {
+	for _, op := range Catalog() {
+		t.Run(op.Name, func(t *testing.T) {
+			b, err := fs.ReadFile(GoldenFS(), op.Name+".trace")
+			if err != nil {
+				t.Fatal(err)
+			}
+			steps, err := parseGolden(string(b))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := formatGolden(op.Name, steps); got != string(b) {
+				t.Errorf("round trip changed the trace (-want +got):\n%s", diffLines(string(b), got))
+			}
+		})
+	}
+}
+
+// TestParseGoldenErrors shows the parser rejecting what it cannot read, with
+// the line it stopped at.
+func TestParseGoldenErrors(t *testing.T) {
+	tests := []struct{ name, text, want string }{
+		{"step-out-of-order", "step 2 begin\n", "line 1: want step 1"},
+		{"unknown-key", "step 1 query\n  rows: 1\n", `line 2: unknown key "rows"`},
+		{"bad-value", "step 1 query\n  columns: a\n  row: int:x\n", "line 3"},
+		{"row-width", "step 1 query\n  columns: a b\n  row: int:1\n", "1 values for 2 columns"},
+		{"before-step", "  sql: SELECT 1\n", "before the first step"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseGolden(tt.text)
+			if err == nil || !errors.Is(err, ErrGolden) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("parseGolden: got %v; want an ErrGolden naming %q", err, tt.want)
 			}
 		})
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io/fs"
 	"regexp"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/sessionsafe/sessionsafe/internal/mutant"
@@ -176,6 +178,7 @@ func TestInvariantsCatchPlantedBugs(t *testing.T) {
 		{"goroutines/notify-without-request-context/sqlmock", Sqlmock,
 			planted(cat(OpAutoRename, handlers.WithNotifier(parkedNotifier{release})), mutant.GoroutineWithoutRequestContext), `^step-0-clean/clean$`, 0, InvGoroutines},
 		{"sqlmock-expectations/rollback-missing/sqlmock", Sqlmock, planted(cat(OpDeleteThread), mutant.RollbackMissingOnError), `exec/error$`, 0, InvExpectations},
+		{"sqlmock-expectations/stale-golden/sqlmock", Sqlmock, cat(OpUpdateThread), `^step-0-clean/clean$`, 0, InvExpectations},
 		{"retry-succeeded/claims-retry/sqlmock", Sqlmock, claimsRetry, `query/error$`, 0, InvRetried},
 		{"fault-fired/trace-changes/postgres", Postgres, shrinking, `ping/error$`, 0, InvFired},
 		{"deadline/ignores-context/postgres", Postgres, hangs, `clean`, 200 * time.Millisecond, InvDeadline},
@@ -183,6 +186,9 @@ func TestInvariantsCatchPlantedBugs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := Config{Backend: Sqlmock}
+			if strings.Contains(tt.name, "stale-golden") {
+				cfg.Golden = staleGolden(t, OpUpdateThread)
+			}
 			if tt.backend == Postgres {
 				cfg = pgConfig(t)
 			}
@@ -298,4 +304,19 @@ func BenchmarkHarnessRatio(b *testing.B) {
 			b.ReportMetric(ms(all, len(cases))/ms(bare, n), "matrix-harness/bare")
 		})
 	}
+}
+
+// staleGolden returns golden traces in which op's query has changed: the code
+// no longer matches them.
+func staleGolden(t *testing.T, op string) fs.FS {
+	t.Helper()
+	b, err := fs.ReadFile(GoldenFS(), op+".trace")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := strings.Replace(string(b), "SET title", "SET name", 1)
+	if stale == string(b) {
+		t.Fatalf("%s.trace has no %q to change", op, "SET title")
+	}
+	return fstest.MapFS{op + ".trace": {Data: []byte(stale)}}
 }
