@@ -417,6 +417,9 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 }
 
 func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	if e, ok := c.inner.(driver.ExecerContext); ok && !c.s.hooks.active() {
+		return e.ExecContext(ctx, query, args) // the fast path: no closure, no Call
+	}
 	var exec func() (driver.Result, error)
 	switch e := c.inner.(type) {
 	case driver.ExecerContext:
@@ -463,6 +466,13 @@ func (s *shared) exec(ctx context.Context, call *Call, exec func() (driver.Resul
 }
 
 func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	if e, ok := c.inner.(driver.QueryerContext); ok && !c.s.hooks.active() {
+		ri, err := e.QueryContext(ctx, query, args) // the fast path: no closure, no Call
+		if err != nil {
+			return nil, err
+		}
+		return &rows{inner: ri, c: c, ctx: ctx, sql: query}, nil
+	}
 	var q func() (driver.Rows, error)
 	switch e := c.inner.(type) {
 	case driver.QueryerContext:
