@@ -1,13 +1,16 @@
 package faults_test
 
 import (
+	"context"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
 
 	"github.com/DATA-DOG/go-sqlmock"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/sessionsafe/sessionsafe/faults"
 )
@@ -99,4 +102,40 @@ func ExampleFingerprint() {
 	fmt.Println(faults.Fingerprint("SELECT id\n  FROM threads WHERE user_id = $1 AND title = 'x' LIMIT 20"))
 	// Output:
 	// SELECT id FROM threads WHERE user_id = $1 AND title = ? LIMIT ?
+}
+
+// On real Postgres, the injector fails a step through the wire (cut,
+// cut-after, ambiguous) or the server (terminate, lock, stmt-timeout). Here
+// the first COMMIT reaches the server and commits, but the client sees the
+// connection die: the ambiguous commit. (Not run: it needs a server.)
+func ExampleWithWire() {
+	ctx := context.Background()
+	cfg, err := pgx.ParseConfig("postgres://app@localhost/app?application_name=app-under-test")
+	if err != nil {
+		panic(err)
+	}
+	wire := faults.NewWire()
+	wire.Install(&cfg.Config) // under every connection the connector opens
+
+	admin, err := sql.Open("pgx", "postgres://postgres@localhost/postgres")
+	if err != nil {
+		panic(err)
+	}
+	defer admin.Close()
+	server := faults.NewServer(admin)
+
+	inj := faults.NewInjector(faults.WithWire(wire), faults.WithServer(server, "app-under-test"))
+	db := sql.OpenDB(inj.WrapConnector(stdlib.GetConnector(*cfg)))
+	defer db.Close()
+
+	inj.Arm(faults.MustParsePlan("match=commit#1:ambiguous"))
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		panic(err)
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO items (id) VALUES (1)"); err != nil {
+		panic(err)
+	}
+	fmt.Println("commit:", tx.Commit()) // an error, yet the row is there
+	fmt.Println(inj.Fired())
 }
