@@ -3,10 +3,14 @@ package pgtest_test
 import (
 	"context"
 	"database/sql"
+	"log/slog"
 	"testing"
 
 	"github.com/sessionsafe/sessionsafe/pgtest"
 )
+
+// quiet keeps server start lines out of the benchmark output.
+var quiet = pgtest.WithLogger(slog.New(slog.DiscardHandler))
 
 // benchProviders are the providers that start servers of their own.
 func benchProviders() []struct {
@@ -17,30 +21,24 @@ func benchProviders() []struct {
 		name string
 		opts []pgtest.Option
 	}{
-		{pgtest.ProviderLocal, []pgtest.Option{pgtest.WithProvider(pgtest.ProviderLocal)}},
-		{pgtest.ProviderDocker, []pgtest.Option{pgtest.WithProvider(pgtest.ProviderDocker), pgtest.WithImage(dockerImage())}},
+		{pgtest.ProviderLocal, []pgtest.Option{pgtest.WithProvider(pgtest.ProviderLocal), quiet}},
+		{pgtest.ProviderDocker, []pgtest.Option{pgtest.WithProvider(pgtest.ProviderDocker), pgtest.WithImage(dockerImage()), quiet}},
 	}
 }
 
 // BenchmarkProviderReady measures how long a provider takes until the server accepts
-// connections: cold is a new server from nothing (initdb, or a new container), warm is a
-// restart of an existing one (its data in place).
+// connections: cold is a new server (a new cluster, or a new container running initdb
+// inside), warm is a restart of an existing one (its data in place). For local, cold is
+// measured from the initdb cache and without it (initdb every time).
 func BenchmarkProviderReady(b *testing.B) {
 	for _, p := range benchProviders() {
-		b.Run(p.name+"/cold", func(b *testing.B) {
-			ctx := context.Background()
-			for b.Loop() {
-				srv, err := pgtest.Start(ctx, p.opts...)
-				if err != nil {
-					b.Skipf("%s provider cannot serve here: %v", p.name, err)
-				}
-				b.StopTimer()
-				if err := srv.Close(); err != nil {
-					b.Fatalf("close: %v", err)
-				}
-				b.StartTimer()
-			}
-		})
+		b.Run(p.name+"/cold", func(b *testing.B) { benchCold(b, p.opts) })
+		if p.name == pgtest.ProviderLocal {
+			b.Run(p.name+"/cold-no-initdb-cache", func(b *testing.B) {
+				b.Setenv(pgtest.EnvInitdbCache, "0")
+				benchCold(b, p.opts)
+			})
+		}
 		b.Run(p.name+"/warm", func(b *testing.B) {
 			srv := startServer(b, p.name, p.opts...)
 			ctx := context.Background()
@@ -50,6 +48,21 @@ func BenchmarkProviderReady(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func benchCold(b *testing.B, opts []pgtest.Option) {
+	ctx := context.Background()
+	for b.Loop() {
+		srv, err := pgtest.Start(ctx, opts...)
+		if err != nil {
+			b.Skipf("provider cannot serve here: %v", err)
+		}
+		b.StopTimer()
+		if err := srv.Close(); err != nil {
+			b.Fatalf("close: %v", err)
+		}
+		b.StartTimer()
 	}
 }
 

@@ -26,7 +26,7 @@ type Database struct {
 	DB      *sql.DB // pgx stdlib pool on the fresh database; every connection carries AppName as application_name
 	DSN     string  // URL DSN of the fresh database, with application_name=AppName
 	AppName string  // unique to this test/database
-	Admin   *sql.DB // a small pool on the same server (superuser, database "postgres", application_name "pgtest-admin")
+	Admin   *sql.DB // a small pool on the same server (database "postgres", application_name "pgtest-admin"; superuser for docker and local, the DSN's user for dsn)
 	Name    string  // database name
 
 	server    *Server

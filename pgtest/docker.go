@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"net/url"
 	"os"
@@ -86,32 +87,42 @@ func startDocker(ctx context.Context, cfg config, auto bool) (_ backend, err err
 		return nil, fmt.Errorf("image %s is not present locally (make pg-image builds %s offline; or docker pull it, or set %s=docker to let testcontainers pull it)",
 			cfg.image, "sessionsafe/postgres:local", EnvProvider)
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
 	password := randomHex(12)
-	ctr, err := postgres.Run(ctx, cfg.image,
-		postgres.WithUsername("postgres"),
-		postgres.WithPassword(password),
-		postgres.WithDatabase("postgres"),
-		testcontainers.WithCmdArgs("-c", "max_connections=300", "-c", "synchronous_commit=off",
-			"-c", "full_page_writes=off", "-c", "timezone=UTC"),
-		testcontainers.WithLabels(map[string]string{labelPgtest: "1", labelOwner: owner, labelHost: host}),
-		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
-			hc.PortBindings = network.PortMap{
-				network.MustParsePort("5432/tcp"): {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: strconv.Itoa(port)}},
-			}
-		}),
-		testcontainers.WithWaitStrategyAndDeadline(2*time.Minute,
-			wait.ForLog(readyLine).WithOccurrence(readyLines)),
-	)
-	// The container exists even when Run fails: terminate it before looking at the error.
-	if err != nil {
+	var ctr *postgres.PostgresContainer
+	var port int
+	// The published port is chosen here (so that a restart keeps it); someone else may take
+	// it before Docker binds it: retry with another.
+	for attempt := 0; ; attempt++ {
+		if port, err = freePort(); err != nil {
+			return nil, err
+		}
+		ctr, err = postgres.Run(ctx, cfg.image,
+			postgres.WithUsername("postgres"),
+			postgres.WithPassword(password),
+			postgres.WithDatabase("postgres"),
+			testcontainers.WithCmdArgs("-c", "max_connections=300", "-c", "synchronous_commit=off",
+				"-c", "full_page_writes=off", "-c", "timezone=UTC"),
+			testcontainers.WithLabels(map[string]string{labelPgtest: "1", labelOwner: owner, labelHost: host}),
+			testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
+				hc.PortBindings = network.PortMap{
+					network.MustParsePort("5432/tcp"): {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: strconv.Itoa(port)}},
+				}
+			}),
+			testcontainers.WithLogger(tcLogger{cfg.logger}),
+			testcontainers.WithWaitStrategyAndDeadline(2*time.Minute,
+				wait.ForLog(readyLine).WithOccurrence(readyLines)),
+		)
+		if err == nil {
+			break
+		}
+		// The container exists even when Run fails: terminate it before looking at the error.
 		if ctr != nil {
 			_ = ctr.Terminate(context.WithoutCancel(ctx))
 		}
-		return nil, fmt.Errorf("run %s: %w", cfg.image, err)
+		msg := err.Error()
+		if attempt >= 3 || !(strings.Contains(msg, "port is already allocated") || strings.Contains(msg, "address already in use")) {
+			return nil, fmt.Errorf("run %s: %w", cfg.image, err)
+		}
 	}
 	u := url.URL{Scheme: "postgres", User: url.UserPassword("postgres", password),
 		Host: "127.0.0.1:" + strconv.Itoa(port), Path: "/postgres", RawQuery: "sslmode=disable"}
@@ -201,4 +212,12 @@ func (s *dockerServer) close() error {
 		err = errors.Join(err, cerr)
 	}
 	return err
+}
+
+// tcLogger sends testcontainers' progress lines to pgtest's logger, at debug level.
+type tcLogger struct{ l *slog.Logger }
+
+// Printf logs one testcontainers line.
+func (t tcLogger) Printf(format string, v ...any) {
+	t.l.Debug("pgtest: testcontainers: " + strings.TrimSpace(fmt.Sprintf(format, v...)))
 }
