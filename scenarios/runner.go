@@ -117,13 +117,14 @@ type Runner struct {
 
 	// Postgres: one injector and instrumented pool, kept warm across cases
 	// and rebuilt after a case that left something behind.
-	base   driver.Connector
-	wire   *faults.Wire   // wire kinds (DSN given)
-	server *faults.Server // server kinds (DSN and Admin given)
-	lockDB *sql.DB        // where the lock kinds take their locks
-	inj    *faults.Injector
-	pool   *sql.DB
-	dirty  bool
+	base    driver.Connector
+	wire    *faults.Wire   // wire kinds (DSN given)
+	server  *faults.Server // server kinds (DSN and Admin given)
+	lockDB  *sql.DB        // where the lock kinds take their locks
+	inj     *faults.Injector
+	tracker *leakcheck.Tracker // attribution of pool leaks
+	pool    *sql.DB
+	dirty   bool
 
 	// Sqlmock: the golden trace's expectation-bearing steps.
 	expect []gstep
@@ -251,7 +252,8 @@ func (r *Runner) newPool() {
 		opts = append(opts, faults.WithServer(r.server, r.cfg.AppName))
 	}
 	r.inj = faults.NewInjector(opts...)
-	r.pool = sql.OpenDB(r.inj.WrapConnector(r.base))
+	r.tracker = leakcheck.NewTracker()
+	r.pool = sql.OpenDB(r.inj.WrapConnector(r.tracker.WrapConnector(r.base)))
 	r.pool.SetMaxIdleConns(1)
 	r.dirty = false
 }
@@ -320,9 +322,10 @@ func (r *Runner) record(ctx context.Context) error {
 // caseEnv is where one run happens: an injector and an instrumented pool,
 // and on sqlmock the mock behind them.
 type caseEnv struct {
-	inj  *faults.Injector
-	pool *sql.DB
-	mock *mockDB
+	inj     *faults.Injector
+	tracker *leakcheck.Tracker
+	pool    *sql.DB
+	mock    *mockDB
 }
 
 func (e caseEnv) close() {
@@ -345,7 +348,8 @@ func (r *Runner) env(ctx context.Context, cold bool, exp []gstep) (caseEnv, erro
 		}
 		e.mock = m
 		e.inj = faults.NewInjector()
-		e.pool = sql.OpenDB(e.inj.WrapConnector(m.conn))
+		e.tracker = leakcheck.NewTracker()
+		e.pool = sql.OpenDB(e.inj.WrapConnector(e.tracker.WrapConnector(m.conn)))
 		e.pool.SetMaxIdleConns(1)
 		setExpectations(m.mock, exp)
 	} else {
@@ -353,7 +357,7 @@ func (r *Runner) env(ctx context.Context, cold bool, exp []gstep) (caseEnv, erro
 			r.clearServer(ctx)
 			r.newPool()
 		}
-		e.inj, e.pool = r.inj, r.pool
+		e.inj, e.pool, e.tracker = r.inj, r.pool, r.tracker
 	}
 	if cold {
 		e.pool.SetMaxIdleConns(0)
@@ -604,7 +608,7 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	} else {
 		close(stateCh)
 	}
-	opts := []leakcheck.Option{leakcheck.WithDB(env.pool), leakcheck.WithTimeout(r.cfg.CheckTimeout)}
+	opts := []leakcheck.Option{leakcheck.WithDB(env.pool), leakcheck.WithTracker(env.tracker), leakcheck.WithTimeout(r.cfg.CheckTimeout)}
 	if r.cfg.Backend == Postgres && r.cfg.Admin != nil {
 		opts = append(opts, leakcheck.WithServer(r.cfg.Admin, r.cfg.AppName))
 	}
