@@ -149,7 +149,7 @@ type killer struct {
 	op     string
 	steps  []string
 	faults []string
-	opts   func() []handlers.Option
+	opts   func(lingering *atomic.Int64) []handlers.Option
 	// poolCap limits the case's pool to that many connections while the
 	// operation runs (a second connection taken while one is held then
 	// waits until the operation's one-second deadline).
@@ -219,8 +219,8 @@ var mutationCatalog = map[mutant.Bug]struct {
 	mutant.GoroutineWithoutRequestContext: {killers: []killer{
 		{backends: pgOnly, probe: "notify"},
 		{backends: both, op: OpAutoRename, steps: clean,
-			opts: func() []handlers.Option {
-				return []handlers.Option{handlers.WithNotifier(lingeringNotifier{d: time.Second})}
+			opts: func(running *atomic.Int64) []handlers.Option {
+				return []handlers.Option{handlers.WithNotifier(lingeringNotifier{d: 3 * time.Second, running: running})}
 			}},
 	}},
 	mutant.ConnNeverClosed: {killers: []killer{
@@ -242,20 +242,25 @@ var mutationCatalog = map[mutant.Bug]struct {
 	}},
 }
 
-// lingeringNotifier is a notifier that takes d to answer, honouring its
-// context: called with the request's context it delays the request; called
-// from a goroutine that outlives the request it is still running after it.
-type lingeringNotifier struct{ d time.Duration }
+// lingeringNotifier answers at once when its context can be cancelled (the
+// request's), and otherwise keeps working for d, as a slow webhook with no
+// deadline would: called from a goroutine that was given a context that never
+// ends, it is still running after the request.
+type lingeringNotifier struct {
+	d       time.Duration
+	running *atomic.Int64 // calls still running: the proof waits for them before it goes on
+}
 
 func (n lingeringNotifier) ThreadRenamed(ctx context.Context, _ handlers.Thread) error {
+	if ctx.Done() != nil {
+		return nil
+	}
+	n.running.Add(1)
+	defer n.running.Add(-1)
 	t := time.NewTimer(n.d)
 	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	<-t.C
+	return nil
 }
 
 // MutationProof plants every bug, one at a time, and runs the checks that
@@ -439,10 +444,12 @@ func probeKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, kl kille
 // on a runner of its own, as the control.
 func matrixKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b Backend, kl killer, tag string, k *Kill) (bool, error) {
 	var live atomic.Pointer[string]
+	var lingering atomic.Int64
+	defer waitZero(&lingering, 5*time.Second) // nothing the bug started outlives the proof of it
 	newRunner := func(tag string) (*Runner, pgTarget, error) {
 		var opts []handlers.Option
 		if kl.opts != nil {
-			opts = kl.opts()
+			opts = kl.opts(&lingering)
 		}
 		opts = append(opts, handlers.WithLogger(quiet))
 		op, ok := Lookup(Catalog(opts...), kl.op)
@@ -573,6 +580,21 @@ func (kl killer) wrap(op Operation, live *atomic.Pointer[string]) Operation {
 		return inner(ctx, db, fx)
 	}
 	return op
+}
+
+// waitZero polls n until it is zero or d has passed.
+func waitZero(n *atomic.Int64, d time.Duration) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	for n.Load() != 0 {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			return
+		}
+	}
 }
 
 func firstLineOf(s string) string {
