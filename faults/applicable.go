@@ -33,10 +33,11 @@ func pg(code string) Fault { return Fault{Kind: KindPgErr, Code: code} }
 // server faults are included for Postgres only. A kind database/sql never
 // gets an error from in a way the caller sees (is-valid), or that a backend
 // never has (reset on sqlmock, whose conns have no session reset), gets none.
-// A panic is offered at exec steps only: database/sql releases the conn when
-// the driver panics in an exec, but leaks it (begin, commit, a query outside
-// a transaction) or deadlocks the Tx's Rollback (a query inside one) when it
-// panics anywhere else.
+// A panic is offered at exec and next steps only: database/sql releases the
+// conn when the driver panics in an exec, and a panic in rows next leaves the
+// rows for the caller's deferred Close; a panic anywhere else leaks the conn
+// (begin, commit, a query outside a transaction) or deadlocks the Tx's
+// Rollback (a query inside one), whatever the caller does.
 func Applicable(k StepKind, backend Backend) []Fault {
 	basic := func(extra ...Fault) []Fault {
 		fs := []Fault{{Kind: KindError}}
@@ -60,14 +61,14 @@ func Applicable(k StepKind, backend Backend) []Fault {
 			pg(CodeQueryCanceled), pg(CodeAdminShutdown), pg(CodeConnectionFailure),
 			Fault{Kind: KindBadConn}, Fault{Kind: KindCancel}, latency)
 		if k == StepExec {
-			// database/sql releases the conn on a panic in exec only; a panic
-			// in any other driver call leaks the conn or deadlocks the Tx.
+			// database/sql releases the conn on a panic in exec (and next,
+			// below); elsewhere a panic leaks the conn or deadlocks the Tx.
 			fs = append(fs, Fault{Kind: KindPanic})
 		}
 		server = []Fault{{Kind: KindCut}, {Kind: KindCutAfter}, {Kind: KindTerminate}, {Kind: KindLock}, {Kind: KindStmtTimeout}}
 	case StepNext:
 		fs = basic(pg(CodeQueryCanceled), pg(CodeAdminShutdown), pg(CodeConnectionFailure),
-			Fault{Kind: KindCancel}, latency)
+			Fault{Kind: KindCancel}, latency, Fault{Kind: KindPanic})
 	case StepRowsClose, StepStmtClose:
 		fs = basic(latency)
 	case StepCommit:

@@ -27,8 +27,8 @@
 //     come from Injector.Context — and returns its error (context.Canceled);
 //   - latency=DURATION: waits, honouring the context, then goes on;
 //   - panic: panics with an *InjectedPanic inside the driver call (safe at
-//     exec steps only: database/sql leaks the conn or deadlocks the Tx when a
-//     driver panics elsewhere, so Applicable offers it at exec);
+//     exec and next steps only: database/sql leaks the conn or deadlocks the
+//     Tx when a driver panics elsewhere, so Applicable offers it there);
 //   - cut, cut-after, ambiguous: the connection is cut before or after the
 //     step's message reaches the server (ambiguous: after a COMMIT was sent,
 //     so the server commits while the client sees the connection die); these

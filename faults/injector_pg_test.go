@@ -136,24 +136,36 @@ func TestInjectorFaultsOnPostgres(t *testing.T) {
 	}
 }
 
-// TestInjectorPanicOnPostgres checks a panic at a step leaves no
-// transaction open when the unit rolls back while panicking.
+// TestInjectorPanicOnPostgres checks a panic at the steps Applicable offers
+// it leaves no transaction open when the unit rolls back while panicking.
 func TestInjectorPanicOnPostgres(t *testing.T) {
-	e := newInjectedPG(t)
-	e.inj.Arm(faults.MustParsePlan("match=exec#1:panic"))
-	var p any
-	func() {
-		defer func() { p = recover() }()
-		_ = txOp(t.Context(), e.db)
-	}()
-	if _, ok := p.(*faults.InjectedPanic); !ok {
-		t.Fatalf("recovered %#v; want *faults.InjectedPanic", p)
+	tests := []struct {
+		name string
+		plan string
+		step int
+	}{
+		{"exec", "match=exec#1:panic", 3},
+		{"next", "match=next#1:panic", 5},
 	}
-	checkFired(t, e.inj, 3)
-	waitIdle(t, e.db)
-	e.waitNoOpenTx(t)
-	if n := e.n(t); n != 0 {
-		t.Errorf("items.n = %d; want 0 (rolled back)", n)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newInjectedPG(t)
+			e.inj.Arm(faults.MustParsePlan(tt.plan))
+			var p any
+			func() {
+				defer func() { p = recover() }()
+				_ = txOp(t.Context(), e.db)
+			}()
+			if _, ok := p.(*faults.InjectedPanic); !ok {
+				t.Fatalf("recovered %#v; want *faults.InjectedPanic", p)
+			}
+			checkFired(t, e.inj, tt.step)
+			waitIdle(t, e.db)
+			e.waitNoOpenTx(t)
+			if n := e.n(t); n != 0 {
+				t.Errorf("items.n = %d; want 0 (rolled back)", n)
+			}
+		})
 	}
 }
 

@@ -286,25 +286,41 @@ func waitIdle(t *testing.T, db *sql.DB) {
 	}
 }
 
+// TestInjectorPanic checks a panic at the steps Applicable offers it leaves
+// database/sql able to roll back and give the conn back.
 func TestInjectorPanic(t *testing.T) {
-	inj := faults.NewInjector()
-	db, mock := openMockInjected(t, inj)
-	expectTxOp(mock, 1, true)
-	inj.Arm(faults.MustParsePlan("match=exec#1:panic"))
-	var p any
-	func() {
-		defer func() { p = recover() }()
-		_ = txOp(context.Background(), db)
-	}()
-	ip, ok := p.(*faults.InjectedPanic)
-	if !ok || ip.Step != 3 || ip.Kind != faults.StepExec {
-		t.Fatalf("recovered %#v; want *faults.InjectedPanic at step 3 (exec)", p)
+	tests := []struct {
+		name    string
+		plan    string
+		reached int
+		step    int
+		kind    faults.StepKind
+	}{
+		{"exec", "match=exec#1:panic", 1, 3, faults.StepExec},
+		{"next", "match=next#1:panic", 3, 5, faults.StepNext},
 	}
-	checkFired(t, inj, 3)
-	if err := mock.ExpectationsWereMet(); err != nil {
-		t.Error(err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inj := faults.NewInjector()
+			db, mock := openMockInjected(t, inj)
+			expectTxOp(mock, tt.reached, true)
+			inj.Arm(faults.MustParsePlan(tt.plan))
+			var p any
+			func() {
+				defer func() { p = recover() }()
+				_ = txOp(context.Background(), db)
+			}()
+			ip, ok := p.(*faults.InjectedPanic)
+			if !ok || ip.Step != tt.step || ip.Kind != tt.kind {
+				t.Fatalf("recovered %#v; want *faults.InjectedPanic at step %d (%s)", p, tt.step, tt.kind)
+			}
+			checkFired(t, inj, tt.step)
+			if err := mock.ExpectationsWereMet(); err != nil {
+				t.Error(err)
+			}
+			waitIdle(t, db)
+		})
 	}
-	waitIdle(t, db)
 }
 
 func TestInjectorBadConnIsDiscarded(t *testing.T) {
