@@ -129,8 +129,6 @@ type Runner struct {
 	// Sqlmock: the golden trace's expectation-bearing steps.
 	expect []gstep
 
-	baseline goleak.Option // the goroutines not to report (takeBaseline)
-
 	broken error        // the clean recording failed: only the clean case runs
 	clean  faults.Trace // warm clean run: what the cases target
 	cold   faults.Trace // clean run on an empty pool: for the connect cases
@@ -195,7 +193,6 @@ func NewRunner(ctx context.Context, cfg Config, op Operation) (*Runner, error) {
 		_ = r.Close()
 		return nil, err
 	}
-	r.takeBaseline()
 	return r, nil
 }
 
@@ -228,15 +225,6 @@ func checkConfig(cfg Config, op Operation) error {
 		return fmt.Errorf("scenarios: new runner for %s: %s: %w", op.Name, strings.Join(probs, "; "), ErrConfig)
 	}
 	return nil
-}
-
-// takeBaseline notes the goroutines that exist now: the goroutine check of
-// a case reports goroutines beyond them. It is taken once (a stack dump costs
-// more than most operations) and again after a case that leaked one.
-func (r *Runner) takeBaseline() {
-	if !r.cfg.NoGoroutineCheck {
-		r.baseline = goleak.IgnoreCurrent()
-	}
 }
 
 // newPool (Postgres) opens a fresh injector and instrumented pool.
@@ -544,6 +532,11 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	}
 	defer env.close()
 
+	var baseline goleak.Option
+	if !r.cfg.NoGoroutineCheck {
+		// what exists now is not this case's doing
+		baseline = goleak.IgnoreCurrent()
+	}
 	env.inj.Arm(plan)
 	o, cancel := r.run(ctx, env, fx)
 	defer cancel()
@@ -594,7 +587,7 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 
 	// All or nothing (the state read back), and the pool and server checks,
 	// side by side: they wait on different pools. The goroutine check comes
-	// after both, against the runner's baseline.
+	// after both, against the goroutines that existed before the run.
 	type stateRead struct {
 		got string
 		err error
@@ -628,13 +621,8 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 			find(InvAllOrNothing, trace, "the caller was told of success but the database holds the before-state (the write was lost)")
 		}
 	}
-	if !r.cfg.NoGoroutineCheck {
-		gerr := leakcheck.Find(ctx, leakcheck.WithGoroutines(r.baseline), leakcheck.WithTimeout(r.cfg.CheckTimeout))
-		if gerr != nil {
-			// what leaked stays; later cases report only their own
-			defer r.takeBaseline()
-		}
-		leakErr = errors.Join(leakErr, gerr)
+	if baseline != nil {
+		leakErr = errors.Join(leakErr, leakcheck.Find(ctx, leakcheck.WithGoroutines(baseline), leakcheck.WithTimeout(r.cfg.CheckTimeout)))
 	}
 	if leakErr != nil {
 		var le *leakcheck.Error
