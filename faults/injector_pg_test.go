@@ -136,6 +136,22 @@ func TestInjectorFaultsOnPostgres(t *testing.T) {
 	}
 }
 
+// TestInjectorCutAfterOutsideTx checks cut-after at an autocommit exec:
+// the server runs and commits the statement, the client sees an error.
+func TestInjectorCutAfterOutsideTx(t *testing.T) {
+	e := newInjectedPG(t)
+	e.inj.Arm(faults.MustParsePlan("match=exec#1:cut-after"))
+	_, err := e.db.ExecContext(t.Context(), "UPDATE items SET n = n + 1 WHERE id = $1", 1)
+	if err == nil {
+		t.Fatalf("exec succeeded; want the cut connection's error\n%s", e.inj.Trace())
+	}
+	checkFired(t, e.inj, 2)
+	if n := e.n(t); n != 1 {
+		t.Errorf("items.n = %d; want 1: the server ran and committed the statement before the cut", n)
+	}
+	waitIdle(t, e.db)
+}
+
 // TestInjectorPanicOnPostgres checks a panic at the steps Applicable offers
 // it leaves no transaction open when the unit rolls back while panicking.
 func TestInjectorPanicOnPostgres(t *testing.T) {

@@ -98,12 +98,16 @@ func (i *Injector) armWire(c *drvwrap.Call, st *Step, f Fault) error {
 	case StepPrepare:
 		messages = []string{WireParse}
 	case StepExec, StepQuery:
-		// simple protocol (no arguments) sends Query; the extended protocol
-		// runs the statement at Bind/Execute (a Parse round trip may come first).
+		// Before: the simple protocol (no arguments) sends Query; the
+		// extended protocol binds the statement at Bind (a prepare round trip
+		// of Parse, Describe, Sync may come first). After: the message that
+		// completes the statement's request (a Query, or the Sync after its
+		// Execute), so the server runs it — and commits it outside a
+		// transaction — while the client loses the answer.
 		if action == WireCutBefore {
 			messages = []string{WireQuery, WireBind}
 		} else {
-			messages = []string{WireQuery, WireExecute}
+			messages = []string{WireRequest}
 		}
 	default:
 		return fmt.Errorf("inject %s at step %d: the wire cannot target a %s step: %w", f, st.Index, st.Kind, ErrNeedsMechanism)
