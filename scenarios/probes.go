@@ -5,6 +5,7 @@ import (
 	crand "crypto/rand"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -722,26 +723,54 @@ func probeMixed(ctx context.Context, r *probeRun) {
 	r.checkCounts(fs)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, cid := range sortedKeys(l.acked) {
-		if f := fs[l.acked[cid]]; f == nil || f.Clients[cid] != 1 {
-			r.find("acknowledged", "send %s was acknowledged but is not stored on thread %s", cid, l.acked[cid])
-		}
-	}
+	l.check(r, fs)
+}
+
+// check compares what the workers were told with what is stored: every
+// acknowledged send and patch is there, none that failed before any commit.
+func (l *mixedLedger) check(r *probeRun, fs map[string]*threadFacts) {
+	r.checkStored(fs, l.acked, "acknowledged", "send %s was acknowledged but is not stored on thread %s")
 	for _, cid := range sortedKeys(l.absent) {
 		if f := fs[l.absent[cid]]; f != nil && f.Clients[cid] != 0 {
 			r.find("all-or-nothing", "send %s failed before any commit but is stored on thread %s", cid, l.absent[cid])
 		}
 	}
-	for _, k := range sortedKeys(l.keys) {
-		if f := fs[l.keys[k]]; f == nil || !strings.Contains(f.Metadata, `"`+k+`"`) {
-			r.find("lost-update", "metadata patch %s was acknowledged but thread %s does not have the key: %v", k, l.keys[k], f)
-		}
-	}
+	r.checkKeys(fs, l.keys, "lost-update", "metadata patch %s was acknowledged but thread %s does not have the key")
 	for _, k := range sortedKeys(l.keyAbsent) {
-		if f := fs[l.keyAbsent[k]]; f != nil && strings.Contains(f.Metadata, `"`+k+`"`) {
+		if f := fs[l.keyAbsent[k]]; f != nil && hasKey(f, k) {
 			r.find("all-or-nothing", "metadata patch %s failed before any commit but thread %s has the key", k, l.keyAbsent[k])
 		}
 	}
+}
+
+// checkStored reports every send of acked (client id -> thread) not stored
+// exactly once on its thread, as check with format (client id, thread).
+func (r *probeRun) checkStored(fs map[string]*threadFacts, acked map[string]string, check, format string) {
+	for _, cid := range sortedKeys(acked) {
+		if f := fs[acked[cid]]; f == nil || f.Clients[cid] != 1 {
+			r.find(check, format, cid, acked[cid])
+		}
+	}
+}
+
+// checkKeys reports every patch of keys (key -> thread) whose key the
+// thread's metadata lacks, as check with format (key, thread).
+func (r *probeRun) checkKeys(fs map[string]*threadFacts, keys map[string]string, check, format string) {
+	for _, k := range sortedKeys(keys) {
+		if f := fs[keys[k]]; f == nil || !hasKey(f, k) {
+			r.find(check, format, k, keys[k])
+		}
+	}
+}
+
+// hasKey reports whether the thread's metadata (JSON text) has key k.
+func hasKey(f *threadFacts, k string) bool {
+	var m map[string]any
+	if err := json.Unmarshal([]byte(f.Metadata), &m); err != nil {
+		return strings.Contains(f.Metadata, `"`+k+`"`)
+	}
+	_, ok := m[k]
+	return ok
 }
 
 func (r *probeRun) mixedWorker(ctx context.Context, w int, user string, ids []string, l *mixedLedger) {
@@ -877,7 +906,7 @@ func probeLostUpdate(ctx context.Context, r *probeRun) {
 	f := fs[ids[0]]
 	var lost []string
 	for _, k := range acked {
-		if f == nil || !strings.Contains(f.Metadata, `"`+k+`"`) {
+		if f == nil || !hasKey(f, k) {
 			lost = append(lost, k)
 		}
 	}
@@ -1063,10 +1092,16 @@ func probeDeleteVsSend(ctx context.Context, r *probeRun) {
 		return
 	}
 	r.checkCounts(fs)
-	f := fs[ids[0]]
-	da := time.Duration(delAck.Load())
+	checkArchive(r, fs[ids[0]], time.Duration(delAck.Load()), recs)
+}
+
+// checkArchive checks the sends racing a delete acknowledged at da (time
+// since the probe began; 0: the delete failed) against the thread as stored:
+// archived; no send begun after da succeeded or is stored; every
+// acknowledged send is stored once.
+func checkArchive(r *probeRun, f *threadFacts, da time.Duration, recs []sendRecord) {
 	if da == 0 {
-		return // the delete failed: reported above
+		return // the delete failed: reported where it ran
 	}
 	if f == nil || !f.Archived {
 		r.find("archive", "the delete was acknowledged but the thread is not archived")
@@ -1158,16 +1193,8 @@ func probeFinishedTx(ctx context.Context, r *probeRun) {
 		return
 	}
 	r.checkCounts(fs)
-	for _, cid := range sortedKeys(ackedSends) {
-		if f := fs[ackedSends[cid]]; f == nil || f.Clients[cid] != 1 {
-			r.find("acknowledged", "send %s was acknowledged but is not stored (its transaction had ended: a commit error was lost)", cid)
-		}
-	}
-	for _, k := range sortedKeys(ackedKeys) {
-		if f := fs[ackedKeys[k]]; f == nil || !strings.Contains(f.Metadata, `"`+k+`"`) {
-			r.find("acknowledged", "patch %s was acknowledged but is not stored (its transaction had ended: a commit error was lost)", k)
-		}
-	}
+	r.checkStored(fs, ackedSends, "acknowledged", "send %s was acknowledged but is not stored on thread %s (its transaction had ended: a commit error was lost)")
+	r.checkKeys(fs, ackedKeys, "acknowledged", "patch %s was acknowledged but thread %s does not have it (its transaction had ended: a commit error was lost)")
 }
 
 // isConnClosed reports an error of a connection closed under a statement by

@@ -121,3 +121,65 @@ func TestProbesCatchPlantedBugs(t *testing.T) {
 		})
 	}
 }
+
+// TestProbeDataChecks shows each data invariant of the probes failing on
+// planted facts (a counter off by one, a seq gap, a duplicate client id, an
+// acknowledged write missing, a failed write stored, a send accepted after the
+// delete) and passing on consistent ones.
+func TestProbeDataChecks(t *testing.T) {
+	good := func() *threadFacts {
+		return &threadFacts{ID: "t1", Counter: 3, Messages: 3, MinSeq: 1, MaxSeq: 3, Metadata: `{"a": 1, "user_id": "u"}`,
+			Clients: map[string]int{"c1": 1, "c2": 1}}
+	}
+	deleteAck := 10 * time.Millisecond
+	tests := []struct {
+		name  string
+		plant func(f *threadFacts, l *mixedLedger, recs *[]sendRecord)
+		check string // "" : no finding
+	}{
+		{name: "consistent", plant: func(*threadFacts, *mixedLedger, *[]sendRecord) {}},
+		{name: "counter-off", plant: func(f *threadFacts, _ *mixedLedger, _ *[]sendRecord) { f.Counter = 4 }, check: "count"},
+		{name: "seq-gap", plant: func(f *threadFacts, _ *mixedLedger, _ *[]sendRecord) { f.MaxSeq = 4 }, check: "seq"},
+		{name: "duplicate-client-id", plant: func(f *threadFacts, _ *mixedLedger, _ *[]sendRecord) { f.Clients["c1"] = 2 }, check: "duplicate"},
+		{name: "acknowledged-send-missing", plant: func(_ *threadFacts, l *mixedLedger, _ *[]sendRecord) { l.acked["c9"] = "t1" }, check: "acknowledged"},
+		{name: "failed-send-stored", plant: func(_ *threadFacts, l *mixedLedger, _ *[]sendRecord) { l.absent["c2"] = "t1" }, check: "all-or-nothing"},
+		{name: "acknowledged-patch-lost", plant: func(_ *threadFacts, l *mixedLedger, _ *[]sendRecord) { l.keys["b"] = "t1" }, check: "lost-update"},
+		{name: "failed-patch-stored", plant: func(_ *threadFacts, l *mixedLedger, _ *[]sendRecord) { l.keyAbsent["a"] = "t1" }, check: "all-or-nothing"},
+		{name: "send-after-delete-succeeded", plant: func(_ *threadFacts, _ *mixedLedger, recs *[]sendRecord) {
+			*recs = append(*recs, sendRecord{cid: "late", start: deleteAck + time.Millisecond})
+		}, check: "archive"},
+		{name: "send-after-delete-stored", plant: func(f *threadFacts, _ *mixedLedger, recs *[]sendRecord) {
+			f.Clients["late"] = 1
+			*recs = append(*recs, sendRecord{cid: "late", start: deleteAck + time.Millisecond, err: handlers.ErrNotFound})
+		}, check: "archive"},
+		{name: "thread-not-archived", plant: func(f *threadFacts, _ *mixedLedger, _ *[]sendRecord) { f.Archived = false }, check: "archive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := good()
+			f.Archived = true
+			l := &mixedLedger{stored: map[string]string{}, acked: map[string]string{"c1": "t1"}, absent: map[string]string{},
+				keys: map[string]string{"a": "t1"}, keyAbsent: map[string]string{}}
+			recs := []sendRecord{{cid: "c1", start: time.Millisecond}, {cid: "c2", start: 2 * time.Millisecond}}
+			tt.plant(f, l, &recs)
+			r := &probeRun{probe: "unit"}
+			fs := map[string]*threadFacts{"t1": f}
+			r.checkCounts(fs)
+			l.check(r, fs)
+			checkArchive(r, f, deleteAck, recs)
+			if tt.check == "" {
+				if len(r.findings) > 0 {
+					t.Fatalf("consistent facts: got findings %v; want none", r.findings)
+				}
+				return
+			}
+			for _, fd := range r.findings {
+				if fd.Check == tt.check {
+					t.Logf("caught: %s", fd)
+					return
+				}
+			}
+			t.Fatalf("planted %s: no %q finding; got %v", tt.name, tt.check, r.findings)
+		})
+	}
+}
