@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
@@ -16,10 +17,11 @@ import (
 // one connector (or driver) with it, and open the pool under test on the
 // result. An Injector is safe for concurrent use.
 //
-// Connection ids (Step.Conn) are counted per wrapped connector: wrap one
-// connector per Injector, or expect repeated ids.
+// Connection ids (Step.Conn) are 1, 2, ... in connect order over every
+// connector or driver the Injector wraps.
 type Injector struct {
-	cfg injectorConfig
+	cfg     injectorConfig
+	connIDs atomic.Uint64 // conn ids, unique over every connector this injector wraps
 
 	mu       sync.Mutex
 	plan     Plan
@@ -213,7 +215,7 @@ func stepKindOf(op drvwrap.Op) StepKind {
 }
 
 func (i *Injector) hooks() drvwrap.Hooks {
-	return drvwrap.Hooks{Before: i.before, After: i.after}
+	return drvwrap.Hooks{Before: i.before, After: i.after, NextConnID: func() uint64 { return i.connIDs.Add(1) }}
 }
 
 // fingerprintLocked returns the fingerprint of sql, cached.

@@ -421,3 +421,26 @@ func TestInjectorMaxSteps(t *testing.T) {
 		t.Errorf("fired %v; want one firing at step 7", f)
 	}
 }
+
+func TestInjectorConnIDsUniqueAcrossConnectors(t *testing.T) {
+	inj := faults.NewInjector()
+	db1, mock1 := openMockInjected(t, inj)
+	db2, mock2 := openMockInjected(t, inj)
+	for _, m := range []sqlmock.Sqlmock{mock1, mock2} {
+		m.ExpectExec("UPDATE").WillReturnResult(sqlmock.NewResult(0, 1))
+	}
+	for _, db := range []*sql.DB{db1, db2} {
+		if _, err := db.Exec("UPDATE items SET n = 0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var conns []uint64
+	for _, st := range inj.Trace() {
+		if st.Kind == faults.StepConnect {
+			conns = append(conns, st.Conn)
+		}
+	}
+	if fmt.Sprint(conns) != "[1 2]" {
+		t.Errorf("connect steps on conns %v; want [1 2] over both connectors", conns)
+	}
+}

@@ -113,6 +113,11 @@ type Hooks struct {
 	// For OpIsValid, err is driver.ErrBadConn when the conn reported itself
 	// invalid, and a non-nil result makes it invalid.
 	After func(ctx context.Context, c *Call, err error) error
+	// NextConnID, when set, numbers the connections (Call.ConnID) instead
+	// of the wrapper's own counter (1, 2, ... per WrapConnector or
+	// WrapDriver call): a hook owner that wraps several connectors gives
+	// one counter to all of them so ids never repeat.
+	NextConnID func() uint64
 }
 
 func (h *Hooks) active() bool { return h.Before != nil || h.After != nil }
@@ -212,7 +217,12 @@ func (c *dsnConnector) Connect(context.Context) (driver.Conn, error) { return c.
 func (c *dsnConnector) Driver() driver.Driver                        { return c.d }
 
 func (s *shared) connect(ctx context.Context, open func(context.Context) (driver.Conn, error)) (driver.Conn, error) {
-	id := s.nextID.Add(1)
+	var id uint64
+	if s.hooks.NextConnID != nil {
+		id = s.hooks.NextConnID()
+	} else {
+		id = s.nextID.Add(1)
+	}
 	var call *Call
 	if s.hooks.active() {
 		call = &Call{Op: OpConnect, ConnID: id}
