@@ -429,13 +429,15 @@ func (i *Injector) after(_ context.Context, c *drvwrap.Call, err error) error {
 			break
 		}
 		row := copyRow(c.Row)
-		st.Rows = [][]driver.Value{row}
-		if qs := i.at(i.openRows[c.ConnID]); qs != nil {
-			if len(qs.Rows) < i.cfg.maxRows {
-				qs.Rows = append(qs.Rows, row)
-			} else {
+		if qs := i.at(i.openRows[c.ConnID]); qs != nil && len(qs.Rows) < i.cfg.maxRows {
+			qs.Rows = append(qs.Rows, row)
+			n := len(qs.Rows)
+			st.Rows = qs.Rows[n-1 : n : n] // shares the query step's array: no allocation
+		} else {
+			if qs != nil {
 				qs.Truncated = true
 			}
+			st.Rows = [][]driver.Value{row}
 		}
 	case StepRowsClose:
 		delete(i.openRows, c.ConnID)
