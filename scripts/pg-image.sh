@@ -84,6 +84,24 @@ printf 'root:x:0:0:root:/root:/bin/sh\npostgres:x:999:999:PostgreSQL administrat
 printf 'root:x:0:\npostgres:x:999:\n' >"$root/etc/group"
 cp "$here/pg-image/Dockerfile" "$ctx/Dockerfile"
 
+# A cluster initialised here, for the user postgres, so that a container starts without
+# running initdb (seconds inside a container); the entrypoint finishes it (password, database).
+data=$ctx/pgowned/var/lib/postgresql/data
+initdb_args=(-D "$data" -U postgres -A trust --no-locale -E UTF8 --no-sync --wal-segsize=1)
+preinit=
+if [ "$(id -u)" -ne 0 ]; then
+	"$bindir/initdb" "${initdb_args[@]}" >/dev/null 2>&1 && preinit=1
+elif id postgres >/dev/null 2>&1; then
+	chown -R postgres "$ctx/pgowned" && chmod 0755 "$ctx" &&
+		setpriv --reuid=postgres --regid="$(id -g postgres)" --init-groups "$bindir/initdb" "${initdb_args[@]}" >/dev/null 2>&1 &&
+		preinit=1
+fi
+if [ -n "$preinit" ]; then
+	touch "$data/.unconfigured"
+else
+	rm -rf "${data:?}"/* && say "no cluster initialised at build time: containers run initdb on start"
+fi
+
 say "building $image from PostgreSQL $major ($bindir), $(du -sh "$root" | cut -f1) root filesystem"
 # The classic builder: FROM scratch needs no registry and no BuildKit frontend image.
 if ! out=$(DOCKER_BUILDKIT=0 docker build -q --pull=false -t "$image" \
