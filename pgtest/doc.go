@@ -14,8 +14,9 @@
 //     loopback port with fsync off, run as the "postgres" user when the process is root;
 //     initdb runs once per set of binaries: later clusters start from a copy of its result
 //     cached in the user cache directory (SESSIONSAFE_PG_INITDB_CACHE=0 turns that off);
-//  4. none: [New] skips the test with the exact reason of every provider, or fails it when
-//     the environment demands Postgres (CI=true or SESSIONSAFE_PG_REQUIRED=1).
+//  4. none (or SESSIONSAFE_PG_PROVIDER=none): [New] skips the test with the exact reason of
+//     every provider, or fails it when the environment demands Postgres (CI=true or
+//     SESSIONSAFE_PG_REQUIRED=1).
 //
 // Every test gets its own [Database], cloned with CREATE DATABASE ... TEMPLATE from a
 // template that [WithMigration] migrated once per migration name and server (guarded by an

@@ -49,8 +49,10 @@ func TestNewSkipsOrFails(t *testing.T) {
 		{"unreachable-dsn/not-required", []pgtest.Option{pgtest.WithProvider("dsn"), pgtest.WithDSN(unreachable)}, "", "", true, "127.0.0.1"},
 		{"unreachable-dsn/required", []pgtest.Option{pgtest.WithProvider("dsn"), pgtest.WithDSN(unreachable)}, "", "1", false, "127.0.0.1"},
 		{"unreachable-dsn/ci", []pgtest.Option{pgtest.WithProvider("dsn"), pgtest.WithDSN(unreachable)}, "true", "", false, "required"},
-		{"unknown-provider/not-required", []pgtest.Option{pgtest.WithProvider("none")}, "", "", true, `unknown provider "none"`},
-		{"unknown-provider/required", []pgtest.Option{pgtest.WithProvider("none")}, "", "1", false, `unknown provider "none"`},
+		{"unknown-provider/not-required", []pgtest.Option{pgtest.WithProvider("bogus")}, "", "", true, `unknown provider "bogus"`},
+		{"unknown-provider/required", []pgtest.Option{pgtest.WithProvider("bogus")}, "", "1", false, `unknown provider "bogus"`},
+		{"none/not-required", []pgtest.Option{pgtest.WithProvider("none")}, "", "", true, "disabled"},
+		{"none/required", []pgtest.Option{pgtest.WithProvider("none")}, "", "1", false, "disabled"},
 		{"dsn-unset/not-required", []pgtest.Option{pgtest.WithProvider("dsn"), pgtest.WithDSN("")}, "", "", true, pgtest.EnvDSN + " is not set"},
 	}
 	for _, tt := range tests {

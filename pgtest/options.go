@@ -15,6 +15,7 @@ const (
 	ProviderDSN    = "dsn"
 	ProviderDocker = "docker"
 	ProviderLocal  = "local"
+	ProviderNone   = "none" // no real Postgres: tests that need one skip (or fail where it is required)
 )
 
 // Environment variables read by pgtest.

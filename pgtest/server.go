@@ -74,6 +74,8 @@ func Start(ctx context.Context, opts ...Option) (*Server, error) {
 		}
 	case ProviderDSN, ProviderDocker, ProviderLocal:
 		order = []string{cfg.provider}
+	case ProviderNone:
+		return nil, fmt.Errorf("start postgres: %w: disabled (%s=none)", ErrNoPostgres, EnvProvider)
 	default:
 		return nil, fmt.Errorf("start postgres: unknown provider %q in %s (want auto, dsn, docker or local): %w",
 			cfg.provider, EnvProvider, ErrNoPostgres)
