@@ -51,10 +51,12 @@ type ProbeConfig struct {
 	Workers int
 	// Ops is how many operations each worker runs (default 20).
 	Ops int
-	// PoolSize is the MaxOpenConns of the pool under test (default: Workers,
-	// and 2 per worker in the mixed probe). Small pools (1, 2) expose a
-	// second connection taken while one is held: it shows up as a deadline
-	// finding with the goroutine dump, not as a hang.
+	// PoolSize is the MaxOpenConns of the pool under test (default: Workers
+	// in lost-update, send-order and finished-tx, Workers+1 in
+	// delete-vs-send, 2 per worker in mixed, 2 in pool and the single-request
+	// probes). Small pools (1, 2) expose a second connection taken while one
+	// is held: it shows up as a deadline finding with the goroutine dump, not
+	// as a hang.
 	PoolSize int
 	// OpTimeout bounds each operation (default 3s); an operation still
 	// running then is a deadline finding carrying the goroutine dump.
