@@ -11,7 +11,10 @@ import (
 	"testing/fstest"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/sessionsafe/sessionsafe/internal/mutant"
+	"github.com/sessionsafe/sessionsafe/leakcheck"
 
 	"github.com/sessionsafe/sessionsafe/handlers"
 	"github.com/sessionsafe/sessionsafe/pgtest"
@@ -319,4 +322,46 @@ func staleGolden(t *testing.T, op string) fs.FS {
 		t.Fatalf("%s.trace has no %q to change", op, "SET title")
 	}
 	return fstest.MapFS{op + ".trace": {Data: []byte(stale)}}
+}
+
+// BenchmarkHarnessParts measures each part of a case's harness cost alone,
+// on PostgreSQL, for UpdateThread: what BenchmarkHarnessRatio's harness-ms
+// is made of.
+func BenchmarkHarnessParts(b *testing.B) {
+	cfg := pgConfig(b)
+	op, _ := Lookup(Catalog(), OpUpdateThread)
+	r, err := NewRunner(b.Context(), cfg, op)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = r.Close() })
+	ctx := b.Context()
+	fx, err := op.Setup(ctx, cfg.DB)
+	if err != nil {
+		b.Fatal(err)
+	}
+	parts := []struct {
+		name string
+		fn   func() error
+	}{
+		{"setup", func() error { _, err := op.Setup(ctx, cfg.DB); return err }},
+		{"warm", func() error { _, err := r.env(ctx, false, nil); return err }},
+		{"state", func() error { _, err := op.State(ctx, cfg.DB, fx); return err }},
+		{"pool-check", func() error { return leakcheck.Find(ctx, leakcheck.WithDB(r.pool), leakcheck.WithTracker(r.tracker)) }},
+		{"server-check", func() error { return leakcheck.Find(ctx, leakcheck.WithServer(cfg.Admin, cfg.AppName)) }},
+		{"goroutine-baseline", func() error { _ = goleak.IgnoreCurrent(); return nil }},
+		{"goroutine-check", func() error {
+			return leakcheck.Find(ctx, leakcheck.WithGoroutines(goleak.IgnoreCurrent()))
+		}},
+		{"bare-operation", func() error { return op.Run(ctx, cfg.DB, fx) }},
+	}
+	for _, p := range parts {
+		b.Run(p.name, func(b *testing.B) {
+			for b.Loop() {
+				if err := p.fn(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
