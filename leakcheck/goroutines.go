@@ -38,6 +38,12 @@ var ignoredFuncs = []string{
 	"github.com/jackc/pgx/v5/pgconn.(*PgConn).asyncClose.func1",
 	// One per pgxpool.Pool, ended by pool.Close.
 	"github.com/jackc/pgx/v5/pgxpool.(*Pool).backgroundHealthCheck",
+	// pgx's background reader: at most one per connection, started when a
+	// write to the server takes longer than 15 ms (a loaded machine), and
+	// left blocked reading that connection until the server next speaks or
+	// the connection closes. It belongs to the connection, not to a request;
+	// the pool and server checks see a connection that is really held.
+	"github.com/jackc/pgx/v5/pgconn/internal/bgreader.(*BGReader).bgRead",
 }
 
 // ignoredStack reports whether a stack (full function names) holds an
