@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/sessionsafe/sessionsafe/internal/chaos"
 	"github.com/sessionsafe/sessionsafe/internal/report"
 	"github.com/sessionsafe/sessionsafe/pgtest"
@@ -169,6 +171,9 @@ func chaosPostgres(ctx context.Context, o *options, e *env, rep *report.Report, 
 	cfg := chaosConfig(o)
 	cfg.Counters = &chaos.Counters{}
 	cfg.Log = logw
+	// A restarted local server gets a new process, and pgtest a new goroutine waiting for it:
+	// the harness's, not a leak of the code under test.
+	cfg.GoroutineOptions = []goleak.Option{goleak.IgnoreAnyFunction("github.com/sessionsafe/sessionsafe/pgtest.(*localServer).start.func1")}
 	p := chaosProgress(o, e, "chaos postgres", cfg.Counters)
 	p.Run(ctx)
 	res, err := chaos.Run(ctx, cfg, target)

@@ -79,23 +79,43 @@ func TestPlantedBugExitsOneWithShrunkReplay(t *testing.T) {
 	}
 }
 
+// TestCleanChaosExitsZero: with no planted bug, chaos finds nothing — with driver faults
+// alone, and with server chaos (terminated backends, pauses, a restart) on top.
 func TestCleanChaosExitsZero(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Postgres")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(cancel)
-	dir := t.TempDir()
-	code, stdout, stderr := runCLI(t, ctx, os.Getenv, "chaos", "-backend", "postgres", "-seed", "5",
-		"-workers", "4", "-ops", "300", "-fault-rate", "0.05", "-progress", "lines", "-report-dir", dir)
-	needPostgres(t, code, stderr)
-	if code != exitOK {
-		t.Fatalf("clean chaos: exit %d; want 0\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"faults", []string{"-seed", "5", "-workers", "4", "-ops", "300", "-fault-rate", "0.05"}},
+		{"server-chaos", []string{"-seed", "22", "-workers", "4", "-duration", "6s", "-fault-rate", "0.03",
+			"-terminate-every", "700ms", "-pause-every", "1500ms", "-restart-every", "2500ms"}},
 	}
-	for _, want := range []string{"PASS: no violation", "report: " + filepath.Join(dir, "report.html")} {
-		if !strings.Contains(stdout, want) {
-			t.Errorf("output lacks %q:\n%s", want, stdout)
-		}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.name == "server-chaos" && os.Getenv("SESSIONSAFE_PG_PROVIDER") == "dsn" {
+				t.Skip("a server given by DSN cannot be restarted or paused")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			t.Cleanup(cancel)
+			dir := t.TempDir()
+			args := append([]string{"chaos", "-backend", "postgres", "-progress", "lines", "-report-dir", dir}, tt.args...)
+			code, stdout, stderr := runCLI(t, ctx, os.Getenv, args...)
+			needPostgres(t, code, stderr)
+			if code != exitOK {
+				t.Fatalf("clean chaos: exit %d; want 0\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+			}
+			for _, want := range []string{"PASS: no violation", "report: " + filepath.Join(dir, "report.html")} {
+				if !strings.Contains(stdout, want) {
+					t.Errorf("output lacks %q:\n%s", want, stdout)
+				}
+			}
+			if tt.name == "server-chaos" && (strings.Contains(stdout, " 0 backends killed") || strings.Contains(stdout, " 0 restarts")) {
+				t.Errorf("server chaos did not act:\n%s", stdout)
+			}
+		})
 	}
 }
 

@@ -126,7 +126,7 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 	workers = nil
 	cleanDB.Close()
 	if !cfg.NoGoroutineCheck {
-		if err := leakcheck.FindGoroutines(ctx, baseline); err != nil {
+		if err := leakcheck.FindGoroutines(ctx, append([]goleak.Option{baseline}, cfg.GoroutineOptions...)...); err != nil {
 			res.Violations = append(res.Violations, Violation{Invariant: "goroutines", Worker: -1, OpIndex: -1,
 				Message: "goroutines outlived the run", Attribution: err.Error()})
 		}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/sessionsafe/sessionsafe/internal/mutant"
 )
 
@@ -60,6 +62,9 @@ type Config struct {
 	NoChecks bool
 	// NoGoroutineCheck turns the goroutine check at quiescence off.
 	NoGoroutineCheck bool
+	// GoroutineOptions are added to the goroutine check: the goroutines of the harness
+	// itself that a run may start (e.g. the waiter of a restarted local server).
+	GoroutineOptions []goleak.Option
 
 	// Log, if set, gets one line per fault fired and per violation.
 	Log io.Writer
@@ -80,6 +85,13 @@ func (c *Config) defaults() {
 	if c.ServerCheckEvery == 0 {
 		c.ServerCheckEvery = 50
 	}
+}
+
+// serverChaos reports whether the run terminates, restarts or pauses the server: then a
+// connection error is to be expected at any step, and an operation failing with no fault of
+// its own is no longer a finding.
+func (c *Config) serverChaos() bool {
+	return c.TerminateEvery > 0 || c.RestartEvery > 0 || c.PauseEvery > 0
 }
 
 // opsOf returns how many operations worker w runs (-1: until the duration ends).

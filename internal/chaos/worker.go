@@ -96,10 +96,15 @@ type worker struct {
 
 // runState is shared by the workers of one run.
 type runState struct {
-	epoch   atomic.Int64 // bumped by every server chaos action
+	epoch   atomic.Int64 // bumped at the start and at the end of every server chaos action: odd while one runs
 	target  Target
 	clean   *handlers.Service // on a pool of its own, no fault, no planted bug: reads back the truth
 	stopped atomic.Bool
+}
+
+// overlapped reports whether server chaos ran at any moment since epoch was read.
+func (rs *runState) overlapped(epoch int64) bool {
+	return epoch%2 == 1 || rs.epoch.Load() != epoch
 }
 
 func newWorker(id int, cfg *Config, rs *runState) (*worker, error) {
@@ -252,7 +257,7 @@ func (w *worker) step(runCtx context.Context, i int) bool {
 		w.violate(i, op, fired, "long-transaction", msg, detail)
 		return false
 	}
-	if err != nil && len(fired) == 0 && w.run.epoch.Load() == epoch && !expected(err) {
+	if err != nil && len(fired) == 0 && !w.cfg.serverChaos() && !expected(err) {
 		w.violate(i, op, fired, "unexpected-error", "the operation failed with no fault injected and no server chaos: "+err.Error(), "")
 		return false
 	}
@@ -371,7 +376,7 @@ func (w *worker) outcomeOf(err error, epoch int64) outcome {
 		return acked
 	}
 	_, amb := w.inj.peekAmbiguous()
-	if amb || w.run.epoch.Load() != epoch {
+	if amb || w.run.overlapped(epoch) {
 		return ambiguous
 	}
 	return failed
@@ -465,7 +470,7 @@ func (w *worker) do(ctx context.Context, choice *rand.Rand, op string, th *threa
 
 // checkRead notes a read of a thread the worker knows is live answering "not found".
 func (w *worker) checkRead(err error, th *threadLedger, epoch int64) error {
-	if errors.Is(err, handlers.ErrNotFound) && th.deleted == 0 && w.run.epoch.Load() == epoch {
+	if errors.Is(err, handlers.ErrNotFound) && th.deleted == 0 && !w.run.overlapped(epoch) {
 		if fired, _ := w.inj.peekAmbiguous(); len(fired) == 0 {
 			w.readProblem = fmt.Sprintf("thread %s answered not found to its owner although it was never deleted", th.id)
 		}
