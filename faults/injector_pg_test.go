@@ -58,6 +58,35 @@ func (e *injectedPG) n(tb testing.TB) int {
 	return n
 }
 
+// waitN polls items.n until it is want (a statement the client lost the
+// answer to may still be running on the server), failing at the deadline.
+func (e *injectedPG) waitN(tb testing.TB, want int) {
+	tb.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := e.n(tb)
+		if n == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("items.n = %d; want %d (all or nothing)", n, want)
+		}
+		runtimeYield()
+	}
+}
+
+// waitGone polls until no session of the pool under test is left on the
+// server (after a cut or a terminate the backend ends once it has done what
+// it received), failing at the deadline.
+func (e *injectedPG) waitGone(tb testing.TB) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(tb.Context(), 5*time.Second)
+	defer cancel()
+	if err := faults.NewServer(e.pdb.Admin).WaitGone(ctx, e.app); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // waitNoOpenTx polls pg_stat_activity until no session of the pool under
 // test sits in a transaction, failing at the deadline.
 func (e *injectedPG) waitNoOpenTx(tb testing.TB) {
@@ -87,7 +116,8 @@ func TestInjectorFaultsOnPostgres(t *testing.T) {
 		name   string
 		plan   string
 		atStep int
-		wantN  int // items.n afterwards: 1 when the unit committed
+		wantN  int  // items.n afterwards: 1 when the unit committed
+		gone   bool // the fault ends the session: wait until the server has seen it go
 		ctx    func(*faults.Injector) (context.Context, context.CancelFunc)
 		check  func(*testing.T, error)
 	}{
@@ -103,10 +133,10 @@ func TestInjectorFaultsOnPostgres(t *testing.T) {
 				return inj.Context(context.Background())
 			}},
 		{name: "latency/commit", plan: "match=commit#1:latency=5ms", atStep: 7, wantN: 1, check: wantNil},
-		{name: "cut/exec", plan: "match=exec#1:cut", atStep: 3, check: wantAnyErr("exec:")},
-		{name: "cut/commit", plan: "match=commit#1:cut", atStep: 7, check: wantAnyErr("commit:")},
-		{name: "ambiguous/commit", plan: "match=commit#1:ambiguous", atStep: 7, wantN: 1, check: wantAnyErr("commit:")},
-		{name: "terminate/exec", plan: "match=exec#1:terminate", atStep: 3, check: wantAnyErr("exec:")},
+		{name: "cut/exec", plan: "match=exec#1:cut", atStep: 3, gone: true, check: wantAnyErr("exec:")},
+		{name: "cut/commit", plan: "match=commit#1:cut", atStep: 7, gone: true, check: wantAnyErr("commit:")},
+		{name: "ambiguous/commit", plan: "match=commit#1:ambiguous", atStep: 7, wantN: 1, gone: true, check: wantAnyErr("commit:")},
+		{name: "terminate/exec", plan: "match=exec#1:terminate", atStep: 3, gone: true, check: wantAnyErr("exec:")},
 		{name: "lock/exec", plan: "match=exec#1:lock", atStep: 3, check: wantPg("exec:", "55P03", "ERROR")},
 		{name: "stmt-timeout/exec", plan: "match=exec#1:stmt-timeout", atStep: 3, check: wantPg("exec:", "57014", "ERROR")},
 	}
@@ -124,10 +154,11 @@ func TestInjectorFaultsOnPostgres(t *testing.T) {
 			tt.check(t, err)
 			checkFired(t, e.inj, tt.atStep)
 			waitIdle(t, e.db)
-			e.waitNoOpenTx(t)
-			if n := e.n(t); n != tt.wantN {
-				t.Errorf("items.n = %d after the unit; want %d (all or nothing)", n, tt.wantN)
+			if tt.gone {
+				e.waitGone(t)
 			}
+			e.waitNoOpenTx(t)
+			e.waitN(t, tt.wantN)
 			// The pool recovers: the same unit succeeds once the fault has fired.
 			if err := txOp(t.Context(), e.db); err != nil {
 				t.Errorf("the unit after the fault: %v; want the pool to recover", err)
@@ -137,7 +168,13 @@ func TestInjectorFaultsOnPostgres(t *testing.T) {
 }
 
 // TestInjectorCutAfterOutsideTx checks cut-after at an autocommit exec:
-// the server runs and commits the statement, the client sees an error.
+// the statement's whole request reaches the server, the client sees an
+// error, and the session ends. Whether the statement committed is unknown to
+// the client — as in production — and not always the same: the server
+// usually commits at the Sync it received, but now and then (about 1 run in
+// 15 under -race, with the Wire alone as well) the backend notices the
+// closed socket first and the implicit transaction is rolled back. Either
+// outcome must be whole: n is 0 or 1.
 func TestInjectorCutAfterOutsideTx(t *testing.T) {
 	e := newInjectedPG(t)
 	e.inj.Arm(faults.MustParsePlan("match=exec#1:cut-after"))
@@ -146,10 +183,13 @@ func TestInjectorCutAfterOutsideTx(t *testing.T) {
 		t.Fatalf("exec succeeded; want the cut connection's error\n%s", e.inj.Trace())
 	}
 	checkFired(t, e.inj, 2)
-	if n := e.n(t); n != 1 {
-		t.Errorf("items.n = %d; want 1: the server ran and committed the statement before the cut", n)
-	}
 	waitIdle(t, e.db)
+	e.waitGone(t)
+	if n := e.n(t); n != 0 && n != 1 {
+		t.Errorf("items.n = %d; want 0 or 1", n)
+	} else {
+		t.Logf("the statement whose answer was lost committed: %v", n == 1)
+	}
 }
 
 // TestInjectorPanicOnPostgres checks a panic at the steps Applicable offers
