@@ -171,9 +171,15 @@ func chaosPostgres(ctx context.Context, o *options, e *env, rep *report.Report, 
 	cfg := chaosConfig(o)
 	cfg.Counters = &chaos.Counters{}
 	cfg.Log = logw
-	// A restarted local server gets a new process, and pgtest a new goroutine waiting for it:
-	// the harness's, not a leak of the code under test.
-	cfg.GoroutineOptions = []goleak.Option{goleak.IgnoreAnyFunction("github.com/sessionsafe/sessionsafe/pgtest.(*localServer).start.func1")}
+	cfg.GoroutineOptions = []goleak.Option{
+		// A restarted local server gets a new process, and pgtest a new goroutine waiting
+		// for it: the harness's, not a leak of the code under test.
+		goleak.IgnoreAnyFunction("github.com/sessionsafe/sessionsafe/pgtest.(*localServer).start.func1"),
+		// Restarting or pausing a container talks to Docker over HTTP, whose client keeps
+		// an idle connection; the handlers make no HTTP call.
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreAnyFunction("net/http.(*persistConn).writeLoop"),
+	}
 	p := chaosProgress(o, e, "chaos postgres", cfg.Counters)
 	p.Run(ctx)
 	res, err := chaos.Run(ctx, cfg, target)
