@@ -37,7 +37,9 @@ func pg(code string) Fault { return Fault{Kind: KindPgErr, Code: code} }
 // conn when the driver panics in an exec, and a panic in rows next leaves the
 // rows for the caller's deferred Close; a panic anywhere else leaks the conn
 // (begin, commit, a query outside a transaction) or deadlocks the Tx's
-// Rollback (a query inside one), whatever the caller does.
+// Rollback (a query inside one), whatever the caller does. (An exec through
+// a prepared *sql.Stmt — Step.Prepared — is the exception: database/sql
+// releases that conn without a defer, so a panic there leaks it.)
 func Applicable(k StepKind, backend Backend) []Fault {
 	basic := func(extra ...Fault) []Fault {
 		fs := []Fault{{Kind: KindError}}
