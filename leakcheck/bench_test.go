@@ -150,6 +150,15 @@ func BenchmarkChecksClean(b *testing.B) {
 			}
 		}
 	})
+	b.Run("scope", func(b *testing.B) {
+		s := leakcheck.EnterScope(context.Background())
+		defer s.Exit()
+		for b.Loop() {
+			if err := leakcheck.FindScope(ctx, s); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("long-transactions", func(b *testing.B) {
 		tr := leakcheck.NewTracker()
 		db := openFake(b, tr)
