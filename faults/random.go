@@ -51,6 +51,9 @@ func RandomPlan(seed int64, t Trace, r Rates) Plan {
 			}
 			var options []Fault
 			for _, f := range app {
+				if f.Kind == KindPanic && st.Prepared {
+					continue // database/sql leaks the conn of a prepared exec that panics
+				}
 				if f.Kind == k {
 					options = append(options, f)
 				}
