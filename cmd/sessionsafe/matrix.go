@@ -90,6 +90,9 @@ func matrixCommand(ctx context.Context, name string, o *options, e *env, only fu
 		}
 	}
 	rep.Interrupted = ctx.Err() != nil
+	if only != nil && len(rep.Cases) == 0 && len(rep.Errors) == 0 && !rep.Interrupted {
+		rep.Errors = append(rep.Errors, fmt.Sprintf("no matrix case named %q on %s (names look like UpdateThread/step-7-commit/pgerr=40001; see the matrix report)", o.caseName, o.backend))
+	}
 	return finish(e, o, rep)
 }
 
@@ -143,6 +146,12 @@ func runMatrixBackend(ctx context.Context, name string, o *options, e *env, cfg 
 			rc := report.Case{Name: c.Name(), Backend: string(c.Backend), Operation: c.Operation, Step: c.Step,
 				StepKind: c.StepKind, Fault: c.Fault, Status: report.StatusPass, Seconds: res.Duration.Seconds(),
 				Replay: caseReplay(c, o)}
+			if name == "replay" {
+				fmt.Fprintf(e.stdout, "%s: %d finding(s); the operation returned %v\n", c, len(res.Findings), res.Err)
+				for _, f := range res.Findings {
+					fmt.Fprintln(e.stdout, f.Error())
+				}
+			}
 			if len(res.Findings) > 0 {
 				failed.Add(1)
 				rc.Status = report.StatusFail

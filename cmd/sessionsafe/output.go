@@ -13,7 +13,14 @@ func finish(e *env, o *options, rep *report.Report) int {
 	paths, err := report.Write(rep, o.reportPaths())
 	s := rep.Summary
 	fmt.Fprintln(e.stdout)
-	fmt.Fprintf(e.stdout, "sessionsafe %s: seed %d, backends %s\n", rep.Command, rep.Seed, strings.Join(rep.Backends, ", "))
+	head := "sessionsafe " + rep.Command + ":"
+	if o.seedSet || rep.Command == "chaos" {
+		head += fmt.Sprintf(" seed %d,", rep.Seed)
+	}
+	if len(rep.Backends) > 0 {
+		head += " backends " + strings.Join(rep.Backends, ", ")
+	}
+	fmt.Fprintln(e.stdout, strings.TrimSuffix(head, ","))
 	if s.Cases > 0 {
 		fmt.Fprintf(e.stdout, "  matrix: %d cases, %d passed, %d failed, %d skipped\n", s.Cases, s.Passed, s.Failed, s.Skipped)
 	}
