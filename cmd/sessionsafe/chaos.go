@@ -209,7 +209,14 @@ func chaosPostgres(ctx context.Context, o *options, e *env, rep *report.Report, 
 			fmt.Fprintf(e.stdout, "shrunk in %s (%d attempts) to %s\n  %s\n", sh.Took.Round(time.Millisecond), sh.Attempts, chaos.Describe(sh.Config), shrunk)
 		}
 	}
-	for _, v := range res.Violations {
+	shrunkIdx := 0 // the violation Shrink starts from: the first of one operation
+	for i, v := range res.Violations {
+		if v.OpIndex >= 0 {
+			shrunkIdx = i
+			break
+		}
+	}
+	for i, v := range res.Violations {
 		replay := full
 		if v.Worker >= 0 && v.OpIndex >= 0 && cfg.Workers > 1 {
 			c := cfg
@@ -217,14 +224,23 @@ func chaosPostgres(ctx context.Context, o *options, e *env, rep *report.Report, 
 			replay = replayCommand("postgres", c) + "   # worker " + strconv.Itoa(v.Worker) + "'s stream alone; the whole run: " + full
 		}
 		msg := v.Message
+		switch {
+		case v.OpIndex >= 0:
+			msg = fmt.Sprintf("worker %d (stream seed %d), operation %d: %s", v.Worker, v.StreamSeed, v.OpIndex, msg)
+		case v.Worker >= 0:
+			msg = fmt.Sprintf("worker %d (stream seed %d), at quiescence: %s", v.Worker, v.StreamSeed, msg)
+		}
 		if len(v.Faults) > 0 {
 			msg += "\nfaults in this operation: " + strings.Join(v.Faults, ", ")
 		}
 		rep.Violations = append(rep.Violations, report.Violation{
 			ID: fmt.Sprintf("V%d", len(rep.Violations)+1), Source: "chaos", Backend: "postgres",
 			Operation: v.Operation, Invariant: v.Invariant, Message: msg, Trace: v.Trace, Attribution: v.Attribution,
-			Seed: seedOf(v, o.seed), Replay: replay, Shrunk: shrunk,
+			Seed: seedOf(v, o.seed), Replay: replay,
 		})
+		if i == shrunkIdx {
+			rep.Violations[len(rep.Violations)-1].Shrunk = shrunk
+		}
 	}
 	return nil
 }
