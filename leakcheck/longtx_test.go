@@ -23,6 +23,7 @@ func slowTitle(context.Context) error {
 // renameHoldingTx is the planted bug: the transaction stays open while the
 // title generator runs.
 func renameHoldingTx(t testing.TB, tr *leakcheck.Tracker, db *sql.DB, mock sqlmock.Sqlmock) int {
+	t.Helper()
 	mock.ExpectBegin()
 	mock.ExpectExec("UPDATE threads SET title = 'x'").WillReturnResult(sqlmock.NewResult(0, 1))
 	mock.ExpectCommit()
@@ -46,6 +47,7 @@ func renameHoldingTx(t testing.TB, tr *leakcheck.Tracker, db *sql.DB, mock sqlmo
 // renameWithoutTx is the correct shape: read, generate with no transaction
 // open, write.
 func renameWithoutTx(t testing.TB, tr *leakcheck.Tracker, db *sql.DB, mock sqlmock.Sqlmock) int {
+	t.Helper()
 	mock.ExpectBegin()
 	mock.ExpectCommit()
 	mock.ExpectBegin()

@@ -20,6 +20,7 @@ const short = 100 * time.Millisecond
 // back. Their names appear in the leak reports.
 
 func leakRows(t testing.TB, db *sql.DB, mock sqlmock.Sqlmock) int {
+	t.Helper()
 	mock.ExpectQuery("SELECT id FROM messages").WillReturnRows(sqlmock.NewRows([]string{"id"}).AddRow(1).AddRow(2))
 	at := line(1)
 	rows, err := db.QueryContext(ctx(t), "SELECT id FROM messages")
@@ -31,6 +32,7 @@ func leakRows(t testing.TB, db *sql.DB, mock sqlmock.Sqlmock) int {
 }
 
 func leakTx(t testing.TB, db *sql.DB, mock sqlmock.Sqlmock) int {
+	t.Helper()
 	mock.ExpectBegin()
 	mock.ExpectExec("UPDATE threads SET title = 'x'").WillReturnResult(sqlmock.NewResult(0, 1))
 	mock.ExpectRollback()
@@ -47,6 +49,7 @@ func leakTx(t testing.TB, db *sql.DB, mock sqlmock.Sqlmock) int {
 }
 
 func leakConn(t testing.TB, db *sql.DB, mock sqlmock.Sqlmock) int {
+	t.Helper()
 	mock.ExpectExec("SET statement_timeout = 0").WillReturnResult(sqlmock.NewResult(0, 0))
 	conn, err := db.Conn(ctx(t))
 	if err != nil {
@@ -61,6 +64,7 @@ func leakConn(t testing.TB, db *sql.DB, mock sqlmock.Sqlmock) int {
 }
 
 func cleanUse(t testing.TB, db *sql.DB, mock sqlmock.Sqlmock) int {
+	t.Helper()
 	mock.ExpectQuery("SELECT id FROM messages").WillReturnRows(sqlmock.NewRows([]string{"id"}).AddRow(1))
 	mock.ExpectBegin()
 	mock.ExpectExec("UPDATE threads SET title = 'x'").WillReturnResult(sqlmock.NewResult(0, 1))

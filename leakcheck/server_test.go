@@ -15,6 +15,7 @@ import (
 
 // idleInTx begins a transaction with raw SQL on a held connection and returns.
 func idleInTx(t testing.TB, db *sql.DB) {
+	t.Helper()
 	conn := rawConn(t, db)
 	if _, err := conn.ExecContext(ctx(t), "BEGIN"); err != nil {
 		t.Fatalf("begin: %v", err)
@@ -26,6 +27,7 @@ func idleInTx(t testing.TB, db *sql.DB) {
 
 // abortedTx lets a statement fail inside a raw transaction and returns.
 func abortedTx(t testing.TB, db *sql.DB) {
+	t.Helper()
 	conn := rawConn(t, db)
 	if _, err := conn.ExecContext(ctx(t), "BEGIN"); err != nil {
 		t.Fatalf("begin: %v", err)
@@ -37,6 +39,7 @@ func abortedTx(t testing.TB, db *sql.DB) {
 
 // rowLock locks a row in a transaction it never ends.
 func rowLock(t testing.TB, db *sql.DB) {
+	t.Helper()
 	tx, err := db.BeginTx(ctx(t), nil)
 	if err != nil {
 		t.Fatalf("begin: %v", err)
@@ -50,6 +53,7 @@ func rowLock(t testing.TB, db *sql.DB) {
 
 // advisoryLock takes a session-level advisory lock and gives the connection back.
 func advisoryLock(t testing.TB, db *sql.DB) {
+	t.Helper()
 	if _, err := db.ExecContext(ctx(t), "SELECT pg_advisory_lock(4242)"); err != nil {
 		t.Fatalf("advisory lock: %v", err)
 	}
@@ -61,6 +65,7 @@ func advisoryLock(t testing.TB, db *sql.DB) {
 
 // stillActive starts a query that outlives the call.
 func stillActive(t testing.TB, db *sql.DB) {
+	t.Helper()
 	c, cancel := context.WithCancel(context.Background())
 	started, done := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -101,6 +106,7 @@ func stillActive(t testing.TB, db *sql.DB) {
 
 // cleanServerUse does everything right.
 func cleanServerUse(t testing.TB, db *sql.DB) {
+	t.Helper()
 	tx, err := db.BeginTx(ctx(t), nil)
 	if err != nil {
 		t.Fatalf("begin: %v", err)

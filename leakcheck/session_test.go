@@ -13,22 +13,27 @@ import (
 // counterparts.
 
 func sessionSet(t testing.TB, q execer) {
+	t.Helper()
 	mustExec(t, q, "SET statement_timeout = '5s'")
 }
 
 func sessionAdvisory(t testing.TB, q execer) {
+	t.Helper()
 	mustExec(t, q, "SELECT pg_advisory_lock(77)")
 }
 
 func sessionTempTable(t testing.TB, q execer) {
+	t.Helper()
 	mustExec(t, q, "CREATE TEMP TABLE scratch (id int)")
 }
 
 func sessionListen(t testing.TB, q execer) {
+	t.Helper()
 	mustExec(t, q, "LISTEN thread_renamed")
 }
 
 func sessionPrepared(t testing.TB, q execer) {
+	t.Helper()
 	p := q.(interface {
 		PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
 	})
@@ -38,6 +43,7 @@ func sessionPrepared(t testing.TB, q execer) {
 }
 
 func sessionClean(t testing.TB, q execer) {
+	t.Helper()
 	mustExec(t, q, "BEGIN")
 	mustExec(t, q, "SET LOCAL statement_timeout = '5s'")
 	mustExec(t, q, "SELECT pg_advisory_xact_lock(77)")

@@ -12,6 +12,7 @@ import (
 // getThread is a stand-in for a handler that takes a connection for a
 // lookup and forgets to give it back.
 func getThread(t testing.TB, db *sql.DB) int {
+	t.Helper()
 	at := line(1)
 	conn, err := db.Conn(ctx(t))
 	if err != nil {
@@ -27,6 +28,7 @@ func getThread(t testing.TB, db *sql.DB) int {
 
 // listMessages opens rows and returns without closing them.
 func listMessages(t testing.TB, db *sql.DB) int {
+	t.Helper()
 	at := line(1)
 	rows, err := db.QueryContext(ctx(t), "SELECT id, name\n\t\tFROM items\n\t\tORDER BY id")
 	if err != nil {
