@@ -17,6 +17,10 @@ import (
 // long-transaction check: the longest ones.
 const longestKept = 8
 
+// maxAcross bounds how many transactions held across external calls a
+// Tracker keeps until Reset.
+const maxAcross = 64
+
 // Tracker records where each connection was taken into use, each
 // transaction begun and each rows opened, for the connectors it wraps, and
 // which transactions were held across a call marked external. It costs one
@@ -290,7 +294,7 @@ func (t *Tracker) External(ctx context.Context, name string, fn func(context.Con
 	defer t.mu.Unlock()
 	for _, tx := range open {
 		ci := t.conns[tx.conn]
-		if ci == nil || ci.tx != tx {
+		if ci == nil || ci.tx != tx || len(t.across) >= maxAcross {
 			continue
 		}
 		t.across = append(t.across, Finding{
