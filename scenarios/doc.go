@@ -39,7 +39,21 @@
 //     again when it retries) were met (ExpectationsWereMet).
 //
 // Every case runs under a deadline ([Config].Timeout); a hang is a finding that
-// carries the goroutine dump.
+// carries the goroutine dump. The checks run while the case's context is
+// still live (database/sql rolls back a forgotten transaction when its
+// context ends, which would hide it); after a case with findings the runner
+// terminates the sessions of the application name and opens a fresh pool, so
+// that one leak is not blamed on the next case.
+//
+// Left out of the default faults, on purpose: panic anywhere but at a rows
+// "next" step (a driver call that panics inside database/sql never gives its
+// connection back, or keeps the Tx's lock so that any Rollback deadlocks: no
+// caller can handle it), and lock or stmt-timeout on a table the transaction
+// under test already touched (the other session cannot take its lock). A
+// commit or rollback replaced by an injected fault leaves the server
+// transaction open: on the DSN path the runner's pgx connections report
+// themselves invalid when they go back to the pool in a transaction, so
+// database/sql closes them, as pgx does after a failed commit.
 //
 // [Run] runs every case of some operations and returns a [Report] (for
 // programs: the CLI, the mutation proof); [RunTests] makes each case a subtest

@@ -86,8 +86,11 @@ type Config struct {
 	Disconnect bool
 	// Faults, if set, replaces the faults tried at a step: given the step's
 	// kind (e.g. "commit"), it returns faults in the plan language (e.g.
-	// "pgerr=40001"). Nil: faults.Applicable for the backend, without the
-	// wire and server kinds the injector cannot carry out yet.
+	// "pgerr=40001"). Nil: faults.Applicable for the backend — the wire
+	// kinds only with a DSN (the runner installs a faults.Wire on it), the
+	// server kinds only with a DSN and Admin — without panic except at
+	// "next", and without lock and stmt-timeout on a table the transaction
+	// has touched already (see faultsAt).
 	Faults func(stepKind string) []string
 	// Only, if set, keeps the cases it returns true for.
 	Only func(Case) bool
@@ -513,6 +516,19 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	}
 	cold := c.StepKind == faults.StepConnect.String()
 
+	// The goroutine baseline (a stack dump of every goroutine, which stops
+	// the world) is taken while the fixture's statement waits on the server.
+	var baseline goleak.Option
+	baseDone := make(chan struct{})
+	if r.cfg.NoGoroutineCheck {
+		close(baseDone)
+	} else {
+		go func() {
+			defer close(baseDone)
+			baseline = goleak.IgnoreCurrent() // what exists now is not this case's doing
+		}()
+	}
+	defer func() { <-baseDone }()
 	fx, err := r.op.Setup(ctx, r.plainDB())
 	if err != nil {
 		find(InvSetup, nil, "setup: %v", err)
@@ -532,11 +548,7 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	}
 	defer env.close()
 
-	var baseline goleak.Option
-	if !r.cfg.NoGoroutineCheck {
-		// what exists now is not this case's doing
-		baseline = goleak.IgnoreCurrent()
-	}
+	<-baseDone
 	env.inj.Arm(plan)
 	o, cancel := r.run(ctx, env, fx)
 	defer cancel()
