@@ -100,15 +100,14 @@ func poll(ctx context.Context, deadline time.Time, check func() bool) bool {
 	}
 	wait := 100 * time.Microsecond
 	const maxWait = 20 * time.Millisecond
-	timer := time.NewTimer(0)
+	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	<-timer.C
 	for {
 		left := time.Until(deadline)
 		if left <= 0 {
 			return false
 		}
-		timer.Reset(min(wait, left))
+		timer.Reset(min(wait, left)) // Go 1.23+: Reset on an unfired timer needs no drain
 		select {
 		case <-ctx.Done():
 			return check()
