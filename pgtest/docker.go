@@ -104,6 +104,7 @@ func startDocker(ctx context.Context, cfg config, auto bool) (_ backend, err err
 				"-c", "full_page_writes=off", "-c", "timezone=UTC"),
 			testcontainers.WithLabels(map[string]string{labelPgtest: "1", labelOwner: owner, labelHost: host}),
 			testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
+				hc.ShmSize = 256 << 20 // Docker's 64 MB default starves parallel queries' shared memory
 				hc.PortBindings = network.PortMap{
 					network.MustParsePort("5432/tcp"): {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: strconv.Itoa(port)}},
 				}
@@ -182,6 +183,10 @@ func redactErr(err error, dsn string) string {
 func (s *dockerServer) dsn() string { return s.url }
 
 func (s *dockerServer) restart(ctx context.Context) error {
+	// A paused container would only be killed at the end of the stop timeout.
+	if err := s.resume(ctx); err != nil {
+		return err
+	}
 	timeout := 10 * time.Second
 	if err := s.ctr.Stop(ctx, &timeout); err != nil {
 		return err
@@ -192,12 +197,29 @@ func (s *dockerServer) restart(ctx context.Context) error {
 	return s.waitReady(ctx)
 }
 
+// paused asks Docker whether the container is paused.
+func (s *dockerServer) paused(ctx context.Context) (bool, error) {
+	res, err := s.cli.ContainerInspect(ctx, s.ctr.GetContainerID(), client.ContainerInspectOptions{})
+	if err != nil {
+		return false, err
+	}
+	return res.Container.State != nil && res.Container.State.Paused, nil
+}
+
+// pause is idempotent, like SIGSTOP on the local provider.
 func (s *dockerServer) pause(ctx context.Context) error {
+	if p, err := s.paused(ctx); err != nil || p {
+		return err
+	}
 	_, err := s.cli.ContainerPause(ctx, s.ctr.GetContainerID(), client.ContainerPauseOptions{})
 	return err
 }
 
+// resume is idempotent, like SIGCONT on the local provider.
 func (s *dockerServer) resume(ctx context.Context) error {
+	if p, err := s.paused(ctx); err != nil || !p {
+		return err
+	}
 	_, err := s.cli.ContainerUnpause(ctx, s.ctr.GetContainerID(), client.ContainerUnpauseOptions{})
 	return err
 }

@@ -47,6 +47,8 @@ type Server struct {
 	ready    time.Duration
 	version  string
 
+	opMu sync.Mutex // one Restart, Pause or Resume at a time
+
 	mu        sync.Mutex
 	templates map[string]*templateEntry
 	closed    bool
@@ -184,6 +186,8 @@ func (s *Server) DSN() string { return s.be.dsn() }
 // open connections break (pools hand out a broken connection once; pgtest's own pool is
 // flushed). It returns [ErrNotSupported] for dsn.
 func (s *Server) Restart(ctx context.Context) error {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
 	if err := s.be.restart(ctx); err != nil {
 		return fmt.Errorf("restart %s postgres: %w", s.provider, err)
 	}
@@ -193,17 +197,22 @@ func (s *Server) Restart(ctx context.Context) error {
 	return nil
 }
 
-// Pause freezes the whole server (docker pause; SIGSTOP to the local server's process
-// group): connections stay open but get no answer until [Server.Resume].
+// Pause freezes the whole server (docker pause; SIGSTOP to the local postmaster and every
+// backend): connections stay open but get no answer until [Server.Resume] (or
+// [Server.Restart], which resumes first). Pausing a paused server does nothing.
 func (s *Server) Pause(ctx context.Context) error {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
 	if err := s.be.pause(ctx); err != nil {
 		return fmt.Errorf("pause %s postgres: %w", s.provider, err)
 	}
 	return nil
 }
 
-// Resume undoes [Server.Pause].
+// Resume undoes [Server.Pause]; resuming a running server does nothing.
 func (s *Server) Resume(ctx context.Context) error {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
 	if err := s.be.resume(ctx); err != nil {
 		return fmt.Errorf("resume %s postgres: %w", s.provider, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -42,7 +43,7 @@ func sharedFor(cfg config, opts []Option) (*Server, error) {
 	e.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		e.srv, e.err = Start(ctx, append(opts, func(c *config) { c.perBinary = true })...)
+		e.srv, e.err = Start(ctx, slices.Concat(opts, []Option{func(c *config) { c.perBinary = true }})...)
 	})
 	return e.srv, e.err
 }
@@ -64,7 +65,7 @@ func New(t testing.TB, opts ...Option) *Database {
 	}
 	ctx := t.Context()
 	began := time.Now()
-	db, err := srv.NewDatabase(ctx, append(opts, func(c *config) { c.hint = t.Name() })...)
+	db, err := srv.NewDatabase(ctx, slices.Concat(opts, []Option{func(c *config) { c.hint = t.Name() }})...)
 	if err != nil {
 		t.Fatalf("pgtest: new database on %s postgres: %v", srv.Provider(), err)
 	}
