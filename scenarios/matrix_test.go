@@ -132,34 +132,42 @@ func TestInvariantsCatchPlantedBugs(t *testing.T) {
 	// claimsRetry claims to retry serialization failures but does not.
 	claimsRetry := cat(OpUpdateThread)
 	claimsRetry.Retries = func(error) bool { return true }
-	calls := 0
-	// shrinking runs one query on its first (recording) runs, none after:
-	// the trace changes under the matrix.
-	shrinking := Operation{
-		Name:  "Shrinking",
-		Setup: func(context.Context, *sql.DB) (Fixture, error) { return nil, nil },
-		Run: func(ctx context.Context, db *sql.DB, _ Fixture) error {
-			calls++
-			if calls > 2 {
-				return nil
-			}
-			return db.PingContext(ctx)
-		},
+	// shrinking pings on its first (recording) runs, not after: the trace
+	// changes under the matrix.
+	shrinking := func() Operation {
+		calls := 0
+		return Operation{
+			Name:  "Shrinking",
+			Setup: func(context.Context, *sql.DB) (Fixture, error) { return nil, nil },
+			Run: func(ctx context.Context, db *sql.DB, _ Fixture) error {
+				if calls++; calls > 2 {
+					return nil
+				}
+				return db.PingContext(ctx)
+			},
+		}
 	}
-	hangCalls := 0
 	// hangs ignores its context and blocks, once recorded.
-	hangs := Operation{
-		Name:  "Hangs",
-		Setup: func(context.Context, *sql.DB) (Fixture, error) { return nil, nil },
-		Run: func(ctx context.Context, db *sql.DB, _ Fixture) error {
-			if _, err := db.ExecContext(ctx, "SELECT 1"); err != nil {
-				return err
-			}
-			if hangCalls++; hangCalls > 2 {
-				<-release
-			}
-			return nil
-		},
+	hangs := func() Operation {
+		calls := 0
+		return Operation{
+			Name:  "Hangs",
+			Setup: func(context.Context, *sql.DB) (Fixture, error) { return nil, nil },
+			Run: func(ctx context.Context, db *sql.DB, _ Fixture) error {
+				if _, err := db.ExecContext(ctx, "SELECT 1"); err != nil {
+					return err
+				}
+				if calls++; calls > 2 {
+					<-release
+				}
+				return nil
+			},
+		}
+	}
+	// golden traces for the two on sqlmock
+	plantedGolden := fstest.MapFS{
+		"Shrinking.trace": {Data: []byte("step 1 ping\n")},
+		"Hangs.trace":     {Data: []byte("step 1 exec affected=0\n  sql: SELECT 1\n")},
 	}
 
 	tests := []struct {
@@ -183,12 +191,17 @@ func TestInvariantsCatchPlantedBugs(t *testing.T) {
 		{"sqlmock-expectations/rollback-missing/sqlmock", Sqlmock, planted(cat(OpDeleteThread), mutant.RollbackMissingOnError), `exec/error$`, 0, InvExpectations},
 		{"sqlmock-expectations/stale-golden/sqlmock", Sqlmock, cat(OpUpdateThread), `^step-0-clean/clean$`, 0, InvExpectations},
 		{"retry-succeeded/claims-retry/sqlmock", Sqlmock, claimsRetry, `query/error$`, 0, InvRetried},
-		{"fault-fired/trace-changes/postgres", Postgres, shrinking, `ping/error$`, 0, InvFired},
-		{"deadline/ignores-context/postgres", Postgres, hangs, `clean`, 200 * time.Millisecond, InvDeadline},
+		{"fault-fired/trace-changes/sqlmock", Sqlmock, shrinking(), `ping/error$`, 0, InvFired},
+		{"fault-fired/trace-changes/postgres", Postgres, shrinking(), `ping/error$`, 0, InvFired},
+		{"deadline/ignores-context/sqlmock", Sqlmock, hangs(), `clean`, 200 * time.Millisecond, InvDeadline},
+		{"deadline/ignores-context/postgres", Postgres, hangs(), `clean`, 200 * time.Millisecond, InvDeadline},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := Config{Backend: Sqlmock}
+			if tt.op.Name == "Shrinking" || tt.op.Name == "Hangs" {
+				cfg.Golden = plantedGolden
+			}
 			if strings.Contains(tt.name, "stale-golden") {
 				cfg.Golden = staleGolden(t, OpUpdateThread)
 			}
