@@ -65,7 +65,10 @@ type Config struct {
 	// if set, is used instead.
 	DSN       string
 	Connector driver.Connector
-	// DB (Postgres) is the plain pool fixtures are set up and state is read on.
+	// DB (Postgres) is the plain pool fixtures are set up and state is read
+	// on. When the runner ends the sessions of AppName (after a case with
+	// findings, or a terminate fault) it also drops DB's idle connections and
+	// leaves DB.SetMaxIdleConns at 2.
 	DB *sql.DB
 	// Admin and AppName (Postgres) enable the server check: no backend of
 	// AppName idle in transaction, aborted or active, no lock held by one.
