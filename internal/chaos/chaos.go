@@ -75,12 +75,11 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 	}
 	chaosCtx, stopChaos := context.WithCancel(ctx)
 	var chaosWG sync.WaitGroup
-	var chaosErr error
-	if cfg.TerminateEvery > 0 || cfg.RestartEvery > 0 || cfg.PauseEvery > 0 {
+	if cfg.serverChaos() {
 		chaosWG.Add(1)
 		go func() {
 			defer chaosWG.Done()
-			chaosErr = serverChaos(chaosCtx, &cfg, rs, workers, res)
+			serverChaos(chaosCtx, &cfg, rs, workers, res)
 		}()
 	}
 	var wg sync.WaitGroup
@@ -110,12 +109,19 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 			res.FaultOps[w.id] = w.faultOps
 		}
 	}
-	if chaosErr != nil && !res.Interrupted {
-		res.Violations = append(res.Violations, Violation{Invariant: "server-chaos", Worker: -1, OpIndex: -1,
-			Message: "server chaos failed: " + chaosErr.Error()})
-	}
 	if res.Interrupted || cfg.NoChecks {
 		return res, nil
+	}
+	if cfg.serverChaos() {
+		// The last action may have left the server restarting: the checks need it back.
+		if err := waitReady(ctx, cleanDB, time.Minute); err != nil {
+			return res, err
+		}
+		if rs.target.Admin != nil {
+			if err := waitReady(ctx, rs.target.Admin, time.Minute); err != nil {
+				return res, err
+			}
+		}
 	}
 	if err := quiesce(ctx, &cfg, rs, workers, res); err != nil {
 		return res, err
@@ -186,58 +192,97 @@ func quiesce(ctx context.Context, cfg *Config, rs *runState, workers []*worker, 
 }
 
 // serverChaos terminates, restarts and pauses on the configured periods until ctx ends.
-func serverChaos(ctx context.Context, cfg *Config, rs *runState, workers []*worker, res *Result) error {
+// Each action runs to its end even when ctx ends meanwhile (a restart cut short would leave
+// the server down); an action that fails (the admin pool reconnecting after a restart) is
+// logged and the next one tried.
+func serverChaos(ctx context.Context, cfg *Config, rs *runState, workers []*worker, res *Result) {
 	rng := rand.New(rand.NewPCG(uint64(cfg.Seed), 0x452821e638d01377))
+	var tickers []*time.Ticker
+	defer func() {
+		for _, t := range tickers {
+			t.Stop()
+		}
+	}()
 	tick := func(d time.Duration) <-chan time.Time {
 		if d <= 0 {
 			return nil
 		}
-		return time.NewTicker(d).C
+		t := time.NewTicker(d)
+		tickers = append(tickers, t)
+		return t.C
 	}
 	term, restart, pause := tick(cfg.TerminateEvery), tick(cfg.RestartEvery), tick(cfg.PauseEvery)
 	var srv *faults.Server
 	if rs.target.Admin != nil {
 		srv = faults.NewServer(rs.target.Admin)
 	}
+	logf := func(format string, args ...any) {
+		if cfg.Log != nil {
+			fmt.Fprintf(cfg.Log, "server chaos: "+format+"\n", args...)
+		}
+	}
+	act := func(name string, fn func(ctx context.Context) error) bool {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		rs.epoch.Add(1) // odd: an action is under way
+		err := fn(actx)
+		rs.epoch.Add(1)
+		if err != nil {
+			logf("%s: %v", name, err)
+			return false
+		}
+		logf("%s", name)
+		return true
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-term:
 			w := workers[rng.IntN(len(workers))]
-			rs.epoch.Add(1)
-			n, err := srv.TerminateBackends(ctx, w.appName)
-			rs.epoch.Add(1)
-			if err != nil && ctx.Err() == nil {
-				return fmt.Errorf("terminate backends of %s: %w", w.appName, err)
-			}
-			res.Terminated += int64(n)
+			act("terminate the backends of "+w.appName, func(ctx context.Context) error {
+				n, err := srv.TerminateBackends(ctx, w.appName)
+				res.Terminated += int64(n)
+				return err
+			})
 		case <-restart:
-			rs.epoch.Add(1)
-			err := rs.target.Server.Restart(ctx)
-			rs.epoch.Add(1)
-			if err != nil && ctx.Err() == nil {
-				return fmt.Errorf("restart server: %w", err)
+			if act("restart", rs.target.Server.Restart) {
+				res.Restarts++
 			}
-			res.Restarts++
 		case <-pause:
-			rs.epoch.Add(1)
-			if err := rs.target.Server.Pause(ctx); err != nil && ctx.Err() == nil {
-				return fmt.Errorf("pause server: %w", err)
+			stall := time.Duration(100+rng.IntN(200)) * time.Millisecond
+			if act("pause for "+stall.String(), func(ctx context.Context) error {
+				if err := rs.target.Server.Pause(ctx); err != nil {
+					return err
+				}
+				// A deliberate stall: the server answers nothing for a moment.
+				t := time.NewTimer(stall)
+				<-t.C
+				return rs.target.Server.Resume(ctx)
+			}) {
+				res.Pauses++
 			}
-			// A deliberate stall: the server answers nothing for a moment.
-			t := time.NewTimer(time.Duration(100+rng.IntN(200)) * time.Millisecond)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-			}
-			err := rs.target.Server.Resume(context.WithoutCancel(ctx))
-			rs.epoch.Add(1)
-			if err != nil {
-				return fmt.Errorf("resume server: %w", err)
-			}
-			res.Pauses++
+		}
+	}
+}
+
+// waitReady polls until the server answers on db again (after a restart), or the deadline.
+func waitReady(ctx context.Context, db *sql.DB, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+		err := db.PingContext(pctx)
+		pcancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("chaos: the server did not answer again within %s: %w", within, err)
+		case <-t.C:
 		}
 	}
 }

@@ -238,7 +238,7 @@ func (w *worker) step(runCtx context.Context, i int) bool {
 		// Interrupted: the operation was cut short by the run ending, not by a fault.
 		return false
 	}
-	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == context.DeadlineExceeded {
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == context.DeadlineExceeded && !w.run.overlapped(epoch) {
 		w.violate(i, op, fired, "deadline", fmt.Sprintf("the operation was still running after %s", w.cfg.OpTimeout), "")
 		return false
 	}
