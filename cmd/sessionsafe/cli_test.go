@@ -36,6 +36,7 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{"help", []string{"-h"}, nil, exitOK, "commands:"},
 		{"unknown-command", []string{"frobnicate"}, nil, exitUsage, `unknown command "frobnicate"`},
 		{"subcommand-help", []string{"chaos", "-h"}, nil, exitOK, "-workers"},
+		{"help-hides-env-dsn", []string{"chaos", "-h"}, map[string]string{"SESSIONSAFE_PG_DSN": "postgres://app:hunter22@db/app"}, exitOK, "-dsn"},
 		{"unknown-flag", []string{"chaos", "-bogus"}, nil, exitUsage, "-bogus"},
 		{"bad-int", []string{"chaos", "-workers", "many"}, nil, exitUsage, "-workers"},
 		{"bad-seed", []string{"chaos", "-seed", "abc"}, nil, exitUsage, "-seed"},

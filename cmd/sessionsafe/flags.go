@@ -69,6 +69,7 @@ type options struct {
 	backend  string
 	provider string
 	dsn      string
+	envDSN   string
 
 	seed     int64
 	seedSet  bool
@@ -161,7 +162,9 @@ func flagSet(cmd string, which int, o *options, getenv func(string) string, out 
 			prov = "auto"
 		}
 		fs.StringVar(&o.provider, "provider", prov, "how to get a Postgres: auto, docker, local or dsn (default from SESSIONSAFE_PG_PROVIDER)")
-		fs.StringVar(&o.dsn, "dsn", getenv("SESSIONSAFE_PG_DSN"), "a Postgres DSN to run against (implies -provider dsn; default from SESSIONSAFE_PG_DSN)")
+		// Not the flag's default: -h would print the DSN, password and all.
+		o.envDSN = getenv("SESSIONSAFE_PG_DSN")
+		fs.StringVar(&o.dsn, "dsn", "", "a Postgres DSN to run against (implies -provider dsn; default from SESSIONSAFE_PG_DSN)")
 	}
 	if which&fChaos != 0 {
 		fs.Func("seed", "the run's seed (default: from the clock, printed)", func(v string) error {
@@ -178,7 +181,7 @@ func flagSet(cmd string, which int, o *options, getenv func(string) string, out 
 		fs.Float64Var(&o.faultRate, "fault-rate", 0.03, "probability of a fault at each driver step, 0..1")
 		fs.DurationVar(&o.terminateEvery, "terminate-every", 0, "server chaos: terminate a random backend of the run this often (postgres; 0: never)")
 		fs.DurationVar(&o.restartEvery, "restart-every", 0, "server chaos: restart the server this often (docker or local provider; 0: never)")
-		fs.DurationVar(&o.pauseEvery, "pause-every", 0, "server chaos: stall every connection of the run briefly this often (postgres; 0: never)")
+		fs.DurationVar(&o.pauseEvery, "pause-every", 0, "server chaos: pause the whole server for 100-300ms this often (docker or local provider; 0: never)")
 		fs.BoolVar(&o.shrink, "shrink", true, "on a violation, shrink to the smallest still-failing run and print its replay command")
 		fs.StringVar(&o.progress, "progress", "auto", "progress display: auto (a bar on a terminal, lines otherwise), bar, lines or off")
 		fs.IntVar(&o.from, "from", 0, "replay: start at this operation index of each worker's stream")
@@ -244,6 +247,9 @@ func (o *options) validate(fs *flag.FlagSet) error {
 		if set["dsn"] && o.dsn == "" {
 			return usagef("-dsn: empty")
 		}
+		if !set["dsn"] {
+			o.dsn = o.envDSN
+		}
 		if o.dsn != "" {
 			if _, err := pgconn.ParseConfig(o.dsn); err != nil {
 				return usagef("-dsn %s: %s", report.RedactDSN(o.dsn), report.NewRedactor(o.dsn).Redact(oneLine(err.Error())))
@@ -293,8 +299,8 @@ func (o *options) validate(fs *flag.FlagSet) error {
 		if (o.terminateEvery > 0 || o.restartEvery > 0 || o.pauseEvery > 0) && o.backend == "sqlmock" {
 			return usagef("-terminate-every/-restart-every/-pause-every: server chaos needs -backend postgres or both")
 		}
-		if o.restartEvery > 0 && o.provider == "dsn" {
-			return usagef("-restart-every: cannot restart a server given by -dsn; use -provider local or docker")
+		if (o.restartEvery > 0 || o.pauseEvery > 0) && o.provider == "dsn" {
+			return usagef("-restart-every/-pause-every: cannot restart or pause a server given by -dsn; use -provider local or docker")
 		}
 	}
 	if has("fault-rate") && (o.faultRate < 0 || o.faultRate > 1) {
