@@ -17,6 +17,12 @@
 // report is still written. Every bad flag or DSN gets a one-line error naming it, and DSN
 // passwords never appear in output or reports.
 //
+// serve listens with the thread HTTP API (header X-User-ID names the caller) plus
+// GET /debug/sessions (JSON: pool stats, what is held now with where it was acquired, server
+// and long-transaction findings, the faults fired) and POST /debug/faults (the body is a
+// fault plan, armed from then on). SIGTERM or Ctrl-C drains the requests, checks that nothing
+// is left held, and exits 1 if something is.
+//
 // The planted-bug flag -plant NAME[,NAME] (names from internal/mutant, e.g. RowsNotClosed)
 // switches a known session bug on in the handlers, to prove that the harness catches it.
 package main
