@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -120,19 +121,12 @@ func TestCleanChaosExitsZero(t *testing.T) {
 }
 
 // TestInterruptLeavesNothingBehind builds the binary, starts a long chaos run on a local
-// cluster, sends SIGINT once it is running, and checks: exit code 2, a partial report marked
-// interrupted, no cluster directory left in its TMPDIR and no process of it still running.
+// cluster and on a container, sends SIGINT once it is running, and checks: exit code 2, a
+// partial report marked interrupted, nothing left in its TMPDIR, and no cluster process or
+// container of it left.
 func TestInterruptLeavesNothingBehind(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and starts Postgres")
-	}
-	if _, err := exec.LookPath("pg_config"); err != nil {
-		if _, err := os.Stat("/usr/lib/postgresql"); err != nil {
-			if pgtest.Required() {
-				t.Fatal("no local PostgreSQL binaries")
-			}
-			t.Skip("no local PostgreSQL binaries (the local provider is what this test interrupts)")
-		}
 	}
 	work := t.TempDir()
 	bin := filepath.Join(work, "sessionsafe")
@@ -140,77 +134,142 @@ func TestInterruptLeavesNothingBehind(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	// The run's own TMPDIR, traversable by the postgres user the cluster runs as.
-	tmp, err := os.MkdirTemp("", "sessionsafe-sigint-")
-	if err != nil {
-		t.Fatal(err)
+	serverPortRE := regexp.MustCompile(`pgtest: postgres ready" provider=docker .*server="postgres://[^"]*@127\.0\.0\.1:([0-9]+)/`)
+	tests := []struct {
+		provider string
+		ready    func(t *testing.T) string // "" when the provider can run here, else why not
+		env      []string
+		// alive counts what of the run still exists: cluster processes, the container.
+		alive func(t *testing.T, tmp, stderr string) int
+	}{
+		{
+			provider: "local",
+			ready: func(t *testing.T) string {
+				if _, err := exec.LookPath("pg_config"); err == nil {
+					return ""
+				}
+				if _, err := os.Stat("/usr/lib/postgresql"); err == nil {
+					return ""
+				}
+				return "no local PostgreSQL binaries"
+			},
+			alive: func(t *testing.T, tmp, _ string) int { return clusterProcesses(t, tmp) },
+		},
+		{
+			provider: "docker",
+			ready: func(t *testing.T) string {
+				if exec.Command("docker", "info").Run() != nil {
+					return "Docker not reachable"
+				}
+				if exec.Command("docker", "image", "inspect", "sessionsafe/postgres:local").Run() != nil {
+					return "no image sessionsafe/postgres:local (make pg-image builds it; none can be pulled)"
+				}
+				return ""
+			},
+			env: []string{"SESSIONSAFE_PG_IMAGE=sessionsafe/postgres:local", "TESTCONTAINERS_RYUK_DISABLED=true"},
+			alive: func(t *testing.T, _, log string) int {
+				// The container is the one publishing the port pgtest logged as ready.
+				m := serverPortRE.FindStringSubmatch(log)
+				if m == nil {
+					t.Fatalf("no server address in the run's log:\n%s", log)
+				}
+				out, err := exec.Command("docker", "ps", "-a", "--format", "{{.ID}} {{.Ports}}").Output()
+				if err != nil {
+					t.Fatalf("docker ps: %v", err)
+				}
+				n := 0
+				for _, line := range strings.Split(string(out), "\n") {
+					if strings.Contains(line, ":"+m[1]+"->") {
+						n++
+					}
+				}
+				return n
+			},
+		},
 	}
-	t.Cleanup(func() { os.RemoveAll(tmp) })
-	if err := os.Chmod(tmp, 0o1777); err != nil {
-		t.Fatal(err)
-	}
-	reports := filepath.Join(work, "reports")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	cmd := exec.CommandContext(ctx, bin, "chaos", "-backend", "postgres", "-provider", "local", "-duration", "5m",
-		"-workers", "4", "-fault-rate", "0.05", "-v", "-progress", "off", "-report-dir", reports)
-	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
-	cmd.Stdout = io.Discard
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	// -v logs every fault: the first one means the workers are running.
-	running := make(chan struct{})
-	var logged strings.Builder
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		once := false
-		for sc.Scan() {
-			line := sc.Text()
-			if logged.Len() < 4000 {
-				logged.WriteString(line + "\n")
+	for _, tt := range tests {
+		t.Run(tt.provider, func(t *testing.T) {
+			if why := tt.ready(t); why != "" {
+				t.Skipf("provider %s: %s", tt.provider, why)
 			}
-			if !once && strings.HasPrefix(line, "worker ") {
-				once = true
-				close(running)
+			// The run's own TMPDIR, traversable by the postgres user the cluster runs as.
+			tmp, err := os.MkdirTemp("", "sessionsafe-sigint-")
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-	}()
-	select {
-	case <-running:
-	case <-ctx.Done():
-		t.Fatalf("the chaos run never started its workers")
-	}
-	if n := clusterProcesses(t, tmp); n == 0 {
-		t.Fatalf("no postgres process runs under %s: the test would prove nothing", tmp)
-	}
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	err = cmd.Wait()
-	code := cmd.ProcessState.ExitCode()
-	if code != exitUsage {
-		t.Errorf("after SIGINT: exit %d (%v); want %d\nstderr:\n%s", code, err, exitUsage, logged.String())
-	}
-	data, err := os.ReadFile(filepath.Join(reports, "report.json"))
-	if err != nil {
-		t.Fatalf("no partial report: %v", err)
-	}
-	var rep struct{ Interrupted bool }
-	if err := json.Unmarshal(data, &rep); err != nil || !rep.Interrupted {
-		t.Errorf("report.json: interrupted=%v (%v); want true", rep.Interrupted, err)
-	}
-	left, _ := os.ReadDir(tmp)
-	for _, e := range left {
-		t.Errorf("left behind in TMPDIR: %s", e.Name())
-	}
-	if n := clusterProcesses(t, tmp); n > 0 {
-		t.Errorf("%d process(es) of the cluster still run after the CLI exited", n)
+			t.Cleanup(func() { os.RemoveAll(tmp) })
+			if err := os.Chmod(tmp, 0o1777); err != nil {
+				t.Fatal(err)
+			}
+			reports := filepath.Join(t.TempDir(), "reports")
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			t.Cleanup(cancel)
+			cmd := exec.CommandContext(ctx, bin, "chaos", "-backend", "postgres", "-provider", tt.provider, "-duration", "5m",
+				"-workers", "4", "-fault-rate", "0.05", "-v", "-progress", "off", "-report-dir", reports)
+			cmd.Env = append(append(os.Environ(), "TMPDIR="+tmp), tt.env...)
+			// Both streams: testcontainers logs the container it creates on stdout.
+			output, pw := io.Pipe()
+			cmd.Stdout, cmd.Stderr = pw, pw
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = cmd.Process.Kill() })
+			// -v logs every fault: the first one means the workers are running.
+			running := make(chan struct{})
+			drained := make(chan struct{})
+			var mu sync.Mutex
+			var logged strings.Builder
+			go func() {
+				defer close(drained)
+				sc := bufio.NewScanner(output)
+				once := false
+				for sc.Scan() {
+					line := sc.Text()
+					mu.Lock()
+					if logged.Len() < 16000 {
+						logged.WriteString(line + "\n")
+					}
+					mu.Unlock()
+					if !once && strings.HasPrefix(line, "worker ") {
+						once = true
+						close(running)
+					}
+				}
+			}()
+			log := func() string { mu.Lock(); defer mu.Unlock(); return logged.String() }
+			select {
+			case <-running:
+			case <-ctx.Done():
+				t.Fatalf("the chaos run never started its workers:\n%s", log())
+			}
+			if n := tt.alive(t, tmp, log()); n == 0 {
+				t.Fatalf("nothing of the %s server found while it runs: the test would prove nothing", tt.provider)
+			}
+			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			err = cmd.Wait()
+			pw.Close()
+			<-drained
+			if code := cmd.ProcessState.ExitCode(); code != exitUsage {
+				t.Errorf("after SIGINT: exit %d (%v); want %d\nstderr:\n%s", code, err, exitUsage, log())
+			}
+			data, err := os.ReadFile(filepath.Join(reports, "report.json"))
+			if err != nil {
+				t.Fatalf("no partial report: %v", err)
+			}
+			var rep struct{ Interrupted bool }
+			if err := json.Unmarshal(data, &rep); err != nil || !rep.Interrupted {
+				t.Errorf("report.json: interrupted=%v (%v); want true", rep.Interrupted, err)
+			}
+			left, _ := os.ReadDir(tmp)
+			for _, e := range left {
+				t.Errorf("left behind in TMPDIR: %s", e.Name())
+			}
+			if n := tt.alive(t, tmp, log()); n > 0 {
+				t.Errorf("%d process(es) or container(s) of the %s server still exist after the CLI exited", n, tt.provider)
+			}
+		})
 	}
 }
 
