@@ -171,12 +171,6 @@ func quiesce(ctx context.Context, cfg *Config, rs *runState, workers []*worker, 
 			add("long-transaction", msg, d)
 		}
 		problems, err := w.ledger.verify(cctx, svc, w.user)
-		if err == nil {
-			var more []string
-			if more, err = w.ledger.checkCreates(cctx, svc, w.user); err == nil {
-				problems = append(problems, more...)
-			}
-		}
 		cancel()
 		if err != nil {
 			add("ledger", "the ledger could not be read back: "+err.Error(), "")

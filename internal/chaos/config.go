@@ -51,11 +51,11 @@ type Config struct {
 	// CheckTimeout is how long the checks poll for things to settle. Zero: 2s.
 	CheckTimeout time.Duration
 	// ServerCheckEvery runs the server check every this many operations of a worker
-	// (0: 50), besides quiescence.
+	// (0: 200), besides quiescence.
 	ServerCheckEvery int
-	// MaxThreads bounds the threads a worker keeps in its ledger: beyond it the oldest is
-	// verified against the database, archived and forgotten, so memory stays flat on a long
-	// run. Zero: 24.
+	// MaxThreads bounds the threads a worker keeps in its ledger: at it, the whole ledger is
+	// checked against the database and the worker starts afresh under a new user, so memory
+	// stays flat on a long run. Zero: 32.
 	MaxThreads int
 	// NoChecks turns every check and the ledger off and FaultRate is ignored: the baseline
 	// workload of the throughput benchmark.
@@ -80,10 +80,10 @@ func (c *Config) defaults() {
 		c.CheckTimeout = 2 * time.Second
 	}
 	if c.MaxThreads == 0 {
-		c.MaxThreads = 24
+		c.MaxThreads = 32
 	}
 	if c.ServerCheckEvery == 0 {
-		c.ServerCheckEvery = 50
+		c.ServerCheckEvery = 200
 	}
 }
 

@@ -79,39 +79,6 @@ func (l *ledger) live() []*threadLedger {
 	return out
 }
 
-// dropOldest forgets the oldest thread (verified and archived by the caller), so that a long
-// run's ledger stays bounded.
-func (l *ledger) dropOldest() {
-	id := l.order[0]
-	delete(l.threads, id)
-	l.order = l.order[1:]
-}
-
-// checkCreates reports every thread of the user carrying the title of a create that failed
-// cleanly, then forgets the failed and ambiguous creates seen so far.
-func (l *ledger) checkCreates(ctx context.Context, svc *handlers.Service, user string) ([]string, error) {
-	var problems []string
-	if len(l.createFailed) > 0 {
-		for off := 0; ; off += 100 {
-			page, err := svc.ListThreads(ctx, user, handlers.Page{Offset: off, Limit: 100})
-			if err != nil {
-				return nil, fmt.Errorf("verify ledger: list threads: %w", err)
-			}
-			for _, t := range page {
-				if _, known := l.threads[t.ID]; !known && l.createFailed[t.Title] && !l.createUnknown[t.Title] {
-					problems = append(problems, fmt.Sprintf("thread %s %q exists although its create failed cleanly (the caller was told it failed)", t.ID, t.Title))
-				}
-			}
-			if len(page) < 100 {
-				break
-			}
-		}
-	}
-	clear(l.createFailed)
-	clear(l.createUnknown)
-	return problems, nil
-}
-
 func (t *threadLedger) setTitle(title string, o outcome) {
 	switch o {
 	case acked:
@@ -133,8 +100,7 @@ func (t *threadLedger) mergeMsg(id string, o outcome) {
 }
 
 // verify reads the worker's threads back through svc (a clean pool, no faults, no planted
-// bug) and returns every broken data-safety invariant, one a line. The check of cleanly
-// failed creates is checkCreates.
+// bug) and returns every broken data-safety invariant, one a line.
 func (l *ledger) verify(ctx context.Context, svc *handlers.Service, user string) ([]string, error) {
 	var problems []string
 	live := map[string]handlers.Thread{}
@@ -148,6 +114,11 @@ func (l *ledger) verify(ctx context.Context, svc *handlers.Service, user string)
 		}
 		if len(page) < 100 {
 			break
+		}
+	}
+	for id, t := range live {
+		if _, known := l.threads[id]; !known && l.createFailed[t.Title] && !l.createUnknown[t.Title] {
+			problems = append(problems, fmt.Sprintf("thread %s %q exists although its create failed cleanly (the caller was told it failed)", id, t.Title))
 		}
 	}
 	for _, id := range l.order {

@@ -89,6 +89,7 @@ type worker struct {
 
 	ops, errs   int64
 	next        int // the index after the last operation run
+	gen         int // the ledger generation: a new user each time the ledger is retired
 	faultOps    []int
 	violations  []Violation
 	readProblem string
@@ -167,7 +168,7 @@ func (w *worker) loop(ctx context.Context) {
 		if !w.step(ctx, i) {
 			return
 		}
-		if !w.cfg.NoChecks && len(w.ledger.order) > w.cfg.MaxThreads && !w.retire(ctx, i) {
+		if !w.cfg.NoChecks && len(w.ledger.order) >= w.cfg.MaxThreads && !w.retire(ctx, i) {
 			return
 		}
 		if !w.cfg.NoChecks && (i+1)%w.cfg.ServerCheckEvery == 0 && w.cfg.CheckTimeout > 0 {
@@ -268,42 +269,25 @@ func (w *worker) step(runCtx context.Context, i int) bool {
 	return true
 }
 
-// retire verifies the worker's oldest thread against the database, archives it and forgets
-// it, and checks no cleanly failed create left a thread: the ledger of a long run stays
-// bounded. A read that fails (server chaos) leaves the thread for a later try.
+// retire checks the worker's ledger against the database and starts a new one under a new
+// user, so that a long run's ledger (and the user's list of threads) stays bounded. A check
+// that cannot read (server chaos) is tried again after the next operation.
 func (w *worker) retire(runCtx context.Context, i int) bool {
 	ctx, cancel := context.WithTimeout(runCtx, w.cfg.OpTimeout)
 	defer cancel()
-	clean := w.run.clean
-	tl := w.ledger.threads[w.ledger.order[0]]
-	var tp *handlers.Thread
-	t, err := clean.GetThread(ctx, w.user, tl.id)
-	switch {
-	case err == nil:
-		tp = &t
-	case errors.Is(err, handlers.ErrNotFound):
-	default:
-		return true
-	}
-	problems, err := w.ledger.verifyThread(ctx, clean, w.user, tl, tp)
+	problems, err := w.ledger.verify(ctx, w.run.clean, w.user)
 	if err != nil {
 		return true
-	}
-	more, err := w.ledger.checkCreates(ctx, clean, w.user)
-	if err == nil {
-		problems = append(problems, more...)
 	}
 	if len(problems) > 0 {
 		w.violate(i, "", nil, "ledger", strings.Join(problems, "; "), "")
 		return false
 	}
-	if tp != nil {
-		if err := clean.DeleteThread(ctx, w.user, tl.id); err != nil {
-			tl.deleted = ambiguous // it may be archived: the next try accepts either
-			return true
-		}
-	}
-	w.ledger.dropOldest()
+	old := w.ledger
+	w.ledger = newLedger()
+	w.ledger.acked, w.ledger.ambiguous = old.acked, old.ambiguous
+	w.gen++
+	w.user = fmt.Sprintf("%s-user%d-g%d", w.appName, w.id, w.gen)
 	return true
 }
 
