@@ -13,14 +13,17 @@
 // elsewhere are dropped (-faults-at).
 //
 // After every operation the worker's pool must have every connection back (leakcheck pool
-// check, with the tracker's attribution); the server check (no backend of the worker's
-// application_name idle in transaction, aborted, active or holding locks) runs every few
-// operations and at quiescence, with the long-transaction check (a transaction held across
-// the title generator) and the goroutine check. At the end the ledger is checked against the
-// database: every acknowledged write is there, no write that failed cleanly is there, no
-// message was stored twice. A write is ambiguous — may or may not be there — when its commit
-// was cut after the server committed or when server chaos (a terminated backend, a restart,
-// a pause) overlapped it.
+// check, with the tracker's attribution), no transaction may have been held across the
+// title generator (long-transaction check), and an operation that failed with no fault of
+// its own is a finding unless server chaos is on. The server check (no backend of the
+// worker's application_name idle in transaction, aborted, active or holding locks) runs
+// every 200 operations and at quiescence, with the goroutine check. Every 32 threads, and at
+// the end, a worker's ledger is checked against the database — every acknowledged write is
+// there, no write that failed cleanly is there, no message was stored twice, seq is
+// gap-free — and the worker starts afresh under a new user, so a long run's memory stays
+// flat. A write is ambiguous — may or may not be there — when its commit was cut after the
+// server committed or when server chaos (a terminated backend, a restart, a pause)
+// overlapped it.
 //
 // Server chaos on demand: terminate the backends of a random worker, restart the server,
 // pause it briefly.
