@@ -38,9 +38,18 @@
 //     cancels it, or the statement is cancelled as a statement_timeout would
 //     (57014); these need a Server (WithServer) and real Postgres.
 //
-// Faults that return an error do not call the driver: on real Postgres an
-// injected pgerr inside a transaction does not abort the server-side
-// transaction; the code under test must roll back as it would in production.
+// # What production shows
+//
+// Faults that return an error do not call the driver; the injector then leaves
+// the connection as a driver that met that error would:
+//
+//   - an error at a commit or rollback step (any kind that returns one: error,
+//     pgerr, badconn, cancel, a latency cut short by the context) ends the
+//     connection, as pgx closes a connection whose COMMIT or ROLLBACK failed:
+//     the injector closes the driver's conn, so the server ends the session
+//     and rolls its transaction back, and every later call on it gets
+//     driver.ErrBadConn, so database/sql discards it instead of pooling a
+//     connection still inside a transaction.
 //
 // Wire level (Wire) and server level (Server) are also usable on their own;
 // see their documentation.

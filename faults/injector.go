@@ -280,6 +280,10 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 		st.Err = err
 		if kind == StepClose {
 			err, st.Err = drvwrap.ErrHandled, nil
+			// After is not called: forget the conn here.
+			delete(i.dead, c.ConnID)
+			delete(i.inTx, c.ConnID)
+			delete(i.openRows, c.ConnID)
 		}
 		i.record(st)
 		i.mu.Unlock()
@@ -312,8 +316,15 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 	if ri < 0 {
 		return nil
 	}
-
-	return i.fire(ctx, c, st, rule)
+	err := i.fire(ctx, c, st, rule)
+	if err != nil && (kind == StepCommit || kind == StepRollback) {
+		// The driver never saw the end of the transaction: leave the conn
+		// as a driver leaves one whose COMMIT or ROLLBACK failed (pgx closes
+		// it), so the server ends the session and its transaction instead of
+		// database/sql pooling a conn still inside it.
+		i.markDead(c)
+	}
+	return err
 }
 
 // fire carries out rule's fault at step st and records the firing. (A
@@ -367,6 +378,9 @@ func (i *Injector) apply(ctx context.Context, c *drvwrap.Call, st *Step, f Fault
 		}
 	case KindPanic:
 		p := &InjectedPanic{Step: st.Index, Kind: st.Kind}
+		if st.Kind == StepCommit || st.Kind == StepRollback {
+			i.markDead(c) // as for an error there: the transaction must not outlive the conn's use
+		}
 		fire(p)
 		panic(p)
 	default:
@@ -387,9 +401,13 @@ func (i *Injector) markDead(c *drvwrap.Call) {
 		return // database/sql closes it anyway
 	}
 	i.mu.Lock()
+	already := i.dead[c.ConnID]
 	i.dead[c.ConnID] = true
+	delete(i.inTx, c.ConnID) // the session, and its transaction, end with the conn
 	i.mu.Unlock()
-	_ = c.Conn.Close()
+	if !already {
+		_ = c.Conn.Close()
+	}
 }
 
 func (i *Injector) after(_ context.Context, c *drvwrap.Call, err error) error {

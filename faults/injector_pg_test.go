@@ -133,6 +133,14 @@ func TestInjectorFaultsOnPostgres(t *testing.T) {
 				return inj.Context(context.Background())
 			}},
 		{name: "latency/commit", plan: "match=commit#1:latency=5ms", atStep: 7, wantN: 1, check: wantNil},
+		// An injected error at a commit ends the session, as pgx closes a
+		// conn whose COMMIT failed: nothing is left idle in transaction.
+		{name: "error/commit", plan: "match=commit#1:error", atStep: 7, gone: true, check: wantIs("commit:", faults.ErrInjected)},
+		{name: "pgerr-40001/commit", plan: "match=commit#1:pgerr=40001", atStep: 7, gone: true, check: wantPg("commit:", "40001", "ERROR")},
+		{name: "latency-deadline/commit", plan: "match=commit#1:latency=1h", atStep: 7, gone: true, check: wantIs("commit:", context.DeadlineExceeded),
+			ctx: func(*faults.Injector) (context.Context, context.CancelFunc) {
+				return context.WithTimeout(context.Background(), 500*time.Millisecond)
+			}},
 		{name: "cut/exec", plan: "match=exec#1:cut", atStep: 3, gone: true, check: wantAnyErr("exec:")},
 		{name: "cut/commit", plan: "match=commit#1:cut", atStep: 7, gone: true, check: wantAnyErr("commit:")},
 		{name: "ambiguous/commit", plan: "match=commit#1:ambiguous", atStep: 7, wantN: 1, gone: true, check: wantAnyErr("commit:")},
@@ -163,6 +171,36 @@ func TestInjectorFaultsOnPostgres(t *testing.T) {
 			if err := txOp(t.Context(), e.db); err != nil {
 				t.Errorf("the unit after the fault: %v; want the pool to recover", err)
 			}
+		})
+	}
+}
+
+// TestInjectorRollbackFaultEndsSession checks an injected error at a
+// rollback ends the session (as pgx closes a conn whose ROLLBACK failed):
+// the server transaction does not outlive it and the pool recovers.
+func TestInjectorRollbackFaultEndsSession(t *testing.T) {
+	for _, plan := range []string{"match=rollback#1:error", "match=rollback#1:pgerr=57014"} {
+		t.Run(plan, func(t *testing.T) {
+			e := newInjectedPG(t)
+			e.inj.Arm(faults.MustParsePlan(plan))
+			tx, err := e.db.BeginTx(t.Context(), nil)
+			if err != nil {
+				t.Fatalf("begin: %v", err)
+			}
+			if _, err := tx.ExecContext(t.Context(), "UPDATE items SET n = n + 1 WHERE id = $1", 1); err != nil {
+				t.Fatalf("exec: %v", err)
+			}
+			if err := tx.Rollback(); err == nil {
+				t.Fatalf("rollback succeeded; want the injected error\n%s", e.inj.Trace())
+			}
+			checkFired(t, e.inj, 4)
+			waitIdle(t, e.db)
+			e.waitGone(t)
+			e.waitN(t, 0)
+			if err := txOp(t.Context(), e.db); err != nil {
+				t.Errorf("the unit after the fault: %v; want the pool to recover", err)
+			}
+			e.waitN(t, 1)
 		})
 	}
 }

@@ -50,10 +50,9 @@
 // connection back, or keeps the Tx's lock so that any Rollback deadlocks: no
 // caller can handle it), and lock or stmt-timeout on a table the transaction
 // under test already touched (the other session cannot take its lock). A
-// commit or rollback replaced by an injected fault leaves the server
-// transaction open: on the DSN path the runner's pgx connections report
-// themselves invalid when they go back to the pool in a transaction, so
-// database/sql closes them, as pgx does after a failed commit.
+// commit or rollback replaced by an injected fault ends its connection (the
+// injector closes it, as pgx closes a connection whose commit or rollback
+// failed), so the server transaction never outlives it.
 //
 // [Run] runs every case of some operations and returns a [Report] (for
 // programs: the CLI, the mutation proof); [RunTests] makes each case a subtest

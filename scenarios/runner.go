@@ -181,7 +181,7 @@ func NewRunner(ctx context.Context, cfg Config, op Operation) (*Runner, error) {
 				r.server = faults.NewServer(cfg.Admin, faults.WithLockDB(r.lockDB))
 			}
 		}
-		r.base = idleOnly(base)
+		r.base = base
 		r.newPool()
 	case Sqlmock:
 		r.backend = faults.Mock
@@ -828,34 +828,6 @@ func diffLines(want, got string) string {
 		return " (same lines, different order)\n"
 	}
 	return b.String()
-}
-
-// idleOnly wraps a pgx stdlib connector so that its connections implement
-// driver.Validator: a connection handed back to the pool while its server
-// transaction is still open (its commit or rollback was replaced by an
-// injected fault, so the driver never saw the end) is invalid and discarded —
-// as pgx closes a connection whose commit or rollback failed — instead of
-// sitting idle in transaction until its next use.
-func idleOnly(c driver.Connector) driver.Connector { return idleOnlyConnector{c} }
-
-type idleOnlyConnector struct{ driver.Connector }
-
-func (c idleOnlyConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	conn, err := c.Connector.Connect(ctx)
-	if pc, ok := conn.(*stdlib.Conn); ok && err == nil {
-		return idleOnlyConn{pc}, nil
-	}
-	return conn, err
-}
-
-// idleOnlyConn embeds the pgx conn, so it offers every optional interface
-// the pgx conn does, and adds IsValid.
-type idleOnlyConn struct{ *stdlib.Conn }
-
-// IsValid reports whether the connection is open and not in a transaction.
-func (c idleOnlyConn) IsValid() bool {
-	pc := c.Conn.Conn().PgConn()
-	return !pc.IsClosed() && pc.TxStatus() == 'I'
 }
 
 // Run runs the whole matrix of each operation on cfg.Backend and reports every
