@@ -356,9 +356,12 @@ func (r *Runner) env(ctx context.Context, cold bool, exp []gstep) (caseEnv, erro
 	if cold {
 		e.pool.SetMaxIdleConns(0)
 		e.pool.SetMaxIdleConns(1)
-	} else if st := e.pool.Stats(); st.Idle != 1 || st.InUse != 0 {
-		// not exactly one idle connection (the last case's was discarded):
-		// open one, so that the run starts as the recording did
+	} else if st := e.pool.Stats(); st.Idle != 1 || st.InUse != 0 || r.cfg.Backend == Postgres {
+		// Not exactly one idle connection (the last case's was discarded),
+		// or on Postgres one a fault of the last case may have ended (an
+		// injected error at a commit closes the conn; database/sql learns it
+		// at its next use): ping, which discards a dead conn and opens
+		// another, so that the run starts as the recording did.
 		if err := e.pool.PingContext(ctx); err != nil {
 			e.close()
 			return e, fmt.Errorf("warm the pool: %w", err)
