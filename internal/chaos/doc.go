@@ -38,5 +38,10 @@
 // Driver-level faults here come from a small seeded rate injector over internal/drvwrap
 // rather than faults.RandomPlan: a chaos run draws a fresh decision at every step of every
 // operation of every worker, which a per-run plan of step indexes cannot express under
-// concurrency. The fault kinds and their spelling are those of package faults.
+// concurrency. The fault kinds and their spelling are those of package faults
+// (faults.Fault.String), and so are the errors: an "error" fault wraps faults.ErrInjected, a
+// "pgerr" fault is faults.PgError(code). A pgerr fault at a commit also breaks the connection
+// (it wraps driver.ErrBadConn), so database/sql closes it and the server rolls the
+// transaction back, as pgx closes a connection whose COMMIT failed; rollbacks are never
+// faulted.
 package chaos

@@ -3,23 +3,23 @@ package chaos
 import (
 	"context"
 	"database/sql/driver"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
+	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
 )
 
-// pgCodes are the SQLSTATEs a pgerr fault carries.
-var pgCodes = []string{"40001", "40P01", "23505", "57014", "57P01", "53300", "08006"}
-
-// errInjected is the plain error fault.
-var errInjected = errors.New("chaos: injected fault")
+// pgCodes are the SQLSTATEs a pgerr fault carries: the faults package's, in a fixed order
+// (the order is part of what a seed draws).
+var pgCodes = []string{
+	faults.CodeSerializationFailure, faults.CodeDeadlockDetected, faults.CodeUniqueViolation,
+	faults.CodeQueryCanceled, faults.CodeAdminShutdown, faults.CodeTooManyConnections,
+	faults.CodeConnectionFailure,
+}
 
 // lostCommit is a commit that never reached the server: the connection is discarded (so the
 // server rolls the transaction back) and the caller sees err.
@@ -155,40 +155,41 @@ func (in *injector) hooks() drvwrap.Hooks {
 			kind := in.rng.IntN(10)
 			code := pgCodes[in.rng.IntN(len(pgCodes))]
 			delay := time.Duration(1+in.rng.IntN(5)) * time.Millisecond
-			var fault string
+			var f faults.Fault
 			var err error
 			switch {
 			case c.Op == drvwrap.OpCommit && kind < 4:
 				// Cut after the commit was sent: the server commits, the client sees a
 				// broken connection. Decided here, acted on in After.
-				fault = "ambiguous"
+				f = faults.Fault{Kind: faults.KindAmbiguous}
 				in.ambig = true
 				if in.cutAfter == nil {
 					in.cutAfter = map[uint64]bool{}
 				}
 				in.cutAfter[c.ConnID] = true
 			case c.Op == drvwrap.OpCommit:
-				fault = "pgerr=" + code
-				err = &lostCommit{&pgconn.PgError{Severity: "ERROR", Code: code, Message: "chaos: injected at commit"}}
+				f = faults.Fault{Kind: faults.KindPgErr, Code: code}
+				err = &lostCommit{faults.PgError(code)}
 			case kind == 0:
-				fault = "error"
-				err = errInjected
+				f = faults.Fault{Kind: faults.KindError}
+				err = fmt.Errorf("%s: %w", c.Op, faults.ErrInjected)
 			case kind <= 3:
-				fault = "pgerr=" + code
-				err = &pgconn.PgError{Severity: "ERROR", Code: code, Message: "chaos: injected"}
+				f = faults.Fault{Kind: faults.KindPgErr, Code: code}
+				err = faults.PgError(code)
 			case kind == 4:
-				fault = "badconn"
+				f = faults.Fault{Kind: faults.KindBadConn}
 				err = driver.ErrBadConn
 			case kind == 5 && in.cancel != nil:
-				fault = "cancel"
+				f = faults.Fault{Kind: faults.KindCancel}
 				in.cancel()
 				err = context.Canceled
 			default:
-				fault = "latency=" + delay.String()
+				f = faults.Fault{Kind: faults.KindLatency, Delay: delay}
 			}
+			fault := f.String()
 			in.record(c, fault)
 			in.mu.Unlock()
-			if strings.HasPrefix(fault, "latency") {
+			if f.Kind == faults.KindLatency {
 				t := time.NewTimer(delay)
 				defer t.Stop()
 				select {

@@ -1,0 +1,181 @@
+package chaos
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/sessionsafe/sessionsafe/faults"
+	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
+	"github.com/sessionsafe/sessionsafe/pgtest"
+)
+
+// faultAt arms a fresh injector firing at every eligible step and returns the fault it draws
+// at op with seed, and the error it returns there.
+func faultAt(tb testing.TB, seed uint64, op drvwrap.Op) (string, error) {
+	tb.Helper()
+	in := &injector{rate: 1}
+	in.arm(rand.New(rand.NewPCG(seed, saltFaults)), func() {})
+	err := in.hooks().Before(context.Background(), &drvwrap.Call{Op: op, ConnID: 1})
+	fired, _ := in.disarm()
+	if len(fired) != 1 {
+		tb.Fatalf("seed %d at %v: fired %v; want one fault", seed, op, fired)
+	}
+	return fired[0], err
+}
+
+// TestInjectorSpeaksFaults: every fault the rate injector draws is named as a faults.Fault
+// prints and carries the faults package's error values.
+func TestInjectorSpeaksFaults(t *testing.T) {
+	seen := map[faults.Kind]bool{}
+	for seed := range uint64(200) {
+		name, err := faultAt(t, seed, drvwrap.OpExec)
+		var pe *pgconn.PgError
+		switch {
+		case name == "error at exec":
+			seen[faults.KindError] = true
+			if !errors.Is(err, faults.ErrInjected) {
+				t.Errorf("seed %d: error fault %v; want it to wrap faults.ErrInjected", seed, err)
+			}
+		case errors.As(err, &pe):
+			seen[faults.KindPgErr] = true
+			want := faults.Fault{Kind: faults.KindPgErr, Code: pe.Code}.String() + " at exec"
+			if name != want || pe.Message != faults.PgError(pe.Code).Message {
+				t.Errorf("seed %d: fired %q with %v; want %q with faults.PgError's text", seed, name, err, want)
+			}
+		case name == "badconn at exec":
+			seen[faults.KindBadConn] = true
+			if !errors.Is(err, driver.ErrBadConn) {
+				t.Errorf("seed %d: badconn fault %v; want driver.ErrBadConn", seed, err)
+			}
+		case name == "cancel at exec":
+			seen[faults.KindCancel] = true
+		default:
+			if _, perr := faults.ParsePlan("step=1:" + name[:len(name)-len(" at exec")]); perr != nil || err != nil {
+				t.Errorf("seed %d: fired %q (%v); want a fault a plan can name", seed, name, err)
+			}
+			seen[faults.KindLatency] = true
+		}
+	}
+	if len(seen) != 5 {
+		t.Errorf("kinds drawn in 200 seeds: %v; want error, pgerr, badconn, cancel and latency", seen)
+	}
+}
+
+// TestCommitFaultEndsServerTransaction: whichever fault the injector draws at a commit (a
+// pgerr the server never saw, or an ambiguous cut after it committed), the connection is
+// discarded and no session of the pool is left inside a transaction on the server. A fault
+// that returned an error at the commit but kept the connection would pool a session idle in
+// transaction: the planted variant (lostCommit stripped of driver.ErrBadConn) shows the check
+// failing.
+func TestCommitFaultEndsServerTransaction(t *testing.T) {
+	tests := []struct {
+		name    string
+		seed    uint64 // drawn so that the fault at the commit is the one named
+		fault   string
+		planted bool // the commit error does not break the connection
+	}{
+		{"pgerr", 0, "", false},
+		{"ambiguous", 0, "ambiguous at commit", false},
+		{"planted-kept-conn", 0, "", true},
+	}
+	for i := range tests {
+		tt := &tests[i]
+		wantAmbig, found := tt.fault != "", false
+		for seed := range uint64(100) {
+			if name, _ := faultAt(t, seed, drvwrap.OpCommit); (name == "ambiguous at commit") == wantAmbig {
+				tt.seed, tt.fault, found = seed, name, true
+				break
+			}
+		}
+		if !found {
+			t.Fatalf("%s: no seed below 100 draws it", tt.name)
+		}
+	}
+	pg := pgtest.New(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Logf("seed %d draws %q", tt.seed, tt.fault)
+			app := "chaos-" + tt.name // short: Postgres cuts application_name at 63 bytes
+			pc, err := pgx.ParseConfig(pg.DSN)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pc.RuntimeParams["application_name"] = app
+			in := &injector{rate: 1}
+			h := in.hooks()
+			if tt.planted {
+				before := h.Before
+				h.Before = func(ctx context.Context, c *drvwrap.Call) error {
+					err := before(ctx, c)
+					if lc, ok := err.(*lostCommit); ok {
+						return lc.err
+					}
+					return err
+				}
+			}
+			db := sql.OpenDB(drvwrap.WrapConnector(stdlib.GetConnector(*pc), h))
+			t.Cleanup(func() { _ = db.Close() })
+			ctx := context.Background()
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.ExecContext(ctx, "SELECT 1"); err != nil {
+				t.Fatal(err)
+			}
+			in.arm(rand.New(rand.NewPCG(tt.seed, saltFaults)), nil)
+			err = tx.Commit()
+			fired, _ := in.disarm()
+			if err == nil || len(fired) != 1 || fired[0] != tt.fault {
+				t.Fatalf("commit: %v, fired %v; want an error from %q", err, fired, tt.fault)
+			}
+			within := 2 * time.Second
+			if tt.planted {
+				within = 300 * time.Millisecond
+			}
+			open := serverInTx(t, pg.Admin, pg.Name, app, within)
+			if tt.planted {
+				if open == 0 {
+					t.Fatal("with the commit error keeping the connection the check passed; want it to see the session idle in transaction")
+				}
+				return
+			}
+			if open != 0 {
+				t.Errorf("server: %d session(s) of %s in a transaction after a %s; want 0 (the connection was pooled inside its transaction)", open, app, tt.fault)
+			}
+			if n := db.Stats().OpenConnections; n != 0 {
+				t.Errorf("pool: %d open connection(s) after a %s; want 0", n, tt.fault)
+			}
+		})
+	}
+}
+
+// serverInTx polls until no backend of app on database dbName is inside a transaction, or
+// within passes, and returns how many are.
+func serverInTx(tb testing.TB, admin *sql.DB, dbName, app string, within time.Duration) int {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var n int
+		err := admin.QueryRow(`SELECT count(*) FROM pg_stat_activity
+WHERE datname = $1 AND application_name = $2 AND state LIKE 'idle in transaction%'`, dbName, app).Scan(&n)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if n == 0 || time.Now().After(deadline) {
+			return n
+		}
+		<-tick.C
+	}
+}
