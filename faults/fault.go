@@ -157,6 +157,7 @@ const (
 	CodeAdminShutdown        = "57P01" // backend terminated by an administrator
 	CodeTooManyConnections   = "53300" // too many clients
 	CodeConnectionFailure    = "08006" // connection failure
+	CodeInFailedTransaction  = "25P02" // current transaction is aborted (a statement after an error in the transaction)
 )
 
 type pgText struct {
@@ -171,6 +172,7 @@ var pgTexts = map[string]pgText{
 	CodeAdminShutdown:        {"FATAL", "terminating connection due to administrator command", "", ""},
 	CodeTooManyConnections:   {"FATAL", "sorry, too many clients already", "", ""},
 	CodeConnectionFailure:    {"FATAL", "connection failure", "", ""},
+	CodeInFailedTransaction:  {"ERROR", "current transaction is aborted, commands ignored until end of transaction block", "", ""},
 }
 
 // PgError returns the error Postgres sends for code: a *pgconn.PgError with

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
 )
 
@@ -34,6 +36,7 @@ type Injector struct {
 	dead     map[uint64]bool
 	openRows map[uint64]int // conn id -> index of the query step whose rows are open
 	inTx     map[uint64]bool
+	aborted  map[uint64]bool           // conn id -> its transaction is aborted by an injected error (25P02 until it ends)
 	pending  map[*drvwrap.Call]pending // cleanup of a wire or server fault, run when its step returns
 	prints   map[string]string
 }
@@ -90,6 +93,7 @@ func NewInjector(opts ...InjectorOption) *Injector {
 		dead:     map[uint64]bool{},
 		openRows: map[uint64]int{},
 		inTx:     map[uint64]bool{},
+		aborted:  map[uint64]bool{},
 		pending:  map[*drvwrap.Call]pending{},
 		prints:   map[string]string{},
 	}
@@ -283,11 +287,36 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 			// After is not called: forget the conn here.
 			delete(i.dead, c.ConnID)
 			delete(i.inTx, c.ConnID)
+			delete(i.aborted, c.ConnID)
 			delete(i.openRows, c.ConnID)
 		}
 		i.record(st)
 		i.mu.Unlock()
 		return err
+	}
+	if i.aborted[c.ConnID] {
+		switch kind {
+		case StepExec, StepQuery, StepPrepare:
+			// Postgres answers every statement of an aborted transaction
+			// with 25P02 until it ends.
+			err := PgError(CodeInFailedTransaction)
+			st.Err = err
+			i.record(st)
+			i.mu.Unlock()
+			return err
+		case StepCommit:
+			// Postgres answers the COMMIT of an aborted transaction with
+			// ROLLBACK, which pgx reports as ErrTxCommitRollback.
+			delete(i.aborted, c.ConnID)
+			delete(i.inTx, c.ConnID)
+			st.Err = pgx.ErrTxCommitRollback
+			i.record(st)
+			i.mu.Unlock()
+			i.rollbackInstead(ctx, c)
+			return pgx.ErrTxCommitRollback
+		case StepRollback, StepBegin, StepClose:
+			delete(i.aborted, c.ConnID)
+		}
 	}
 	ri := -1
 	for n := range i.plan.Rules {
@@ -324,7 +353,38 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 		// database/sql pooling a conn still inside it.
 		i.markDead(c)
 	}
+	if err != nil {
+		switch kind {
+		case StepExec, StepQuery, StepNext, StepPrepare:
+			// An error inside a transaction aborts it on the server: mark
+			// it so (unless the fault ended the conn).
+			i.mu.Lock()
+			if i.inTx[c.ConnID] && !i.dead[c.ConnID] {
+				i.aborted[c.ConnID] = true
+			}
+			i.mu.Unlock()
+		}
+	}
 	return err
+}
+
+// rollbackInstead ends the real transaction of c's conn, whose commit met an
+// aborted transaction: on pgx it runs ROLLBACK (the conn stays usable, as
+// after a COMMIT that Postgres turned into a rollback); on any other driver,
+// which offers no way to end the transaction but its driver.Tx, it closes
+// the conn (the session ends, and with it the transaction), as markDead
+// does. A ROLLBACK that fails also closes the conn, as pgx does.
+func (i *Injector) rollbackInstead(ctx context.Context, c *drvwrap.Call) {
+	pc, ok := c.Conn.(interface{ Conn() *pgx.Conn })
+	if !ok {
+		i.markDead(c)
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), mechanismTimeout)
+	defer cancel()
+	if _, err := pc.Conn().Exec(rctx, "rollback"); err != nil {
+		i.markDead(c)
+	}
 }
 
 // fire carries out rule's fault at step st and records the firing. (A
@@ -404,6 +464,7 @@ func (i *Injector) markDead(c *drvwrap.Call) {
 	already := i.dead[c.ConnID]
 	i.dead[c.ConnID] = true
 	delete(i.inTx, c.ConnID) // the session, and its transaction, end with the conn
+	delete(i.aborted, c.ConnID)
 	i.mu.Unlock()
 	if !already {
 		_ = c.Conn.Close()
@@ -426,6 +487,7 @@ func (i *Injector) after(_ context.Context, c *drvwrap.Call, err error) error {
 		i.inTx[c.ConnID] = err == nil
 	case drvwrap.OpCommit, drvwrap.OpRollback, drvwrap.OpClose:
 		delete(i.inTx, c.ConnID)
+		delete(i.aborted, c.ConnID)
 	}
 	st := i.at(c.Tag)
 	if st == nil {

@@ -279,3 +279,28 @@ func wantAnyErr(prefix string) func(*testing.T, error) {
 		}
 	}
 }
+
+// TestInjectorAbortsTransactionOnPostgres checks on real Postgres what
+// TestInjectorAbortsTransactionOnSqlmock checks on sqlmock: after an
+// injected error inside a transaction, a caller that goes on gets 25P02 and
+// a commit that fails with pgx's ErrTxCommitRollback; the real transaction
+// is rolled back (nothing it wrote is committed), the server holds nothing
+// open, and the conn serves the next unit.
+func TestInjectorAbortsTransactionOnPostgres(t *testing.T) {
+	for _, plan := range []string{"match=exec#1:error", "match=exec#1:pgerr=40001"} {
+		t.Run(plan, func(t *testing.T) {
+			e := newInjectedPG(t)
+			e.inj.Arm(faults.MustParsePlan(plan))
+			exec, query, commit := continueAfterError(t.Context(), e.db)
+			checkAbortedTx(t, e.inj, exec, query, commit)
+			checkFired(t, e.inj, 3)
+			waitIdle(t, e.db)
+			e.waitNoOpenTx(t)
+			e.waitN(t, 0)
+			if err := txOp(t.Context(), e.db); err != nil {
+				t.Errorf("the unit after the aborted one: %v; want the pool to recover", err)
+			}
+			e.waitN(t, 1)
+		})
+	}
+}

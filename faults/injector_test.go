@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/DATA-DOG/go-sqlmock"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/sessionsafe/sessionsafe/faults"
@@ -443,4 +444,81 @@ func TestInjectorConnIDsUniqueAcrossConnectors(t *testing.T) {
 	if fmt.Sprint(conns) != "[1 2]" {
 		t.Errorf("connect steps on conns %v; want [1 2] over both connectors", conns)
 	}
+}
+
+// continueAfterError is the bug an aborted transaction shows up: it ignores
+// the first exec's error, goes on in the transaction and commits. It
+// returns the errors of the second exec, of the query and of the commit.
+func continueAfterError(ctx context.Context, db *sql.DB) (exec, query, commit error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err, err, err
+	}
+	_, _ = tx.ExecContext(ctx, "UPDATE items SET n = n + 1 WHERE id = $1", 1) // the error ignored: the bug
+	_, exec = tx.ExecContext(ctx, "UPDATE items SET n = n + 1 WHERE id = $1", 1)
+	var n int
+	query = tx.QueryRowContext(ctx, "SELECT n FROM items WHERE id = $1", 1).Scan(&n)
+	return exec, query, tx.Commit()
+}
+
+// checkAbortedTx checks what continueAfterError met: 25P02 at the statements
+// after the injected error, pgx's ErrTxCommitRollback at the commit.
+func checkAbortedTx(t *testing.T, inj *faults.Injector, exec, query, commit error) {
+	t.Helper()
+	for _, got := range []struct {
+		what string
+		err  error
+	}{{"second exec", exec}, {"query", query}} {
+		var pe *pgconn.PgError
+		if !errors.As(got.err, &pe) || pe.Code != faults.CodeInFailedTransaction {
+			t.Errorf("%s: %v; want the aborted transaction's 25P02\n%s", got.what, got.err, inj.Trace())
+		}
+	}
+	if !errors.Is(commit, pgx.ErrTxCommitRollback) {
+		t.Errorf("commit: %v; want %v\n%s", commit, pgx.ErrTxCommitRollback, inj.Trace())
+	}
+}
+
+// TestInjectorAbortsTransactionOnSqlmock checks an injected error inside a
+// transaction aborts it as Postgres does: a caller that ignores the error
+// and goes on gets 25P02, and its commit fails with pgx's
+// ErrTxCommitRollback; nothing after the error reaches the driver.
+func TestInjectorAbortsTransactionOnSqlmock(t *testing.T) {
+	for _, plan := range []string{"match=exec#1:error", "match=exec#1:pgerr=40001", "match=exec#1:pgerr=23505"} {
+		t.Run(plan, func(t *testing.T) {
+			inj := faults.NewInjector()
+			db, mock := openMockInjected(t, inj)
+			mock.ExpectBegin()
+			inj.Arm(faults.MustParsePlan(plan))
+			exec, query, commit := continueAfterError(t.Context(), db)
+			checkAbortedTx(t, inj, exec, query, commit)
+			checkFired(t, inj, 3)
+			if err := mock.ExpectationsWereMet(); err != nil {
+				t.Errorf("sqlmock: %v", err)
+			}
+			waitIdle(t, db)
+		})
+	}
+}
+
+// TestInjectorAbortedTransactionRollsBack checks a caller that rolls back
+// after the injected error (as correct code does) reaches the driver's
+// rollback, and the conn's next transaction is not aborted.
+func TestInjectorAbortedTransactionRollsBack(t *testing.T) {
+	inj := faults.NewInjector()
+	db, mock := openMockInjected(t, inj)
+	mock.ExpectBegin()
+	mock.ExpectRollback()
+	expectTxOp(mock, 4, false)
+	inj.Arm(faults.MustParsePlan("match=exec#1:pgerr=40001"))
+	if err := txOp(t.Context(), db); err == nil {
+		t.Fatalf("txOp succeeded; want the injected 40001\n%s", inj.Trace())
+	}
+	if err := txOp(t.Context(), db); err != nil {
+		t.Errorf("the unit after the rollback: %v; want a fresh transaction\n%s", err, inj.Trace())
+	}
+	if err := mock.ExpectationsWereMet(); err != nil {
+		t.Errorf("sqlmock: %v", err)
+	}
+	waitIdle(t, db)
 }

@@ -184,6 +184,7 @@ func TestInvariantsCatchPlantedBugs(t *testing.T) {
 		{"all-or-nothing/commit-error-ignored/postgres", Postgres, planted(cat(OpUpdateThread), mutant.CommitErrorIgnored), `commit/error$`, 0, InvAllOrNothing},
 		{"pool/rollback-missing/sqlmock", Sqlmock, planted(cat(OpDeleteThread), mutant.RollbackMissingOnError), `exec/error$`, 0, InvPool},
 		{"pool/rollback-missing/postgres", Postgres, planted(cat(OpDeleteThread), mutant.RollbackMissingOnError), `exec/error$`, 0, InvPool},
+		{"error-surfaced/rows-err-unchecked/postgres", Postgres, planted(cat(OpListThreads), mutant.RowsErrUnchecked), `next/error$`, 0, InvErrorSurfaced},
 		{"error-surfaced/rows-not-closed/postgres", Postgres, planted(cat(OpGetMessages), mutant.RowsNotClosed), `^step-0-clean/clean$`, 0, InvErrorSurfaced},
 		{"server/rollback-missing/postgres", Postgres, planted(cat(OpDeleteThread), mutant.RollbackMissingOnError), `exec/error$`, 0, InvServer},
 		{"goroutines/notify-without-request-context/sqlmock", Sqlmock,

@@ -603,6 +603,12 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 		find(InvErrorSurfaced, trace, "got success (nil error); want the injected failure to reach the caller: %s", firedLine(fired))
 	case out == outSurfaces && fault.Kind != faults.KindPanic && o.panicked != nil:
 		find(InvErrorSurfaced, trace, "the operation panicked (%v) for a fault that is an error", o.panicked)
+	case out == outSurfaces && res.Fired && errors.Is(res.Err, pgx.ErrTxCommitRollback):
+		// The injected error aborted the transaction (as any error does on
+		// Postgres) and the code went on to commit it: the caller learns
+		// only that the commit rolled back, not what failed.
+		find(InvErrorSurfaced, trace, "got %q; want the injected failure (%s): the code went on after an error in its transaction and committed it",
+			res.Err, firedLine(fired))
 	case (out == outRetried || out == outAbsorbed) && res.Fired && res.Err != nil:
 		find(InvRetried, trace, "got error %v; want success: the fault (%s) is %s", res.Err, firedLine(fired), out)
 	}
