@@ -15,7 +15,6 @@ import (
 	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/handlers"
 	"github.com/sessionsafe/sessionsafe/internal/mutant"
-	"github.com/sessionsafe/sessionsafe/leakcheck"
 )
 
 // The mutation proof: every session bug of internal/mutant is planted in the
@@ -568,7 +567,7 @@ func (kl killer) wrap(op Operation, live *atomic.Pointer[string]) Operation {
 				p := recover()
 				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 				defer cancel()
-				if perr := leakcheck.FindPool(cctx, db, leakcheck.WithTimeout(300*time.Millisecond)); errors.Is(perr, leakcheck.ErrLeak) {
+				if perr := poolLeakWhileLive(cctx, db); perr != nil {
 					s := "a connection was still in use after the operation returned, while its request was live (database/sql rolls back for the code only once the context ends): " + perr.Error()
 					live.Store(&s)
 				}

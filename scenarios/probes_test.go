@@ -158,7 +158,7 @@ func TestProbeDataChecks(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := good()
 			f.Archived = true
-			l := &mixedLedger{stored: map[string]string{}, acked: map[string]string{"c1": "t1"}, absent: map[string]string{},
+			l := &mixedLedger{acked: map[string]string{"c1": "t1"}, absent: map[string]string{},
 				keys: map[string]string{"a": "t1"}, keyAbsent: map[string]string{}}
 			recs := []sendRecord{{cid: "c1", start: time.Millisecond}, {cid: "c2", start: 2 * time.Millisecond}}
 			tt.plant(f, l, &recs)
