@@ -33,18 +33,14 @@ func fanOut(n int, fn func(i int) error) []error {
 	return errs
 }
 
-// concurrentPatchesCase: 50 concurrent metadata patches adding distinct keys
-// lose none. So that a read-modify-write merge loses keys every time (not
-// only when the scheduler is unlucky), a barrier holds any metadata write
-// until two have arrived: both read the metadata before either wrote.
-func concurrentPatchesCase(ctx context.Context, tb testing.TB) error {
-	tb.Helper()
-	f := newPG(tb)
-	th := f.seedThread(tb, pgUser, 0)
+// pairBarrier returns a hook that holds every call of op on sql until two
+// have arrived: two writers have both read before either writes, so that a
+// lost update happens every time, not only when the scheduler is unlucky.
+func pairBarrier(op drvwrap.Op, sql string) func(context.Context, *drvwrap.Call) error {
 	var arrived atomic.Int32
 	bothRead := make(chan struct{})
-	f.setHook(func(ctx context.Context, c *drvwrap.Call) error {
-		if c.Op != drvwrap.OpQuery || c.SQL != sqlWriteMetadata {
+	return func(ctx context.Context, c *drvwrap.Call) error {
+		if c.Op != op || c.SQL != sql {
 			return nil
 		}
 		if arrived.Add(1) == 2 {
@@ -56,7 +52,18 @@ func concurrentPatchesCase(ctx context.Context, tb testing.TB) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-	})
+	}
+}
+
+// concurrentPatchesCase: 50 concurrent metadata patches adding distinct keys
+// lose none. So that a read-modify-write merge loses keys every time (not
+// only when the scheduler is unlucky), a barrier holds any metadata write
+// until two have arrived: both read the metadata before either wrote.
+func concurrentPatchesCase(ctx context.Context, tb testing.TB) error {
+	tb.Helper()
+	f := newPG(tb)
+	th := f.seedThread(tb, pgUser, 0)
+	f.setHook(pairBarrier(drvwrap.OpQuery, sqlWriteMetadata))
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	errs := fanOut(concurrency, func(i int) error {
@@ -99,22 +106,7 @@ func concurrentSendsCase(bugs testBug) check {
 		tb.Helper()
 		f := newPG(tb, withTestBugs(bugs))
 		th := f.seedThread(tb, pgUser, 0)
-		var arrived atomic.Int32
-		bothRead := make(chan struct{})
-		f.setHook(func(ctx context.Context, c *drvwrap.Call) error {
-			if c.Op != drvwrap.OpExec || c.SQL != sqlWriteCounter {
-				return nil
-			}
-			if arrived.Add(1) == 2 {
-				close(bothRead)
-			}
-			select {
-			case <-bothRead:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
+		f.setHook(pairBarrier(drvwrap.OpExec, sqlWriteCounter))
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		seqs := make([]int64, concurrency)

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/DATA-DOG/go-sqlmock"
 )
 
 // The eleven failing tests of the original remediation plan, on sqlmock.
@@ -32,16 +30,32 @@ func wantErrIs(errs *[]error, err, target error) {
 	}
 }
 
+// runFailingAt runs the operation name on a fresh sqlmock service whose
+// step i fails with injected, and returns the fixture and the operation's
+// error.
+func runFailingAt(ctx context.Context, tb testing.TB, name string, i int, injected error, opts ...Option) (*mockFixture, error) {
+	tb.Helper()
+	f := newMock(tb, opts...)
+	op := operation(tb, name)
+	expectFailAt(f.mock, op.steps, i, injected)
+	return f, op.run(ctx, f.svc)
+}
+
+// failsCleanly runs the operation name with its step i failing with
+// injected and returns every violation: the operation's error not wrapping
+// injected, and the fixture's invariants.
+func failsCleanly(ctx context.Context, tb testing.TB, name string, i int, injected error) error {
+	tb.Helper()
+	f, err := runFailingAt(ctx, tb, name, i, injected)
+	var errs []error
+	wantErrIs(&errs, err, injected)
+	return errors.Join(append(errs, f.invariants())...)
+}
+
 // original01: update thread, the commit fails with "connection lost".
 func original01(ctx context.Context, tb testing.TB) error {
 	tb.Helper()
-	f := newMock(tb)
-	lost := errors.New("connection lost")
-	op := operation(tb, "UpdateThread")
-	expectFailAt(f.mock, op.steps, 2, lost)
-	var errs []error
-	wantErrIs(&errs, op.run(ctx, f.svc), lost)
-	return errors.Join(append(errs, f.invariants())...)
+	return failsCleanly(ctx, tb, "UpdateThread", 2, errors.New("connection lost"))
 }
 
 func TestOriginal01_UpdateCommitConnectionLost(t *testing.T) {
@@ -51,12 +65,9 @@ func TestOriginal01_UpdateCommitConnectionLost(t *testing.T) {
 // original02: create thread, the insert violates a constraint.
 func original02(ctx context.Context, tb testing.TB) error {
 	tb.Helper()
-	f := newMock(tb)
-	op := operation(tb, "CreateThread")
 	violation := pgErr("23505")
-	expectFailAt(f.mock, op.steps, 1, violation)
+	f, err := runFailingAt(ctx, tb, "CreateThread", 1, violation)
 	var errs []error
-	err := op.run(ctx, f.svc)
 	wantErrIs(&errs, err, violation)
 	wantErrIs(&errs, err, ErrConflict)
 	return errors.Join(append(errs, f.invariants())...)
@@ -69,12 +80,9 @@ func TestOriginal02_CreateConstraintViolationRollsBack(t *testing.T) {
 // original03: get thread, the lookup times out (statement timeout).
 func original03(ctx context.Context, tb testing.TB) error {
 	tb.Helper()
-	f := newMock(tb)
-	op := operation(tb, "GetThread")
 	timeout := pgErr("57014")
-	expectFailAt(f.mock, op.steps, 1, timeout)
+	f, err := runFailingAt(ctx, tb, "GetThread", 1, timeout)
 	var errs []error
-	err := op.run(ctx, f.svc)
 	wantErrIs(&errs, err, timeout)
 	if !IsRetryable(err) {
 		errs = append(errs, fmt.Errorf("IsRetryable(%v) = false; want true for a statement timeout", err))
@@ -110,12 +118,7 @@ func TestOriginal04_CountInSameTransaction(t *testing.T) {
 // original05: delete thread, archiving fails.
 func original05(ctx context.Context, tb testing.TB) error {
 	tb.Helper()
-	f := newMock(tb)
-	op := operation(tb, "DeleteThread")
-	expectFailAt(f.mock, op.steps, 1, errInjected)
-	var errs []error
-	wantErrIs(&errs, op.run(ctx, f.svc), errInjected)
-	return errors.Join(append(errs, f.invariants())...)
+	return failsCleanly(ctx, tb, "DeleteThread", 1, errInjected)
 }
 
 func TestOriginal05_DeleteArchiveFailsRollsBack(t *testing.T) {
@@ -150,11 +153,9 @@ func (g *countingGenerator) GenerateTitle(ctx context.Context, first string) (st
 func original06(ctx context.Context, tb testing.TB) error {
 	tb.Helper()
 	gen := &countingGenerator{}
-	f := newMock(tb, WithTitleGenerator(gen))
-	op := operation(tb, "AutoRename")
-	expectFailAt(f.mock, op.steps, 5, errInjected)
+	f, err := runFailingAt(ctx, tb, "AutoRename", 5, errInjected, WithTitleGenerator(gen))
 	var errs []error
-	wantErrIs(&errs, op.run(ctx, f.svc), errInjected)
+	wantErrIs(&errs, err, errInjected)
 	if gen.calls != 1 {
 		errs = append(errs, fmt.Errorf("title generator: got %d calls; want 1", gen.calls))
 	}
@@ -168,13 +169,7 @@ func TestOriginal06_AutoRenameUpdateFailsRollsBack(t *testing.T) {
 // original07: list threads, the query times out.
 func original07(ctx context.Context, tb testing.TB) error {
 	tb.Helper()
-	f := newMock(tb)
-	op := operation(tb, "ListThreads")
-	timeout := pgErr("57014")
-	expectFailAt(f.mock, op.steps, 1, timeout)
-	var errs []error
-	wantErrIs(&errs, op.run(ctx, f.svc), timeout)
-	return errors.Join(append(errs, f.invariants())...)
+	return failsCleanly(ctx, tb, "ListThreads", 1, pgErr("57014"))
 }
 
 func TestOriginal07_ListTimeoutRollsBack(t *testing.T) {
@@ -206,12 +201,8 @@ func TestOriginal08_CommitFailureSessionDiscarded(t *testing.T) {
 // succeeds; neither disturbs the other.
 func original09(ctx context.Context, tb testing.TB) error {
 	tb.Helper()
-	db, mock, err := sqlmock.New(sqlmock.QueryMatcherOption(sqlmock.QueryMatcherEqual))
-	if err != nil {
-		tb.Fatalf("sqlmock.New: %v", err)
-	}
-	tb.Cleanup(func() { _ = db.Close() })
-	f := &mockFixture{db: db, mock: mock, svc: New(db)}
+	f := newMock(tb)
+	mock := f.mock
 	mock.MatchExpectationsInOrder(false)
 	lost := errors.New("connection lost")
 	title := "t"
@@ -253,11 +244,9 @@ func TestOriginal09_ConcurrentUpdatesOneCommitFails(t *testing.T) {
 // original10: after a failing get, the connection is back in the pool.
 func original10(ctx context.Context, tb testing.TB) error {
 	tb.Helper()
-	f := newMock(tb)
-	op := operation(tb, "GetThread")
-	expectFailAt(f.mock, op.steps, 2, errInjected)
+	f, err := runFailingAt(ctx, tb, "GetThread", 2, errInjected)
 	var errs []error
-	wantErrIs(&errs, op.run(ctx, f.svc), errInjected)
+	wantErrIs(&errs, err, errInjected)
 	errs = append(errs, f.invariants())
 	if s := f.db.Stats(); s.Idle != s.OpenConnections {
 		errs = append(errs, fmt.Errorf("pool: got %d idle of %d open; want every connection idle", s.Idle, s.OpenConnections))
@@ -272,12 +261,7 @@ func TestOriginal10_GetFailureReturnsConnection(t *testing.T) {
 // original11: after a failing list, no transaction is left open.
 func original11(ctx context.Context, tb testing.TB) error {
 	tb.Helper()
-	f := newMock(tb)
-	op := operation(tb, "ListThreads")
-	expectFailAt(f.mock, op.steps, 1, errInjected)
-	var errs []error
-	wantErrIs(&errs, op.run(ctx, f.svc), errInjected)
-	return errors.Join(append(errs, f.invariants())...)
+	return failsCleanly(ctx, tb, "ListThreads", 1, errInjected)
 }
 
 func TestOriginal11_ListLeavesNoOpenTransaction(t *testing.T) {
