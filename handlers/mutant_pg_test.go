@@ -23,60 +23,31 @@ var plantedOnPostgres = map[mutant.Bug]check{
 }
 
 func TestPlantedBugsCaughtOnPostgres(t *testing.T) {
-	for _, bug := range mutant.All() {
-		c, ok := plantedOnPostgres[bug]
-		if !ok {
-			continue
-		}
-		t.Run(bug.String(), func(t *testing.T) {
-			ctx, cancel := context.WithCancel(mutant.With(context.Background(), bug))
-			t.Cleanup(cancel)
-			err := c(ctx, t)
-			if err == nil {
-				t.Fatalf("with %v planted the check passed; want it to report the bug", bug)
-			}
-			t.Logf("caught %v: %v", bug, err)
-		})
-	}
+	requirePlantedCaught(t, plantedOnPostgres)
 }
 
 // TestTestBugsCaughtOnPostgres: the checks with no internal/mutant bug of
 // their own fail on a bug planted through the package's test seam.
 func TestTestBugsCaughtOnPostgres(t *testing.T) {
-	tests := []struct {
-		name string
-		c    check
-	}{
+	forEachCheck(t, []namedCheck{
 		{"SendWithoutLock/concurrent-sends", concurrentSendsCase(bugSendWithoutLock)},
 		// One sender, so that seq collisions cannot be what catches it.
 		{"SendWithoutLock/delete-racing-sends", deleteRaceCase(bugSendWithoutLock, 1)},
 		{"NoOwnerFilter/ownership", ownershipCase(bugNoOwnerFilter)},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := tt.c(context.Background(), t)
-			if err == nil {
-				t.Fatal("with the bug planted the check passed; want it to report the bug")
-			}
-			t.Logf("caught: %v", err)
-		})
-	}
+	}, func(t *testing.T, err error) {
+		if err == nil {
+			t.Fatal("with the bug planted the check passed; want it to report the bug")
+		}
+		t.Logf("caught: %v", err)
+	})
 }
 
 func TestPostgresChecksPassWithoutBugs(t *testing.T) {
-	tests := []struct {
-		name string
-		c    check
-	}{
+	requireChecksPass(t, []namedCheck{
 		{"getMessagesCase", getMessagesCase},
 		{"serverRollbackCase", serverRollbackCase},
 		{"serverNothingHeldAcrossGeneratorCase", serverNothingHeldAcrossGeneratorCase},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			requireClean(t, tt.c(context.Background(), t))
-		})
-	}
+	})
 }
 
 // getMessagesCase: GetMessages returns a thread's messages in order.

@@ -35,10 +35,19 @@ var plantedOnMock = map[mutant.Bug]check{
 // TestPlantedBugsCaught plants each bug and requires the check that guards
 // against it to report a failure: a check that cannot fail proves nothing.
 func TestPlantedBugsCaught(t *testing.T) {
+	// The others are caught on real Postgres: TestPlantedBugsCaughtOnPostgres.
+	requirePlantedCaught(t, plantedOnMock)
+}
+
+// requirePlantedCaught runs, for each bug of planted in mutant.All's order,
+// a subtest named after the bug that plants it and requires its check to
+// report a failure.
+func requirePlantedCaught(t *testing.T, planted map[mutant.Bug]check) {
+	t.Helper()
 	for _, bug := range mutant.All() {
-		c, ok := plantedOnMock[bug]
+		c, ok := planted[bug]
 		if !ok {
-			continue // caught on real Postgres: TestPlantedBugsCaughtOnPostgres
+			continue
 		}
 		t.Run(bug.String(), func(t *testing.T) {
 			// A planted leak must not outlive the test: cancelling the context
@@ -52,6 +61,29 @@ func TestPlantedBugsCaught(t *testing.T) {
 			t.Logf("caught %v: %v", bug, err)
 		})
 	}
+}
+
+// namedCheck is a check with the name of the subtest it runs as.
+type namedCheck struct {
+	name string
+	c    check
+}
+
+// forEachCheck runs each check as a subtest and hands its result to verdict.
+func forEachCheck(t *testing.T, tests []namedCheck, verdict func(t *testing.T, err error)) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			verdict(t, tt.c(context.Background(), t))
+		})
+	}
+}
+
+// requireChecksPass runs each check as a subtest on the correct code and
+// requires it to find nothing broken.
+func requireChecksPass(t *testing.T, tests []namedCheck) {
+	t.Helper()
+	forEachCheck(t, tests, requireClean)
 }
 
 // TestEveryBugHasAProof: each planted bug is caught somewhere in the suite.
@@ -69,21 +101,13 @@ func TestEveryBugHasAProof(t *testing.T) {
 // TestChecksPassWithoutBugs: every check used as a proof passes on the
 // correct code (the originals have their own tests).
 func TestChecksPassWithoutBugs(t *testing.T) {
-	tests := []struct {
-		name string
-		c    check
-	}{
+	requireChecksPass(t, []namedCheck{
 		{"listRowsErrorCase", listRowsErrorCase},
 		{"autoRenameHoldsNothingCase", autoRenameHoldsNothingCase},
 		{"notifierInRequestCase", notifierInRequestCase},
 		{"updateStepsCase", updateStepsCase},
 		{"sendStepsCase", sendStepsCase},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			requireClean(t, tt.c(context.Background(), t))
-		})
-	}
+	})
 }
 
 // listRowsErrorCase: a rows error in the middle of the list must surface.
