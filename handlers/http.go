@@ -153,61 +153,56 @@ func pageOf(r *http.Request) (Page, error) {
 
 func user(r *http.Request) string { return r.Header.Get(UserHeader) }
 
+// reply answers v with status, or err as the API's error when err is set.
+func (s *Service) reply(w http.ResponseWriter, r *http.Request, status int, v any, err error) {
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, status, v)
+}
+
+// decodeChecked decodes the body into dst, unless the request's ids already
+// failed: then the body is not read and that failure is the answer.
+func decodeChecked(w http.ResponseWriter, r *http.Request, idErr error, dst any) error {
+	if idErr != nil {
+		return idErr
+	}
+	return decodeBody(w, r, dst)
+}
+
 func (s *Service) httpListThreads(w http.ResponseWriter, r *http.Request) {
 	p, err := pageOf(r)
+	var ts []Thread
 	if err == nil {
-		var ts []Thread
-		if ts, err = s.ListThreads(r.Context(), user(r), p); err == nil {
-			writeJSON(w, http.StatusOK, map[string]any{"threads": ts})
-			return
-		}
+		ts, err = s.ListThreads(r.Context(), user(r), p)
 	}
-	s.writeError(w, r, err)
+	s.reply(w, r, http.StatusOK, map[string]any{"threads": ts}, err)
 }
 
 func (s *Service) httpCreateThread(w http.ResponseWriter, r *http.Request) {
 	var in CreateThreadInput
-	if err := checkUserID(user(r)); err != nil {
-		s.writeError(w, r, err)
-		return
+	var t Thread
+	err := decodeChecked(w, r, checkUserID(user(r)), &in)
+	if err == nil {
+		t, err = s.CreateThread(r.Context(), user(r), in)
 	}
-	if err := decodeBody(w, r, &in); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	t, err := s.CreateThread(r.Context(), user(r), in)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, t)
+	s.reply(w, r, http.StatusCreated, t, err)
 }
 
 func (s *Service) httpGetThread(w http.ResponseWriter, r *http.Request) {
 	t, err := s.GetThread(r.Context(), user(r), r.PathValue("id"))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, t)
+	s.reply(w, r, http.StatusOK, t, err)
 }
 
 func (s *Service) httpUpdateThread(w http.ResponseWriter, r *http.Request) {
 	var in UpdateThreadInput
-	if err := checkOwnerAndThread(user(r), r.PathValue("id")); err != nil {
-		s.writeError(w, r, err)
-		return
+	var t Thread
+	err := decodeChecked(w, r, checkOwnerAndThread(user(r), r.PathValue("id")), &in)
+	if err == nil {
+		t, err = s.UpdateThread(r.Context(), user(r), r.PathValue("id"), in)
 	}
-	if err := decodeBody(w, r, &in); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	t, err := s.UpdateThread(r.Context(), user(r), r.PathValue("id"), in)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, t)
+	s.reply(w, r, http.StatusOK, t, err)
 }
 
 func (s *Service) httpDeleteThread(w http.ResponseWriter, r *http.Request) {
@@ -220,39 +215,24 @@ func (s *Service) httpDeleteThread(w http.ResponseWriter, r *http.Request) {
 
 func (s *Service) httpAutoRename(w http.ResponseWriter, r *http.Request) {
 	t, err := s.AutoRename(r.Context(), user(r), r.PathValue("id"))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, t)
+	s.reply(w, r, http.StatusOK, t, err)
 }
 
 func (s *Service) httpGetMessages(w http.ResponseWriter, r *http.Request) {
 	p, err := pageOf(r)
+	var ms []Message
 	if err == nil {
-		var ms []Message
-		if ms, err = s.GetMessages(r.Context(), user(r), r.PathValue("id"), p); err == nil {
-			writeJSON(w, http.StatusOK, map[string]any{"messages": ms})
-			return
-		}
+		ms, err = s.GetMessages(r.Context(), user(r), r.PathValue("id"), p)
 	}
-	s.writeError(w, r, err)
+	s.reply(w, r, http.StatusOK, map[string]any{"messages": ms}, err)
 }
 
 func (s *Service) httpSendMessage(w http.ResponseWriter, r *http.Request) {
 	var in SendMessageInput
-	if err := checkOwnerAndThread(user(r), r.PathValue("id")); err != nil {
-		s.writeError(w, r, err)
-		return
+	var m Message
+	err := decodeChecked(w, r, checkOwnerAndThread(user(r), r.PathValue("id")), &in)
+	if err == nil {
+		m, err = s.SendMessage(r.Context(), user(r), r.PathValue("id"), in)
 	}
-	if err := decodeBody(w, r, &in); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	m, err := s.SendMessage(r.Context(), user(r), r.PathValue("id"), in)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, m)
+	s.reply(w, r, http.StatusCreated, m, err)
 }
