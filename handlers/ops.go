@@ -167,10 +167,18 @@ func (s *Service) AutoRename(ctx context.Context, userID, threadID string) (Thre
 	if err != nil {
 		return Thread{}, opErr(OpAutoRename, err)
 	}
+	return s.renameAndNotify(ctx, func(ctx context.Context, q DBTX) (Thread, error) {
+		return renameThread(ctx, q, userID, threadID, title)
+	})
+}
+
+// renameAndNotify runs rename as AutoRename's write transaction and, once
+// it has committed, tells the Notifier about the renamed thread.
+func (s *Service) renameAndNotify(ctx context.Context, rename func(ctx context.Context, q DBTX) (Thread, error)) (Thread, error) {
 	var t Thread
-	err = s.inTx(ctx, OpAutoRename, readWrite, func(ctx context.Context, q DBTX) error {
+	err := s.inTx(ctx, OpAutoRename, readWrite, func(ctx context.Context, q DBTX) error {
 		var err error
-		t, err = renameThread(ctx, q, userID, threadID, title)
+		t, err = rename(ctx, q)
 		return err
 	})
 	if err != nil {
@@ -182,27 +190,20 @@ func (s *Service) AutoRename(ctx context.Context, userID, threadID string) (Thre
 
 // autoRenameInOneTx is the planted TxHeldAcrossTitleGenerator bug.
 func (s *Service) autoRenameInOneTx(ctx context.Context, userID, threadID string) (Thread, error) {
-	var t Thread
-	err := s.inTx(ctx, OpAutoRename, readWrite, func(ctx context.Context, q DBTX) error {
+	return s.renameAndNotify(ctx, func(ctx context.Context, q DBTX) (Thread, error) {
 		if err := threadExists(ctx, q, userID, threadID); err != nil {
-			return err
+			return Thread{}, err
 		}
 		first, err := firstUserMessage(ctx, q, threadID)
 		if err != nil {
-			return err
+			return Thread{}, err
 		}
 		title, err := s.generateTitle(ctx, first)
 		if err != nil {
-			return err
+			return Thread{}, err
 		}
-		t, err = renameThread(ctx, q, userID, threadID, title)
-		return err
+		return renameThread(ctx, q, userID, threadID, title)
 	})
-	if err != nil {
-		return Thread{}, opErr(OpAutoRename, err)
-	}
-	s.notify(ctx, t)
-	return t, nil
 }
 
 // generateTitle asks the generator and cleans its answer to a valid title.
