@@ -163,12 +163,7 @@ type killer struct {
 }
 
 func (k killer) on(b Backend) bool {
-	for _, kb := range k.backends {
-		if kb == b {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(k.backends, b)
 }
 
 var both = []Backend{Sqlmock, Postgres}
@@ -316,15 +311,25 @@ type pgTarget struct {
 // target returns a DSN of cfg's database whose connections carry an
 // application_name of their own, derived from cfg.AppName and tag.
 func (cfg MutationConfig) target(tag string) (pgTarget, error) {
-	u, err := url.Parse(cfg.DSN)
-	if err != nil || u.Scheme == "" {
-		return pgTarget{}, fmt.Errorf("scenarios: mutation proof: the DSN must be a URL to set application_name: %w", ErrConfig)
-	}
 	app := derivedAppName(cfg.AppName, tag)
+	dsn, err := withAppName(cfg.DSN, app)
+	if err != nil {
+		return pgTarget{}, fmt.Errorf("scenarios: mutation proof: %w", err)
+	}
+	return pgTarget{dsn: dsn, app: app}, nil
+}
+
+// withAppName returns dsn, which must be a URL, with application_name set
+// to app.
+func withAppName(dsn, app string) (string, error) {
+	u, err := url.Parse(dsn)
+	if err != nil || u.Scheme == "" {
+		return "", fmt.Errorf("the DSN must be a URL to set application_name: %w", ErrConfig)
+	}
 	q := u.Query()
 	q.Set("application_name", app)
 	u.RawQuery = q.Encode()
-	return pgTarget{dsn: u.String(), app: app}, nil
+	return u.String(), nil
 }
 
 // derivedAppName returns an application_name of its own for tag, derived

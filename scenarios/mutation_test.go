@@ -43,59 +43,62 @@ func TestMutationProof(t *testing.T) {
 // bug killed on no backend is a survivor, a broken check is too, and the
 // printed table names the survivor.
 func TestKillTable(t *testing.T) {
+	survived := Kill{Verdict: Survived, Detail: "every check passed with the bug planted"}
 	tests := []struct {
-		name      string
-		kills     []Kill
-		survivors int
-		missed    int
-		want      string
+		name              string
+		bug               mutant.Bug
+		sqlmock, postgres Kill // the bug's cell on each backend; a zero Kill: no cell
+		survivors         int
+		missed            int
+		want              string
 	}{
 		{
-			name: "all-killed",
-			kills: []Kill{
-				{Bug: mutant.RowsNotClosed, Backend: Sqlmock, Verdict: Killed, Check: "matrix/pool", Where: "GetMessages/step-2-begin/latency=1ms"},
-				{Bug: mutant.RowsNotClosed, Backend: Postgres, Verdict: Killed, Check: "matrix/error-surfaced", Where: "GetMessages/step-2-begin/latency=1ms"},
-			},
-			want: "1 of 1 planted bugs killed",
+			name:     "all-killed",
+			bug:      mutant.RowsNotClosed,
+			sqlmock:  Kill{Verdict: Killed, Check: "matrix/pool", Where: "GetMessages/step-2-begin/latency=1ms"},
+			postgres: Kill{Verdict: Killed, Check: "matrix/error-surfaced", Where: "GetMessages/step-2-begin/latency=1ms"},
+			want:     "1 of 1 planted bugs killed",
 		},
 		{
-			name: "killed-on-one-backend",
-			kills: []Kill{
-				{Bug: mutant.MetadataReadModifyWrite, Backend: Sqlmock, Verdict: NotApplicable, Detail: "no check of this backend applies"},
-				{Bug: mutant.MetadataReadModifyWrite, Backend: Postgres, Verdict: Killed, Check: "probe/lost-update:lost-update", Where: "lost-update seed=1"},
-			},
-			want: "probe/lost-update:lost-update",
+			name:     "killed-on-one-backend",
+			bug:      mutant.MetadataReadModifyWrite,
+			sqlmock:  Kill{Verdict: NotApplicable, Detail: "no check of this backend applies"},
+			postgres: Kill{Verdict: Killed, Check: "probe/lost-update:lost-update", Where: "lost-update seed=1"},
+			want:     "probe/lost-update:lost-update",
 		},
 		{
-			name: "survivor",
-			kills: []Kill{
-				{Bug: mutant.ContextNotPassed, Backend: Sqlmock, Verdict: Survived, Detail: "every check passed with the bug planted"},
-				{Bug: mutant.ContextNotPassed, Backend: Postgres, Verdict: Survived, Detail: "every check passed with the bug planted"},
-			},
+			name:      "survivor",
+			bug:       mutant.ContextNotPassed,
+			sqlmock:   survived,
+			postgres:  survived,
 			survivors: 2, missed: 2,
 			want: "0 of 1 planted bugs killed; 2 cell(s) survived",
 		},
 		{
-			name: "missed-on-one-backend",
-			kills: []Kill{
-				{Bug: mutant.CommitErrorIgnored, Backend: Sqlmock, Verdict: Survived, Detail: "every check passed with the bug planted"},
-				{Bug: mutant.CommitErrorIgnored, Backend: Postgres, Verdict: Killed, Check: "matrix/error-surfaced"},
-			},
+			name:      "missed-on-one-backend",
+			bug:       mutant.CommitErrorIgnored,
+			sqlmock:   survived,
+			postgres:  Kill{Verdict: Killed, Check: "matrix/error-surfaced"},
 			survivors: 0, missed: 1,
 			want: "CommitErrorIgnored  sqlmock   SURVIVED",
 		},
 		{
-			name: "broken-check",
-			kills: []Kill{
-				{Bug: mutant.ConnNeverClosed, Backend: Postgres, Verdict: Broken, Detail: "matrix UpdateThread on postgres: setup failed"},
-			},
+			name:      "broken-check",
+			bug:       mutant.ConnNeverClosed,
+			postgres:  Kill{Verdict: Broken, Detail: "matrix UpdateThread on postgres: setup failed"},
 			survivors: 1, missed: 1,
 			want: "ERROR",
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			kt := KillTable{Kills: tt.kills}
+			var kt KillTable
+			for i, k := range []Kill{tt.sqlmock, tt.postgres} {
+				if k != (Kill{}) {
+					k.Bug, k.Backend = tt.bug, []Backend{Sqlmock, Postgres}[i]
+					kt.Kills = append(kt.Kills, k)
+				}
+			}
 			if got := len(kt.Survivors()); got != tt.survivors {
 				t.Errorf("Survivors: got %d; want %d", got, tt.survivors)
 			}

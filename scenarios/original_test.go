@@ -6,7 +6,6 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"net/url"
 	"runtime"
 	"strings"
 	"sync"
@@ -266,32 +265,50 @@ type pgRig struct {
 // server faults act on that application_name.
 func newRig(t *testing.T, db *pgtest.Database, tag string, size int) *pgRig {
 	t.Helper()
-	u, err := url.Parse(db.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
 	r := &pgRig{db: db, app: derivedAppName(db.AppName, tag), tracker: leakcheck.NewTracker()}
-	q := u.Query()
-	q.Set("application_name", r.app)
-	u.RawQuery = q.Encode()
-	r.inj = faults.NewInjector(faults.WithServer(faults.NewServer(db.Admin), r.app))
-	pe, err := (&probeRun{probe: "original", env: ProbeEnv{DSN: u.String()}}).open(size, r.tracker.WrapConnector, r.inj.WrapConnector)
+	dsn, err := withAppName(db.DSN, r.app)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.pool = pe
+	r.inj = faults.NewInjector(faults.WithServer(faults.NewServer(db.Admin), r.app))
+	if r.pool, err = openPool(dsn, size, r.tracker.WrapConnector, r.inj.WrapConnector); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { _ = r.pool.Close() })
 	r.svc = handlers.New(r.pool, handlers.WithLogger(quiet))
 	return r
 }
 
-// verify checks the pool (with attribution), the server (leakcheck and the
-// explicit pg_stat_activity / pg_locks reading) and the goroutines.
+// verify disarms the injector, then checks the pool (with attribution), the
+// server (leakcheck and the explicit pg_stat_activity / pg_locks reading) and
+// the goroutines.
 func (r *pgRig) verify(t *testing.T, baseline goleak.Option) {
 	t.Helper()
+	r.inj.Reset()
 	leakcheck.VerifyNone(t, leakcheck.WithDB(r.pool), leakcheck.WithTracker(r.tracker),
 		leakcheck.WithServer(r.db.Admin, r.app), leakcheck.WithGoroutines(baseline), leakcheck.WithTimeout(2*time.Second))
 	verifyServerQuiet(t, r.db.Admin, r.app)
+}
+
+// updateKilledAtCommit updates the thread's title to "never stored" (and its
+// metadata with md) while the session's backend is terminated on the server
+// at COMMIT (plan "match=commit#1:terminate"), and returns the update's error.
+func (r *pgRig) updateKilledAtCommit(t *testing.T, user, id string, md map[string]any) error {
+	t.Helper()
+	r.inj.Arm(faults.MustParsePlan("match=commit#1:terminate"))
+	title := "never stored"
+	_, err := r.svc.UpdateThread(t.Context(), user, id, handlers.UpdateThreadInput{Title: &title, Metadata: md})
+	return err
+}
+
+// seededOriginal starts an original the runner has no mechanism for: a fresh
+// database, the original's user ("original-"+num) and a thread of that user
+// with one message.
+func seededOriginal(t *testing.T, num string) (db *pgtest.Database, user string, th handlers.Thread) {
+	t.Helper()
+	db = originalDB(t)
+	user = "original-" + num
+	return db, user, seedThread(t, db, user)
 }
 
 // seedThread creates a thread of user with one message, on the plain pool.
@@ -322,14 +339,10 @@ func readThread(t *testing.T, db *pgtest.Database, user, id string) handlers.Thr
 // "match=commit#1:terminate"): the update fails, the server rolled it back,
 // nothing is left open.
 func testOriginalCommitConnectionLost(t *testing.T) {
-	db := originalDB(t)
-	const user = "original-01"
-	th := seedThread(t, db, user)
+	db, user, th := seededOriginal(t, "01")
 	rig := newRig(t, db, "01", 2)
 	baseline := goleak.IgnoreCurrent()
-	rig.inj.Arm(faults.MustParsePlan("match=commit#1:terminate"))
-	title := "never stored"
-	_, err := rig.svc.UpdateThread(t.Context(), user, th.ID, handlers.UpdateThreadInput{Title: &title, Metadata: map[string]any{"lost": true}})
+	err := rig.updateKilledAtCommit(t, user, th.ID, map[string]any{"lost": true})
 	if len(rig.inj.Fired()) != 1 {
 		t.Fatalf("the terminate fault did not fire; trace:\n%s", rig.inj.Trace())
 	}
@@ -341,7 +354,6 @@ func testOriginalCommitConnectionLost(t *testing.T) {
 	if got.Title != "seed" || got.Metadata["lost"] != nil {
 		t.Errorf("thread after the lost commit: title %q metadata %v; want the seed state (rolled back)", got.Title, got.Metadata)
 	}
-	rig.inj.Reset()
 	rig.verify(t, baseline)
 }
 
@@ -350,14 +362,10 @@ func testOriginalCommitConnectionLost(t *testing.T) {
 // again: on a pool of one connection, the next operation runs on a new one,
 // the broken one was closed, and nothing is left open.
 func testOriginalBrokenSessionDiscarded(t *testing.T) {
-	db := originalDB(t)
-	const user = "original-08"
-	th := seedThread(t, db, user)
+	db, user, th := seededOriginal(t, "08")
 	rig := newRig(t, db, "08", 1)
 	baseline := goleak.IgnoreCurrent()
-	rig.inj.Arm(faults.MustParsePlan("match=commit#1:terminate"))
-	title := "never stored"
-	if _, err := rig.svc.UpdateThread(t.Context(), user, th.ID, handlers.UpdateThreadInput{Title: &title}); err == nil {
+	if err := rig.updateKilledAtCommit(t, user, th.ID, nil); err == nil {
 		t.Fatal("update with its session killed at commit: got success; want an error")
 	}
 	failed := rig.inj.Trace()
@@ -398,9 +406,7 @@ func testOriginalBrokenSessionDiscarded(t *testing.T) {
 // commits. A fails and is rolled back; B succeeds; the thread holds B's change
 // only; nothing is left open on either.
 func testOriginalConcurrentUpdates(t *testing.T) {
-	db := originalDB(t)
-	const user = "original-09"
-	th := seedThread(t, db, user)
+	db, user, th := seededOriginal(t, "09")
 	a := newRig(t, db, "09a", 1)
 	b := newRig(t, db, "09b", 1)
 	baseline := goleak.IgnoreCurrent()
@@ -437,7 +443,6 @@ func testOriginalConcurrentUpdates(t *testing.T) {
 	if got.Title != tb || got.Metadata["b"] != true || got.Metadata["a"] != nil {
 		t.Errorf("thread: title %q metadata %v; want B's change only (title %q, key b, no key a)", got.Title, got.Metadata, tb)
 	}
-	a.inj.Reset()
 	a.verify(t, baseline)
 	b.verify(t, baseline)
 }

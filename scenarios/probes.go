@@ -371,10 +371,11 @@ func (r *probeRun) poolSize(def int) int {
 	return def
 }
 
-// probeSetup is where most probes start: an instrumented pool, and threads
-// of a user of their own made by the correct handlers.
+// probeSetup is where most probes start: an instrumented pool, the handlers
+// on it, and threads of a user of their own made by the correct handlers.
 type probeSetup struct {
 	pool *instrumentedPool
+	svc  *handlers.Service // on pool, logging to quiet
 	user string
 	ids  []string
 }
@@ -392,7 +393,7 @@ func (r *probeRun) setup(size int, tag string, threads, msgs int) *probeSetup {
 	if r.setupFailed(err) {
 		return nil
 	}
-	return &probeSetup{pool: p, user: user, ids: ids}
+	return &probeSetup{pool: p, svc: p.service(), user: user, ids: ids}
 }
 
 // settledFacts reads back every thread of user once the probe's operations
@@ -712,7 +713,6 @@ func probePool(ctx context.Context, r *probeRun) {
 	if s == nil {
 		return
 	}
-	svc := s.pool.service()
 	for round := 0; round < 2; round++ {
 		for _, op := range probeOps {
 			if op.name == OpDeleteThread && round == 0 {
@@ -720,7 +720,7 @@ func probePool(ctx context.Context, r *probeRun) {
 			}
 			together(size, func(g int) {
 				err := r.do(ctx, op.name, func(ctx context.Context) error {
-					return op.fn(ctx, svc, s.user, s.ids[g], round*100+g)
+					return op.fn(ctx, s.svc, s.user, s.ids[g], round*100+g)
 				})
 				if err != nil {
 					r.unexpected(ctx, "%s failed on a pool of %d with no fault armed: %v", op.name, size, err)
@@ -939,14 +939,13 @@ func probeLostUpdate(ctx context.Context, r *probeRun) {
 	if s == nil {
 		return
 	}
-	svc := s.pool.service()
 	var mu sync.Mutex
 	var acked []string
 	for round := 0; round < min(r.cfg.Ops, 5) && r.live(ctx); round++ {
 		together(n, func(g int) {
 			key := fmt.Sprintf("r%d-g%d", round, g)
 			err := r.do(ctx, OpUpdateThread, func(ctx context.Context) error {
-				_, err := svc.UpdateThread(ctx, s.user, s.ids[0], handlers.UpdateThreadInput{Metadata: map[string]any{key: g}})
+				_, err := s.svc.UpdateThread(ctx, s.user, s.ids[0], handlers.UpdateThreadInput{Metadata: map[string]any{key: g}})
 				return err
 			})
 			if err != nil {
@@ -985,7 +984,6 @@ func probeSendOrder(ctx context.Context, r *probeRun) {
 	if s == nil {
 		return
 	}
-	svc := s.pool.service()
 	var mu sync.Mutex
 	acked := map[string]int64{}
 	seqs := map[int64]string{}
@@ -995,7 +993,7 @@ func probeSendOrder(ctx context.Context, r *probeRun) {
 			in := handlers.SendMessageInput{Content: "ordered " + cid, ClientMessageID: cid}
 			send := func(what string, m *handlers.Message) error {
 				return r.do(ctx, what, func(ctx context.Context) (err error) {
-					*m, err = svc.SendMessage(ctx, s.user, s.ids[0], in)
+					*m, err = s.svc.SendMessage(ctx, s.user, s.ids[0], in)
 					return err
 				})
 			}
@@ -1054,7 +1052,6 @@ func probeDeleteVsSend(ctx context.Context, r *probeRun) {
 	if s == nil {
 		return
 	}
-	svc := s.pool.service()
 	deleteAfter := int64(1 + r.rngFor(0).IntN(max(1, n*r.cfg.Ops/2)))
 	t0 := time.Now()
 	var ackedN atomic.Int64
@@ -1070,7 +1067,7 @@ func probeDeleteVsSend(ctx context.Context, r *probeRun) {
 		case <-ctx.Done():
 			return
 		}
-		err := r.do(ctx, OpDeleteThread, func(ctx context.Context) error { return svc.DeleteThread(ctx, s.user, s.ids[0]) })
+		err := r.do(ctx, OpDeleteThread, func(ctx context.Context) error { return s.svc.DeleteThread(ctx, s.user, s.ids[0]) })
 		if err != nil {
 			r.unexpected(ctx, "delete racing sends failed: %v", err)
 			return
@@ -1082,7 +1079,7 @@ func probeDeleteVsSend(ctx context.Context, r *probeRun) {
 		for i := 0; i < r.cfg.Ops && after < 2 && r.live(ctx); i++ {
 			rec := sendRecord{cid: fmt.Sprintf("g%d-%d", g, i), start: time.Since(t0)}
 			rec.err = r.do(ctx, OpSendMessage, func(ctx context.Context) error {
-				_, err := svc.SendMessage(ctx, s.user, s.ids[0], handlers.SendMessageInput{Content: "racing " + rec.cid, ClientMessageID: rec.cid})
+				_, err := s.svc.SendMessage(ctx, s.user, s.ids[0], handlers.SendMessageInput{Content: "racing " + rec.cid, ClientMessageID: rec.cid})
 				return err
 			})
 			rec.end = time.Since(t0)
@@ -1147,7 +1144,6 @@ func probeFinishedTx(ctx context.Context, r *probeRun) {
 	if s == nil {
 		return
 	}
-	svc := s.pool.service()
 	var mu sync.Mutex
 	ackedSends := map[string]string{}
 	ackedKeys := map[string]string{}
@@ -1162,10 +1158,10 @@ func probeFinishedTx(ctx context.Context, r *probeRun) {
 			timer := time.AfterFunc(delay, cancel)
 			err := r.do(rctx, "cancelled request", func(ctx context.Context) error {
 				if send {
-					_, err := svc.SendMessage(ctx, s.user, tid, handlers.SendMessageInput{Content: "cancelled " + cid, ClientMessageID: cid})
+					_, err := s.svc.SendMessage(ctx, s.user, tid, handlers.SendMessageInput{Content: "cancelled " + cid, ClientMessageID: cid})
 					return err
 				}
-				_, err := svc.UpdateThread(ctx, s.user, tid, handlers.UpdateThreadInput{Metadata: map[string]any{cid: i}})
+				_, err := s.svc.UpdateThread(ctx, s.user, tid, handlers.UpdateThreadInput{Metadata: map[string]any{cid: i}})
 				return err
 			})
 			timer.Stop()
@@ -1216,7 +1212,6 @@ func probeCancellation(ctx context.Context, r *probeRun) {
 	if s == nil {
 		return
 	}
-	svc := s.pool.service()
 	const deadline = 50 * time.Millisecond
 	latency := 8 * deadline
 	for _, op := range probeOps {
@@ -1226,7 +1221,7 @@ func probeCancellation(ctx context.Context, r *probeRun) {
 		plan := faults.Plan{Rules: []faults.Rule{{Match: faults.StepQuery, Nth: 1, Fault: faults.Fault{Kind: faults.KindLatency, Delay: latency}}}}
 		s.pool.inj.Arm(plan)
 		dctx, cancel := context.WithTimeout(ctx, deadline)
-		err := r.do(dctx, op.name, func(ctx context.Context) error { return op.fn(ctx, svc, s.user, s.ids[0], 7) })
+		err := r.do(dctx, op.name, func(ctx context.Context) error { return op.fn(ctx, s.svc, s.user, s.ids[0], 7) })
 		cancel()
 		if len(r.countFired(s.pool.inj)) == 0 {
 			continue // the operation did not reach a query (validation): nothing to say
@@ -1364,7 +1359,6 @@ func probeErrorPath(ctx context.Context, r *probeRun) {
 		return
 	}
 	p := s.pool
-	svc := p.service()
 	plan := faults.MustParsePlan("match=query#1:error,match=exec#1:error")
 	for _, op := range probeOps {
 		switch op.name {
@@ -1377,7 +1371,7 @@ func probeErrorPath(ctx context.Context, r *probeRun) {
 		p.inj.Arm(plan)
 		var opErr error
 		_ = r.do(ctx, op.name, func(ctx context.Context) error {
-			opErr = op.fn(ctx, svc, s.user, s.ids[0], 9)
+			opErr = op.fn(ctx, s.svc, s.user, s.ids[0], 9)
 			// The request is still live: check now.
 			if err := poolLeakWhileLive(ctx, p.db, leakcheck.WithTracker(p.tracker)); err != nil {
 				r.find("pool", "%s failed (%v) and still held a connection while its request was live: %v", op.name, opErr, err)
