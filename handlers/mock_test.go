@@ -192,70 +192,37 @@ func sendInput() SendMessageInput {
 	return SendMessageInput{Content: "hi there", ClientMessageID: "c-1"}
 }
 
+// errOnly drops an operation's result and keeps its error.
+func errOnly[T any](_ T, err error) error { return err }
+
+// oneTx is an operation that runs stmts in one transaction.
+func oneTx(name string, run func(ctx context.Context, s *Service) error, stmts ...step) opCase {
+	steps := append([]step{begin("begin")}, stmts...)
+	return opCase{name: name, steps: append(steps, commit("commit")), run: run}
+}
+
 // operations lists the eight operations with their database calls, in order.
 func operations() []opCase {
 	title := "renamed"
 	return []opCase{
-		{
-			name: "ListThreads",
-			steps: []step{
-				begin("begin"),
-				query("select-threads", sqlListThreads, threadRows),
-				commit("commit"),
-			},
-			run: func(ctx context.Context, s *Service) error {
-				_, err := s.ListThreads(ctx, alice, Page{Limit: 10})
-				return err
-			},
+		oneTx("ListThreads", func(ctx context.Context, s *Service) error {
+			return errOnly(s.ListThreads(ctx, alice, Page{Limit: 10}))
+		}, query("select-threads", sqlListThreads, threadRows)),
+		oneTx("CreateThread", func(ctx context.Context, s *Service) error {
+			return errOnly(s.CreateThread(ctx, alice, CreateThreadInput{Title: "hello", Metadata: map[string]any{"k": "v"}}))
+		}, query("insert-thread", sqlInsertThread, threadRows)),
+		oneTx("GetThread", func(ctx context.Context, s *Service) error {
+			return errOnly(s.GetThread(ctx, alice, threadID))
 		},
-		{
-			name: "CreateThread",
-			steps: []step{
-				begin("begin"),
-				query("insert-thread", sqlInsertThread, threadRows),
-				commit("commit"),
-			},
-			run: func(ctx context.Context, s *Service) error {
-				_, err := s.CreateThread(ctx, alice, CreateThreadInput{Title: "hello", Metadata: map[string]any{"k": "v"}})
-				return err
-			},
-		},
-		{
-			name: "GetThread",
-			steps: []step{
-				begin("begin"),
-				query("select-thread", sqlGetThread, threadRows),
-				query("count-messages", sqlCountMessages, oneColumn("count", int64(2))),
-				commit("commit"),
-			},
-			run: func(ctx context.Context, s *Service) error {
-				_, err := s.GetThread(ctx, alice, threadID)
-				return err
-			},
-		},
-		{
-			name: "UpdateThread",
-			steps: []step{
-				begin("begin"),
-				query("merge-metadata", sqlUpdateThread, threadRows),
-				commit("commit"),
-			},
-			run: func(ctx context.Context, s *Service) error {
-				_, err := s.UpdateThread(ctx, alice, threadID, UpdateThreadInput{Title: &title, Metadata: map[string]any{"k": "v"}})
-				return err
-			},
-		},
-		{
-			name: "DeleteThread",
-			steps: []step{
-				begin("begin"),
-				exec("archive-thread", sqlArchiveThread, sqlmock.NewResult(0, 1)),
-				commit("commit"),
-			},
-			run: func(ctx context.Context, s *Service) error {
-				return s.DeleteThread(ctx, alice, threadID)
-			},
-		},
+			query("select-thread", sqlGetThread, threadRows),
+			query("count-messages", sqlCountMessages, oneColumn("count", int64(2))),
+		),
+		oneTx("UpdateThread", func(ctx context.Context, s *Service) error {
+			return errOnly(s.UpdateThread(ctx, alice, threadID, UpdateThreadInput{Title: &title, Metadata: map[string]any{"k": "v"}}))
+		}, query("merge-metadata", sqlUpdateThread, threadRows)),
+		oneTx("DeleteThread", func(ctx context.Context, s *Service) error {
+			return s.DeleteThread(ctx, alice, threadID)
+		}, exec("archive-thread", sqlArchiveThread, sqlmock.NewResult(0, 1))),
 		{
 			name: "AutoRename",
 			steps: []step{
@@ -268,38 +235,23 @@ func operations() []opCase {
 				commit("commit-write"),
 			},
 			run: func(ctx context.Context, s *Service) error {
-				_, err := s.AutoRename(ctx, alice, threadID)
-				return err
+				return errOnly(s.AutoRename(ctx, alice, threadID))
 			},
 		},
-		{
-			name: "GetMessages",
-			steps: []step{
-				begin("begin"),
-				query("check-thread", sqlThreadExists, oneColumn("one", int64(1))),
-				query("select-messages", sqlListMessages, messageRows),
-				commit("commit"),
-			},
-			run: func(ctx context.Context, s *Service) error {
-				_, err := s.GetMessages(ctx, alice, threadID, Page{Limit: 10})
-				return err
-			},
+		oneTx("GetMessages", func(ctx context.Context, s *Service) error {
+			return errOnly(s.GetMessages(ctx, alice, threadID, Page{Limit: 10}))
 		},
-		{
-			name: "SendMessage",
-			steps: []step{
-				begin("begin"),
-				query("lock-thread", sqlLockThread, oneColumn("message_count", int64(0))),
-				query("find-client-id", sqlMessageByClientID, noRows(messageCols...)),
-				query("next-seq", sqlNextSeq, oneColumn("message_count", int64(1))),
-				query("insert-message", sqlInsertMessage, messageRows),
-				commit("commit"),
-			},
-			run: func(ctx context.Context, s *Service) error {
-				_, err := s.SendMessage(ctx, alice, threadID, sendInput())
-				return err
-			},
+			query("check-thread", sqlThreadExists, oneColumn("one", int64(1))),
+			query("select-messages", sqlListMessages, messageRows),
+		),
+		oneTx("SendMessage", func(ctx context.Context, s *Service) error {
+			return errOnly(s.SendMessage(ctx, alice, threadID, sendInput()))
 		},
+			query("lock-thread", sqlLockThread, oneColumn("message_count", int64(0))),
+			query("find-client-id", sqlMessageByClientID, noRows(messageCols...)),
+			query("next-seq", sqlNextSeq, oneColumn("message_count", int64(1))),
+			query("insert-message", sqlInsertMessage, messageRows),
+		),
 	}
 }
 
