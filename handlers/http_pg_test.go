@@ -1,14 +1,10 @@
 package handlers
 
 import (
-	"context"
 	"encoding/json"
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
 )
 
 // TestPostgresHTTPRequestContextReachesDatabase: a request that times out
@@ -16,10 +12,7 @@ import (
 // is gone from the server: the request context reached the database.
 func TestPostgresHTTPRequestContextReachesDatabase(t *testing.T) {
 	f := newPG(t)
-	th := f.seedThread(t, pgUser, 1)
-	f.failOnce(drvwrap.OpQuery, sqlListMessages, hang)
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
+	th, ctx := f.hangingThread(t, 1, sqlListMessages)
 	req := httptest.NewRequestWithContext(ctx, "GET", "/api/threads/"+th.ID+"/messages", nil)
 	req.Header.Set(UserHeader, pgUser)
 	rec := httptest.NewRecorder()

@@ -187,12 +187,20 @@ func notifierInRequestCase(ctx context.Context, tb testing.TB) error {
 // UPDATE merging in SQL).
 func updateStepsCase(ctx context.Context, tb testing.TB) error {
 	tb.Helper()
+	return succeedsCleanly(ctx, tb, "UpdateThread", "update thread", expectAll)
+}
+
+// succeedsCleanly runs the operation name on a fresh sqlmock service with
+// the expectations expect sets from its steps, and returns every violation:
+// the operation's error (prefixed with what), and the fixture's invariants.
+func succeedsCleanly(ctx context.Context, tb testing.TB, name, what string, expect func(m sqlmock.Sqlmock, steps []step)) error {
+	tb.Helper()
 	f := newMock(tb)
-	op := operation(tb, "UpdateThread")
-	expectAll(f.mock, op.steps)
+	op := operation(tb, name)
+	expect(f.mock, op.steps)
 	var errs []error
 	if err := op.run(ctx, f.svc); err != nil {
-		errs = append(errs, fmt.Errorf("update thread: %w", err))
+		errs = append(errs, fmt.Errorf("%s: %w", what, err))
 	}
 	return errors.Join(append(errs, f.invariants())...)
 }
@@ -201,20 +209,15 @@ func updateStepsCase(ctx context.Context, tb testing.TB) error {
 // lock before it inserts, and stores the id.
 func sendStepsCase(ctx context.Context, tb testing.TB) error {
 	tb.Helper()
-	f := newMock(tb)
-	op := operation(tb, "SendMessage")
-	for _, s := range op.steps {
-		if s.sql == sqlInsertMessage {
-			f.mock.ExpectQuery(sqlInsertMessage).
-				WithArgs(threadID, "user", "hi there", "c-1", sqlmock.AnyArg(), int64(1)).
-				WillReturnRows(messageRows())
-			continue
+	return succeedsCleanly(ctx, tb, "SendMessage", "send message", func(m sqlmock.Sqlmock, steps []step) {
+		for _, s := range steps {
+			if s.sql == sqlInsertMessage {
+				m.ExpectQuery(sqlInsertMessage).
+					WithArgs(threadID, "user", "hi there", "c-1", sqlmock.AnyArg(), int64(1)).
+					WillReturnRows(messageRows())
+				continue
+			}
+			s.expect(m, nil)
 		}
-		s.expect(f.mock, nil)
-	}
-	var errs []error
-	if err := op.run(ctx, f.svc); err != nil {
-		errs = append(errs, fmt.Errorf("send message: %w", err))
-	}
-	return errors.Join(append(errs, f.invariants())...)
+	})
 }

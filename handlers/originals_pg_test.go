@@ -57,10 +57,7 @@ func TestOriginal02_CreateConstraintViolationRollsBack_Postgres(t *testing.T) {
 
 func TestOriginal03_GetTimeoutCleansUpSession_Postgres(t *testing.T) {
 	f := newPG(t)
-	th := f.seedThread(t, pgUser, 1)
-	f.failOnce(drvwrap.OpQuery, sqlGetThread, hang)
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
+	th, ctx := f.hangingThread(t, 1, sqlGetThread)
 	if _, err := f.svc.GetThread(ctx, pgUser, th.ID); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got error %v; want the deadline to surface", err)
 	}
@@ -115,10 +112,7 @@ func TestOriginal06_AutoRenameUpdateFailsRollsBack_Postgres(t *testing.T) {
 
 func TestOriginal07_ListTimeoutRollsBack_Postgres(t *testing.T) {
 	f := newPG(t)
-	f.seedThread(t, pgUser, 0)
-	f.failOnce(drvwrap.OpQuery, sqlListThreads, hang)
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
+	_, ctx := f.hangingThread(t, 0, sqlListThreads)
 	if _, err := f.svc.ListThreads(ctx, pgUser, Page{Limit: 10}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got error %v; want the deadline to surface", err)
 	}

@@ -99,6 +99,18 @@ func hang(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// hangingThread seeds a thread of user pgUser with n messages, makes the
+// next query with sqlText hang until its context ends, and returns the
+// thread and a context that ends 200ms from now: a statement that times out.
+func (f *pgFixture) hangingThread(tb testing.TB, n int, sqlText string) (Thread, context.Context) {
+	tb.Helper()
+	th := f.seedThread(tb, pgUser, n)
+	f.failOnce(drvwrap.OpQuery, sqlText, hang)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	tb.Cleanup(cancel)
+	return th, ctx
+}
+
 // serverClean polls the server until no backend of this test's
 // application_name is idle in transaction (aborted or not) or holds a lock,
 // and no pool connection is in use; it returns what was still wrong at the
