@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"math/rand/v2"
 	"runtime"
@@ -408,6 +409,18 @@ func (r *probeRun) settledFacts(ctx context.Context, user string) map[string]*th
 		return nil
 	}
 	return fs
+}
+
+// opsWhileLive yields a worker's operation numbers, 0 to Ops-1, while the
+// probe is live.
+func (r *probeRun) opsWhileLive(ctx context.Context) iter.Seq[int] {
+	return func(yield func(int) bool) {
+		for i := 0; i < r.cfg.Ops && r.live(ctx); i++ {
+			if !yield(i) {
+				return
+			}
+		}
+	}
 }
 
 // together runs fn(g) for g in 0..n-1, each on a goroutine of its own, all
@@ -872,7 +885,7 @@ func (r *probeRun) mixedWorker(ctx context.Context, w int, user string, ids []st
 	traces := map[string]faults.Trace{}
 	kinds := []string{OpSendMessage, OpSendMessage, OpSendMessage, OpUpdateThread, OpUpdateThread,
 		OpGetThread, OpListThreads, OpGetMessages, OpAutoRename}
-	for i := 0; i < r.cfg.Ops && r.live(ctx); i++ {
+	for i := range r.opsWhileLive(ctx) {
 		kind := kinds[rng.IntN(len(kinds))]
 		tid := ids[rng.IntN(len(ids))]
 		armed := false
@@ -988,7 +1001,7 @@ func probeSendOrder(ctx context.Context, r *probeRun) {
 	acked := map[string]int64{}
 	seqs := map[int64]string{}
 	together(n, func(g int) {
-		for i := 0; i < r.cfg.Ops && r.live(ctx); i++ {
+		for i := range r.opsWhileLive(ctx) {
 			cid := fmt.Sprintf("g%d-%d", g, i)
 			in := handlers.SendMessageInput{Content: "ordered " + cid, ClientMessageID: cid}
 			send := func(what string, m *handlers.Message) error {
@@ -1076,7 +1089,10 @@ func probeDeleteVsSend(ctx context.Context, r *probeRun) {
 	})
 	workers(n, func(g int) {
 		after := 0 // sends tried after a not-found
-		for i := 0; i < r.cfg.Ops && after < 2 && r.live(ctx); i++ {
+		for i := range r.opsWhileLive(ctx) {
+			if after >= 2 {
+				break
+			}
 			rec := sendRecord{cid: fmt.Sprintf("g%d-%d", g, i), start: time.Since(t0)}
 			rec.err = r.do(ctx, OpSendMessage, func(ctx context.Context) error {
 				_, err := s.svc.SendMessage(ctx, s.user, s.ids[0], handlers.SendMessageInput{Content: "racing " + rec.cid, ClientMessageID: rec.cid})
@@ -1149,7 +1165,7 @@ func probeFinishedTx(ctx context.Context, r *probeRun) {
 	ackedKeys := map[string]string{}
 	workers(n, func(g int) {
 		rng := r.rngFor(g)
-		for i := 0; i < r.cfg.Ops && r.live(ctx); i++ {
+		for i := range r.opsWhileLive(ctx) {
 			cid := fmt.Sprintf("g%d-%d", g, i)
 			tid := s.ids[rng.IntN(len(s.ids))]
 			send := rng.IntN(3) > 0
