@@ -40,8 +40,11 @@
 // operation of every worker, which a per-run plan of step indexes cannot express under
 // concurrency. The fault kinds and their spelling are those of package faults
 // (faults.Fault.String), and so are the errors: an "error" fault wraps faults.ErrInjected, a
-// "pgerr" fault is faults.PgError(code). A pgerr fault at a commit also breaks the connection
-// (it wraps driver.ErrBadConn), so database/sql closes it and the server rolls the
-// transaction back, as pgx closes a connection whose COMMIT failed; rollbacks are never
-// faulted.
+// "pgerr" fault is faults.PgError(code). A fault faults plays as a dead connection (badconn,
+// a pgerr Postgres sends as FATAL: 57P01, 53300, 08006) closes the driver's connection here
+// too, so the server ends the session and its transaction. A pgerr fault at a commit also
+// breaks the connection (it wraps driver.ErrBadConn), so database/sql closes it and the
+// server rolls the transaction back, as pgx closes a connection whose COMMIT failed;
+// rollbacks are never faulted. Unlike a faults plan, an error injected inside a transaction
+// does not abort it (no 25P02 for the statements after it).
 package chaos

@@ -140,6 +140,12 @@ func (in *injector) record(c *drvwrap.Call, fault string) {
 	}
 }
 
+// breaksConn reports whether f leaves the connection dead, as package faults plays it: a
+// badconn, or a pgerr whose code Postgres sends as FATAL (57P01, 53300, 08006).
+func breaksConn(f faults.Fault) bool {
+	return f.Kind == faults.KindBadConn || f.Kind == faults.KindPgErr && faults.PgError(f.Code).Severity == "FATAL"
+}
+
 // hooks returns the drvwrap hooks of the injector.
 func (in *injector) hooks() drvwrap.Hooks {
 	return drvwrap.Hooks{
@@ -189,6 +195,12 @@ func (in *injector) hooks() drvwrap.Hooks {
 			fault := f.String()
 			in.record(c, fault)
 			in.mu.Unlock()
+			if breaksConn(f) && c.Conn != nil && c.Op != drvwrap.OpCommit {
+				// As in a faults plan: the conn is dead from here on (the server ends
+				// the session and its transaction); database/sql learns it at its next
+				// call and discards it. (A commit fault breaks it through lostCommit.)
+				_ = c.Conn.Close()
+			}
 			if f.Kind == faults.KindLatency {
 				t := time.NewTimer(delay)
 				defer t.Stop()

@@ -179,3 +179,85 @@ WHERE datname = $1 AND application_name = $2 AND state LIKE 'idle in transaction
 		<-tick.C
 	}
 }
+
+// TestBrokenConnFaultEndsSession: a fault that faults.Plan plays as a dead connection (badconn,
+// or a pgerr Postgres sends as FATAL) ends the session on the server in a chaos run too, and
+// the pool recovers; a non-fatal pgerr leaves the session as it was, which the same check
+// sees.
+func TestBrokenConnFaultEndsSession(t *testing.T) {
+	tests := []struct {
+		name  string
+		fault string // the fault drawn at the exec
+		ends  bool
+	}{
+		{"badconn", "badconn at exec", true},
+		{"pgerr-57P01", "pgerr=" + faults.CodeAdminShutdown + " at exec", true},
+		{"pgerr-08006", "pgerr=" + faults.CodeConnectionFailure + " at exec", true},
+		{"pgerr-40001-kept", "pgerr=" + faults.CodeSerializationFailure + " at exec", false},
+	}
+	pg := pgtest.New(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			seed, found := uint64(0), false
+			for ; seed < 500 && !found; seed++ {
+				name, _ := faultAt(t, seed, drvwrap.OpExec)
+				found = name == tt.fault
+			}
+			if !found {
+				t.Fatalf("no seed below 500 draws %q", tt.fault)
+			}
+			seed--
+			t.Logf("seed %d draws %q", seed, tt.fault)
+			app := "chaos-" + tt.name
+			pc, err := pgx.ParseConfig(pg.DSN)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pc.RuntimeParams["application_name"] = app
+			in := &injector{rate: 1}
+			db := sql.OpenDB(drvwrap.WrapConnector(stdlib.GetConnector(*pc), in.hooks()))
+			t.Cleanup(func() { _ = db.Close() })
+			ctx := context.Background()
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in.arm(rand.New(rand.NewPCG(seed, saltFaults)), func() {})
+			_, err = tx.ExecContext(ctx, "SELECT 1")
+			fired, _ := in.disarm()
+			if err == nil || len(fired) != 1 || fired[0] != tt.fault {
+				t.Fatalf("exec: %v, fired %v; want an error from %q", err, fired, tt.fault)
+			}
+			if got := serverSessions(t, pg.Admin, pg.Name, app, tt.ends, 2*time.Second); (got == 0) != tt.ends {
+				t.Errorf("server: %d session(s) of %s after %q; want the session ended: %v", got, app, tt.fault, tt.ends)
+			}
+			_ = tx.Rollback() // on a dead conn it fails
+			// The pool recovers: database/sql discards the dead conn at its next use
+			// (pgx's ResetSession reports it bad) and opens another.
+			var one int
+			if err := db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+				t.Errorf("the pool after %q: %v; want it to recover", tt.fault, err)
+			}
+		})
+	}
+}
+
+// serverSessions counts the backends of app on database dbName, polling until there are none
+// when wantNone (or within passes), and returns the count.
+func serverSessions(tb testing.TB, admin *sql.DB, dbName, app string, wantNone bool, within time.Duration) int {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var n int
+		err := admin.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = $2`, dbName, app).Scan(&n)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if !wantNone || n == 0 || time.Now().After(deadline) {
+			return n
+		}
+		<-tick.C
+	}
+}
