@@ -19,7 +19,6 @@ func TestMutationProof(t *testing.T) {
 	}
 	db := pgtest.New(t, pgtest.WithMigration("handlers", handlers.Migrate))
 	seed := probeSeed(t)
-	t.Logf("probe seed %d (replay with SESSIONSAFE_PROBE_SEED=%d)", seed, seed)
 	table, err := MutationProof(t.Context(), MutationConfig{
 		DSN: db.DSN, DB: db.DB, Admin: db.Admin, AppName: db.AppName,
 		Seed: seed, Logf: t.Logf,

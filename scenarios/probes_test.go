@@ -15,21 +15,29 @@ import (
 // (a replay), else one from the clock. It is printed either way.
 func probeSeed(tb testing.TB) int64 {
 	tb.Helper()
+	seed := time.Now().UnixNano()
 	if s := os.Getenv("SESSIONSAFE_PROBE_SEED"); s != "" {
-		seed, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
+		var err error
+		if seed, err = strconv.ParseInt(s, 10, 64); err != nil {
 			tb.Fatalf("SESSIONSAFE_PROBE_SEED=%q: %v", s, err)
 		}
-		return seed
 	}
-	return time.Now().UnixNano()
+	tb.Logf("probe seed %d (replay with SESSIONSAFE_PROBE_SEED=%d)", seed, seed)
+	return seed
 }
 
-// probeDB returns a fresh migrated database for one probe.
-func probeDB(tb testing.TB) ProbeEnv {
-	tb.Helper()
-	db := pgtest.New(tb, pgtest.WithMigration("handlers", handlers.Migrate))
-	return ProbeEnv{DSN: db.DSN, AppName: db.AppName, Admin: db.Admin}
+// runProbe runs the probe named name with cfg on a fresh migrated database,
+// logs its summary and returns its result.
+func runProbe(t *testing.T, name string, cfg ProbeConfig) ProbeResult {
+	t.Helper()
+	p, ok := LookupProbe(name)
+	if !ok {
+		t.Fatalf("no probe %q", name)
+	}
+	db := pgtest.New(t, pgtest.WithMigration("handlers", handlers.Migrate))
+	res := p.Run(t.Context(), ProbeEnv{DSN: db.DSN, AppName: db.AppName, Admin: db.Admin}, cfg)
+	t.Log(res.Summary())
+	return res
 }
 
 // TestProbes runs every concurrency probe on real Postgres against the
@@ -37,7 +45,6 @@ func probeDB(tb testing.TB) ProbeEnv {
 // prints the command that replays it.
 func TestProbes(t *testing.T) {
 	seed := probeSeed(t)
-	t.Logf("probe seed %d (replay with SESSIONSAFE_PROBE_SEED=%d)", seed, seed)
 	tests := []struct {
 		name  string
 		probe string
@@ -58,19 +65,12 @@ func TestProbes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, ok := LookupProbe(tt.probe)
-			if !ok {
-				t.Fatalf("no probe %q", tt.probe)
-			}
-			env := probeDB(t)
 			cfg := tt.cfg
 			cfg.Seed = seed
 			cfg.Replay = func(string, int64) string {
 				return "SESSIONSAFE_PROBE_SEED=" + strconv.FormatInt(seed, 10) + " go test -race ./scenarios -run 'TestProbes/" + tt.name + "$'"
 			}
-			res := p.Run(t.Context(), env, cfg)
-			t.Log(res.Summary())
-			if err := res.Err(); err != nil {
+			if err := runProbe(t, tt.probe, cfg).Err(); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -82,7 +82,6 @@ func TestProbes(t *testing.T) {
 // the named check.
 func TestProbesCatchPlantedBugs(t *testing.T) {
 	seed := probeSeed(t)
-	t.Logf("probe seed %d", seed)
 	tests := []struct {
 		name  string
 		probe string
@@ -102,15 +101,10 @@ func TestProbesCatchPlantedBugs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, ok := LookupProbe(tt.probe)
-			if !ok {
-				t.Fatalf("no probe %q", tt.probe)
-			}
 			cfg := tt.cfg
 			cfg.Seed = seed
 			cfg.Bugs = []mutant.Bug{tt.bug}
-			res := p.Run(t.Context(), probeDB(t), cfg)
-			t.Log(res.Summary())
+			res := runProbe(t, tt.probe, cfg)
 			for _, f := range res.Findings {
 				if f.Check == tt.check {
 					t.Logf("caught: %s", firstLineOf(f.Message))
