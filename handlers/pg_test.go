@@ -111,6 +111,16 @@ func (f *pgFixture) hangingThread(tb testing.TB, n int, sqlText string) (Thread,
 	return th, ctx
 }
 
+// requireTimedOutClean requires err, an operation's error, to be the
+// deadline of its context, and the server and pool to be clean after it.
+func (f *pgFixture) requireTimedOutClean(tb testing.TB, err error) {
+	tb.Helper()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		tb.Fatalf("got error %v; want the deadline to surface", err)
+	}
+	f.mustClean(tb)
+}
+
 // serverClean polls the server until no backend of this test's
 // application_name is idle in transaction (aborted or not) or holds a lock,
 // and no pool connection is in use; it returns what was still wrong at the
