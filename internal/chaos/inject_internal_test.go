@@ -105,11 +105,6 @@ func TestCommitFaultEndsServerTransaction(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Logf("seed %d draws %q", tt.seed, tt.fault)
 			app := "chaos-" + tt.name // short: Postgres cuts application_name at 63 bytes
-			pc, err := pgx.ParseConfig(pg.DSN)
-			if err != nil {
-				t.Fatal(err)
-			}
-			pc.RuntimeParams["application_name"] = app
 			in := &injector{rate: 1}
 			h := in.hooks()
 			if tt.planted {
@@ -122,8 +117,7 @@ func TestCommitFaultEndsServerTransaction(t *testing.T) {
 					return err
 				}
 			}
-			db := sql.OpenDB(drvwrap.WrapConnector(stdlib.GetConnector(*pc), h))
-			t.Cleanup(func() { _ = db.Close() })
+			db := hookedPool(t, pg.DSN, app, h)
 			ctx := context.Background()
 			tx, err := db.BeginTx(ctx, nil)
 			if err != nil {
@@ -142,7 +136,7 @@ func TestCommitFaultEndsServerTransaction(t *testing.T) {
 			if tt.planted {
 				within = 300 * time.Millisecond
 			}
-			open := serverInTx(t, pg.Admin, pg.Name, app, within)
+			open := serverSessions(t, pg.Admin, pg.Name, app, inTransaction, true, within)
 			if tt.planted {
 				if open == 0 {
 					t.Fatal("with the commit error keeping the connection the check passed; want it to see the session idle in transaction")
@@ -156,27 +150,6 @@ func TestCommitFaultEndsServerTransaction(t *testing.T) {
 				t.Errorf("pool: %d open connection(s) after a %s; want 0", n, tt.fault)
 			}
 		})
-	}
-}
-
-// serverInTx polls until no backend of app on database dbName is inside a transaction, or
-// within passes, and returns how many are.
-func serverInTx(tb testing.TB, admin *sql.DB, dbName, app string, within time.Duration) int {
-	tb.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		var n int
-		err := admin.QueryRow(`SELECT count(*) FROM pg_stat_activity
-WHERE datname = $1 AND application_name = $2 AND state LIKE 'idle in transaction%'`, dbName, app).Scan(&n)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if n == 0 || time.Now().After(deadline) {
-			return n
-		}
-		<-tick.C
 	}
 }
 
@@ -209,14 +182,8 @@ func TestBrokenConnFaultEndsSession(t *testing.T) {
 			seed--
 			t.Logf("seed %d draws %q", seed, tt.fault)
 			app := "chaos-" + tt.name
-			pc, err := pgx.ParseConfig(pg.DSN)
-			if err != nil {
-				t.Fatal(err)
-			}
-			pc.RuntimeParams["application_name"] = app
 			in := &injector{rate: 1}
-			db := sql.OpenDB(drvwrap.WrapConnector(stdlib.GetConnector(*pc), in.hooks()))
-			t.Cleanup(func() { _ = db.Close() })
+			db := hookedPool(t, pg.DSN, app, in.hooks())
 			ctx := context.Background()
 			tx, err := db.BeginTx(ctx, nil)
 			if err != nil {
@@ -228,7 +195,7 @@ func TestBrokenConnFaultEndsSession(t *testing.T) {
 			if err == nil || len(fired) != 1 || fired[0] != tt.fault {
 				t.Fatalf("exec: %v, fired %v; want an error from %q", err, fired, tt.fault)
 			}
-			if got := serverSessions(t, pg.Admin, pg.Name, app, tt.ends, 2*time.Second); (got == 0) != tt.ends {
+			if got := serverSessions(t, pg.Admin, pg.Name, app, anyState, tt.ends, 2*time.Second); (got == 0) != tt.ends {
 				t.Errorf("server: %d session(s) of %s after %q; want the session ended: %v", got, app, tt.fault, tt.ends)
 			}
 			_ = tx.Rollback() // on a dead conn it fails
@@ -242,16 +209,37 @@ func TestBrokenConnFaultEndsSession(t *testing.T) {
 	}
 }
 
-// serverSessions counts the backends of app on database dbName, polling until there are none
-// when wantNone (or within passes), and returns the count.
-func serverSessions(tb testing.TB, admin *sql.DB, dbName, app string, wantNone bool, within time.Duration) int {
+// hookedPool opens a pool on dsn whose sessions carry app as application_name, its driver
+// wrapped with h; it is closed when the test ends.
+func hookedPool(tb testing.TB, dsn, app string, h drvwrap.Hooks) *sql.DB {
+	tb.Helper()
+	pc, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pc.RuntimeParams["application_name"] = app
+	db := sql.OpenDB(drvwrap.WrapConnector(stdlib.GetConnector(*pc), h))
+	tb.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// Session states serverSessions counts (a LIKE pattern on pg_stat_activity.state).
+const (
+	anyState      = "%"
+	inTransaction = "idle in transaction%"
+)
+
+// serverSessions counts the backends of app on database dbName whose state is like state,
+// polling until there are none when wantNone (or within passes), and returns the count.
+func serverSessions(tb testing.TB, admin *sql.DB, dbName, app, state string, wantNone bool, within time.Duration) int {
 	tb.Helper()
 	deadline := time.Now().Add(within)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		var n int
-		err := admin.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = $2`, dbName, app).Scan(&n)
+		err := admin.QueryRow(`SELECT count(*) FROM pg_stat_activity
+WHERE datname = $1 AND application_name = $2 AND coalesce(state, '') LIKE $3`, dbName, app, state).Scan(&n)
 		if err != nil {
 			tb.Fatal(err)
 		}
