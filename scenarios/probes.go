@@ -200,8 +200,7 @@ func (p Probe) Run(ctx context.Context, env ProbeEnv, cfg ProbeConfig) ProbeResu
 		baseline = goleak.IgnoreCurrent()
 	}
 	plain, err := r.open(2)
-	if err != nil {
-		r.find("setup", "%v", err)
+	if r.setupFailed(err) {
 		return r.result(res, start)
 	}
 	r.plain = plain
