@@ -24,6 +24,8 @@ func (discardConn) Write(p []byte) (int, error) { return len(p), nil }
 func (discardConn) Read([]byte) (int, error)    { return 0, io.EOF }
 func (discardConn) Close() error                { return nil }
 
+func (discardConn) SetReadDeadline(time.Time) error { return nil }
+
 // A Wire decodes the frontend messages written to the connections it wraps
 // and acts at the nth message of a kind: here it cuts the connection right
 // after the first COMMIT has been forwarded.

@@ -32,7 +32,11 @@ const (
 	WireCutBefore WireAction = iota + 1
 	// WireCutAfter forwards the message, then closes the connection: the
 	// server acts on it, the client never sees the reply. After a COMMIT this
-	// is the ambiguous commit.
+	// is the ambiguous commit. After a message the server answers at once (a
+	// Query, a Sync, a Flush) the close waits until the reply starts
+	// arriving (discarded; bounded by the write deadline and 5s), so the
+	// server has provably processed the request: an autocommit statement
+	// cut after its request is committed, every time.
 	WireCutAfter
 	// WireStall blocks the write of the message until the Wire is disarmed,
 	// the connection's write deadline passes (pgx sets it when the query's
@@ -397,6 +401,42 @@ type wireConn struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 	cut       atomic.Bool
+	awaiting  atomic.Bool // a cut-after waits for the server's reply (awaitReply)
+}
+
+// cutAfterReplyWait bounds how long a cut-after waits for the server's
+// reply when the connection has no earlier write deadline.
+const cutAfterReplyWait = 5 * time.Second
+
+// answered reports whether the server answers m at once: a Query, a Sync, a
+// Flush or the startup message make it send (and flush) its reply; after
+// any other message it waits for more.
+func (m wireMsg) answered() bool {
+	return m.typ == 'Q' || m.typ == 'S' || m.typ == 'H' || m.name == WireStartup
+}
+
+// awaitReply waits until the server's reply to the request just forwarded
+// starts arriving (the bytes are read and discarded: the client never sees
+// them), until the write deadline (pgx sets it when the call's context ends)
+// or for cutAfterReplyWait at most. Closing the socket at once would race
+// the server: with the reply unread, the kernel may reset the connection and
+// the server drop a request it had not yet processed. After the first byte
+// of the reply the server has provably processed it (it flushes at the end
+// of a request, after an autocommit statement committed).
+func (c *wireConn) awaitReply() {
+	dl := time.Now().Add(cutAfterReplyWait)
+	c.dmu.Lock()
+	if !c.wdl.IsZero() && c.wdl.Before(dl) {
+		dl = c.wdl
+	}
+	c.dmu.Unlock()
+	c.awaiting.Store(true)
+	defer c.awaiting.Store(false)
+	if err := c.Conn.SetReadDeadline(dl); err != nil {
+		return
+	}
+	var b [512]byte
+	_, _ = c.Conn.Read(b[:])
 }
 
 // frame returns the length of the first message in b, or 0 when b holds only
@@ -611,7 +651,8 @@ func (c *wireConn) Write(p []byte) (int, error) {
 			break
 		}
 		end := pos + n
-		rule, release := c.w.observe(c.id, c.decode(data[pos:end]))
+		msg := c.decode(data[pos:end])
+		rule, release := c.w.observe(c.id, msg)
 		if rule == nil {
 			pos = end
 			continue
@@ -630,6 +671,9 @@ func (c *wireConn) Write(p []byte) (int, error) {
 			m, err := c.Conn.Write(data[sent:end])
 			if err != nil {
 				return written(sent + m), err
+			}
+			if msg.answered() {
+				c.awaitReply()
 			}
 			c.cutNow()
 			c.buf = c.buf[:0]
@@ -729,6 +773,11 @@ func (c *wireConn) cutNow() {
 // Read passes through; after a cut it reports ErrWireCut.
 func (c *wireConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
+	if n > 0 && c.awaiting.Load() {
+		// pgconn's background reader took the reply a cut-after waits for:
+		// wake that wait, the server has answered.
+		_ = c.Conn.SetReadDeadline(time.Now())
+	}
 	if err != nil && c.cut.Load() {
 		return n, fmt.Errorf("faults: wire: read: %w", ErrWireCut)
 	}

@@ -25,7 +25,24 @@ type fakeConn struct {
 
 func newFakeConn() *fakeConn { return &fakeConn{closed: make(chan struct{})} }
 
-func (f *fakeConn) Read([]byte) (int, error) { <-f.closed; return 0, net.ErrClosed }
+// Read is a server that has its reply ready as soon as anything was
+// written to it (one byte at a time), and blocks until Close before that.
+func (f *fakeConn) Read(p []byte) (int, error) {
+	f.mu.Lock()
+	answered := f.out.Len() > 0
+	f.mu.Unlock()
+	select {
+	case <-f.closed:
+		return 0, net.ErrClosed
+	default:
+	}
+	if answered && len(p) > 0 {
+		p[0] = 'Z'
+		return 1, nil
+	}
+	<-f.closed
+	return 0, net.ErrClosed
+}
 func (f *fakeConn) Write(p []byte) (int, error) {
 	select {
 	case <-f.closed:
