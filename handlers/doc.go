@@ -24,10 +24,7 @@
 // Known session bugs can be planted per call through internal/mutant; with
 // none planted the code is the correct version.
 //
-// Against the shared contract: no deviation in shapes. Errors of bad input
-// are returned as *ValidationError (match with errors.As and a
-// *ValidationError target). Additions: DBTX, StatusOf and the Code*
-// constants (the HTTP error mapping), the Op* operation names that prefix
-// every error, the input limits (Max*), MaxBodyBytes and FirstWordsTitle,
-// the default TitleGenerator.
+// Errors of bad input are returned as *ValidationError (match with errors.As
+// and a *ValidationError target). StatusOf and the Code* constants are the
+// HTTP error mapping; the Op* operation names prefix every error.
 package handlers

@@ -32,9 +32,4 @@
 // Every server start is logged with the provider and how long it took to be ready; when
 // SESSIONSAFE_PG_REPORT names a file, one such line per start is also appended there
 // (make test prints it, so CI output shows which provider served each package).
-//
-// Deviation from the shared contract: none in shapes; additions are [WithProvider],
-// [WithDSN], [WithImage], [WithLogger], [Server.Pause], [Server.Resume], [Server.DSN],
-// [Server.ReadyIn], [Server.Version], [Database.OpenDB], [Database.ConnConfig], [Redact],
-// [Required], [ErrNoPostgres], [ErrNotSupported] and [ErrLeakedConnections].
 package pgtest

@@ -33,7 +33,7 @@
 // On sqlmock the workers draw random cases of the step × fault matrix (package scenarios)
 // and run them concurrently; each finding is a violation whose replay is the matrix case.
 //
-// # Deviation from the shared contract
+// # Its own rate injector
 //
 // Driver-level faults here come from a small seeded rate injector over internal/drvwrap
 // rather than faults.RandomPlan: a chaos run draws a fresh decision at every step of every
