@@ -34,9 +34,8 @@ type Injector struct {
 	steps    int // steps since Arm; the trace keeps the first maxSteps
 	fired    []Firing
 	dead     map[uint64]bool
-	openRows map[uint64]int // conn id -> index of the query step whose rows are open
-	inTx     map[uint64]bool
-	aborted  map[uint64]bool           // conn id -> its transaction is aborted by an injected error (25P02 until it ends)
+	openRows map[uint64]int            // conn id -> index of the query step whose rows are open
+	tx       TxState                   // conn id -> in a transaction, aborted by an injected error
 	pending  map[*drvwrap.Call]pending // cleanup of a wire or server fault, run when its step returns
 	prints   map[string]string
 }
@@ -92,8 +91,6 @@ func NewInjector(opts ...InjectorOption) *Injector {
 		cfg:      cfg,
 		dead:     map[uint64]bool{},
 		openRows: map[uint64]int{},
-		inTx:     map[uint64]bool{},
-		aborted:  map[uint64]bool{},
 		pending:  map[*drvwrap.Call]pending{},
 		prints:   map[string]string{},
 	}
@@ -286,37 +283,26 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 			err, st.Err = drvwrap.ErrHandled, nil
 			// After is not called: forget the conn here.
 			delete(i.dead, c.ConnID)
-			delete(i.inTx, c.ConnID)
-			delete(i.aborted, c.ConnID)
+			i.tx.End(c.ConnID)
 			delete(i.openRows, c.ConnID)
 		}
 		i.record(st)
 		i.mu.Unlock()
 		return err
 	}
-	if i.aborted[c.ConnID] {
-		switch kind {
-		case StepExec, StepQuery, StepPrepare:
-			// Postgres answers every statement of an aborted transaction
-			// with 25P02 until it ends.
-			err := PgError(CodeInFailedTransaction)
-			st.Err = err
-			i.record(st)
-			i.mu.Unlock()
-			return err
-		case StepCommit:
-			// Postgres answers the COMMIT of an aborted transaction with
-			// ROLLBACK, which pgx reports as ErrTxCommitRollback.
-			delete(i.aborted, c.ConnID)
-			delete(i.inTx, c.ConnID)
-			st.Err = pgx.ErrTxCommitRollback
-			i.record(st)
-			i.mu.Unlock()
-			i.rollbackInstead(ctx, c)
-			return pgx.ErrTxCommitRollback
-		case StepRollback, StepBegin, StepClose:
-			delete(i.aborted, c.ConnID)
-		}
+	switch i.tx.Before(c.ConnID, kind) {
+	case TxFailStatement:
+		err := PgError(CodeInFailedTransaction)
+		st.Err = err
+		i.record(st)
+		i.mu.Unlock()
+		return err
+	case TxCommitRollback:
+		st.Err = pgx.ErrTxCommitRollback
+		i.record(st)
+		i.mu.Unlock()
+		i.rollbackInstead(ctx, c)
+		return pgx.ErrTxCommitRollback
 	}
 	ri := -1
 	for n := range i.plan.Rules {
@@ -359,8 +345,8 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 			// An error inside a transaction aborts it on the server: mark
 			// it so (unless the fault ended the conn).
 			i.mu.Lock()
-			if i.inTx[c.ConnID] && !i.dead[c.ConnID] {
-				i.aborted[c.ConnID] = true
+			if !i.dead[c.ConnID] {
+				i.tx.Injected(c.ConnID, kind)
 			}
 			i.mu.Unlock()
 		}
@@ -369,20 +355,10 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 }
 
 // rollbackInstead ends the real transaction of c's conn, whose commit met an
-// aborted transaction: on pgx it runs ROLLBACK (the conn stays usable, as
-// after a COMMIT that Postgres turned into a rollback); on any other driver,
-// which offers no way to end the transaction but its driver.Tx, it closes
-// the conn (the session ends, and with it the transaction), as markDead
-// does. A ROLLBACK that fails also closes the conn, as pgx does.
+// aborted transaction (EndAbortedTx); when it cannot, it closes the conn as
+// markDead does (the session ends, and with it the transaction).
 func (i *Injector) rollbackInstead(ctx context.Context, c *drvwrap.Call) {
-	pc, ok := c.Conn.(interface{ Conn() *pgx.Conn })
-	if !ok {
-		i.markDead(c)
-		return
-	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), mechanismTimeout)
-	defer cancel()
-	if _, err := pc.Conn().Exec(rctx, "rollback"); err != nil {
+	if EndAbortedTx(ctx, c.Conn) != nil {
 		i.markDead(c)
 	}
 }
@@ -463,8 +439,7 @@ func (i *Injector) markDead(c *drvwrap.Call) {
 	i.mu.Lock()
 	already := i.dead[c.ConnID]
 	i.dead[c.ConnID] = true
-	delete(i.inTx, c.ConnID) // the session, and its transaction, end with the conn
-	delete(i.aborted, c.ConnID)
+	i.tx.End(c.ConnID) // the session, and its transaction, end with the conn
 	i.mu.Unlock()
 	if !already {
 		_ = c.Conn.Close()
@@ -482,13 +457,7 @@ func (i *Injector) after(_ context.Context, c *drvwrap.Call, err error) error {
 		}
 	}
 	defer i.mu.Unlock()
-	switch c.Op {
-	case drvwrap.OpBegin:
-		i.inTx[c.ConnID] = err == nil
-	case drvwrap.OpCommit, drvwrap.OpRollback, drvwrap.OpClose:
-		delete(i.inTx, c.ConnID)
-		delete(i.aborted, c.ConnID)
-	}
+	i.tx.After(c.ConnID, stepKindOf(c.Op), err)
 	st := i.at(c.Tag)
 	if st == nil {
 		return err // not kept (WithMaxSteps), or the trace was reset (Arm) while the call ran

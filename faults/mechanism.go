@@ -151,7 +151,7 @@ func (i *Injector) lockStep(ctx context.Context, c *drvwrap.Call, st *Step, f Fa
 		setting = "statement_timeout"
 	}
 	i.mu.Lock()
-	inTx := i.inTx[c.ConnID]
+	inTx := i.tx.InTx(c.ConnID)
 	i.mu.Unlock()
 	set := fmt.Sprintf("SET %s = %d", setting, ServerFaultTimeout.Milliseconds())
 	if inTx {
