@@ -54,6 +54,7 @@ func TestRunPlanted(t *testing.T) {
 		{mutant.TxHeldAcrossTitleGenerator, []string{"long-transaction"}},
 		{mutant.ConnNeverClosed, []string{"pool"}},
 		{mutant.SendRetryWithoutClientID, []string{"ledger"}},
+		{mutant.RowsErrUnchecked, []string{"swallowed-error"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.bug.String(), func(t *testing.T) {

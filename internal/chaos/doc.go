@@ -45,6 +45,11 @@
 // too, so the server ends the session and its transaction. A pgerr fault at a commit also
 // breaks the connection (it wraps driver.ErrBadConn), so database/sql closes it and the
 // server rolls the transaction back, as pgx closes a connection whose COMMIT failed;
-// rollbacks are never faulted. Unlike a faults plan, an error injected inside a transaction
-// does not abort it (no 25P02 for the statements after it).
+// rollbacks are never faulted. As in a faults plan — the bookkeeping is faults.TxState — an
+// error injected at an exec, query, next or prepare inside a transaction aborts it: every
+// later statement in it answers 25P02 without reaching the driver, and its commit rolls the
+// real transaction back and returns pgx.ErrTxCommitRollback. That error reaching a worker is
+// a violation (swallowed-error: the code went on after an error in its transaction and
+// committed it), as in package scenarios; the write failed, so the ledger has it as not
+// stored.
 package chaos

@@ -3,11 +3,14 @@ package chaos
 import (
 	"context"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
@@ -50,8 +53,11 @@ type injector struct {
 	// cutAfter marks the connections whose commit, once the server answered, must
 	// look broken to the client (an ambiguous commit).
 	cutAfter map[uint64]bool
-	faults   int64
-	onFault  func()
+	// tx is the aborted-transaction bookkeeping, shared with package faults: an error
+	// injected inside a transaction aborts it (25P02 after it, a rolled-back commit).
+	tx      faults.TxState
+	faults  int64
+	onFault func()
 }
 
 const maxTraceSteps = 64
@@ -140,6 +146,57 @@ func (in *injector) record(c *drvwrap.Call, fault string) {
 	}
 }
 
+// txKind is the faults step kind of op, for the aborted-transaction bookkeeping; an op the
+// bookkeeping does not tell apart maps to StepPing, which it ignores.
+func txKind(op drvwrap.Op) faults.StepKind {
+	switch op {
+	case drvwrap.OpBegin:
+		return faults.StepBegin
+	case drvwrap.OpPrepare:
+		return faults.StepPrepare
+	case drvwrap.OpExec, drvwrap.OpStmtExec:
+		return faults.StepExec
+	case drvwrap.OpQuery, drvwrap.OpStmtQuery:
+		return faults.StepQuery
+	case drvwrap.OpRowsNext:
+		return faults.StepNext
+	case drvwrap.OpCommit:
+		return faults.StepCommit
+	case drvwrap.OpRollback:
+		return faults.StepRollback
+	case drvwrap.OpClose:
+		return faults.StepClose
+	}
+	return faults.StepPing
+}
+
+// aborted answers a step of a transaction that an injected error aborted, as package
+// faults does: a statement fails with 25P02 without reaching the driver; the commit ends
+// the real transaction (ROLLBACK, or the conn is closed) and returns
+// pgx.ErrTxCommitRollback. It returns handled false for any other step. Called with in.mu
+// held; it unlocks it when handled.
+func (in *injector) aborted(ctx context.Context, c *drvwrap.Call) (handled bool, err error) {
+	switch in.tx.Before(c.ConnID, txKind(c.Op)) {
+	case faults.TxFailStatement:
+		err = faults.PgError(faults.CodeInFailedTransaction)
+	case faults.TxCommitRollback:
+		err = pgx.ErrTxCommitRollback
+	default:
+		return false, nil
+	}
+	if in.rng != nil {
+		in.record(c, "")
+		if n := len(in.steps); n > 0 {
+			in.steps[n-1].err = err.Error()
+		}
+	}
+	in.mu.Unlock()
+	if errors.Is(err, pgx.ErrTxCommitRollback) && faults.EndAbortedTx(ctx, c.Conn) != nil && c.Conn != nil {
+		_ = c.Conn.Close() // as pgx does after a failed ROLLBACK: the session ends with it
+	}
+	return true, err
+}
+
 // breaksConn reports whether f leaves the connection dead, as package faults plays it: a
 // badconn, or a pgerr whose code Postgres sends as FATAL (57P01, 53300, 08006).
 func breaksConn(f faults.Fault) bool {
@@ -151,6 +208,9 @@ func (in *injector) hooks() drvwrap.Hooks {
 	return drvwrap.Hooks{
 		Before: func(ctx context.Context, c *drvwrap.Call) error {
 			in.mu.Lock()
+			if handled, err := in.aborted(ctx, c); handled {
+				return err
+			}
 			if in.rng == nil || !eligible(c.Op) || in.rng.Float64() >= in.rate {
 				if in.rng != nil {
 					in.record(c, "")
@@ -194,6 +254,11 @@ func (in *injector) hooks() drvwrap.Hooks {
 			}
 			fault := f.String()
 			in.record(c, fault)
+			if breaksConn(f) {
+				in.tx.End(c.ConnID) // the session, and its transaction, end with the conn
+			} else if err != nil {
+				in.tx.Injected(c.ConnID, txKind(c.Op))
+			}
 			in.mu.Unlock()
 			if breaksConn(f) && c.Conn != nil && c.Op != drvwrap.OpCommit {
 				// As in a faults plan: the conn is dead from here on (the server ends
@@ -207,17 +272,27 @@ func (in *injector) hooks() drvwrap.Hooks {
 				select {
 				case <-t.C:
 				case <-ctx.Done():
+					in.mu.Lock()
+					in.tx.Injected(c.ConnID, txKind(c.Op))
+					in.mu.Unlock()
 					return ctx.Err()
 				}
 			}
 			return err
 		},
 		After: func(ctx context.Context, c *drvwrap.Call, err error) error {
+			switch c.Op {
+			case drvwrap.OpBegin, drvwrap.OpRollback, drvwrap.OpClose:
+				in.mu.Lock()
+				in.tx.After(c.ConnID, txKind(c.Op), err)
+				in.mu.Unlock()
+			}
 			if c.Op != drvwrap.OpCommit {
 				return err
 			}
 			in.mu.Lock()
 			defer in.mu.Unlock()
+			in.tx.After(c.ConnID, faults.StepCommit, err)
 			if in.cutAfter[c.ConnID] {
 				delete(in.cutAfter, c.ConnID)
 				if err == nil {

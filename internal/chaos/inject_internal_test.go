@@ -185,13 +185,7 @@ func TestBrokenConnFaultEndsSession(t *testing.T) {
 			in := &injector{rate: 1}
 			db := hookedPool(t, pg.DSN, app, in.hooks())
 			ctx := context.Background()
-			tx, err := db.BeginTx(ctx, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			in.arm(rand.New(rand.NewPCG(seed, saltFaults)), func() {})
-			_, err = tx.ExecContext(ctx, "SELECT 1")
-			fired, _ := in.disarm()
+			tx, fired, err := faultedExec(t, db, in, seed)
 			if err == nil || len(fired) != 1 || fired[0] != tt.fault {
 				t.Fatalf("exec: %v, fired %v; want an error from %q", err, fired, tt.fault)
 			}
@@ -223,6 +217,22 @@ func hookedPool(tb testing.TB, dsn, app string, h drvwrap.Hooks) *sql.DB {
 	return db
 }
 
+// faultedExec begins a transaction on db and runs one statement in it with in armed by
+// seed (a fault at every eligible step), and returns the transaction, what fired and the
+// statement's error.
+func faultedExec(tb testing.TB, db *sql.DB, in *injector, seed uint64) (*sql.Tx, []string, error) {
+	tb.Helper()
+	ctx := context.Background()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	in.arm(rand.New(rand.NewPCG(seed, saltFaults)), func() {})
+	_, err = tx.ExecContext(ctx, "SELECT 1")
+	fired, _ := in.disarm()
+	return tx, fired, err
+}
+
 // Session states serverSessions counts (a LIKE pattern on pg_stat_activity.state).
 const (
 	anyState      = "%"
@@ -247,5 +257,66 @@ WHERE datname = $1 AND application_name = $2 AND coalesce(state, '') LIKE $3`, d
 			return n
 		}
 		<-tick.C
+	}
+}
+
+// TestInjectedErrorAbortsTransaction: an error injected inside a transaction aborts it, as
+// in a faults plan (faults.TxState): the next statement answers 25P02 without reaching the
+// server, the commit rolls the real transaction back and returns pgx.ErrTxCommitRollback,
+// and the connection stays usable; a rollback ends the aborted state.
+func TestInjectedErrorAbortsTransaction(t *testing.T) {
+	var seed uint64
+	found := false
+	for s := range uint64(100) {
+		if name, _ := faultAt(t, s, drvwrap.OpExec); name == "error at exec" {
+			seed, found = s, true
+			break
+		}
+	}
+	if !found {
+		t.Fatal("no seed below 100 draws an error at exec")
+	}
+	t.Logf("seed %d draws an error at exec", seed)
+	pg := pgtest.New(t)
+	tests := []struct {
+		name   string
+		commit bool // end the aborted transaction with a commit (else a rollback)
+	}{
+		{"commit", true},
+		{"rollback", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			app := "chaos-aborted-" + tt.name
+			in := &injector{rate: 1}
+			db := hookedPool(t, pg.DSN, app, in.hooks())
+			db.SetMaxOpenConns(1)
+			ctx := context.Background()
+			tx, fired, err := faultedExec(t, db, in, seed)
+			if !errors.Is(err, faults.ErrInjected) || len(fired) != 1 {
+				t.Fatalf("exec: %v, fired %v; want the injected error", err, fired)
+			}
+			var pe *pgconn.PgError
+			if _, err := tx.ExecContext(ctx, "SELECT 1"); !errors.As(err, &pe) || pe.Code != faults.CodeInFailedTransaction {
+				t.Fatalf("exec after the injected error: %v; want 25P02", err)
+			}
+			if tt.commit {
+				if err := tx.Commit(); !errors.Is(err, pgx.ErrTxCommitRollback) {
+					t.Fatalf("commit: %v; want pgx.ErrTxCommitRollback", err)
+				}
+			} else if err := tx.Rollback(); err != nil {
+				t.Fatalf("rollback: %v", err)
+			}
+			if open := serverSessions(t, pg.Admin, pg.Name, app, inTransaction, true, 2*time.Second); open != 0 {
+				t.Errorf("server: %d session(s) of %s in a transaction; want 0", open, app)
+			}
+			var one int
+			if err := db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil || one != 1 {
+				t.Errorf("the next statement on the pool: %v; want it to run", err)
+			}
+			if n := db.Stats().OpenConnections; n != 1 {
+				t.Errorf("pool: %d open connection(s); want the one, still usable", n)
+			}
+		})
 	}
 }

@@ -258,6 +258,13 @@ func (w *worker) step(runCtx context.Context, i int) bool {
 		w.violate(i, op, fired, "long-transaction", msg, detail)
 		return false
 	}
+	if errors.Is(err, pgx.ErrTxCommitRollback) {
+		// An injected error aborted the transaction (as any error does on Postgres) and the
+		// code went on to commit it: the caller learns only that the commit rolled back, not
+		// what failed. (The write failed: the ledger has it as not stored.)
+		w.violate(i, op, fired, "swallowed-error", "the operation went on after an error in its transaction and committed it: "+err.Error(), "")
+		return false
+	}
 	if err != nil && len(fired) == 0 && !w.cfg.serverChaos() && !expected(err) {
 		w.violate(i, op, fired, "unexpected-error", "the operation failed with no fault injected and no server chaos: "+err.Error(), "")
 		return false
