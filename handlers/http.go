@@ -47,8 +47,44 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("POST /api/threads/{id}/auto-rename", s.httpAutoRename)
 	mux.HandleFunc("GET /api/threads/{id}/messages", s.httpGetMessages)
 	mux.HandleFunc("POST /api/threads/{id}/messages", s.httpSendMessage)
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern == "" {
+			routeError(w, r, mux)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
+
+// routeError answers a request no route matches in the API's JSON error
+// shape: the mux decides the status (404, or 405 with its Allow header) and
+// its plain-text body is replaced.
+func routeError(w http.ResponseWriter, r *http.Request, mux *http.ServeMux) {
+	rec := &statusRecorder{header: w.Header()}
+	mux.ServeHTTP(rec, r)
+	var body errorBody
+	switch rec.status {
+	case http.StatusNotFound:
+		body.Error.Code, body.Error.Message = CodeNotFound, "no route for "+r.URL.Path
+	case http.StatusMethodNotAllowed:
+		body.Error.Code, body.Error.Message = CodeMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path
+	default: // a redirect to the cleaned path: no body needed
+		w.WriteHeader(rec.status)
+		return
+	}
+	writeJSON(w, rec.status, body)
+}
+
+// statusRecorder keeps the status a handler writes, shares the real
+// response's header, and drops the body.
+type statusRecorder struct {
+	header http.Header
+	status int
+}
+
+func (r *statusRecorder) Header() http.Header         { return r.header }
+func (r *statusRecorder) WriteHeader(status int)      { r.status = status }
+func (r *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
 
 type errorBody struct {
 	Error struct {
@@ -64,6 +100,9 @@ const (
 	CodeConflict    = "conflict"
 	CodeUnavailable = "unavailable"
 	CodeInternal    = "internal"
+	// CodeMethodNotAllowed answers a known path asked with a method it does
+	// not serve (405, with an Allow header).
+	CodeMethodNotAllowed = "method_not_allowed"
 )
 
 // StatusOf maps an operation's error to the HTTP status and stable code the

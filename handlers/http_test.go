@@ -3,6 +3,7 @@ package handlers
 import (
 	"database/sql/driver"
 	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -68,8 +69,8 @@ func TestHTTP(t *testing.T) {
 				m.ExpectExec(sqlArchiveThread).WillReturnResult(sqlmock.NewResult(0, 0))
 				m.ExpectRollback()
 			}},
-		{name: "404-unknown-route", method: "GET", target: "/api/nope", user: alice, wantStatus: 404},
-		{name: "405-wrong-method", method: "PUT", target: path, user: alice, wantStatus: 405},
+		{name: "404-unknown-route", method: "GET", target: "/api/nope", user: alice, wantStatus: 404, wantCode: CodeNotFound},
+		{name: "405-wrong-method", method: "PUT", target: path, user: alice, wantStatus: 405, wantCode: CodeMethodNotAllowed},
 		{name: "409-constraint", method: "POST", target: "/api/threads", user: alice, body: `{"title":"x"}`, wantStatus: 409, wantCode: CodeConflict,
 			expect: func(m sqlmock.Sqlmock) { expectFailAt(m, operation(t, "CreateThread").steps, 1, pgErr("23505")) }},
 		{name: "409-rename-without-message", method: "POST", target: path + "/auto-rename", user: alice, wantStatus: 409, wantCode: CodeConflict,
@@ -104,7 +105,13 @@ func TestHTTP(t *testing.T) {
 			if rec.Code != tt.wantStatus {
 				t.Fatalf("status: got %d; want %d (body %s)", rec.Code, tt.wantStatus, rec.Body)
 			}
+			if tt.wantStatus == http.StatusMethodNotAllowed && rec.Header().Get("Allow") == "" {
+				t.Fatalf("405 without an Allow header")
+			}
 			if tt.wantCode != "" {
+				if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+					t.Fatalf("error Content-Type: got %q; want application/json", ct)
+				}
 				var body errorBody
 				if err := json.NewDecoder(rec.Body).Decode(&body); err != nil {
 					t.Fatalf("error body: %v", err)
