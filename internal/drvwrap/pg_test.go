@@ -38,18 +38,7 @@ func openPG(tb testing.TB, wrap bool, h drvwrap.Hooks) *sql.DB {
 }
 
 func TestIdenticalOnPgxStdlib(t *testing.T) {
-	counting := drvwrap.Hooks{
-		Before: func(context.Context, *drvwrap.Call) error { return nil },
-		After:  func(_ context.Context, _ *drvwrap.Call, err error) error { return err },
-	}
-	tests := []struct {
-		name  string
-		hooks drvwrap.Hooks
-	}{
-		{"no-hooks", drvwrap.Hooks{}},
-		{"pass-through-hooks", counting},
-	}
-	for _, tt := range tests {
+	for _, tt := range identityHooks {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := t.Context()
 			want := script(ctx, openPG(t, false, drvwrap.Hooks{}))
