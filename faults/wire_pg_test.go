@@ -41,6 +41,28 @@ func connConfig(tb testing.TB, db *pgtest.Database, suffix string) (*pgx.ConnCon
 	return cfg, app
 }
 
+// wiredConfig is connConfig with the suffix "-wired" and a fresh Wire
+// installed on it.
+func wiredConfig(tb testing.TB, db *pgtest.Database) (*pgx.ConnConfig, *faults.Wire, string) {
+	tb.Helper()
+	cfg, app := connConfig(tb, db, "-wired")
+	w := faults.NewWire()
+	w.Install(&cfg.Config)
+	return cfg, w, app
+}
+
+// wiredConn opens one pgx connection through a fresh Wire, closed at cleanup.
+func wiredConn(tb testing.TB, db *pgtest.Database) (*pgx.Conn, *faults.Wire, string) {
+	tb.Helper()
+	cfg, w, app := wiredConfig(tb, db)
+	conn, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		tb.Fatalf("connect: %v", err)
+	}
+	tb.Cleanup(func() { conn.Close(context.Background()) })
+	return conn, w, app
+}
+
 // openPool opens a database/sql pool of one connection from cfg.
 func openPool(tb testing.TB, cfg *pgx.ConnConfig) *sql.DB {
 	tb.Helper()
@@ -91,14 +113,7 @@ func TestWirePGActsAtNthQuery(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			db := newItemsDB(t)
-			cfg, app := connConfig(t, db, "-wired")
-			w := faults.NewWire()
-			w.Install(&cfg.Config)
-			conn, err := pgx.ConnectConfig(t.Context(), cfg)
-			if err != nil {
-				t.Fatalf("connect: %v", err)
-			}
-			t.Cleanup(func() { conn.Close(context.WithoutCancel(t.Context())) })
+			conn, w, app := wiredConn(t, db)
 			if err := w.Arm(tt.rule); err != nil {
 				t.Fatal(err)
 			}
@@ -141,9 +156,7 @@ func TestWirePGActsAtNthQuery(t *testing.T) {
 // not seen it, then disarms: the INSERT goes through.
 func TestWirePGStallReleasedByDisarm(t *testing.T) {
 	db := newItemsDB(t)
-	cfg, _ := connConfig(t, db, "-wired")
-	w := faults.NewWire()
-	w.Install(&cfg.Config)
+	cfg, w, _ := wiredConfig(t, db)
 	pool := openPool(t, cfg)
 	if err := pool.PingContext(t.Context()); err != nil {
 		t.Fatal(err)
@@ -184,9 +197,7 @@ func TestWirePGAmbiguousCommit(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			db := newItemsDB(t)
-			cfg, app := connConfig(t, db, "-wired")
-			w := faults.NewWire()
-			w.Install(&cfg.Config)
+			cfg, w, app := wiredConfig(t, db)
 			pool := openPool(t, cfg)
 			if err := w.Arm(faults.WireRule{Message: faults.WireCommit, N: 1, Action: tt.action}); err != nil {
 				t.Fatal(err)
@@ -222,14 +233,7 @@ func TestWirePGAmbiguousCommit(t *testing.T) {
 // second time, when only Bind and Execute are sent.
 func TestWirePGExtendedCommit(t *testing.T) {
 	db := newItemsDB(t)
-	cfg, app := connConfig(t, db, "-wired")
-	w := faults.NewWire()
-	w.Install(&cfg.Config)
-	conn, err := pgx.ConnectConfig(t.Context(), cfg)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(func() { conn.Close(context.WithoutCancel(t.Context())) })
+	conn, w, app := wiredConn(t, db)
 	ctx := t.Context()
 	pg := conn.PgConn()
 	if _, err := pg.Prepare(ctx, "commit_stmt", "COMMIT", nil); err != nil {
@@ -377,9 +381,7 @@ func TestWirePGStepBoundaries(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			db := newItemsDB(t)
-			cfg, app := connConfig(t, db, "-wired")
-			w := faults.NewWire()
-			w.Install(&cfg.Config)
+			cfg, w, app := wiredConfig(t, db)
 			pool := openPool(t, cfg)
 			// Hold the connection: taking one from the pool may send a ping
 			// (pgx stdlib's ResetSession after a second idle), which would be
