@@ -1,8 +1,10 @@
-// Package scenarios ties the harness together: a generic runner that tries
-// every fault at every step of an operation and checks that nothing leaked,
-// and the thread catalog that puts the eight handlers operations through it.
+// Package scenarios is the generic matrix runner: it tries every fault at
+// every step of a piece of database code and checks that the error surfaced,
+// the state is all-or-nothing and nothing leaked. Nothing here knows about
+// any particular service: package threadsuite runs the thread handlers
+// through it, and a team runs its own repository code the same way.
 //
-// # The runner (generic: nothing here knows about threads)
+// # The runner
 //
 // An [Operation] is a named piece of database code with a fixture:
 //
@@ -60,7 +62,10 @@
 // so that `go test -run` replays exactly one, and a failure message names the
 // invariant, the step with its SQL, the fault and that replay command:
 //
-//	go test ./scenarios -run 'TestMatrix/postgres/UpdateThread/step-7-commit/pgerr=40001$'
+//	go test ./mypkg -run '^TestMatrix$/postgres/UpdateThread/step-7-commit/^pgerr=40001$'
+//
+// (the package directory is the one the test runs in, relative to its
+// module's root).
 //
 // # Backends
 //
@@ -69,23 +74,29 @@
 // server through [Config].Admin for [Config].AppName. On [Sqlmock] there is no
 // database: Setup is called with a nil *sql.DB and returns placeholder values,
 // State is not called, and the rows every query returns come from the
-// operation's golden trace (a file "<operation>.trace" in [Config].Golden),
-// recorded on Postgres by the golden test of the catalog.
+// operation's golden trace, a file "<operation>.trace" in [Config].Golden.
+//
+// # Golden traces
+//
+// A golden trace is one clean run of the operation on PostgreSQL, normalised
+// (times, UUIDs): [RecordGolden] returns its text. In a test of the package
+// that owns the operations, [GoldenTests] records each one and compares it
+// with dir/<operation>.trace, or writes the files when asked to:
+//
+//	var update = flag.Bool("update", false, "rewrite the golden traces in testdata")
+//
+//	func TestGolden(t *testing.T) {
+//		scenarios.GoldenTests(t, "testdata", *update, pgConfig(t), myOperations()...)
+//	}
+//
+// `go test -run TestGolden -update` records them; the sqlmock matrix then reads
+// them with Config{Backend: Sqlmock, Golden: os.DirFS("testdata")} (or an
+// embedded copy, for programs).
 //
 // # Client disconnects
 //
 // With [Config].Disconnect the runner plays a client that goes away: at each
 // step it cancels the context the caller gave (fault "cancel") and nothing
-// needs to reach the caller; the state and leak invariants still hold. The
-// thread catalog drives its HTTP operations this way.
-//
-// # The thread catalog
-//
-// [Catalog] returns the eight handlers operations (ListThreads, CreateThread,
-// GetThread, UpdateThread, DeleteThread, AutoRename, GetMessages, SendMessage)
-// as Operations calling handlers.Service directly, and [HTTPCatalog] the same
-// eight driven through Service.Handler(). Their golden traces live in
-// testdata/<operation>.trace and are refreshed with
-//
-//	go test ./scenarios -run TestGolden -update
+// needs to reach the caller; the state and leak invariants still hold.
+// Package threadsuite drives its HTTP operations this way.
 package scenarios

@@ -77,8 +77,9 @@ type Config struct {
 	Admin   *sql.DB
 	AppName string
 
-	// Golden (Sqlmock) holds "<operation>.trace" files; nil: the catalog's
-	// embedded testdata (GoldenFS).
+	// Golden (Sqlmock) holds the golden traces, one "<operation>.trace" file
+	// per operation, as RecordGolden returns them and GoldenTests writes
+	// them (e.g. os.DirFS("testdata")). Required on Sqlmock.
 	Golden fs.FS
 
 	// Timeout bounds each case; a case still running 2s after it is a
@@ -185,11 +186,7 @@ func NewRunner(ctx context.Context, cfg Config, op Operation) (*Runner, error) {
 		r.newPool()
 	case Sqlmock:
 		r.backend = faults.Mock
-		fsys := cfg.Golden
-		if fsys == nil {
-			fsys = GoldenFS()
-		}
-		g, err := loadGolden(fsys, op.Name)
+		g, err := loadGolden(cfg.Golden, op.Name)
 		if err != nil {
 			return nil, fmt.Errorf("scenarios: new runner for %s: %w", op.Name, err)
 		}
@@ -224,6 +221,9 @@ func checkConfig(cfg Config, op Operation) error {
 			probs = append(probs, "Admin and AppName go together")
 		}
 	case Sqlmock:
+		if cfg.Golden == nil {
+			probs = append(probs, "sqlmock needs Golden (the file system holding "+op.Name+".trace: record it on PostgreSQL with RecordGolden or GoldenTests)")
+		}
 	default:
 		probs = append(probs, fmt.Sprintf("backend %q: want %q or %q", cfg.Backend, Sqlmock, Postgres))
 	}
@@ -900,7 +900,9 @@ func goTestCommand(name string) string {
 		parts[i] = regexp.QuoteMeta(p)
 	}
 	parts[0] = "^" + parts[0] + "$"
-	parts[len(parts)-1] = "^" + parts[len(parts)-1] + "$"
+	if len(parts) > 1 {
+		parts[len(parts)-1] = "^" + parts[len(parts)-1] + "$"
+	}
 	return fmt.Sprintf("go test %s -run '%s'", packageDir(), strings.Join(parts, "/"))
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/sessionsafe/sessionsafe/internal/report"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 	"github.com/sessionsafe/sessionsafe/scenarios"
+	"github.com/sessionsafe/sessionsafe/threadsuite"
 )
 
 // shrinkBudget bounds the time spent shrinking one violation.
@@ -127,8 +128,8 @@ func chaosMock(ctx context.Context, o *options, e *env, rep *report.Report, logw
 	cfg.Log = logw
 	p := chaosProgress(o, e, "chaos sqlmock", cfg.Counters)
 	p.Run(ctx)
-	ops := chaos.Plant(scenarios.Catalog(), o.plant...)
-	res, err := chaos.RunMock(ctx, cfg, ops, func(c scenarios.Case) string { return caseReplay(c, o) })
+	ops := chaos.Plant(threadsuite.Catalog(), o.plant...)
+	res, err := chaos.RunMock(ctx, cfg, ops, threadsuite.GoldenFS(), func(c scenarios.Case) string { return caseReplay(c, o) })
 	p.Stop()
 	if res == nil {
 		return err

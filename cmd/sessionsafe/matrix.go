@@ -11,6 +11,7 @@ import (
 	"github.com/sessionsafe/sessionsafe/internal/chaos"
 	"github.com/sessionsafe/sessionsafe/internal/report"
 	"github.com/sessionsafe/sessionsafe/scenarios"
+	"github.com/sessionsafe/sessionsafe/threadsuite"
 )
 
 func runMatrix(ctx context.Context, o *options, e *env) int {
@@ -53,7 +54,7 @@ func matrixCommand(ctx context.Context, name string, o *options, e *env, only fu
 		}
 		return inShard(c.Name(), o.shard)
 	}
-	ops := chaos.Plant(scenarios.Catalog(), o.plant...)
+	ops := chaos.Plant(threadsuite.Catalog(), o.plant...)
 	for _, backend := range o.backends() {
 		if ctx.Err() != nil {
 			break
@@ -62,7 +63,7 @@ func matrixCommand(ctx context.Context, name string, o *options, e *env, only fu
 		var cleanup func()
 		switch backend {
 		case "sqlmock":
-			cfg.Backend = scenarios.Sqlmock
+			cfg.Backend, cfg.Golden = scenarios.Sqlmock, threadsuite.GoldenFS()
 		case "postgres":
 			srv, err := startPostgres(ctx, o, logw)
 			if err != nil {

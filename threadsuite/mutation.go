@@ -1,4 +1,4 @@
-package scenarios
+package threadsuite
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/handlers"
 	"github.com/sessionsafe/sessionsafe/internal/mutant"
+	"github.com/sessionsafe/sessionsafe/scenarios"
 )
 
 // The mutation proof: every session bug of internal/mutant is planted in the
@@ -42,7 +43,7 @@ const (
 // Kill is one cell of the kill table: one planted bug on one backend.
 type Kill struct {
 	Bug     mutant.Bug
-	Backend Backend
+	Backend scenarios.Backend
 	Verdict Verdict
 	Check   string        // what caught it: "matrix/<invariant>" or "probe/<probe>:<check>"
 	Where   string        // the matrix case or probe that caught it, e.g. "UpdateThread/step-5-query/error"
@@ -120,7 +121,7 @@ func (t KillTable) String() string {
 // MutationConfig says where the mutation proof runs.
 type MutationConfig struct {
 	// Backends to run on; nil: Sqlmock, and Postgres when DSN is set.
-	Backends []Backend
+	Backends []scenarios.Backend
 	// The Postgres database (migrated with handlers.Migrate), as a
 	// pgtest.Database gives it: DSN (with application_name=AppName), DB a
 	// plain pool on it, Admin a pool on the same server with another
@@ -142,7 +143,7 @@ type MutationConfig struct {
 // killer is one way to catch a bug on one backend: some matrix cases of a
 // catalog operation, or a probe.
 type killer struct {
-	backends []Backend
+	backends []scenarios.Backend
 	// matrix: the cases of op at these step kinds ("clean": the clean case)
 	// with these faults.
 	op     string
@@ -162,23 +163,23 @@ type killer struct {
 	cfg   ProbeConfig
 }
 
-func (k killer) on(b Backend) bool {
+func (k killer) on(b scenarios.Backend) bool {
 	return slices.Contains(k.backends, b)
 }
 
-var both = []Backend{Sqlmock, Postgres}
-var pgOnly = []Backend{Postgres}
+var both = []scenarios.Backend{scenarios.Sqlmock, scenarios.Postgres}
+var pgOnly = []scenarios.Backend{scenarios.Postgres}
 
 // clean selects the runner's clean case: the operation with no fault, every
 // invariant checked.
-var clean = []string{Clean}
+var clean = []string{scenarios.Clean}
 
 // mutationCatalog says, per bug, which checks are run to catch it (in order;
 // the first that reports a finding — and passes without the bug — kills it)
 // and, per backend where none applies, why.
 var mutationCatalog = map[mutant.Bug]struct {
 	killers []killer
-	na      map[Backend]string
+	na      map[scenarios.Backend]string
 }{
 	mutant.RollbackMissingOnError: {killers: []killer{
 		{backends: both, op: OpUpdateThread, steps: []string{"query", "exec"}, faults: []string{"error"}, live: true},
@@ -223,8 +224,8 @@ var mutationCatalog = map[mutant.Bug]struct {
 	mutant.ContextNotPassed: {killers: []killer{
 		{backends: pgOnly, op: OpGetThread, steps: []string{"query"}, faults: []string{"cancel"}},
 		{backends: pgOnly, probe: "cancellation"},
-	}, na: map[Backend]string{
-		Sqlmock: "sqlmock's expectations for a cancel end the run at the fault, so the statement the bug runs after it fails there and an error surfaces either way",
+	}, na: map[scenarios.Backend]string{
+		scenarios.Sqlmock: "sqlmock's expectations for a cancel end the run at the fault, so the statement the bug runs after it fails there and an error surfaces either way",
 	}},
 	mutant.MetadataReadModifyWrite: {killers: []killer{
 		{backends: pgOnly, probe: "lost-update", cfg: ProbeConfig{Workers: 12, Ops: 3}},
@@ -269,14 +270,14 @@ func (n lingeringNotifier) ThreadRenamed(ctx context.Context, _ handlers.Thread)
 func MutationProof(ctx context.Context, cfg MutationConfig) (KillTable, error) {
 	backends := cfg.Backends
 	if backends == nil {
-		backends = []Backend{Sqlmock}
+		backends = []scenarios.Backend{scenarios.Sqlmock}
 		if cfg.DSN != "" {
-			backends = append(backends, Postgres)
+			backends = append(backends, scenarios.Postgres)
 		}
 	}
 	for _, b := range backends {
-		if b == Postgres && (cfg.DSN == "" || cfg.DB == nil || cfg.Admin == nil || cfg.AppName == "") {
-			return KillTable{}, fmt.Errorf("scenarios: mutation proof on postgres needs DSN, DB, Admin and AppName: %w", ErrConfig)
+		if b == scenarios.Postgres && (cfg.DSN == "" || cfg.DB == nil || cfg.Admin == nil || cfg.AppName == "") {
+			return KillTable{}, fmt.Errorf("threadsuite: mutation proof on postgres needs DSN, DB, Admin and AppName: %w", scenarios.ErrConfig)
 		}
 	}
 	bugs := cfg.Bugs
@@ -290,7 +291,7 @@ func MutationProof(ctx context.Context, cfg MutationConfig) (KillTable, error) {
 	for _, bug := range bugs {
 		for _, b := range backends {
 			if err := ctx.Err(); err != nil {
-				return t, fmt.Errorf("scenarios: mutation proof: %w", err)
+				return t, fmt.Errorf("threadsuite: mutation proof: %w", err)
 			}
 			k := proveOne(ctx, cfg, bug, b)
 			if cfg.Logf != nil {
@@ -314,7 +315,7 @@ func (cfg MutationConfig) target(tag string) (pgTarget, error) {
 	app := derivedAppName(cfg.AppName, tag)
 	dsn, err := withAppName(cfg.DSN, app)
 	if err != nil {
-		return pgTarget{}, fmt.Errorf("scenarios: mutation proof: %w", err)
+		return pgTarget{}, fmt.Errorf("threadsuite: mutation proof: %w", err)
 	}
 	return pgTarget{dsn: dsn, app: app}, nil
 }
@@ -324,7 +325,7 @@ func (cfg MutationConfig) target(tag string) (pgTarget, error) {
 func withAppName(dsn, app string) (string, error) {
 	u, err := url.Parse(dsn)
 	if err != nil || u.Scheme == "" {
-		return "", fmt.Errorf("the DSN must be a URL to set application_name: %w", ErrConfig)
+		return "", fmt.Errorf("the DSN must be a URL to set application_name: %w", scenarios.ErrConfig)
 	}
 	q := u.Query()
 	q.Set("application_name", app)
@@ -354,7 +355,7 @@ func (cfg MutationConfig) release(ctx context.Context, t pgTarget) {
 }
 
 // proveOne runs the killers of bug on backend b until one catches it.
-func proveOne(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b Backend) Kill {
+func proveOne(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b scenarios.Backend) Kill {
 	start := time.Now()
 	k := Kill{Bug: bug, Backend: b, Verdict: NotApplicable}
 	entry, ok := mutationCatalog[bug]
@@ -404,7 +405,7 @@ func proveOne(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b Backend
 func probeKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, kl killer, tag string, k *Kill) (bool, error) {
 	p, ok := LookupProbe(kl.probe)
 	if !ok {
-		return false, fmt.Errorf("scenarios: mutation proof: no probe %q: %w", kl.probe, ErrConfig)
+		return false, fmt.Errorf("threadsuite: mutation proof: no probe %q: %w", kl.probe, scenarios.ErrConfig)
 	}
 	run := func(tag string, bugs []mutant.Bug) (ProbeResult, error) {
 		tg, err := cfg.target(tag)
@@ -446,11 +447,11 @@ func probeKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, kl kille
 // selects, with the bug planted in each case (not in the clean run the
 // runner records first); the case that catches it is rerun without the bug
 // on a runner of its own, as the control.
-func matrixKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b Backend, kl killer, tag string, k *Kill) (bool, error) {
+func matrixKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b scenarios.Backend, kl killer, tag string, k *Kill) (bool, error) {
 	var live atomic.Pointer[string]
 	var lingering atomic.Int64
 	defer waitZero(&lingering, 5*time.Second) // nothing the bug started outlives the proof of it
-	newRunner := func(tag string) (*Runner, pgTarget, error) {
+	newRunner := func(tag string) (*scenarios.Runner, pgTarget, error) {
 		var opts []handlers.Option
 		if kl.opts != nil {
 			opts = kl.opts(&lingering)
@@ -458,10 +459,10 @@ func matrixKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b Backe
 		opts = append(opts, handlers.WithLogger(quiet))
 		op, ok := Lookup(Catalog(opts...), kl.op)
 		if !ok {
-			return nil, pgTarget{}, fmt.Errorf("scenarios: mutation proof: no operation %q: %w", kl.op, ErrConfig)
+			return nil, pgTarget{}, fmt.Errorf("threadsuite: mutation proof: no operation %q: %w", kl.op, scenarios.ErrConfig)
 		}
 		op = kl.wrap(op, &live)
-		rc := Config{
+		rc := scenarios.Config{
 			Backend:      b,
 			Timeout:      cfg.Timeout,
 			CheckTimeout: time.Second,
@@ -471,18 +472,18 @@ func matrixKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b Backe
 				}
 				return nil
 			},
-			Only:   func(c Case) bool { return slices.Contains(kl.steps, c.StepKind) },
-			Replay: func(Case) string { return "" },
+			Only:   func(c scenarios.Case) bool { return slices.Contains(kl.steps, c.StepKind) },
+			Replay: func(scenarios.Case) string { return "" },
 		}
 		var tg pgTarget
-		if b == Postgres {
+		if b == scenarios.Postgres {
 			var err error
 			if tg, err = cfg.target(tag); err != nil {
 				return nil, tg, err
 			}
 			rc.DSN, rc.DB, rc.Admin, rc.AppName = tg.dsn, cfg.DB, cfg.Admin, tg.app
 		}
-		r, err := NewRunner(ctx, rc, op)
+		r, err := scenarios.NewRunner(ctx, rc, op)
 		if err != nil {
 			cfg.release(ctx, tg)
 			return nil, tg, fmt.Errorf("matrix %s on %s: %w", kl.op, b, err)
@@ -497,7 +498,7 @@ func matrixKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b Backe
 	defer func() { _ = r.Close() }()
 	bctx := mutant.With(ctx, bug)
 	var setupErr error
-	var hit *Case
+	var hit *scenarios.Case
 	cases := r.Cases()
 	for _, c := range cases {
 		live.Store(nil)
@@ -509,7 +510,7 @@ func matrixKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b Backe
 			break
 		}
 		for _, f := range res.Findings {
-			if f.Invariant == InvSetup {
+			if f.Invariant == scenarios.InvSetup {
 				setupErr = errors.New(firstLineOf(f.Message))
 				continue
 			}
@@ -553,12 +554,12 @@ func matrixKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b Backe
 
 // wrap returns op with the killer's pool limit and live pool check around its
 // Run. A live leak is stored in live.
-func (kl killer) wrap(op Operation, live *atomic.Pointer[string]) Operation {
+func (kl killer) wrap(op scenarios.Operation, live *atomic.Pointer[string]) scenarios.Operation {
 	if kl.poolCap <= 0 && !kl.live {
 		return op
 	}
 	inner := op.Run
-	op.Run = func(ctx context.Context, db *sql.DB, fx Fixture) error {
+	op.Run = func(ctx context.Context, db *sql.DB, fx scenarios.Fixture) error {
 		if kl.poolCap > 0 {
 			db.SetMaxOpenConns(kl.poolCap)
 			defer db.SetMaxOpenConns(0)
@@ -605,6 +606,15 @@ func firstLineOf(s string) string {
 	s = strings.TrimSpace(s)
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		return s[:i]
+	}
+	return s
+}
+
+// oneLine collapses whitespace and cuts s to at most n bytes.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		s = s[:n] + "…"
 	}
 	return s
 }
