@@ -336,7 +336,7 @@ func RecordGolden(ctx context.Context, cfg Config, op Operation) (string, error)
 }
 
 func recordGolden(ctx context.Context, cfg Config, op Operation, refresh string) (string, error) {
-	if cfg.Backend == *new(Backend) {
+	if cfg.Backend == 0 {
 		cfg.Backend = Postgres
 	}
 	if cfg.Backend != Postgres {

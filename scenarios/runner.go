@@ -59,7 +59,7 @@ type Operation struct {
 // Config says where and how the matrix runs.
 type Config struct {
 	// Backend is Sqlmock or Postgres.
-	Backend Backend
+	Backend faults.Backend
 
 	// DSN (Postgres) opens the instrumented pool with pgx stdlib; Connector,
 	// if set, is used instead.
@@ -89,13 +89,13 @@ type Config struct {
 	// armed at each step, and the error need not reach the caller.
 	Disconnect bool
 	// Faults, if set, replaces the faults tried at a step: given the step's
-	// kind (e.g. "commit"), it returns faults in the plan language (e.g.
-	// "pgerr=40001"). Nil: faults.Applicable for the backend — the wire
+	// kind (e.g. faults.StepCommit), it returns the faults to try there.
+	// Nil: faults.Applicable for the backend — the wire
 	// kinds only with a DSN (the runner installs a faults.Wire on it), the
 	// server kinds only with a DSN and Admin — without panic except at
 	// "next", and without lock and stmt-timeout on a table the transaction
 	// has touched already (see faultsAt).
-	Faults func(stepKind string) []string
+	Faults func(k faults.StepKind) []faults.Fault
 	// Only, if set, keeps the cases it returns true for.
 	Only func(Case) bool
 	// Replay returns the command that replays one case; nil: the go test
@@ -109,18 +109,13 @@ type Config struct {
 	CheckTimeout time.Duration
 }
 
-// Clean is the StepKind and Fault of the case that runs the operation with
-// no fault armed (step 0), checked like any other.
-const Clean = "clean"
-
 // Runner runs the matrix of one operation on one backend. Create it with
 // NewRunner. It is not safe for concurrent use: cases run one at a time,
 // since the goroutine and server checks look at the whole process and at
 // every session of the application name.
 type Runner struct {
-	cfg     Config
-	op      Operation
-	backend faults.Backend
+	cfg Config
+	op  Operation
 
 	// Postgres: one injector and instrumented pool, kept warm across cases
 	// and rebuilt after a case that left something behind.
@@ -160,7 +155,6 @@ func NewRunner(ctx context.Context, cfg Config, op Operation) (*Runner, error) {
 	r := &Runner{cfg: cfg, op: op}
 	switch cfg.Backend {
 	case Postgres:
-		r.backend = faults.Postgres
 		base := cfg.Connector
 		if base == nil {
 			pc, err := pgx.ParseConfig(cfg.DSN)
@@ -185,7 +179,6 @@ func NewRunner(ctx context.Context, cfg Config, op Operation) (*Runner, error) {
 		r.base = base
 		r.newPool()
 	case Sqlmock:
-		r.backend = faults.Mock
 		g, err := loadGolden(cfg.Golden, op.Name)
 		if err != nil {
 			return nil, fmt.Errorf("scenarios: new runner for %s: %w", op.Name, err)
@@ -402,18 +395,18 @@ func (r *Runner) Cases() []Case {
 			cs = append(cs, c)
 		}
 	}
-	add(Case{Step: 0, StepKind: Clean, Fault: Clean})
+	add(Case{Step: 0, StepKind: StepClean})
 	if r.broken != nil {
 		return cs
 	}
 	for i, s := range r.clean {
 		for _, f := range r.faultsAt(s.Kind, r.clean[:i], s.SQL) {
-			add(Case{Step: s.Index, StepKind: s.Kind.String(), SQL: s.SQL, Fault: f})
+			add(Case{Step: s.Index, StepKind: s.Kind, SQL: s.SQL, Fault: f})
 		}
 	}
 	if len(r.cold) > 0 && r.cold[0].Kind == faults.StepConnect {
 		for _, f := range r.faultsAt(faults.StepConnect, nil, "") {
-			add(Case{Step: 1, StepKind: faults.StepConnect.String(), Fault: f})
+			add(Case{Step: 1, StepKind: faults.StepConnect, Fault: f})
 		}
 	}
 	return cs
@@ -421,15 +414,15 @@ func (r *Runner) Cases() []Case {
 
 // faultsAt returns the faults tried at a step of kind k with SQL sql, after
 // the steps earlier.
-func (r *Runner) faultsAt(k faults.StepKind, earlier faults.Trace, sql string) []string {
+func (r *Runner) faultsAt(k faults.StepKind, earlier faults.Trace, sql string) []faults.Fault {
 	if r.cfg.Disconnect {
-		return []string{faults.KindCancel.String()}
+		return []faults.Fault{{Kind: faults.KindCancel}}
 	}
 	if r.cfg.Faults != nil {
-		return r.cfg.Faults(k.String())
+		return r.cfg.Faults(k)
 	}
-	var out []string
-	for _, f := range faults.Applicable(k, r.backend) {
+	var out []faults.Fault
+	for _, f := range faults.Applicable(k, r.cfg.Backend) {
 		switch {
 		case f.Kind.NeedsWire() && r.wire == nil, f.Kind.NeedsServer() && r.server == nil:
 			continue // no mechanism: a Connector given instead of a DSN, or no Admin
@@ -446,7 +439,7 @@ func (r *Runner) faultsAt(k faults.StepKind, earlier faults.Trace, sql string) [
 			// reaches the caller's unit of work as a panic in its own code.
 			continue
 		}
-		out = append(out, f.String())
+		out = append(out, f)
 	}
 	return out
 }
@@ -515,16 +508,15 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	defer func() { res.Duration = time.Since(start) }()
 
 	var plan faults.Plan
-	var fault faults.Fault
-	if c.Fault != Clean {
-		var err error
-		if plan, err = faults.ParsePlan(c.Plan()); err != nil {
-			find(InvSetup, nil, "parse plan: %v", err)
+	fault := c.Fault
+	if !c.Clean() {
+		if err := fault.Validate(); err != nil {
+			find(InvSetup, nil, "%v", err)
 			return res
 		}
-		fault = plan.Rules[0].Fault
+		plan = faults.Plan{Rules: []faults.Rule{{Step: c.Step, Fault: fault}}}
 	}
-	cold := c.StepKind == faults.StepConnect.String()
+	cold := c.StepKind == faults.StepConnect
 
 	// The goroutine baseline (a stack dump of every goroutine, which stops
 	// the world) is taken while the fixture's statement waits on the server.
@@ -584,12 +576,12 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	}
 
 	// The fault fired where it was aimed.
-	if c.Fault != Clean {
+	if !c.Clean() {
 		switch {
 		case len(fired) == 0:
 			find(InvFired, trace, "the fault never fired: the run had %d steps, step %d was not reached as %s (the trace changed; see the trace below)",
 				len(trace), c.Step, c.StepKind)
-		case fired[0].Step.Kind.String() != c.StepKind:
+		case fired[0].Step.Kind != c.StepKind:
 			find(InvFired, trace, "the fault fired at step %d (%s), not at a %s step: the trace changed", fired[0].Step.Index, fired[0].Step.Kind, c.StepKind)
 		}
 	}
@@ -597,7 +589,7 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	// The error surfaced, or the retry succeeded.
 	switch {
 	case r.cfg.Disconnect:
-	case c.Fault == Clean && res.Err != nil:
+	case c.Clean() && res.Err != nil:
 		find(InvErrorSurfaced, trace, "got error %v with no fault armed; want success", res.Err)
 	case out == outSurfaces && res.Fired && res.Err == nil:
 		find(InvErrorSurfaced, trace, "got success (nil error); want the injected failure to reach the caller: %s", firedLine(fired))
@@ -718,15 +710,16 @@ func (r *Runner) run(ctx context.Context, env caseEnv, fx Fixture) (runOutcome, 
 // outcomeOf says what a correct operation does with the case's fault.
 func outcomeOf(c Case, f faults.Fault, retries func(error) bool, disconnect bool) outcome {
 	switch {
-	case c.Fault == Clean, f.Kind == faults.KindLatency:
+	case c.Clean(), f.Kind == faults.KindLatency:
 		return outAbsorbed
 	case disconnect:
 		return outSurfaces
-	case f.Kind == faults.KindBadConn && (c.StepKind == "connect" || c.StepKind == "reset" || c.StepKind == "begin" || c.StepKind == "ping"):
+	case f.Kind == faults.KindBadConn && (c.StepKind == faults.StepConnect || c.StepKind == faults.StepReset ||
+		c.StepKind == faults.StepBegin || c.StepKind == faults.StepPing):
 		return outAbsorbed // database/sql retries on a fresh connection
-	case c.StepKind == "reset":
+	case c.StepKind == faults.StepReset:
 		return outAbsorbed
-	case (f.Kind.NeedsWire() || f.Kind.NeedsServer()) && (c.StepKind == "connect" || c.StepKind == "begin"):
+	case (f.Kind.NeedsWire() || f.Kind.NeedsServer()) && (c.StepKind == faults.StepConnect || c.StepKind == faults.StepBegin):
 		return outEither // pgx may report a dead connection as safe to retry
 	case retries != nil && retries(faultError(f)):
 		return outRetried
@@ -758,11 +751,11 @@ func connBreaks(f faults.Fault) bool {
 
 // expectations returns a sqlmock case's expectations.
 func (r *Runner) expectations(c Case, f faults.Fault, out outcome) []gstep {
-	if c.Fault == Clean {
+	if c.Clean() {
 		return r.expect
 	}
 	k := 0
-	if c.StepKind != "connect" {
+	if c.StepKind != faults.StepConnect {
 		for _, s := range r.clean[:min(c.Step-1, len(r.clean))] {
 			if (gstep{Kind: s.Kind.String()}).expects() {
 				k++
@@ -771,7 +764,7 @@ func (r *Runner) expectations(c Case, f faults.Fault, out outcome) []gstep {
 	}
 	// a dead connection gets no rollback: database/sql discards it (the
 	// server ends the transaction with the session)
-	exp := expectFor(r.expect, k, c.StepKind, false, out, !connBreaks(f))
+	exp := expectFor(r.expect, k, c.StepKind.String(), false, out, !connBreaks(f))
 	return exp
 }
 

@@ -10,11 +10,14 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/sessionsafe/sessionsafe/faults"
 )
 
 // ExampleCase_Plan shows a case's subtest name and the fault plan it arms.
 func ExampleCase_Plan() {
-	c := Case{Backend: Postgres, Operation: "UpdateThread", Step: 7, StepKind: "commit", Fault: "pgerr=40001"}
+	c := Case{Backend: Postgres, Operation: "UpdateThread", Step: 7, StepKind: faults.StepCommit,
+		Fault: faults.Fault{Kind: faults.KindPgErr, Code: "40001"}}
 	fmt.Println(c.Name())
 	fmt.Println(c.Plan())
 	fmt.Println(c)
@@ -22,6 +25,50 @@ func ExampleCase_Plan() {
 	// UpdateThread/step-7-commit/pgerr=40001
 	// step=7:pgerr=40001
 	// postgres/UpdateThread/step-7-commit/pgerr=40001
+}
+
+// TestCaseNames checks that cases print their typed step kind and fault as
+// the plan language writes them, and the clean case as "clean".
+func TestCaseNames(t *testing.T) {
+	tests := []struct {
+		name               string
+		c                  Case
+		wantName, wantStr  string
+		wantStep, wantPlan string
+	}{
+		{"faulted", Case{Backend: Postgres, Operation: "UpdateThread", Step: 7, StepKind: faults.StepCommit,
+			Fault: faults.Fault{Kind: faults.KindPgErr, Code: "40001"}},
+			"UpdateThread/step-7-commit/pgerr=40001", "postgres/UpdateThread/step-7-commit/pgerr=40001", "commit", "step=7:pgerr=40001"},
+		{"clean", Case{Backend: Sqlmock, Operation: "ListThreads", StepKind: StepClean},
+			"ListThreads/step-0-clean/clean", "sqlmock/ListThreads/step-0-clean/clean", "clean", "step=0:clean"},
+		{"latency-at-connect", Case{Backend: Sqlmock, Operation: "UpdateThread", Step: 1, StepKind: faults.StepConnect,
+			Fault: faults.Fault{Kind: faults.KindLatency, Delay: faults.DefaultLatency}},
+			"UpdateThread/step-1-connect/latency=20ms", "sqlmock/UpdateThread/step-1-connect/latency=20ms", "connect", "step=1:latency=20ms"},
+		{"rows-close", Case{Backend: Postgres, Operation: "GetMessages", Step: 9, StepKind: faults.StepRowsClose,
+			Fault: faults.Fault{Kind: faults.KindError}},
+			"GetMessages/step-9-rows-close/error", "postgres/GetMessages/step-9-rows-close/error", "rows-close", "step=9:error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.c.Name(); got != tt.wantName {
+				t.Errorf("Name: got %q; want %q", got, tt.wantName)
+			}
+			if got := tt.c.String(); got != tt.wantStr {
+				t.Errorf("String: got %q; want %q", got, tt.wantStr)
+			}
+			if got := tt.c.StepName(); got != tt.wantStep {
+				t.Errorf("StepName: got %q; want %q", got, tt.wantStep)
+			}
+			if got := tt.c.Plan(); got != tt.wantPlan {
+				t.Errorf("Plan: got %q; want %q", got, tt.wantPlan)
+			}
+			if !tt.c.Clean() {
+				if _, err := faults.ParsePlan(tt.c.Plan()); err != nil {
+					t.Errorf("ParsePlan(%q): %v", tt.c.Plan(), err)
+				}
+			}
+		})
+	}
 }
 
 // TestExpectFor checks the model the sqlmock expectations follow, on a

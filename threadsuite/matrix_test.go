@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/internal/mutant"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 
@@ -173,7 +174,7 @@ func TestInvariantsCatchPlantedBugs(t *testing.T) {
 
 	tests := []struct {
 		name    string
-		backend scenarios.Backend
+		backend faults.Backend
 		op      scenarios.Operation
 		cases   string
 		timeout time.Duration

@@ -40,10 +40,23 @@ const (
 	Broken Verdict = "ERROR"
 )
 
+// Bug names a session bug the mutation proof plants in the handlers, e.g.
+// "RollbackMissingOnError"; Bugs lists every one.
+type Bug string
+
+// Bugs returns every bug the mutation proof plants, in a fixed order.
+func Bugs() []Bug {
+	var out []Bug
+	for _, b := range mutant.All() {
+		out = append(out, Bug(b.String()))
+	}
+	return out
+}
+
 // Kill is one cell of the kill table: one planted bug on one backend.
 type Kill struct {
-	Bug     mutant.Bug
-	Backend scenarios.Backend
+	Bug     Bug
+	Backend faults.Backend
 	Verdict Verdict
 	Check   string        // what caught it: "matrix/<invariant>" or "probe/<probe>:<check>"
 	Where   string        // the matrix case or probe that caught it, e.g. "UpdateThread/step-5-query/error"
@@ -61,7 +74,7 @@ type KillTable struct {
 // Survivors returns the bugs no backend caught, and the cells that could not
 // run (a check that cannot run proves nothing).
 func (t KillTable) Survivors() []Kill {
-	killed := map[mutant.Bug]bool{}
+	killed := map[Bug]bool{}
 	for _, k := range t.Kills {
 		if k.Verdict == Killed {
 			killed[k.Bug] = true
@@ -102,7 +115,7 @@ func (t KillTable) String() string {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", k.Bug, k.Backend, k.Verdict, check, where, k.Tried, k.Elapsed.Round(time.Millisecond))
 	}
 	_ = w.Flush()
-	killed, bugs := 0, map[mutant.Bug]bool{}
+	killed, bugs := 0, map[Bug]bool{}
 	for _, k := range t.Kills {
 		bugs[k.Bug] = bugs[k.Bug] || k.Verdict == Killed
 	}
@@ -121,7 +134,7 @@ func (t KillTable) String() string {
 // MutationConfig says where the mutation proof runs.
 type MutationConfig struct {
 	// Backends to run on; nil: Sqlmock, and Postgres when DSN is set.
-	Backends []scenarios.Backend
+	Backends []faults.Backend
 	// The Postgres database (migrated with handlers.Migrate), as a
 	// pgtest.Database gives it: DSN (with application_name=AppName), DB a
 	// plain pool on it, Admin a pool on the same server with another
@@ -130,8 +143,8 @@ type MutationConfig struct {
 	DB      *sql.DB
 	Admin   *sql.DB
 	AppName string
-	// Bugs to plant; nil: mutant.All().
-	Bugs []mutant.Bug
+	// Bugs to plant; nil: every one (Bugs()).
+	Bugs []Bug
 	// Seed of the probes' random choices.
 	Seed int64
 	// Timeout bounds each matrix case (default 5s).
@@ -143,7 +156,7 @@ type MutationConfig struct {
 // killer is one way to catch a bug on one backend: some matrix cases of a
 // catalog operation, or a probe.
 type killer struct {
-	backends []scenarios.Backend
+	backends []faults.Backend
 	// matrix: the cases of op at these step kinds ("clean": the clean case)
 	// with these faults.
 	op     string
@@ -163,23 +176,23 @@ type killer struct {
 	cfg   ProbeConfig
 }
 
-func (k killer) on(b scenarios.Backend) bool {
+func (k killer) on(b faults.Backend) bool {
 	return slices.Contains(k.backends, b)
 }
 
-var both = []scenarios.Backend{scenarios.Sqlmock, scenarios.Postgres}
-var pgOnly = []scenarios.Backend{scenarios.Postgres}
+var both = []faults.Backend{scenarios.Sqlmock, scenarios.Postgres}
+var pgOnly = []faults.Backend{scenarios.Postgres}
 
 // clean selects the runner's clean case: the operation with no fault, every
 // invariant checked.
-var clean = []string{scenarios.Clean}
+var clean = []string{"clean"}
 
 // mutationCatalog says, per bug, which checks are run to catch it (in order;
 // the first that reports a finding — and passes without the bug — kills it)
 // and, per backend where none applies, why.
 var mutationCatalog = map[mutant.Bug]struct {
 	killers []killer
-	na      map[scenarios.Backend]string
+	na      map[faults.Backend]string
 }{
 	mutant.RollbackMissingOnError: {killers: []killer{
 		{backends: both, op: OpUpdateThread, steps: []string{"query", "exec"}, faults: []string{"error"}, live: true},
@@ -224,7 +237,7 @@ var mutationCatalog = map[mutant.Bug]struct {
 	mutant.ContextNotPassed: {killers: []killer{
 		{backends: pgOnly, op: OpGetThread, steps: []string{"query"}, faults: []string{"cancel"}},
 		{backends: pgOnly, probe: "cancellation"},
-	}, na: map[scenarios.Backend]string{
+	}, na: map[faults.Backend]string{
 		scenarios.Sqlmock: "sqlmock's expectations for a cancel end the run at the fault, so the statement the bug runs after it fails there and an error surfaces either way",
 	}},
 	mutant.MetadataReadModifyWrite: {killers: []killer{
@@ -270,7 +283,7 @@ func (n lingeringNotifier) ThreadRenamed(ctx context.Context, _ handlers.Thread)
 func MutationProof(ctx context.Context, cfg MutationConfig) (KillTable, error) {
 	backends := cfg.Backends
 	if backends == nil {
-		backends = []scenarios.Backend{scenarios.Sqlmock}
+		backends = []faults.Backend{scenarios.Sqlmock}
 		if cfg.DSN != "" {
 			backends = append(backends, scenarios.Postgres)
 		}
@@ -280,9 +293,16 @@ func MutationProof(ctx context.Context, cfg MutationConfig) (KillTable, error) {
 			return KillTable{}, fmt.Errorf("threadsuite: mutation proof on postgres needs DSN, DB, Admin and AppName: %w", scenarios.ErrConfig)
 		}
 	}
-	bugs := cfg.Bugs
-	if bugs == nil {
-		bugs = mutant.All()
+	bugs := mutant.All()
+	if cfg.Bugs != nil {
+		bugs = nil
+		for _, name := range cfg.Bugs {
+			b, ok := mutant.Parse(string(name))
+			if !ok {
+				return KillTable{}, fmt.Errorf("threadsuite: mutation proof: unknown bug %q (see Bugs()): %w", name, scenarios.ErrConfig)
+			}
+			bugs = append(bugs, b)
+		}
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
@@ -355,9 +375,9 @@ func (cfg MutationConfig) release(ctx context.Context, t pgTarget) {
 }
 
 // proveOne runs the killers of bug on backend b until one catches it.
-func proveOne(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b scenarios.Backend) Kill {
+func proveOne(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b faults.Backend) Kill {
 	start := time.Now()
-	k := Kill{Bug: bug, Backend: b, Verdict: NotApplicable}
+	k := Kill{Bug: Bug(bug.String()), Backend: b, Verdict: NotApplicable}
 	entry, ok := mutationCatalog[bug]
 	if !ok {
 		k.Verdict, k.Detail = Survived, "no check is registered for this bug in the mutation catalog"
@@ -415,7 +435,7 @@ func probeKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, kl kille
 		defer cfg.release(ctx, tg)
 		pc := kl.cfg
 		pc.Seed = cfg.Seed
-		pc.Bugs = bugs
+		pc.bugs = bugs
 		res := p.Run(ctx, ProbeEnv{DSN: tg.dsn, AppName: tg.app, Admin: cfg.Admin}, pc)
 		for _, f := range res.Findings {
 			if f.Check == "setup" {
@@ -447,7 +467,7 @@ func probeKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, kl kille
 // selects, with the bug planted in each case (not in the clean run the
 // runner records first); the case that catches it is rerun without the bug
 // on a runner of its own, as the control.
-func matrixKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b scenarios.Backend, kl killer, tag string, k *Kill) (bool, error) {
+func matrixKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b faults.Backend, kl killer, tag string, k *Kill) (bool, error) {
 	var live atomic.Pointer[string]
 	var lingering atomic.Int64
 	defer waitZero(&lingering, 5*time.Second) // nothing the bug started outlives the proof of it
@@ -466,13 +486,13 @@ func matrixKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b scena
 			Backend:      b,
 			Timeout:      cfg.Timeout,
 			CheckTimeout: time.Second,
-			Faults: func(stepKind string) []string {
-				if slices.Contains(kl.steps, stepKind) {
-					return kl.faults
+			Faults: func(k faults.StepKind) []faults.Fault {
+				if slices.Contains(kl.steps, k.String()) {
+					return mustFaults(kl.faults)
 				}
 				return nil
 			},
-			Only:   func(c scenarios.Case) bool { return slices.Contains(kl.steps, c.StepKind) },
+			Only:   func(c scenarios.Case) bool { return slices.Contains(kl.steps, c.StepName()) },
 			Replay: func(scenarios.Case) string { return "" },
 		}
 		var tg pgTarget
@@ -617,4 +637,19 @@ func oneLine(s string, n int) string {
 		s = s[:n] + "…"
 	}
 	return s
+}
+
+// mustFaults parses faults written in the plan language ("error",
+// "pgerr=40001"); the killers' faults are constants, so a bad one is a bug
+// of this file.
+func mustFaults(names []string) []faults.Fault {
+	out := make([]faults.Fault, len(names))
+	for i, n := range names {
+		p, err := faults.ParsePlan("step=1:" + n)
+		if err != nil {
+			panic(fmt.Sprintf("threadsuite: killer fault %q: %v", n, err))
+		}
+		out[i] = p.Rules[0].Fault
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/handlers"
 	"github.com/sessionsafe/sessionsafe/internal/mutant"
 	"github.com/sessionsafe/sessionsafe/pgtest"
@@ -95,7 +96,7 @@ func TestKillTable(t *testing.T) {
 			var kt KillTable
 			for i, k := range []Kill{tt.sqlmock, tt.postgres} {
 				if k != (Kill{}) {
-					k.Bug, k.Backend = tt.bug, []scenarios.Backend{scenarios.Sqlmock, scenarios.Postgres}[i]
+					k.Bug, k.Backend = Bug(tt.bug.String()), []faults.Backend{scenarios.Sqlmock, scenarios.Postgres}[i]
 					kt.Kills = append(kt.Kills, k)
 				}
 			}

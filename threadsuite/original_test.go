@@ -76,7 +76,7 @@ func originals() []original {
 		{name: "02-create-constraint-violation", op: OpCreateThread, steps: []string{"query"}, sql: "INSERT INTO threads", fault: "pgerr=23505",
 			wantErr: handlers.ErrConflict},
 		{name: "03-get-timeout", op: OpGetThread, steps: []string{"query"}, sql: "FROM threads", fault: "pgerr=57014"},
-		{name: "04-count-in-same-transaction", op: OpGetThread, steps: []string{scenarios.Clean}, poolCap: 1},
+		{name: "04-count-in-same-transaction", op: OpGetThread, steps: []string{"clean"}, poolCap: 1},
 		{name: "05-delete-archive-fails", op: OpDeleteThread, steps: []string{"exec"}, sql: "archived_at = now()", fault: "error",
 			wantErr: faults.ErrInjected},
 		{name: "06-auto-rename-title-update-fails", op: OpAutoRename, steps: []string{"query", "exec"}, sql: "UPDATE threads SET title", fault: "error",
@@ -145,17 +145,17 @@ func runOriginal(ctx context.Context, t testing.TB, o original, cfg scenarios.Co
 	var live atomic.Pointer[string]
 	op = killer{live: true, poolCap: o.poolCap}.wrap(op, &live)
 	cfg.CheckTimeout = time.Second
-	cfg.Faults = func(stepKind string) []string {
+	cfg.Faults = func(k faults.StepKind) []faults.Fault {
 		for _, s := range o.steps {
-			if s == stepKind && o.fault != "" {
-				return []string{o.fault}
+			if s == k.String() && o.fault != "" {
+				return mustFaults([]string{o.fault})
 			}
 		}
 		return nil
 	}
 	cfg.Only = func(c scenarios.Case) bool {
 		for _, s := range o.steps {
-			if s == c.StepKind && strings.Contains(c.SQL, o.sql) {
+			if s == c.StepName() && strings.Contains(c.SQL, o.sql) {
 				return true
 			}
 		}
@@ -481,14 +481,14 @@ func testOriginalConcurrentUpdatesMock(t *testing.T) {
 	newRunner := func(fault string) (*scenarios.Runner, scenarios.Case) {
 		op, _ := Lookup(Catalog(handlers.WithLogger(quiet)), OpUpdateThread)
 		cfg := scenarios.Config{Backend: scenarios.Sqlmock, Golden: GoldenFS(), NoGoroutineCheck: true,
-			Faults: func(k string) []string {
-				if k == "commit" && fault != "" {
-					return []string{fault}
+			Faults: func(k faults.StepKind) []faults.Fault {
+				if k == faults.StepCommit && fault != "" {
+					return mustFaults([]string{fault})
 				}
 				return nil
 			},
 			Only: func(c scenarios.Case) bool {
-				return (fault == "" && c.Fault == scenarios.Clean) || (fault != "" && c.StepKind == "commit")
+				return (fault == "" && c.Clean()) || (fault != "" && c.StepKind == faults.StepCommit)
 			},
 		}
 		r, err := scenarios.NewRunner(t.Context(), cfg, op)

@@ -67,9 +67,9 @@ type ProbeConfig struct {
 	// FaultRate is the chance that an operation of the mixed probe runs with
 	// a random fault plan (default 0.5; negative: none).
 	FaultRate float64
-	// Bugs are planted in the handlers for every operation (the mutation
+	// bugs are planted in the handlers for every operation (the mutation
 	// proof); empty: the correct handlers.
-	Bugs []mutant.Bug
+	bugs []mutant.Bug
 	// NoGoroutineCheck turns the goroutine check off, for a process whose
 	// other goroutines come and go meanwhile (parallel tests, a chaos run).
 	NoGoroutineCheck bool
@@ -214,7 +214,7 @@ func (p Probe) Run(ctx context.Context, env ProbeEnv, cfg ProbeConfig) ProbeResu
 				r.find("panic", "the probe panicked: %v\n%s", v, stack(false))
 			}
 		}()
-		p.run(mutant.With(pctx, cfg.Bugs...), r)
+		p.run(mutant.With(pctx, cfg.bugs...), r)
 	}()
 	select {
 	case <-done:

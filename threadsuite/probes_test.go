@@ -103,7 +103,7 @@ func TestProbesCatchPlantedBugs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := tt.cfg
 			cfg.Seed = seed
-			cfg.Bugs = []mutant.Bug{tt.bug}
+			cfg.bugs = []mutant.Bug{tt.bug}
 			res := runProbe(t, tt.probe, cfg)
 			for _, f := range res.Findings {
 				if f.Check == tt.check {

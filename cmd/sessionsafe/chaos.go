@@ -144,7 +144,7 @@ func chaosMock(ctx context.Context, o *options, e *env, rep *report.Report, logw
 		c := f.Finding.Case
 		rep.Violations = append(rep.Violations, report.Violation{
 			ID: fmt.Sprintf("V%d", len(rep.Violations)+1), Source: "chaos", Backend: "sqlmock",
-			Operation: c.Operation, Step: c.Step, StepKind: c.StepKind, Fault: c.Fault,
+			Operation: c.Operation, Step: c.Step, StepKind: c.StepName(), Fault: c.FaultName(),
 			Invariant: string(f.Finding.Invariant), Message: f.Finding.Message, Trace: f.Finding.Trace,
 			Seed: o.seed + int64(f.Worker), Replay: f.Finding.Replay,
 			// A matrix case is already minimal: one operation, one fault.

@@ -144,8 +144,8 @@ func runMatrixBackend(ctx context.Context, name string, o *options, e *env, cfg 
 			if ctx.Err() != nil {
 				return nil // cut short by Ctrl-C: not a finding
 			}
-			rc := report.Case{Name: c.Name(), Backend: string(c.Backend), Operation: c.Operation, Step: c.Step,
-				StepKind: c.StepKind, Fault: c.Fault, Status: report.StatusPass, Seconds: res.Duration.Seconds(),
+			rc := report.Case{Name: c.Name(), Backend: c.Backend.String(), Operation: c.Operation, Step: c.Step,
+				StepKind: c.StepName(), Fault: c.FaultName(), Status: report.StatusPass, Seconds: res.Duration.Seconds(),
 				Replay: caseReplay(c, o)}
 			if name == "replay" {
 				fmt.Fprintf(e.stdout, "%s: %d finding(s); the operation returned %v\n", c, len(res.Findings), res.Err)
@@ -161,8 +161,8 @@ func runMatrixBackend(ctx context.Context, name string, o *options, e *env, cfg 
 					invs = append(invs, string(f.Invariant))
 					msgs = append(msgs, string(f.Invariant)+": "+f.Message)
 					rep.Violations = append(rep.Violations, report.Violation{
-						ID: fmt.Sprintf("V%d", len(rep.Violations)+1), Source: "matrix", Backend: string(c.Backend),
-						Operation: c.Operation, Step: c.Step, StepKind: c.StepKind, Fault: c.Fault,
+						ID: fmt.Sprintf("V%d", len(rep.Violations)+1), Source: "matrix", Backend: c.Backend.String(),
+						Operation: c.Operation, Step: c.Step, StepKind: c.StepName(), Fault: c.FaultName(),
 						Invariant: string(f.Invariant), Message: f.Message, Trace: f.Trace, Replay: f.Replay,
 					})
 				}
