@@ -57,6 +57,9 @@ const (
 	// InvDeadline: the case finished before its deadline (a hang carries the
 	// goroutine dump).
 	InvDeadline Invariant = "deadline"
+	// InvLongTx: no transaction was held open across an external call (a
+	// call the operation made through External).
+	InvLongTx Invariant = "long-transaction"
 )
 
 // Case is one cell of the matrix: an operation rerun with one fault armed at

@@ -271,7 +271,7 @@ func (r *Runner) record(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
 		}
-		rctx, cancel := env.inj.Context(ctx)
+		rctx, cancel := env.inj.Context(withTracker(ctx, env.tracker))
 		err = r.op.Run(rctx, env.pool, fx)
 		cancel()
 		trace := env.inj.Trace()
@@ -361,6 +361,7 @@ func (r *Runner) env(ctx context.Context, cold bool, exp []gstep) (caseEnv, erro
 		}
 	}
 	e.inj.Reset()
+	e.tracker.Reset() // what an earlier run recorded is not this run's doing
 	return e, nil
 }
 
@@ -682,7 +683,7 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 // ended behind the end of the request.
 func (r *Runner) run(ctx context.Context, env caseEnv, fx Fixture) (runOutcome, context.CancelFunc) {
 	ctx, cancelT := context.WithTimeout(ctx, r.cfg.Timeout)
-	rctx, cancelR := env.inj.Context(ctx)
+	rctx, cancelR := env.inj.Context(withTracker(ctx, env.tracker))
 	cancel := func() { cancelR(); cancelT() }
 	done := make(chan runOutcome, 1)
 	start := time.Now()
@@ -786,6 +787,8 @@ func invariantOf(c leakcheck.Check) Invariant {
 		return InvPool
 	case leakcheck.CheckGoroutines:
 		return InvGoroutines
+	case leakcheck.CheckLongTx:
+		return InvLongTx
 	default:
 		return InvServer
 	}
