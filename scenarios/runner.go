@@ -907,9 +907,17 @@ var pkgDir = sync.OnceValue(func() string {
 	if err != nil {
 		return "."
 	}
-	for d := wd; ; d = filepath.Dir(d) {
+	return packageDirOf(wd)
+})
+
+// packageDirOf returns dir relative to the root of the module holding it
+// (the nearest directory above with a go.mod), as go test names a package
+// directory: "./internal/store", or "." for the root itself or outside any
+// module.
+func packageDirOf(dir string) string {
+	for d := dir; ; d = filepath.Dir(d) {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			rel, err := filepath.Rel(d, wd)
+			rel, err := filepath.Rel(d, dir)
 			if err != nil || rel == "." {
 				return "."
 			}
@@ -919,6 +927,8 @@ var pkgDir = sync.OnceValue(func() string {
 			return "."
 		}
 	}
-})
+}
 
+// packageDir returns the directory of the package under test (the working
+// directory of a test binary), relative to its module's root.
 func packageDir() string { return pkgDir() }

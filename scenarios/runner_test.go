@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -178,6 +179,30 @@ func TestGoldenMissing(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "./scenarios") || strings.Contains(err.Error(), "thread") {
 				t.Errorf("NewRunner: got %q; want no reference to this repository's own tests", err)
+			}
+		})
+	}
+}
+
+// TestPackageDirOf checks that a replay command names the package of the
+// module it runs in: a user's package in the user's module, not this one.
+func TestPackageDirOf(t *testing.T) {
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "go.mod"), []byte("module example.com/shop\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	store := filepath.Join(root, "internal", "store")
+	if err := os.MkdirAll(store, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ name, dir, want string }{
+		{"user-package", store, "./internal/store"},
+		{"module-root", root, "."},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := packageDirOf(tt.dir); got != tt.want {
+				t.Errorf("packageDirOf(%s): got %q; want %q", tt.dir, got, tt.want)
 			}
 		})
 	}
