@@ -14,16 +14,18 @@
 //   - Run is the code under test, given the instrumented pool and the fixture;
 //   - State reads back, on the plain pool, the state Run touches, normalised
 //     (no timestamps, no generated ids), as a string;
-//   - Retries, optional, says which errors Run retries itself (for the
-//     handlers: serialization failure and deadlock), so that one such fault
-//     must end in success rather than in an error.
+//   - Retries, optional, says which errors Run retries itself (e.g.
+//     serialization failure and deadlock), so that one such fault must end in
+//     success rather than in an error.
 //
 // [NewRunner] records one clean run of the operation under a faults.Injector:
 // its trace (the steps) and its before and after states. [Runner.Cases] then
 // lists one [Case] per step × per fault that faults.Applicable gives for that
 // step on the backend, and [Runner.RunCase] reruns the operation on fresh state
-// with that one fault armed (plan "step=N:<fault>") and checks the invariants
-// (see [Invariant]):
+// with that one fault armed (plan "step=N:<fault>"; a Case carries the step's
+// faults.StepKind and the faults.Fault, and the clean case, step 0, is
+// [StepClean] with the zero Fault) and checks the invariants (see
+// [Invariant]):
 //
 //   - the error surfaced to the caller — or, for a fault the operation
 //     retries (Retries) or that database/sql retries (driver.ErrBadConn on a
@@ -34,7 +36,8 @@
 //     failed);
 //   - leakcheck holds: the instrumented pool has no connection in use, the
 //     server holds no backend of the case's application_name idle in
-//     transaction, aborted or active and no lock of theirs, and no goroutine
+//     transaction, aborted or active and no lock of theirs, no transaction
+//     was held open across an external call (see below), and no goroutine
 //     outlives the case;
 //   - on sqlmock, the expectations generated from the operation's golden trace
 //     (the prefix before the fault, then the rollback, then the whole unit
@@ -66,6 +69,21 @@
 //
 // (the package directory is the one the test runs in, relative to its
 // module's root).
+//
+// # External calls
+//
+// Code that calls something outside the database (an HTTP service, a model,
+// a queue) wraps each such call with [External]. In a matrix case the call
+// goes through the case's leakcheck.Tracker, and a transaction of the case's
+// pool open across it is an [InvLongTx] finding; outside the runner External
+// just makes the call.
+//
+//	if err := tx.Commit(); err != nil { // commit first ...
+//		return err
+//	}
+//	return scenarios.External(ctx, "notify", func(ctx context.Context) error {
+//		return notifier.Notify(ctx, id) // ... then call out
+//	})
 //
 // # Backends
 //
