@@ -66,7 +66,7 @@ type Kill struct {
 }
 
 // KillTable is the result of the mutation proof, one Kill per bug and
-// backend, in mutant.All() order.
+// backend, in Bugs() order.
 type KillTable struct {
 	Kills []Kill
 }
