@@ -128,6 +128,28 @@ func retriesSerialization(err error) bool {
 	return errors.As(err, &pg) && (pg.Code == "40001" || pg.Code == "40P01")
 }
 
+// externalTitles is the catalog's title generator: the handlers' default
+// (FirstWordsTitle), called through scenarios.External, so that a matrix
+// case reports a transaction held open across it.
+type externalTitles struct{ g handlers.TitleGenerator }
+
+// GenerateTitle asks the wrapped generator, as an external call.
+func (e externalTitles) GenerateTitle(ctx context.Context, first string) (string, error) {
+	var title string
+	err := scenarios.External(ctx, "title-generator", func(ctx context.Context) error {
+		var err error
+		title, err = e.g.GenerateTitle(ctx, first)
+		return err
+	})
+	return title, err
+}
+
+// withExternalTitles puts the catalog's title generator before opts, which
+// may replace it.
+func withExternalTitles(opts []handlers.Option) []handlers.Option {
+	return append([]handlers.Option{handlers.WithTitleGenerator(externalTitles{handlers.FirstWordsTitle{}})}, opts...)
+}
+
 // threadOp builds one catalog operation from the call it makes.
 func threadOp(name string, opts []handlers.Option, writes bool,
 	call func(ctx context.Context, s *handlers.Service, fx ThreadFixture) error) scenarios.Operation {
@@ -148,8 +170,12 @@ func threadOp(name string, opts []handlers.Option, writes bool,
 // Catalog returns the eight handlers operations as runner Operations, each
 // calling handlers.Service directly on the case's instrumented pool; opts are
 // passed to handlers.New for every case (e.g. a title generator or a logger).
-// The read-only operations have no State: they change nothing.
+// The read-only operations have no State: they change nothing. The default
+// title generator is called through scenarios.External, so a transaction
+// held across it is a finding; a generator given in opts replaces it (wrap
+// its calls with scenarios.External to keep that check).
 func Catalog(opts ...handlers.Option) []scenarios.Operation {
+	opts = withExternalTitles(opts)
 	title := "Renamed by the matrix"
 	return []scenarios.Operation{
 		threadOp(OpListThreads, opts, false, func(ctx context.Context, s *handlers.Service, fx ThreadFixture) error {
@@ -242,6 +268,7 @@ func httpOp(name string, opts []handlers.Option, writes bool, method, path strin
 // request's), named like Catalog's; meant for runs with Config.Disconnect,
 // where the client goes away at each step.
 func HTTPCatalog(opts ...handlers.Option) []scenarios.Operation {
+	opts = withExternalTitles(opts)
 	return []scenarios.Operation{
 		httpOp(OpListThreads, opts, false, http.MethodGet, "/api/threads?limit=10", nil),
 		httpOp(OpCreateThread, opts, true, http.MethodPost, "/api/threads",

@@ -196,6 +196,8 @@ func TestInvariantsCatchPlantedBugs(t *testing.T) {
 		{"retry-succeeded/claims-retry/sqlmock", scenarios.Sqlmock, claimsRetry, `query/error$`, 0, scenarios.InvRetried},
 		{"fault-fired/trace-changes/sqlmock", scenarios.Sqlmock, shrinking(), `ping/error$`, 0, scenarios.InvFired},
 		{"fault-fired/trace-changes/postgres", scenarios.Postgres, shrinking(), `ping/error$`, 0, scenarios.InvFired},
+		{"long-transaction/tx-held-across-title-generator/sqlmock", scenarios.Sqlmock, planted(cat(OpAutoRename), mutant.TxHeldAcrossTitleGenerator), `^step-0-clean/clean$`, 0, scenarios.InvLongTx},
+		{"long-transaction/tx-held-across-title-generator/postgres", scenarios.Postgres, planted(cat(OpAutoRename), mutant.TxHeldAcrossTitleGenerator), `^step-0-clean/clean$`, 0, scenarios.InvLongTx},
 		{"deadline/ignores-context/sqlmock", scenarios.Sqlmock, hangs(), `clean`, 200 * time.Millisecond, scenarios.InvDeadline},
 		{"deadline/ignores-context/postgres", scenarios.Postgres, hangs(), `clean`, 200 * time.Millisecond, scenarios.InvDeadline},
 	}
