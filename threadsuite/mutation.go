@@ -484,6 +484,7 @@ func matrixKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b fault
 		op = kl.wrap(op, &live)
 		rc := scenarios.Config{
 			Backend:      b,
+			Golden:       GoldenFS(),
 			Timeout:      cfg.Timeout,
 			CheckTimeout: time.Second,
 			Faults: func(k faults.StepKind) []faults.Fault {
