@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"unicode/utf8"
 )
 
 // UserHeader is the request header that carries the caller's user id. It
@@ -34,7 +35,7 @@ const defaultLimit = 50
 //	GET    /api/threads/{id}/messages       get messages (?offset=&limit=)
 //	POST   /api/threads/{id}/messages       send message
 //
-// Bodies are JSON; errors are {"error": {"code", "message"}} with
+// Bodies are JSON objects; errors are {"error": {"code", "message"}} with
 // status 400 (invalid input, malformed or oversized body), 404 (missing,
 // archived or not the caller's), 409 (conflict), 503 (retryable database
 // failure) or 500. The message is a stable text for the client; the full
@@ -201,7 +202,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// decodeBody reads one JSON object of at most MaxBodyBytes into dst.
+// jsonSpace is the white space JSON allows between tokens.
+const jsonSpace = " \t\r\n"
+
+// decodeBody reads one JSON object of at most MaxBodyBytes into dst. The
+// body must be valid UTF-8 with no escaped lone surrogate (encoding/json
+// would store either as U+FFFD), an object (not null, an array or a
+// scalar) with no unknown field, and nothing but white space after it.
 func decodeBody(w http.ResponseWriter, r *http.Request, dst any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
@@ -211,15 +218,45 @@ func decodeBody(w http.ResponseWriter, r *http.Request, dst any) error {
 		}
 		return invalid("body", "unreadable: "+err.Error())
 	}
+	if !utf8.Valid(body) {
+		return invalid("body", "not valid UTF-8")
+	}
+	if hasLoneSurrogate(body) {
+		return invalid("body", "a string escapes a lone UTF-16 surrogate (\\ud800 to \\udfff), which is no character")
+	}
+	value := bytes.TrimLeft(body, jsonSpace)
+	if len(value) == 0 {
+		return invalid("body", "empty; want a JSON object")
+	}
+	if value[0] != '{' {
+		return invalid("body", "not a JSON object: got "+jsonKind(value[0]))
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return invalid("body", "not a valid JSON object: "+err.Error())
 	}
-	if dec.More() {
+	if rest := bytes.TrimLeft(body[dec.InputOffset():], jsonSpace); len(rest) > 0 {
 		return invalid("body", "trailing data after the JSON object")
 	}
 	return nil
+}
+
+// jsonKind names the JSON value that starts with c.
+func jsonKind(c byte) string {
+	switch c {
+	case 'n':
+		return "null"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return "a number"
+	}
+	return "invalid JSON"
 }
 
 func pageOf(r *http.Request) (Page, error) {
