@@ -34,9 +34,12 @@ test:
 pg-image:
 	scripts/pg-image.sh $(PG_IMAGE)
 
-## lint: go vet, gofmt and go mod tidy must all be clean.
+## lint: go vet, gofmt, staticcheck (with its unused check) and go mod tidy must all be clean.
+## staticcheck is a tool of the module (go.mod's tool directive): `go tool` builds the pinned
+## version, nothing to install.
 lint:
 	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt wants to change:"; echo "$$out"; exit 1; fi
 	$(GO) mod tidy -diff
 

@@ -133,9 +133,6 @@ func (o *options) backends() []string {
 	}
 }
 
-// wantsPostgres reports whether the run needs a real Postgres.
-func (o *options) wantsPostgres() bool { return o.backend == "postgres" || o.backend == "both" }
-
 const (
 	fBackend = 1 << iota
 	fPostgres

@@ -1,5 +1,7 @@
 package drvwrap
 
+//lint:file-ignore SA1019 a wrapping driver must keep the deprecated driver interfaces (Begin, Execer, Queryer, ColumnConverter, Stmt.Exec/Query) of the driver it wraps: database/sql still uses them when a driver has no context-aware form.
+
 import (
 	"context"
 	"database/sql/driver"
