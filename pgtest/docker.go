@@ -22,6 +22,8 @@ import (
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/modules/postgres"
 	"github.com/testcontainers/testcontainers-go/wait"
+
+	"github.com/sessionsafe/sessionsafe/internal/redact"
 )
 
 // ReadyLinesLabel is the image label that says how many times the image prints "database
@@ -158,26 +160,13 @@ func (s *dockerServer) waitReady(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("postgres in container not ready on 127.0.0.1:%d: %w (last: %v)", s.port, ctx.Err(), redactErr(err, s.url))
+			return fmt.Errorf("postgres in container not ready on 127.0.0.1:%d: %w (last: %v)", s.port, ctx.Err(), redact.NewSecrets(s.url).Hide(err.Error()))
 		case <-t.C:
 		}
 		if backoff < 200*time.Millisecond {
 			backoff *= 2
 		}
 	}
-}
-
-// redactErr keeps the password of dsn out of an error's text.
-func redactErr(err error, dsn string) string {
-	u, perr := url.Parse(dsn)
-	if perr != nil || u.User == nil {
-		return err.Error()
-	}
-	pw, _ := u.User.Password()
-	if pw == "" {
-		return err.Error()
-	}
-	return strings.ReplaceAll(err.Error(), pw, "xxxxx")
 }
 
 func (s *dockerServer) dsn() string { return s.url }

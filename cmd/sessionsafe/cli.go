@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sessionsafe/sessionsafe/internal/report"
+	"github.com/sessionsafe/sessionsafe/internal/redact"
 )
 
 // env is what a subcommand may touch of the outside world: everything else comes in flags.
@@ -72,11 +72,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 				fs.PrintDefaults()
 				return exitOK
 			}
-			fmt.Fprintf(stderr, "sessionsafe %s: %s (see sessionsafe %s -h)\n", c.name, report.RedactText(oneLine(err.Error())), c.name)
+			fmt.Fprintf(stderr, "sessionsafe %s: %s (see sessionsafe %s -h)\n", c.name, redact.Text(oneLine(err.Error())), c.name)
 			return exitUsage
 		}
 		if err := o.validate(fs); err != nil {
-			fmt.Fprintf(stderr, "sessionsafe %s: %s\n", c.name, report.RedactText(err.Error()))
+			fmt.Fprintf(stderr, "sessionsafe %s: %s\n", c.name, redact.Text(err.Error()))
 			return exitUsage
 		}
 		what := "stopping, writing the partial report, cleaning up"
@@ -103,6 +103,6 @@ func commandNames() string {
 
 // fail prints a one-line error for err (redacted) and returns its exit code.
 func (e *env) fail(cmd string, err error) int {
-	fmt.Fprintf(e.stderr, "sessionsafe %s: %s\n", cmd, report.RedactText(oneLine(err.Error())))
+	fmt.Fprintf(e.stderr, "sessionsafe %s: %s\n", cmd, redact.Text(oneLine(err.Error())))
 	return exitUsage
 }

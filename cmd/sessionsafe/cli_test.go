@@ -45,6 +45,8 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{"provider", []string{"matrix", "-provider", "cloud"}, nil, exitUsage, `-provider "cloud"`},
 		{"provider-dsn-without-dsn", []string{"chaos", "-provider", "dsn"}, nil, exitUsage, "-provider dsn: needs -dsn"},
 		{"dsn-bad", []string{"chaos", "-dsn", "postgres://app:hunter22@db:notaport/app"}, nil, exitUsage, "-dsn postgres://app:xxxxx@db:notaport/app"},
+		{"dsn-bad-raw-space", []string{"chaos", "-dsn", "postgres://app:hunter 22@db/app"}, nil, exitUsage, "-dsn postgres://app:xxxxx@db/app"},
+		{"dsn-bad-keyword-value", []string{"chaos", "-dsn", `host=db password='hunter\'s 22' port=x`}, nil, exitUsage, "password=xxxxx"},
 		{"dsn-bad-from-env", []string{"chaos"}, map[string]string{"SESSIONSAFE_PG_DSN": "postgres://app:hunter22@db:99999999/app"}, exitUsage, "-dsn"},
 		{"dsn-and-other-provider", []string{"chaos", "-provider", "local", "-dsn", "postgres://app:hunter22@db/app"}, nil, exitUsage, "-dsn and -provider local"},
 		{"fault-rate", []string{"chaos", "-fault-rate", "1.5"}, nil, exitUsage, "-fault-rate 1.5"},
@@ -76,7 +78,7 @@ func TestUsageAndExitCodes(t *testing.T) {
 			if !strings.Contains(all, tt.contains) {
 				t.Errorf("sessionsafe %s: output lacks %q:\n%s", strings.Join(tt.args, " "), tt.contains, all)
 			}
-			if strings.Contains(all, "hunter22") {
+			if strings.Contains(all, "hunter") || strings.Contains(all, "22@") {
 				t.Errorf("sessionsafe %s: the DSN password appears in the output:\n%s", strings.Join(tt.args, " "), all)
 			}
 			if code == exitUsage && tt.want == exitUsage {

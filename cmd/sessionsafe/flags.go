@@ -13,7 +13,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/sessionsafe/sessionsafe/internal/mutant"
+	"github.com/sessionsafe/sessionsafe/internal/redact"
 	"github.com/sessionsafe/sessionsafe/internal/report"
+	"github.com/sessionsafe/sessionsafe/pgtest"
 )
 
 // Exit codes.
@@ -252,7 +254,7 @@ func (o *options) validate(fs *flag.FlagSet) error {
 		}
 		if o.dsn != "" {
 			if _, err := pgconn.ParseConfig(o.dsn); err != nil {
-				return usagef("-dsn %s: %s", report.RedactDSN(o.dsn), report.NewRedactor(o.dsn).Redact(oneLine(err.Error())))
+				return usagef("-dsn %s: %s", pgtest.RedactDSN(o.dsn), redact.NewSecrets(o.dsn).Hide(oneLine(err.Error())))
 			}
 			if set["provider"] && o.provider != "dsn" && o.provider != "auto" && set["dsn"] {
 				return usagef("-dsn and -provider %s: a DSN needs -provider dsn (or auto)", o.provider)

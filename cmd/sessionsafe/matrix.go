@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/sessionsafe/sessionsafe/internal/chaos"
+	"github.com/sessionsafe/sessionsafe/internal/redact"
 	"github.com/sessionsafe/sessionsafe/internal/report"
 	"github.com/sessionsafe/sessionsafe/scenarios"
 )
@@ -67,14 +68,14 @@ func matrixCommand(ctx context.Context, name string, o *options, e *env, only fu
 			srv, err := startPostgres(ctx, o, logw)
 			if err != nil {
 				rep.Errors = append(rep.Errors, "postgres: "+err.Error())
-				fmt.Fprintf(e.stderr, "sessionsafe %s: postgres: %s\n", name, report.RedactText(oneLine(err.Error())))
+				fmt.Fprintf(e.stderr, "sessionsafe %s: postgres: %s\n", name, redact.Text(oneLine(err.Error())))
 				continue
 			}
 			db, err := newDatabase(ctx, srv)
 			if err != nil {
 				srv.Close()
 				rep.Errors = append(rep.Errors, "postgres: "+err.Error())
-				fmt.Fprintf(e.stderr, "sessionsafe %s: postgres: %s\n", name, report.RedactText(oneLine(err.Error())))
+				fmt.Fprintf(e.stderr, "sessionsafe %s: postgres: %s\n", name, redact.Text(oneLine(err.Error())))
 				continue
 			}
 			cleanup = func() { db.Close(); srv.Close() }
@@ -83,7 +84,7 @@ func matrixCommand(ctx context.Context, name string, o *options, e *env, only fu
 		}
 		if err := runMatrixBackend(ctx, name, o, e, cfg, ops, rep); err != nil && ctx.Err() == nil {
 			rep.Errors = append(rep.Errors, backend+": "+err.Error())
-			fmt.Fprintf(e.stderr, "sessionsafe %s: %s: %s\n", name, backend, report.RedactText(oneLine(err.Error())))
+			fmt.Fprintf(e.stderr, "sessionsafe %s: %s: %s\n", name, backend, redact.Text(oneLine(err.Error())))
 		}
 		if cleanup != nil {
 			cleanup()

@@ -22,7 +22,7 @@ import (
 	"github.com/sessionsafe/sessionsafe/internal/chaos"
 	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
 	"github.com/sessionsafe/sessionsafe/internal/mutant"
-	"github.com/sessionsafe/sessionsafe/internal/report"
+	"github.com/sessionsafe/sessionsafe/internal/redact"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 )
 
@@ -169,7 +169,7 @@ func runServe(ctx context.Context, o *options, e *env) int {
 	fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := leakcheck.Find(fctx, leakcheck.WithDB(s.db), leakcheck.WithTracker(s.tracker), leakcheck.WithServer(s.admin, s.appName), leakcheck.WithTimeout(2*time.Second)); err != nil {
-		fmt.Fprintf(e.stdout, "sessionsafe serve: leaks at shutdown:\n%s\n", report.RedactText(err.Error()))
+		fmt.Fprintf(e.stdout, "sessionsafe serve: leaks at shutdown:\n%s\n", redact.Text(err.Error()))
 		return exitViolations
 	}
 	fmt.Fprintln(e.stdout, "sessionsafe serve: stopped; nothing leaked")

@@ -3,6 +3,8 @@ package report
 import (
 	"sort"
 	"time"
+
+	"github.com/sessionsafe/sessionsafe/internal/redact"
 )
 
 // Schema names the version of the JSON layout; it changes only when a field is removed or
@@ -103,7 +105,7 @@ func New(command string, args []string, seed int64, started time.Time) *Report {
 	return &Report{
 		Schema:  Schema,
 		Command: command,
-		Args:    RedactArgs(args),
+		Args:    redact.Args(args),
 		Seed:    seed,
 		Started: started.UTC(),
 	}
@@ -129,8 +131,8 @@ func (r *Report) Finish(finished time.Time) {
 	s := Summary{Cases: len(r.Cases)}
 	for i := range r.Cases {
 		c := &r.Cases[i]
-		c.Message = RedactText(c.Message)
-		c.Replay = RedactText(c.Replay)
+		c.Message = redact.Text(c.Message)
+		c.Replay = redact.Text(c.Replay)
 		switch c.Status {
 		case StatusPass:
 			s.Passed++
@@ -146,14 +148,14 @@ func (r *Report) Finish(finished time.Time) {
 	}
 	for i := range r.Violations {
 		v := &r.Violations[i]
-		v.Message = RedactText(v.Message)
-		v.Trace = RedactText(v.Trace)
-		v.Attribution = RedactText(v.Attribution)
-		v.Replay = RedactText(v.Replay)
-		v.Shrunk = RedactText(v.Shrunk)
+		v.Message = redact.Text(v.Message)
+		v.Trace = redact.Text(v.Trace)
+		v.Attribution = redact.Text(v.Attribution)
+		v.Replay = redact.Text(v.Replay)
+		v.Shrunk = redact.Text(v.Shrunk)
 	}
 	for i := range r.Errors {
-		r.Errors[i] = RedactText(r.Errors[i])
+		r.Errors[i] = redact.Text(r.Errors[i])
 	}
 	s.Violations = len(r.Violations)
 	if !r.Started.IsZero() && !r.Finished.IsZero() {
