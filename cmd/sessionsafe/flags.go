@@ -279,9 +279,6 @@ func (o *options) validate(fs *flag.FlagSet) error {
 		if o.duration == 0 && o.ops == 0 {
 			return usagef("-duration 0 and -ops 0: the run would never end; set one of them")
 		}
-		if o.faultRate < 0 || o.faultRate > 1 {
-			return usagef("-fault-rate %g: want 0..1", o.faultRate)
-		}
 		for name, d := range map[string]time.Duration{"terminate-every": o.terminateEvery, "restart-every": o.restartEvery, "pause-every": o.pauseEvery} {
 			if d < 0 {
 				return usagef("-%s %s: must not be negative", name, d)
@@ -305,8 +302,9 @@ func (o *options) validate(fs *flag.FlagSet) error {
 			return usagef("-restart-every/-pause-every: cannot restart or pause a server given by -dsn; use -provider local or docker")
 		}
 	}
-	if has("fault-rate") && (o.faultRate < 0 || o.faultRate > 1) {
-		return usagef("-fault-rate %g: want 0..1", o.faultRate)
+	// Written as "not inside" so that NaN, which compares false with everything, fails too.
+	if has("fault-rate") && !(o.faultRate >= 0 && o.faultRate <= 1) {
+		return usagef("-fault-rate %g: want a probability in 0..1", o.faultRate)
 	}
 	if has("shard") && o.shardRaw != "" {
 		s, err := parseShard(o.shardRaw)
