@@ -220,3 +220,32 @@ func TestProgressStops(t *testing.T) {
 }
 
 var _ = flag.ErrHelp
+
+// TestSelectionNeverPassesEmpty: a selection that runs no case is an error (exit 2), and an
+// operation whose clean recording fails is a failure (exit 1) even when the selection names
+// only cases its broken recording has none of.
+func TestSelectionNeverPassesEmpty(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		want     int
+		contains string
+	}{
+		{"run-matches-nothing", []string{"matrix", "-backend", "sqlmock", "-run", "NoSuchCase"}, exitUsage, "no case matches -run NoSuchCase"},
+		{"run-matches-nothing-in-shard", []string{"matrix", "-backend", "sqlmock", "-run", "NoSuchCase", "-shard", "1/2"}, exitUsage, "no case matches -run NoSuchCase in -shard 1/2"},
+		{"replay-no-such-case", []string{"replay", "-backend", "sqlmock", "-case", "NoSuchCase/step-1-query/pgerr=40001"}, exitUsage, `no matrix case named "NoSuchCase/step-1-query/pgerr=40001"`},
+		{"broken-recording-run", []string{"matrix", "-backend", "sqlmock", "-run", "UpdateThread/step-3", "-plant", "MetadataReadModifyWrite"}, exitViolations, "UpdateThread/step-0-clean/clean"},
+		{"broken-recording-replay", []string{"replay", "-backend", "sqlmock", "-case", "UpdateThread/step-3-query/pgerr=40001", "-plant", "MetadataReadModifyWrite"}, exitViolations, "UpdateThread/step-0-clean/clean"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, context.Background(), noEnv, tt.args...)
+			if code != tt.want {
+				t.Errorf("sessionsafe %s: exit %d; want %d\nstdout: %s\nstderr: %s", strings.Join(tt.args, " "), code, tt.want, stdout, stderr)
+			}
+			if all := stdout + stderr; !strings.Contains(all, tt.contains) || strings.Contains(all, "PASS") {
+				t.Errorf("sessionsafe %s: want %q and no PASS in the output:\n%s", strings.Join(tt.args, " "), tt.contains, all)
+			}
+		})
+	}
+}
