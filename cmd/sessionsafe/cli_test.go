@@ -3,15 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sessionsafe/sessionsafe/internal/chaos"
 	"github.com/sessionsafe/sessionsafe/internal/mutant"
+	"github.com/sessionsafe/sessionsafe/internal/report"
 )
 
 func noEnv(string) string { return "" }
@@ -247,5 +251,32 @@ func TestSelectionNeverPassesEmpty(t *testing.T) {
 				t.Errorf("sessionsafe %s: want %q and no PASS in the output:\n%s", strings.Join(tt.args, " "), tt.contains, all)
 			}
 		})
+	}
+}
+
+// TestMatrixSummaryCountsFaults: the matrix report counts the faults its cases fired (every
+// case but the clean one arms one), not zero.
+func TestMatrixSummaryCountsFaults(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "report.json")
+	code, stdout, stderr := runCLI(t, context.Background(), noEnv, "matrix", "-backend", "sqlmock", "-run", "^GetThread/", "-report-json", path)
+	if code != exitOK {
+		t.Fatalf("exit %d; want 0\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	var rep report.Report
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	fired := 0
+	for _, c := range rep.Cases {
+		if c.Fired {
+			fired++
+		}
+	}
+	if fired == 0 || rep.Summary.Faults != int64(fired) || fired != rep.Summary.Cases-1 {
+		t.Errorf("summary faults %d, cases fired %d, cases %d: want every faulted case fired and counted", rep.Summary.Faults, fired, rep.Summary.Cases)
 	}
 }

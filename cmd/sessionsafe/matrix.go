@@ -185,7 +185,7 @@ func runMatrixBackend(ctx context.Context, name string, o *options, e *env, cfg 
 				return nil // cut short by Ctrl-C: not a finding
 			}
 			rc := report.Case{Name: c.Name(), Backend: string(c.Backend), Operation: c.Operation, Step: c.Step,
-				StepKind: c.StepKind, Fault: c.Fault, Status: report.StatusPass, Seconds: res.Duration.Seconds(),
+				StepKind: c.StepKind, Fault: c.Fault, Status: report.StatusPass, Fired: res.Fired, Seconds: res.Duration.Seconds(),
 				Replay: caseReplay(c, o)}
 			if name == "replay" {
 				fmt.Fprintf(e.stdout, "%s: %d finding(s); the operation returned %v\n", c, len(res.Findings), res.Err)

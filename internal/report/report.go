@@ -42,7 +42,7 @@ type Summary struct {
 	Failed     int     `json:"failed"`
 	Skipped    int     `json:"skipped"`
 	Operations int64   `json:"operations"`
-	Faults     int64   `json:"faults"`
+	Faults     int64   `json:"faults"` // faults that fired: one per matrix case that fired, plus the chaos runs'
 	Violations int     `json:"violations"`
 	Seconds    float64 `json:"seconds"`
 }
@@ -56,6 +56,7 @@ type Case struct {
 	StepKind  string  `json:"step_kind"`
 	Fault     string  `json:"fault"`
 	Status    string  `json:"status"`
+	Fired     bool    `json:"fired"` // the case's fault fired (the clean case has none)
 	Invariant string  `json:"invariant,omitempty"`
 	Message   string  `json:"message,omitempty"`
 	Replay    string  `json:"replay,omitempty"`
@@ -133,6 +134,9 @@ func (r *Report) Finish(finished time.Time) {
 		c := &r.Cases[i]
 		c.Message = redact.Text(c.Message)
 		c.Replay = redact.Text(c.Replay)
+		if c.Fired {
+			s.Faults++
+		}
 		switch c.Status {
 		case StatusPass:
 			s.Passed++

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,8 +27,8 @@ func sample() *report.Report {
 	start := time.Date(2026, 11, 26, 20, 0, 0, 0, time.UTC)
 	r := report.New("chaos", []string{"-dsn", "postgres://app:s3cret@db:5432/app", "-seed", "42"}, 42, start)
 	r.Cases = []report.Case{
-		{Name: "UpdateThread/step-3-commit/pgerr=40001", Backend: "sqlmock", Operation: "UpdateThread", Step: 3, StepKind: "commit", Fault: "pgerr=40001", Status: report.StatusPass, Seconds: 0.01},
-		{Name: "UpdateThread/step-3-commit/badconn", Backend: "postgres", Operation: "UpdateThread", Step: 3, StepKind: "commit", Fault: "badconn", Status: report.StatusFail,
+		{Name: "UpdateThread/step-3-commit/pgerr=40001", Backend: "sqlmock", Operation: "UpdateThread", Step: 3, StepKind: "commit", Fault: "pgerr=40001", Status: report.StatusPass, Fired: true, Seconds: 0.01},
+		{Name: "UpdateThread/step-3-commit/badconn", Backend: "postgres", Operation: "UpdateThread", Step: 3, StepKind: "commit", Fault: "badconn", Status: report.StatusFail, Fired: true,
 			Invariant: "pool", Message: "1 connection still in use", Replay: "sessionsafe replay -case 'UpdateThread/step-3-commit/badconn' -backend postgres", Seconds: 0.02},
 		{Name: "UpdateThread/step-1-begin/badconn", Backend: "postgres", Operation: "UpdateThread", Step: 1, StepKind: "begin", Fault: "badconn", Status: report.StatusSkip, Message: "not applicable"},
 		{Name: "GetThread/step-2-query/cancel", Backend: "sqlmock", Operation: "GetThread", Step: 2, StepKind: "query", Fault: "cancel", Status: report.StatusPass},
@@ -41,6 +42,39 @@ func sample() *report.Report {
 	}
 	r.Finish(start.Add(12 * time.Second))
 	return r
+}
+
+// TestSummaryCountsFiredMatrixFaults: a matrix case whose fault fired is a fault injected,
+// besides the chaos runs' faults.
+func TestSummaryCountsFiredMatrixFaults(t *testing.T) {
+	tests := []struct {
+		name  string
+		cases []report.Case
+		chaos []report.ChaosRun
+		want  int64
+	}{
+		{"none", nil, nil, 0},
+		{"matrix", []report.Case{{Fired: true}, {Fired: true}, {Fired: false}}, nil, 2},
+		{"chaos", nil, []report.ChaosRun{{Faults: 7}}, 7},
+		{"both", []report.Case{{Fired: true}}, []report.ChaosRun{{Faults: 7}}, 8},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := report.New("matrix", nil, 0, time.Unix(0, 0))
+			r.Cases, r.Chaos = tt.cases, tt.chaos
+			r.Finish(time.Unix(1, 0))
+			if r.Summary.Faults != tt.want {
+				t.Errorf("Summary.Faults: got %d; want %d", r.Summary.Faults, tt.want)
+			}
+			var buf bytes.Buffer
+			if err := report.WriteHTML(&buf, r); err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprintf("<td>%d</td><td>0</td></tr>", tt.want); !strings.Contains(buf.String(), want) {
+				t.Errorf("HTML summary row lacks faults injected %d (%s)", tt.want, want)
+			}
+		})
+	}
 }
 
 func TestJSONGolden(t *testing.T) {
