@@ -33,6 +33,7 @@ func commands() []command {
 		{"chaos", fBackend | fPostgres | fChaos | fReports | fPlant, "a concurrent seeded run with random faults, server chaos and a data-safety ledger", runChaos},
 		{"replay", fBackend | fPostgres | fChaos | fReports | fReplay | fPlant, "rerun one matrix case (-case) or one chaos seed (-seed) exactly", runReplay},
 		{"serve", fPostgres | fServe | fPlant, "the thread HTTP API on a real Postgres, faults armed, /debug/sessions", runServe},
+		{"summary", fFiles, "print report.json files as one line each: cases or operations, faults, violations, time", runSummary},
 	}
 }
 

@@ -105,7 +105,10 @@ type options struct {
 	addr     string
 	poolSize int
 
-	set map[string]bool // the flags given on the command line
+	files []string // the arguments of a command that takes files
+
+	set        map[string]bool // the flags given on the command line
+	takesFiles bool
 }
 
 func (o *options) reportPaths() report.Paths {
@@ -147,6 +150,7 @@ const (
 	fReplay
 	fServe
 	fPlant
+	fFiles // takes file arguments after the flags
 )
 
 // flagSet builds the flag set of one subcommand into o. getenv supplies the defaults read
@@ -155,6 +159,7 @@ func flagSet(cmd string, which int, o *options, getenv func(string) string, out 
 	fs := flag.NewFlagSet("sessionsafe "+cmd, flag.ContinueOnError)
 	fs.SetOutput(out)
 	o.cmd = cmd
+	o.takesFiles = which&fFiles != 0
 	if which&fBackend != 0 {
 		fs.StringVar(&o.backend, "backend", "both", "where the handlers run: sqlmock, postgres or both")
 	}
@@ -344,6 +349,10 @@ func (o *options) validate(fs *flag.FlagSet) error {
 		if set[name] && p == "" {
 			return usagef("-%s: empty path", name)
 		}
+	}
+	if o.takesFiles {
+		o.files = fs.Args()
+		return nil
 	}
 	if n := fs.NArg(); n > 0 {
 		return usagef("unexpected argument %q (flags come before nothing else)", fs.Arg(0))

@@ -1,7 +1,9 @@
 package report
 
 import (
+	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/sessionsafe/sessionsafe/internal/redact"
@@ -45,6 +47,9 @@ type Summary struct {
 	Faults     int64   `json:"faults"` // faults that fired: one per matrix case that fired, plus the chaos runs'
 	Violations int     `json:"violations"`
 	Seconds    float64 `json:"seconds"`
+	// Interrupted repeats Report.Interrupted where a reader of the counts looks: the
+	// counts are of a partial run.
+	Interrupted bool `json:"interrupted"`
 }
 
 // Case is one matrix case: an operation run with one fault at one step on one backend.
@@ -162,6 +167,7 @@ func (r *Report) Finish(finished time.Time) {
 		r.Errors[i] = redact.Text(r.Errors[i])
 	}
 	s.Violations = len(r.Violations)
+	s.Interrupted = r.Interrupted
 	if !r.Started.IsZero() && !r.Finished.IsZero() {
 		s.Seconds = r.Finished.Sub(r.Started).Seconds()
 	}
@@ -201,4 +207,37 @@ func (r *Report) Failed() bool {
 		}
 	}
 	return false
+}
+
+// Sentence is the report in one line a person reads at a glance, led by the command:
+// "matrix: 1079 cases, 1079 faults, 0 violations, 3.2s" or "chaos: 69001 operations, 51675
+// faults, 0 violations, 20.0s, interrupted". Call it after Finish.
+func (r *Report) Sentence() string {
+	s := r.Summary
+	var parts []string
+	if s.Cases > 0 || len(r.Chaos) == 0 {
+		parts = append(parts, plural(int64(s.Cases), "case", "cases"))
+	}
+	if len(r.Chaos) > 0 {
+		parts = append(parts, plural(s.Operations, "operation", "operations"))
+	}
+	parts = append(parts, plural(s.Faults, "fault", "faults"), plural(int64(s.Violations), "violation", "violations"))
+	if s.Failed > s.Violations {
+		parts = append(parts, plural(int64(s.Failed), "failed case", "failed cases"))
+	}
+	parts = append(parts, fmt.Sprintf("%.1fs", s.Seconds))
+	if len(r.Errors) > 0 {
+		parts = append(parts, plural(int64(len(r.Errors)), "error", "errors"))
+	}
+	if r.Interrupted {
+		parts = append(parts, "interrupted")
+	}
+	return r.Command + ": " + strings.Join(parts, ", ")
+}
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

@@ -202,3 +202,87 @@ func TestWriteFiles(t *testing.T) {
 		t.Errorf("temporary files left behind: %v", left)
 	}
 }
+
+// TestInterruptedSaysSoEverywhere: a partial run reads as one in every format: the JSON
+// summary, the JUnit counts (an error, not failures="0" alone), the HTML banner and the
+// one-line sentence.
+func TestInterruptedSaysSoEverywhere(t *testing.T) {
+	for _, interrupted := range []bool{false, true} {
+		t.Run(fmt.Sprintf("interrupted=%v", interrupted), func(t *testing.T) {
+			r := report.New("chaos", nil, 1, time.Unix(0, 0))
+			r.Chaos = []report.ChaosRun{{Backend: "sqlmock", Operations: 69001, Faults: 51675, Interrupted: interrupted}}
+			r.Interrupted = interrupted
+			r.Finish(time.Unix(20, 0))
+
+			var js bytes.Buffer
+			if err := report.WriteJSON(&js, r); err != nil {
+				t.Fatal(err)
+			}
+			var back struct {
+				Summary struct{ Interrupted bool }
+			}
+			if err := json.Unmarshal(js.Bytes(), &back); err != nil {
+				t.Fatal(err)
+			}
+			if back.Summary.Interrupted != interrupted {
+				t.Errorf("json summary interrupted: got %v; want %v", back.Summary.Interrupted, interrupted)
+			}
+
+			var ju bytes.Buffer
+			if err := report.WriteJUnit(&ju, r); err != nil {
+				t.Fatal(err)
+			}
+			var doc struct {
+				Errors int `xml:"errors,attr"`
+			}
+			if err := xml.Unmarshal(ju.Bytes(), &doc); err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]int{false: 0, true: 1}[interrupted]; doc.Errors != want || strings.Contains(ju.String(), `name="interrupted"`) != interrupted {
+				t.Errorf("junit: errors=%d, interrupted testcase %v; want errors=%d and the testcase only when interrupted:\n%s",
+					doc.Errors, strings.Contains(ju.String(), `name="interrupted"`), want, ju.String())
+			}
+
+			var h bytes.Buffer
+			if err := report.WriteHTML(&h, r); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(h.String(), "interrupted: partial report"); got != interrupted {
+				t.Errorf("html banner says interrupted: %v; want %v", got, interrupted)
+			}
+
+			want := "chaos: 69001 operations, 51675 faults, 0 violations, 20.0s"
+			if interrupted {
+				want += ", interrupted"
+			}
+			if got := r.Sentence(); got != want {
+				t.Errorf("Sentence: got %q; want %q", got, want)
+			}
+		})
+	}
+}
+
+func TestSentence(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(*report.Report)
+		want string
+	}{
+		{"empty-matrix", func(*report.Report) {}, "matrix: 0 cases, 0 faults, 0 violations, 3.2s"},
+		{"matrix", func(r *report.Report) {
+			r.Cases = []report.Case{{Status: report.StatusPass, Fired: true}, {Status: report.StatusFail}}
+			r.Violations = []report.Violation{{ID: "V1"}}
+		}, "matrix: 2 cases, 1 fault, 1 violation, 3.2s"},
+		{"errors", func(r *report.Report) { r.Errors = []string{"postgres: no postgres available"} }, "matrix: 0 cases, 0 faults, 0 violations, 3.2s, 1 error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := report.New("matrix", nil, 0, time.Unix(0, 0))
+			tt.edit(r)
+			r.Finish(time.Unix(3, 2e8))
+			if got := r.Sentence(); got != tt.want {
+				t.Errorf("Sentence: got %q; want %q", got, tt.want)
+			}
+		})
+	}
+}
