@@ -280,3 +280,31 @@ func TestMatrixSummaryCountsFaults(t *testing.T) {
 		t.Errorf("summary faults %d, cases fired %d, cases %d: want every faulted case fired and counted", rep.Summary.Faults, fired, rep.Summary.Cases)
 	}
 }
+
+// TestSetupErrorShowsCause: a server that cannot be reached prints why on the terminal (the
+// driver puts the cause on the error's later lines), not only in the JSON report.
+func TestSetupErrorShowsCause(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"matrix", []string{"matrix", "-backend", "postgres", "-dsn", "postgres://u:hunter22@127.0.0.1:1/db"}},
+		{"chaos", []string{"chaos", "-backend", "postgres", "-ops", "1", "-dsn", "postgres://u:hunter22@127.0.0.1:1/db"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, context.Background(), noEnv, tt.args...)
+			if code != exitUsage {
+				t.Errorf("exit %d; want %d", code, exitUsage)
+			}
+			for _, out := range []string{stderr, stdout} {
+				if !strings.Contains(out, "connection refused") {
+					t.Errorf("output lacks the cause %q:\n%s", "connection refused", out)
+				}
+				if strings.Contains(out, "hunter22") {
+					t.Errorf("output shows the password:\n%s", out)
+				}
+			}
+		})
+	}
+}

@@ -376,10 +376,26 @@ func parseIndices(s string) ([]int, error) {
 	return out, nil
 }
 
+// oneLine folds a multi-line error into one line, so that the cause a driver puts on the
+// lines after the first ("dial tcp 127.0.0.1:1: connect: connection refused") reaches the
+// terminal: its lines are trimmed and joined, repeated lines once.
 func oneLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
+	var b strings.Builder
+	seen := map[string]bool{}
+	for _, line := range strings.Split(s, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || seen[line] {
+			continue
+		}
+		seen[line] = true
+		if b.Len() > 0 {
+			if strings.HasSuffix(b.String(), ":") {
+				b.WriteString(" ")
+			} else {
+				b.WriteString("; ")
+			}
+		}
+		b.WriteString(line)
 	}
-	return s
+	return b.String()
 }

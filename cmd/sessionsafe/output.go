@@ -38,7 +38,7 @@ func finish(e *env, o *options, rep *report.Report) int {
 		}
 	}
 	for _, msg := range rep.Errors {
-		fmt.Fprintf(e.stdout, "  ERROR %s\n", firstLine(msg))
+		fmt.Fprintf(e.stdout, "  ERROR %s\n", oneLine(msg))
 	}
 	for _, p := range paths {
 		fmt.Fprintf(e.stdout, "  report: %s\n", p)
