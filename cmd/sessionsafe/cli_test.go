@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -304,6 +305,40 @@ func TestSetupErrorShowsCause(t *testing.T) {
 				if strings.Contains(out, "hunter22") {
 					t.Errorf("output shows the password:\n%s", out)
 				}
+			}
+		})
+	}
+}
+
+// TestInterruptedSetupIsNoSetupError: a run interrupted while it connects to Postgres is
+// reported as interrupted, not as a setup error ("context canceled").
+func TestInterruptedSetupIsNoSetupError(t *testing.T) {
+	for _, cmd := range []string{"matrix", "chaos"} {
+		t.Run(cmd, func(t *testing.T) {
+			// A server that accepts and never answers: the interrupt comes while connecting.
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer conn.Close()
+				cancel()
+				_, _ = io.Copy(io.Discard, conn)
+			}()
+			args := []string{cmd, "-backend", "postgres", "-dsn", "postgres://u@" + ln.Addr().String() + "/db?sslmode=disable"}
+			if cmd == "chaos" {
+				args = append(args, "-ops", "1")
+			}
+			code, stdout, stderr := runCLI(t, ctx, noEnv, args...)
+			if code != exitUsage || !strings.Contains(stdout, "INTERRUPTED") || strings.Contains(stdout+stderr, "ERROR") {
+				t.Errorf("exit %d; want %d, INTERRUPTED and no ERROR:\nstdout: %s\nstderr: %s", code, exitUsage, stdout, stderr)
 			}
 		})
 	}

@@ -67,12 +67,19 @@ func matrixCommand(ctx context.Context, name string, o *options, e *env, only fu
 			cfg.Backend = scenarios.Sqlmock
 		case "postgres":
 			srv, err := startPostgres(ctx, o, logw)
+			if err != nil && ctx.Err() != nil {
+				continue // interrupted while starting: the report says interrupted, not a setup error
+			}
 			if err != nil {
 				rep.Errors = append(rep.Errors, "postgres: "+err.Error())
 				fmt.Fprintf(e.stderr, "sessionsafe %s: postgres: %s\n", name, redact.Text(oneLine(err.Error())))
 				continue
 			}
 			db, err := newDatabase(ctx, srv)
+			if err != nil && ctx.Err() != nil {
+				srv.Close()
+				continue
+			}
 			if err != nil {
 				srv.Close()
 				rep.Errors = append(rep.Errors, "postgres: "+err.Error())
