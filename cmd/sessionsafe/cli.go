@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sessionsafe/sessionsafe/internal/redact"
@@ -50,6 +51,8 @@ func usage(w io.Writer) {
 
 // run is the whole program, minus os.Exit: it returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	// The interrupt notice is written from its own goroutine, beside the run's own errors.
+	stderr = &lockedWriter{w: stderr}
 	e := &env{stdout: stdout, stderr: stderr, getenv: getenv, now: time.Now, isTerminal: isTerminal(stdout)}
 	if len(args) == 0 {
 		usage(stderr)
@@ -84,11 +87,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		if c.name == "serve" {
 			what = "draining requests, checking for leaks, cleaning up"
 		}
+		noticed := make(chan struct{})
 		stop := context.AfterFunc(ctx, func() {
+			defer close(noticed)
 			fmt.Fprintf(stderr, "\nsessionsafe %s: interrupted: %s\n", c.name, what)
 		})
-		defer stop()
-		return c.run(ctx, o, e)
+		code := c.run(ctx, o, e)
+		if !stop() {
+			<-noticed // the notice is being written: let it finish before returning
+		}
+		return code
 	}
 	fmt.Fprintf(stderr, "sessionsafe: unknown command %q; want one of %s\n", args[0], commandNames())
 	return exitUsage
@@ -106,4 +114,16 @@ func commandNames() string {
 func (e *env) fail(cmd string, err error) int {
 	fmt.Fprintf(e.stderr, "sessionsafe %s: %s\n", cmd, redact.Text(oneLine(err.Error())))
 	return exitUsage
+}
+
+// lockedWriter serialises the writes of several goroutines to one writer.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

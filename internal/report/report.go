@@ -210,7 +210,7 @@ func (r *Report) Failed() bool {
 }
 
 // Sentence is the report in one line a person reads at a glance, led by the command:
-// "matrix: 1079 cases, 1079 faults, 0 violations, 3.2s" or "chaos: 69001 operations, 51675
+// "matrix: 1079 cases, 1063 faults, 0 violations, 3.2s" or "chaos: 69001 operations, 51675
 // faults, 0 violations, 20.0s, interrupted". Call it after Finish.
 func (r *Report) Sentence() string {
 	s := r.Summary
