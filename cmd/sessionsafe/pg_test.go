@@ -334,3 +334,19 @@ func TestDockerSetupOutput(t *testing.T) {
 		})
 	}
 }
+
+// TestBrokenRecordingFailsOnPostgres: with RowsNotClosed planted, GetMessages fails with no
+// fault armed on Postgres, so its recording is broken and it has no step-5 case: selecting
+// one must fail on the clean case, not pass with 0 cases.
+func TestBrokenRecordingFailsOnPostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Postgres")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	code, stdout, stderr := runCLI(t, ctx, os.Getenv, "matrix", "-backend", "postgres", "-run", "GetMessages/step-5", "-plant", "RowsNotClosed")
+	needPostgres(t, code, stderr)
+	if code != exitViolations || !strings.Contains(stdout, "GetMessages/step-0-clean/clean") || strings.Contains(stdout, "PASS") {
+		t.Errorf("exit %d; want %d with the clean case failed and no PASS\nstdout:\n%s\nstderr:\n%s", code, exitViolations, stdout, stderr)
+	}
+}
