@@ -50,14 +50,19 @@
 //     and rolls its transaction back, and every later call on it gets
 //     driver.ErrBadConn, so database/sql discards it instead of pooling a
 //     connection still inside a transaction.
+//   - after a fault, the wrapped driver still ends its own transaction: its
+//     Commit or Rollback runs (on the conn the fault closed, where it fails)
+//     and its rows and statements are closed, so that what the driver does
+//     on the way out — lib/pq ends the goroutine that watches a transaction's
+//     context — happens as after a real failure, and is never reported as a
+//     leak.
 //   - an error at an exec, query, next or prepare step inside a transaction
 //     aborts that transaction, as any error does on Postgres: every later
 //     exec, query or prepare in it returns a *pgconn.PgError 25P02 (current
 //     transaction is aborted) without reaching the driver, and its commit
 //     returns pgx.ErrTxCommitRollback (what pgx returns for a COMMIT that
-//     Postgres answered with ROLLBACK) after rolling back the real
-//     transaction: on pgx with a ROLLBACK (the conn stays usable), on any
-//     other driver (sqlmock) by closing the conn. A rollback ends it as
+//     Postgres answered with ROLLBACK) after the driver's own Rollback ended
+//     the real transaction (the conn stays usable). A rollback ends it as
 //     usual. So code that ignores an error and carries on is caught as it
 //     would be in production. Steps of an aborted transaction are recorded
 //     but no rule matches or fires at them. The bookkeeping is TxState (with

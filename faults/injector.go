@@ -277,14 +277,20 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 	if i.dead[c.ConnID] && kind != StepConnect {
 		// The fault closed the driver's conn already (as the driver would
 		// after a fatal error): database/sql learns it at its next call.
-		err := driver.ErrBadConn
+		var err error = driver.ErrBadConn
 		st.Err = err
-		if kind == StepClose {
+		switch kind {
+		case StepClose:
 			err, st.Err = drvwrap.ErrHandled, nil
 			// After is not called: forget the conn here.
 			delete(i.dead, c.ConnID)
 			i.tx.End(c.ConnID)
 			delete(i.openRows, c.ConnID)
+		case StepCommit, StepRollback:
+			// The driver still ends its transaction (and fails on the
+			// closed conn), so that its own cleanup runs as after a real
+			// failure.
+			err = &drvwrap.EndTx{Err: err}
 		}
 		i.record(st)
 		i.mu.Unlock()
@@ -298,11 +304,13 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 		i.mu.Unlock()
 		return err
 	case TxCommitRollback:
+		// Postgres answers the COMMIT of an aborted transaction with a
+		// ROLLBACK: the driver's own Rollback ends it, and the conn stays
+		// usable.
 		st.Err = pgx.ErrTxCommitRollback
 		i.record(st)
 		i.mu.Unlock()
-		i.rollbackInstead(ctx, c)
-		return pgx.ErrTxCommitRollback
+		return &drvwrap.EndTx{Err: pgx.ErrTxCommitRollback, Rollback: true}
 	}
 	ri := -1
 	for n := range i.plan.Rules {
@@ -338,6 +346,9 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 		// it), so the server ends the session and its transaction instead of
 		// database/sql pooling a conn still inside it.
 		i.markDead(c)
+		// The driver still ends its transaction on the closed conn, so
+		// that its own cleanup runs.
+		return &drvwrap.EndTx{Err: err}
 	}
 	if err != nil {
 		switch kind {
@@ -352,15 +363,6 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 		}
 	}
 	return err
-}
-
-// rollbackInstead ends the real transaction of c's conn, whose commit met an
-// aborted transaction (EndAbortedTx); when it cannot, it closes the conn as
-// markDead does (the session ends, and with it the transaction).
-func (i *Injector) rollbackInstead(ctx context.Context, c *drvwrap.Call) {
-	if EndAbortedTx(ctx, c.Conn) != nil {
-		i.markDead(c)
-	}
 }
 
 // fire carries out rule's fault at step st and records the firing. (A

@@ -26,5 +26,7 @@
 //
 // Errors of bad input are returned as *ValidationError (match with errors.As
 // and a *ValidationError target). StatusOf and the Code* constants are the
-// HTTP error mapping; the Op* operation names prefix every error.
+// HTTP error mapping; the Op* operation names prefix every error. An
+// operation that fails returns the zero value with its error, never a row
+// its failed unit of work read or did not store.
 package handlers

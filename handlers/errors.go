@@ -3,6 +3,7 @@ package handlers
 import (
 	"database/sql/driver"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -15,6 +16,10 @@ var ErrNotFound = errors.New("handlers: thread not found")
 // ErrConflict is returned when a write conflicts with the stored state: a
 // constraint violation, or a thread with no user message to auto-rename from.
 var ErrConflict = errors.New("handlers: conflict")
+
+// errNoUserMessage is the conflict of AutoRename on a thread with no user
+// message.
+var errNoUserMessage = fmt.Errorf("%w: the thread has no user message to name it from", ErrConflict)
 
 // ValidationError reports invalid input, found before any database call.
 // The handlers return it as a *ValidationError; match it with errors.As.

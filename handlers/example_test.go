@@ -52,6 +52,6 @@ func ExampleService_Handler() {
 	fmt.Println(rec.Code, strings.TrimSpace(rec.Body.String()))
 	fmt.Println("expectations met:", mock.ExpectationsWereMet() == nil)
 	// Output:
-	// 404 {"error":{"code":"not_found","message":"get thread: select thread: handlers: thread not found"}}
+	// 404 {"error":{"code":"not_found","message":"thread not found"}}
 	// expectations met: true
 }

@@ -2,12 +2,14 @@ package handlers
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"unicode/utf8"
 )
 
 // UserHeader is the request header that carries the caller's user id. It
@@ -33,10 +35,13 @@ const defaultLimit = 50
 //	GET    /api/threads/{id}/messages       get messages (?offset=&limit=)
 //	POST   /api/threads/{id}/messages       send message
 //
-// Bodies are JSON; errors are {"error": {"code", "message"}} with status 400
-// (invalid input, malformed or oversized body), 404 (missing, archived or not
-// the caller's), 409 (conflict), 503 (retryable database failure) or 500.
-// The request context reaches the database.
+// Bodies are JSON objects; errors are {"error": {"code", "message"}} with
+// status 400 (invalid input, malformed or oversized body), 404 (missing,
+// archived or not the caller's), 409 (conflict), 503 (retryable database
+// failure) or 500. The message is a stable text for the client; the full
+// error, with its call chain, goes to the log. The request context reaches
+// the database; a request the client cancelled is answered
+// StatusClientClosedRequest.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/threads", s.httpListThreads)
@@ -103,7 +108,16 @@ const (
 	// CodeMethodNotAllowed answers a known path asked with a method it does
 	// not serve (405, with an Allow header).
 	CodeMethodNotAllowed = "method_not_allowed"
+	// CodeClientClosedRequest answers a request the client cancelled
+	// (StatusClientClosedRequest).
+	CodeClientClosedRequest = "client_closed_request"
 )
+
+// StatusClientClosedRequest is the status of a request whose context was
+// cancelled (the client went away) before its operation finished: nginx's
+// 499. The client never sees it; it keeps such requests out of the 5xx
+// counts and the error log (they are logged at info level).
+const StatusClientClosedRequest = 499
 
 // StatusOf maps an operation's error to the HTTP status and stable code the
 // API answers with.
@@ -123,25 +137,63 @@ func StatusOf(err error) (int, string) {
 	return http.StatusInternalServerError, CodeInternal
 }
 
+// writeError answers err in the API's error shape with a stable message
+// that names no internal call, and logs the full error: at error level for a
+// 5xx, at info level for a 4xx or a request the client cancelled.
 func (s *Service) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := StatusOf(err)
-	var body errorBody
-	body.Error.Code = code
-	switch status {
-	case http.StatusBadRequest, http.StatusNotFound, http.StatusConflict:
-		body.Error.Message = err.Error()
-	case http.StatusServiceUnavailable:
-		body.Error.Message = "the database is unavailable, retry later"
+	message := clientMessage(status, err)
+	level := slog.LevelInfo
+	switch {
+	case errors.Is(r.Context().Err(), context.Canceled):
+		// Whatever the operation answered, it was cut short by the client.
+		status, code, message = StatusClientClosedRequest, CodeClientClosedRequest, "the client closed the request"
+	case status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", "1")
-	default:
-		body.Error.Message = "internal error"
+		level = slog.LevelError
+	case status >= 500:
+		level = slog.LevelError
 	}
-	if status >= 500 {
-		s.log.LogAttrs(r.Context(), slog.LevelError, "request failed",
-			slog.String("method", r.Method), slog.String("path", r.URL.Path),
-			slog.Int("status", status), slog.Any("error", err))
-	}
+	s.log.LogAttrs(r.Context(), level, "request failed",
+		slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		slog.Int("status", status), slog.Any("error", err))
+	var body errorBody
+	body.Error.Code, body.Error.Message = code, message
 	writeJSON(w, status, body)
+}
+
+// clientMessage is the text the client sees for err answered with status.
+func clientMessage(status int, err error) string {
+	switch status {
+	case http.StatusBadRequest:
+		if ve, ok := validationOf(err); ok {
+			return "invalid " + ve.Field + ": " + ve.Reason
+		}
+		return "invalid input"
+	case http.StatusNotFound:
+		return "thread not found"
+	case http.StatusConflict:
+		if errors.Is(err, errNoUserMessage) {
+			return "the thread has no user message to name it from"
+		}
+		return "the request conflicts with the thread's stored state"
+	case http.StatusServiceUnavailable:
+		return "the database is unavailable, retry later"
+	}
+	return "internal error"
+}
+
+// validationOf finds the ValidationError in err's chain, as a pointer or a value.
+func validationOf(err error) (ValidationError, bool) {
+	var ve *ValidationError
+	if errors.As(err, &ve) && ve != nil {
+		return *ve, true
+	}
+	var vv ValidationError
+	if errors.As(err, &vv) {
+		return vv, true
+	}
+	return ValidationError{}, false
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -150,7 +202,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// decodeBody reads one JSON object of at most MaxBodyBytes into dst.
+// jsonSpace is the white space JSON allows between tokens.
+const jsonSpace = " \t\r\n"
+
+// decodeBody reads one JSON object of at most MaxBodyBytes into dst. The
+// body must be valid UTF-8 with no escaped lone surrogate (encoding/json
+// would store either as U+FFFD), an object (not null, an array or a
+// scalar) with no unknown field, and nothing but white space after it.
 func decodeBody(w http.ResponseWriter, r *http.Request, dst any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
@@ -160,15 +218,45 @@ func decodeBody(w http.ResponseWriter, r *http.Request, dst any) error {
 		}
 		return invalid("body", "unreadable: "+err.Error())
 	}
+	if !utf8.Valid(body) {
+		return invalid("body", "not valid UTF-8")
+	}
+	if hasLoneSurrogate(body) {
+		return invalid("body", "a string escapes a lone UTF-16 surrogate (\\ud800 to \\udfff), which is no character")
+	}
+	value := bytes.TrimLeft(body, jsonSpace)
+	if len(value) == 0 {
+		return invalid("body", "empty; want a JSON object")
+	}
+	if value[0] != '{' {
+		return invalid("body", "not a JSON object: got "+jsonKind(value[0]))
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return invalid("body", "not a valid JSON object: "+err.Error())
 	}
-	if dec.More() {
+	if rest := bytes.TrimLeft(body[dec.InputOffset():], jsonSpace); len(rest) > 0 {
 		return invalid("body", "trailing data after the JSON object")
 	}
 	return nil
+}
+
+// jsonKind names the JSON value that starts with c.
+func jsonKind(c byte) string {
+	switch c {
+	case 'n':
+		return "null"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return "a number"
+	}
+	return "invalid JSON"
 }
 
 func pageOf(r *http.Request) (Page, error) {

@@ -181,11 +181,17 @@ func expectFailAt(m sqlmock.Sqlmock, steps []step, i int, failErr error) {
 }
 
 // opCase is one operation, the database calls of its success path, and a
-// call of it.
+// call of it returning its result (nil for DeleteThread) and error.
 type opCase struct {
 	name  string
 	steps []step
-	run   func(ctx context.Context, s *Service) error
+	call  func(ctx context.Context, s *Service) (any, error)
+}
+
+// run calls the operation and keeps its error.
+func (o opCase) run(ctx context.Context, s *Service) error {
+	_, err := o.call(ctx, s)
+	return err
 }
 
 func sendInput() SendMessageInput {
@@ -195,33 +201,36 @@ func sendInput() SendMessageInput {
 // errOnly drops an operation's result and keeps its error.
 func errOnly[T any](_ T, err error) error { return err }
 
+// result boxes an operation's result with its error.
+func result[T any](v T, err error) (any, error) { return v, err }
+
 // oneTx is an operation that runs stmts in one transaction.
-func oneTx(name string, run func(ctx context.Context, s *Service) error, stmts ...step) opCase {
+func oneTx(name string, call func(ctx context.Context, s *Service) (any, error), stmts ...step) opCase {
 	steps := append([]step{begin("begin")}, stmts...)
-	return opCase{name: name, steps: append(steps, commit("commit")), run: run}
+	return opCase{name: name, steps: append(steps, commit("commit")), call: call}
 }
 
 // operations lists the eight operations with their database calls, in order.
 func operations() []opCase {
 	title := "renamed"
 	return []opCase{
-		oneTx("ListThreads", func(ctx context.Context, s *Service) error {
-			return errOnly(s.ListThreads(ctx, alice, Page{Limit: 10}))
+		oneTx("ListThreads", func(ctx context.Context, s *Service) (any, error) {
+			return result(s.ListThreads(ctx, alice, Page{Limit: 10}))
 		}, query("select-threads", sqlListThreads, threadRows)),
-		oneTx("CreateThread", func(ctx context.Context, s *Service) error {
-			return errOnly(s.CreateThread(ctx, alice, CreateThreadInput{Title: "hello", Metadata: map[string]any{"k": "v"}}))
+		oneTx("CreateThread", func(ctx context.Context, s *Service) (any, error) {
+			return result(s.CreateThread(ctx, alice, CreateThreadInput{Title: "hello", Metadata: map[string]any{"k": "v"}}))
 		}, query("insert-thread", sqlInsertThread, threadRows)),
-		oneTx("GetThread", func(ctx context.Context, s *Service) error {
-			return errOnly(s.GetThread(ctx, alice, threadID))
+		oneTx("GetThread", func(ctx context.Context, s *Service) (any, error) {
+			return result(s.GetThread(ctx, alice, threadID))
 		},
 			query("select-thread", sqlGetThread, threadRows),
 			query("count-messages", sqlCountMessages, oneColumn("count", int64(2))),
 		),
-		oneTx("UpdateThread", func(ctx context.Context, s *Service) error {
-			return errOnly(s.UpdateThread(ctx, alice, threadID, UpdateThreadInput{Title: &title, Metadata: map[string]any{"k": "v"}}))
+		oneTx("UpdateThread", func(ctx context.Context, s *Service) (any, error) {
+			return result(s.UpdateThread(ctx, alice, threadID, UpdateThreadInput{Title: &title, Metadata: map[string]any{"k": "v"}}))
 		}, query("merge-metadata", sqlUpdateThread, threadRows)),
-		oneTx("DeleteThread", func(ctx context.Context, s *Service) error {
-			return s.DeleteThread(ctx, alice, threadID)
+		oneTx("DeleteThread", func(ctx context.Context, s *Service) (any, error) {
+			return nil, s.DeleteThread(ctx, alice, threadID)
 		}, exec("archive-thread", sqlArchiveThread, sqlmock.NewResult(0, 1))),
 		{
 			name: "AutoRename",
@@ -234,18 +243,18 @@ func operations() []opCase {
 				query("rename-thread", sqlRenameThread, threadRows),
 				commit("commit-write"),
 			},
-			run: func(ctx context.Context, s *Service) error {
-				return errOnly(s.AutoRename(ctx, alice, threadID))
+			call: func(ctx context.Context, s *Service) (any, error) {
+				return result(s.AutoRename(ctx, alice, threadID))
 			},
 		},
-		oneTx("GetMessages", func(ctx context.Context, s *Service) error {
-			return errOnly(s.GetMessages(ctx, alice, threadID, Page{Limit: 10}))
+		oneTx("GetMessages", func(ctx context.Context, s *Service) (any, error) {
+			return result(s.GetMessages(ctx, alice, threadID, Page{Limit: 10}))
 		},
 			query("check-thread", sqlThreadExists, oneColumn("one", int64(1))),
 			query("select-messages", sqlListMessages, messageRows),
 		),
-		oneTx("SendMessage", func(ctx context.Context, s *Service) error {
-			return errOnly(s.SendMessage(ctx, alice, threadID, sendInput()))
+		oneTx("SendMessage", func(ctx context.Context, s *Service) (any, error) {
+			return result(s.SendMessage(ctx, alice, threadID, sendInput()))
 		},
 			query("lock-thread", sqlLockThread, oneColumn("message_count", int64(0))),
 			query("find-client-id", sqlMessageByClientID, noRows(messageCols...)),

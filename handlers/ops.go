@@ -44,7 +44,10 @@ func (s *Service) ListThreads(ctx context.Context, userID string, p Page) ([]Thr
 		out, err = listThreads(ctx, q, userID, p)
 		return err
 	})
-	return out, opErr(OpListThreads, err)
+	if err != nil {
+		return nil, opErr(OpListThreads, err)
+	}
+	return out, nil
 }
 
 // CreateThread creates a thread owned by userID. The metadata's "user_id"
@@ -69,7 +72,10 @@ func (s *Service) CreateThread(ctx context.Context, userID string, in CreateThre
 		t, err = insertThread(ctx, q, userID, in.Title, b)
 		return err
 	})
-	return t, opErr(OpCreateThread, err)
+	if err != nil {
+		return Thread{}, opErr(OpCreateThread, err)
+	}
+	return t, nil
 }
 
 // GetThread returns one thread the user owns, with its message count read in
@@ -91,7 +97,10 @@ func (s *Service) GetThread(ctx context.Context, userID, threadID string) (Threa
 		t.MessageCount, err = countMessages(ctx, counter, threadID)
 		return err
 	})
-	return t, opErr(OpGetThread, err)
+	if err != nil {
+		return Thread{}, opErr(OpGetThread, err)
+	}
+	return t, nil
 }
 
 // UpdateThread sets the title (when in.Title is not nil) and merges
@@ -125,7 +134,10 @@ func (s *Service) UpdateThread(ctx context.Context, userID, threadID string, in 
 		}
 		return err
 	})
-	return t, opErr(OpUpdateThread, err)
+	if err != nil {
+		return Thread{}, opErr(OpUpdateThread, err)
+	}
+	return t, nil
 }
 
 // DeleteThread archives the thread; every operation then answers ErrNotFound
@@ -260,7 +272,10 @@ func (s *Service) GetMessages(ctx context.Context, userID, threadID string, p Pa
 		out, err = listMessages(ctx, q, threadID, p)
 		return err
 	})
-	return out, opErr(OpGetMessages, err)
+	if err != nil {
+		return nil, opErr(OpGetMessages, err)
+	}
+	return out, nil
 }
 
 // SendMessage appends a message to the thread and bumps its updated time.
@@ -311,5 +326,8 @@ func (s *Service) SendMessage(ctx context.Context, userID, threadID string, in S
 		m, err = insertMessage(ctx, q, threadID, in, meta, seq)
 		return err
 	})
-	return m, opErr(OpSendMessage, err)
+	if err != nil {
+		return Message{}, opErr(OpSendMessage, err)
+	}
+	return m, nil
 }

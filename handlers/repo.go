@@ -234,7 +234,7 @@ func firstUserMessage(ctx context.Context, q DBTX, threadID string) (string, err
 	var content string
 	err := q.QueryRowContext(ctx, sqlFirstUserMessage, threadID).Scan(&content)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("first user message: %w: the thread has no user message to name it from", ErrConflict)
+		return "", fmt.Errorf("first user message: %w", errNoUserMessage)
 	}
 	if err != nil {
 		return "", stepErr("first user message", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -27,7 +28,8 @@ func TestOperationSuccess(t *testing.T) {
 }
 
 // TestOperationFailsAtEveryStep fails each database call of each operation
-// in turn: the error must surface and the transaction be rolled back (or
+// in turn: the error must surface with the zero result (never a row the
+// failed unit read or never stored), and the transaction be rolled back (or
 // none begun), with every connection back in the pool.
 func TestOperationFailsAtEveryStep(t *testing.T) {
 	for _, op := range operations() {
@@ -35,9 +37,12 @@ func TestOperationFailsAtEveryStep(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/step-%d-%s", op.name, i, st.name), func(t *testing.T) {
 				f := newMock(t)
 				expectFailAt(f.mock, op.steps, i, errInjected)
-				err := op.run(context.Background(), f.svc)
+				got, err := op.call(context.Background(), f.svc)
 				if !errors.Is(err, errInjected) {
 					t.Errorf("got error %v; want the injected failure to surface", err)
+				}
+				if got != nil && !reflect.ValueOf(got).IsZero() {
+					t.Errorf("got result %+v with the error; want the zero value", got)
 				}
 				if err := f.invariants(); err != nil {
 					t.Error(err)

@@ -3,6 +3,7 @@ package handlers
 import (
 	"encoding/json"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -159,4 +160,52 @@ func checkSend(in *SendMessageInput) error {
 		return invalid("client_message_id", "longer than 128 bytes")
 	}
 	return checkText("client_message_id", in.ClientMessageID)
+}
+
+// hasLoneSurrogate reports whether a JSON text escapes a UTF-16 surrogate
+// that is not half of a pair (as "\ud800" alone): encoding/json decodes it
+// as U+FFFD where the client meant a character it never sent. A backslash
+// outside a string is a syntax error the decoder reports.
+func hasLoneSurrogate(b []byte) bool {
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		r, ok := unicodeEscape(b[i:])
+		if !ok {
+			i++ // skip the escaped character: \\ or \" starts nothing
+			continue
+		}
+		if !utf16.IsSurrogate(r) {
+			i += 5
+			continue
+		}
+		low, ok := unicodeEscape(b[i+6:])
+		if r >= 0xdc00 || !ok || low < 0xdc00 || low > 0xdfff {
+			return true // a low half first, or a high half with no low half after it
+		}
+		i += 11
+	}
+	return false
+}
+
+// unicodeEscape decodes the \uXXXX escape b starts with.
+func unicodeEscape(b []byte) (rune, bool) {
+	if len(b) < 6 || b[0] != '\\' || b[1] != 'u' {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[2:6] {
+		switch {
+		case '0' <= c && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case 'a' <= c && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case 'A' <= c && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }

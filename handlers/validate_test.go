@@ -210,3 +210,37 @@ func TestIsRetryable(t *testing.T) {
 		})
 	}
 }
+
+// TestHasLoneSurrogate: a \u escape of half a surrogate pair is found
+// wherever it is; a whole pair, an escaped backslash and a truncated text are not.
+func TestHasLoneSurrogate(t *testing.T) {
+	tests := []struct {
+		name string
+		json string
+		want bool
+	}{
+		{name: "no-escape", json: `{"title":"plain"}`},
+		{name: "bmp-escape", json: `{"title":"\u00e9\u4e2d"}`},
+		{name: "pair", json: `{"title":"\ud83d\ude00"}`},
+		{name: "pair-upper-case", json: `{"title":"\uD83D\uDE00"}`},
+		{name: "escaped-backslash", json: `{"title":"\\ud800"}`},
+		{name: "escaped-quote-then-pair", json: `{"title":"\"\ud83d\ude00"}`},
+		{name: "truncated-escape", json: `{"title":"\ud8`},
+		{name: "backslash-at-end", json: `\`},
+		{name: "lone-high", json: `{"title":"\ud800"}`, want: true},
+		{name: "lone-high-at-end", json: `"\ud800`, want: true},
+		{name: "lone-low", json: `{"title":"\udc00"}`, want: true},
+		{name: "high-then-high", json: `"\ud800\ud800"`, want: true},
+		{name: "high-then-bmp", json: `"\ud800\u0041"`, want: true},
+		{name: "low-then-high", json: `"\ude00\ud83d"`, want: true},
+		{name: "in-a-key", json: `{"\udfff":1}`, want: true},
+		{name: "after-a-pair", json: `"\ud83d\ude00\ud83d"`, want: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := hasLoneSurrogate([]byte(tt.json)); got != tt.want {
+				t.Errorf("hasLoneSurrogate(%s): got %v; want %v", tt.json, got, tt.want)
+			}
+		})
+	}
+}

@@ -65,6 +65,12 @@ type Config struct {
 	// if set, is used instead.
 	DSN       string
 	Connector driver.Connector
+	// Wire (Postgres, with Connector) is the faults.Wire the connector's
+	// network connections go through — installed with Wire.Install on a pgx
+	// config, or with Wire.WrapConn in another driver's dialer (lib/pq:
+	// Connector.Dialer) — so that the wire faults (cut, cut-after,
+	// ambiguous) apply. With DSN the runner installs its own.
+	Wire *faults.Wire
 	// DB (Postgres) is the plain pool fixtures are set up and state is read
 	// on. When the runner ends the sessions of AppName (after a case with
 	// findings, or a terminate fault) it also drops DB's idle connections and
@@ -126,10 +132,13 @@ type Runner struct {
 	inj     *faults.Injector
 	tracker *leakcheck.Tracker // attribution of pool leaks
 	pool    *sql.DB
-	dirty   bool
+	dirty   bool // a case left something behind: end the sessions, then a fresh pool
+	stale   bool // a case's fault may have broken a pooled conn: a fresh pool
 
 	// Sqlmock: the golden trace's expectation-bearing steps.
 	expect []gstep
+
+	unavailable []string // fault families left out on this configuration, and why
 
 	broken error        // the clean recording failed: only the clean case runs
 	clean  faults.Trace // warm clean run: what the cases target
@@ -176,7 +185,14 @@ func NewRunner(ctx context.Context, cfg Config, op Operation) (*Runner, error) {
 				r.server = faults.NewServer(cfg.Admin, faults.WithLockDB(r.lockDB))
 			}
 		}
+		if cfg.Connector != nil {
+			r.wire = cfg.Wire
+			if cfg.Admin != nil {
+				r.server = faults.NewServer(cfg.Admin)
+			}
+		}
 		r.base = base
+		r.unavailable = unavailableFaults(cfg, r.wire != nil, r.server != nil, r.lockDB != nil)
 		r.newPool()
 	case Sqlmock:
 		g, err := loadGolden(cfg.Golden, op.Name)
@@ -242,7 +258,7 @@ func (r *Runner) newPool() {
 	r.tracker = leakcheck.NewTracker()
 	r.pool = sql.OpenDB(r.inj.WrapConnector(r.tracker.WrapConnector(r.base)))
 	r.pool.SetMaxIdleConns(1)
-	r.dirty = false
+	r.dirty, r.stale = false, false
 }
 
 // plainDB is the pool Setup and State get: nil on sqlmock.
@@ -287,6 +303,10 @@ func (r *Runner) record(ctx context.Context) error {
 			r.clean, r.cold = trace, nil
 			r.dirty = true
 			return nil
+		}
+		if len(trace) == 0 {
+			return fmt.Errorf("scenarios: %s: record: %w: the clean run recorded no step on the *sql.DB it was given: "+
+				"Run must do its database work through that pool (one it opened itself is not instrumented, so nothing would be tested)", r.op.Name, ErrConfig)
 		}
 		if cold {
 			r.cold = trace
@@ -342,6 +362,8 @@ func (r *Runner) env(ctx context.Context, cold bool, exp []gstep) (caseEnv, erro
 	} else {
 		if r.dirty {
 			r.clearServer(ctx)
+		}
+		if r.dirty || r.stale {
 			r.newPool()
 		}
 		e.inj, e.pool, e.tracker = r.inj, r.pool, r.tracker
@@ -376,6 +398,28 @@ func (r *Runner) clearServer(ctx context.Context) {
 	r.cfg.DB.SetMaxIdleConns(2)
 }
 
+// unavailableFaults says which fault families a Postgres configuration
+// cannot apply, and why.
+func unavailableFaults(cfg Config, wire, server, lock bool) []string {
+	var out []string
+	if !wire {
+		out = append(out, "wire faults (cut, cut-after, ambiguous) left out: Config.Connector without Config.Wire; "+
+			"route the connector's network connections through a faults.Wire (Wire.Install on a pgx config, Wire.WrapConn in another driver's dialer) and set Config.Wire, or give Config.DSN")
+	}
+	if !server {
+		out = append(out, "server faults (terminate, lock, stmt-timeout) left out: no Config.Admin and Config.AppName; "+
+			"give an admin pool and the application_name the operation's connections carry")
+	} else if !lock {
+		out = append(out, "lock and stmt-timeout faults left out: they take their locks on a pool of their own opened from Config.DSN; give Config.DSN")
+	}
+	return out
+}
+
+// Unavailable returns the fault families the runner leaves out on this
+// configuration, one line each with the reason and the fix; empty when
+// every family applies (always on sqlmock, which has no network or server).
+func (r *Runner) Unavailable() []string { return r.unavailable }
+
 // Trace returns the warm clean run's trace, readable (one step a line).
 func (r *Runner) Trace() string { return r.clean.String() }
 
@@ -401,21 +445,21 @@ func (r *Runner) Cases() []Case {
 		return cs
 	}
 	for i, s := range r.clean {
-		for _, f := range r.faultsAt(s.Kind, r.clean[:i], s.SQL) {
+		for _, f := range r.faultsAt(s.Kind, r.clean[:i], s.SQL, placeOf(r.clean, s.Index)) {
 			add(Case{Step: s.Index, StepKind: s.Kind, SQL: s.SQL, Fault: f})
 		}
 	}
 	if len(r.cold) > 0 && r.cold[0].Kind == faults.StepConnect {
-		for _, f := range r.faultsAt(faults.StepConnect, nil, "") {
+		for _, f := range r.faultsAt(faults.StepConnect, nil, "", place{}) {
 			add(Case{Step: 1, StepKind: faults.StepConnect, Fault: f})
 		}
 	}
 	return cs
 }
 
-// faultsAt returns the faults tried at a step of kind k with SQL sql, after
-// the steps earlier.
-func (r *Runner) faultsAt(k faults.StepKind, earlier faults.Trace, sql string) []faults.Fault {
+// faultsAt returns the faults tried at a step of kind k with SQL sql at
+// place p, after the steps earlier.
+func (r *Runner) faultsAt(k faults.StepKind, earlier faults.Trace, sql string, p place) []faults.Fault {
 	if r.cfg.Disconnect {
 		return []faults.Fault{{Kind: faults.KindCancel}}
 	}
@@ -425,8 +469,11 @@ func (r *Runner) faultsAt(k faults.StepKind, earlier faults.Trace, sql string) [
 	var out []faults.Fault
 	for _, f := range faults.Applicable(k, r.cfg.Backend) {
 		switch {
-		case f.Kind.NeedsWire() && r.wire == nil, f.Kind.NeedsServer() && r.server == nil:
-			continue // no mechanism: a Connector given instead of a DSN, or no Admin
+		case f.Kind.NeedsWire() && r.wire == nil, f.Kind.NeedsServer() && r.server == nil,
+			(f.Kind == faults.KindLock || f.Kind == faults.KindStmtTimeout) && r.lockDB == nil:
+			continue // no mechanism: see Unavailable
+		case !faultPossible(f, k, p):
+			continue
 		case (f.Kind == faults.KindLock || f.Kind == faults.KindStmtTimeout) && touchedInTx(earlier, sql):
 			// The other session cannot take its lock on a table the
 			// transaction under test holds a lock on already.
@@ -540,7 +587,11 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	// On sqlmock the expectations are set before the run: the model of a
 	// correct unit of work, from the golden trace.
 	var exp []gstep
-	out := outcomeOf(c, fault, r.op.Retries, r.cfg.Disconnect)
+	var at place
+	if !c.Clean() && !cold {
+		at = placeOf(r.clean, c.Step)
+	}
+	out := outcomeOf(c, fault, at, r.op.Retries, r.cfg.Disconnect)
 	if r.cfg.Backend == Sqlmock {
 		exp = r.expectations(c, fault, out)
 	}
@@ -565,6 +616,10 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	trace := env.inj.Trace()
 	fired := env.inj.Fired()
 	res.Fired = len(fired) > 0
+	if res.Fired && !keepsConnHealthy(fault, c.StepKind) {
+		// the next case starts on a fresh pool, as its replay would
+		r.stale = true
+	}
 	if o.panicked != nil {
 		res.Err = fmt.Errorf("panic: %v", o.panicked)
 	} else {
@@ -602,6 +657,9 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 		// only that the commit rolled back, not what failed.
 		find(InvErrorSurfaced, trace, "got %q; want the injected failure (%s): the code went on after an error in its transaction and committed it",
 			res.Err, firedLine(fired))
+	case out == outEither && res.Fired && res.Err == nil && retriedByDatabaseSQL(fault, c.StepKind, at) && !retriedAfter(trace, fired[0].Step):
+		find(InvErrorSurfaced, trace, "got success (nil error); want the injected failure to reach the caller, or the statement run again on another connection as database/sql does through *sql.DB — the trace shows no retry after %s",
+			firedLine(fired))
 	case (out == outRetried || out == outAbsorbed) && res.Fired && res.Err != nil:
 		find(InvRetried, trace, "got error %v; want success: the fault (%s) is %s", res.Err, firedLine(fired), out)
 	}
@@ -636,6 +694,9 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 			find(InvAllOrNothing, trace, "the state read back is neither the before-state nor the after-state (-before +got):\n%s\n(-after +got):\n%s",
 				diffLines(r.before, got), diffLines(r.after, got))
 		case r.cfg.Disconnect || fault.Kind == faults.KindAmbiguous:
+		case got == r.after && afterStateMayFail(fault, at):
+			// an autocommit write reached the server before the fault: it
+			// is committed, whatever the caller was told
 		case got == r.after && r.before != r.after && res.Err != nil:
 			find(InvAllOrNothing, trace, "the write is in the database (after-state) but the caller was told it failed: %v", res.Err)
 		case got == r.before && r.before != r.after && res.Err == nil:
@@ -661,8 +722,10 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 		}
 	}
 
-	// sqlmock: the generated expectations were met.
-	if env.mock != nil {
+	// sqlmock: the generated expectations were met (those of a retry by
+	// database/sql, which a *sql.Conn does not make: then only up to the
+	// fault).
+	if env.mock != nil && !(out == outEither && res.Err != nil) {
 		if err := env.mock.mock.ExpectationsWereMet(); err != nil {
 			find(InvExpectations, trace, "%v\nthe expectations generated from the golden trace (%s):\n%s", err, out, describeExpectations(exp))
 		}
@@ -709,7 +772,7 @@ func (r *Runner) run(ctx context.Context, env caseEnv, fx Fixture) (runOutcome, 
 }
 
 // outcomeOf says what a correct operation does with the case's fault.
-func outcomeOf(c Case, f faults.Fault, retries func(error) bool, disconnect bool) outcome {
+func outcomeOf(c Case, f faults.Fault, at place, retries func(error) bool, disconnect bool) outcome {
 	switch {
 	case c.Clean(), f.Kind == faults.KindLatency:
 		return outAbsorbed
@@ -720,6 +783,8 @@ func outcomeOf(c Case, f faults.Fault, retries func(error) bool, disconnect bool
 		return outAbsorbed // database/sql retries on a fresh connection
 	case c.StepKind == faults.StepReset:
 		return outAbsorbed
+	case retriedByDatabaseSQL(f, c.StepKind, at):
+		return outEither // through *sql.DB: retried on another connection; through a *sql.Conn: surfaces
 	case (f.Kind.NeedsWire() || f.Kind.NeedsServer()) && (c.StepKind == faults.StepConnect || c.StepKind == faults.StepBegin):
 		return outEither // pgx may report a dead connection as safe to retry
 	case retries != nil && retries(faultError(f)):
@@ -752,7 +817,7 @@ func connBreaks(f faults.Fault) bool {
 
 // expectations returns a sqlmock case's expectations.
 func (r *Runner) expectations(c Case, f faults.Fault, out outcome) []gstep {
-	if c.Clean() {
+	if c.Clean() || (out == outEither && f.Kind == faults.KindBadConn) {
 		return r.expect
 	}
 	k := 0
@@ -873,6 +938,9 @@ func RunTests(t *testing.T, cfg Config, ops ...Operation) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = r.Close() })
+			for _, u := range r.Unavailable() {
+				t.Log(u)
+			}
 			if cfg.Replay == nil {
 				r.cfg.Replay = func(c Case) string { return goTestCommand(t.Name() + "/" + strings.TrimPrefix(c.Name(), op.Name+"/")) }
 			}

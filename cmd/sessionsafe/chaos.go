@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sessionsafe/sessionsafe/internal/chaos"
+	"github.com/sessionsafe/sessionsafe/internal/redact"
 	"github.com/sessionsafe/sessionsafe/internal/report"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 	"github.com/sessionsafe/sessionsafe/scenarios"
@@ -106,7 +107,7 @@ func chaosCommand(ctx context.Context, name string, o *options, e *env) int {
 			}
 			if ctx.Err() == nil {
 				rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", backend, err))
-				fmt.Fprintf(e.stderr, "sessionsafe %s: %s: %s\n", name, backend, report.RedactText(oneLine(err.Error())))
+				fmt.Fprintf(e.stderr, "sessionsafe %s: %s: %s\n", name, backend, redact.Text(oneLine(err.Error())))
 			}
 		}
 	}

@@ -51,10 +51,10 @@ type MockResult struct {
 // fields used: Seed, Workers, Ops, Duration, Counters. Every finding is reported with its
 // matrix case, which replays it alone.
 func RunMock(ctx context.Context, cfg Config, ops []scenarios.Operation, golden fs.FS, replay func(scenarios.Case) string) (*MockResult, error) {
-	cfg.defaults()
-	if cfg.Workers < 1 || (cfg.Ops == 0 && cfg.Duration == 0) {
-		return nil, fmt.Errorf("%w: workers %d, ops %d, duration %s", ErrConfig, cfg.Workers, cfg.Ops, cfg.Duration)
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
+	cfg.defaults()
 	type runnerCases struct {
 		r     *scenarios.Runner
 		cases []scenarios.Case

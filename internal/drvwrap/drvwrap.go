@@ -1,5 +1,7 @@
 package drvwrap
 
+//lint:file-ignore SA1019 a wrapping driver must keep the deprecated driver interfaces (Begin, Execer, Queryer, ColumnConverter, Stmt.Exec/Query) of the driver it wraps: database/sql still uses them when a driver has no context-aware form.
+
 import (
 	"context"
 	"database/sql/driver"
@@ -141,6 +143,23 @@ func (h *Hooks) after(ctx context.Context, c *Call, err error) error {
 // hook that already closed the driver's value itself. For other ops it is an
 // error like any other.
 var ErrHandled = errors.New("drvwrap: call handled by the hook")
+
+// EndTx, returned by Before for a commit or rollback, answers database/sql
+// with Err, yet still ends the driver's own transaction — with the driver's
+// Rollback when Rollback is set, else with the call itself — so that the
+// driver runs its cleanup (a helper goroutine it started for the
+// transaction, say) as it would after a real failure. The driver's answer is
+// dropped; After is not called.
+type EndTx struct {
+	Err      error
+	Rollback bool
+}
+
+// Error returns Err's text.
+func (e *EndTx) Error() string { return e.Err.Error() }
+
+// Unwrap returns Err.
+func (e *EndTx) Unwrap() error { return e.Err }
 
 // shared is the state one WrapConnector/WrapDriver call shares between its conns.
 type shared struct {
@@ -580,6 +599,14 @@ func (t *tx) end(op Op, f func() error) error {
 	}
 	call := &Call{Op: op, ConnID: t.c.id, Conn: t.c.inner}
 	if err := h.before(t.ctx, call); err != nil {
+		var end *EndTx
+		if errors.As(err, &end) {
+			if end.Rollback {
+				f = t.inner.Rollback
+			}
+			_ = f()
+			return end.Err
+		}
 		return err
 	}
 	return h.after(t.ctx, call, f())

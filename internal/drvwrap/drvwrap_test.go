@@ -1,5 +1,7 @@
 package drvwrap_test
 
+//lint:file-ignore SA1019 the tests check that the deprecated driver interfaces the wrapper preserves are still there.
+
 import (
 	"context"
 	"database/sql"

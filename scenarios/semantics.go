@@ -1,0 +1,180 @@
+package scenarios
+
+import (
+	"regexp"
+	"strings"
+
+	"github.com/sessionsafe/sessionsafe/faults"
+)
+
+// The outcome model: what correct code does with each fault at each step, as
+// database/sql, the drivers and Postgres behave. Every rule the runner
+// applies to judge a case is here, each with the behaviour it follows.
+//
+//  1. database/sql retries a call that returned driver.ErrBadConn on another
+//     connection (sql.go: DB.retry, up to two cached or new connections,
+//     then a new one) for the calls made through *sql.DB or a *sql.Stmt:
+//     connect, session reset, ping, begin, prepare, and an exec or query
+//     outside a transaction. A *sql.Tx and a *sql.Conn never retry. Drivers
+//     answer driver.ErrBadConn for a conn they find dead before sending
+//     anything, so a cut or a terminated backend counts too. A badconn,
+//     cut or terminate at an exec, query or prepare outside a transaction may
+//     therefore surface (through a *sql.Conn) or be retried (through the
+//     pool): either is correct, and success is believed only when the trace
+//     shows the statement run again after the fault (retriedAfter).
+//  2. A statement outside an explicit transaction that may write (not a
+//     plain SELECT, SHOW, VALUES or TABLE) is committed by the server as soon
+//     as it has run. Once its request reached the server — any fault at a
+//     later step, a fault at its own rows, or a cut-after at its own step —
+//     the write is there whatever the caller is told: the after-state with
+//     an error is the truth, not a finding (place.wrote).
+//  3. A server error that a statement cannot raise after it ran is not
+//     injected there: no SQLSTATE but the connection-ending ones (57P01,
+//     53300, 08xxx) at the rows of an autocommit write, whose server side
+//     has committed already (faultPossible).
+//  4. A fault either leaves the connection as a correct caller leaves it —
+//     back in the pool, idle, usable — or may break it (killed, closed by
+//     the driver, cancelled mid-call, cut). After a case whose fault may have
+//     broken a connection the runner opens a fresh pool, so that no case
+//     depends on what an earlier case left behind and every replay command
+//     reproduces its verdict alone (keepsConnHealthy).
+
+// place is where a step of a clean trace sits.
+type place struct {
+	inTx bool // the step's connection is inside a transaction
+	// wrote: an autocommit statement that may write reached the server
+	// before this step (or this step is one of its rows): its write is
+	// committed.
+	wrote bool
+	// write: the step is itself an autocommit statement that may write.
+	write bool
+}
+
+// placeOf returns where step number step of trace sits.
+func placeOf(trace faults.Trace, step int) place {
+	var p place
+	inTx := map[uint64]bool{}
+	openWrite := map[uint64]bool{} // conn -> its open rows belong to an autocommit write
+	for _, s := range trace {
+		if s.Index == step {
+			p.inTx = inTx[s.Conn]
+			switch s.Kind {
+			case faults.StepExec, faults.StepQuery:
+				p.write = !p.inTx && mayWrite(s.SQL)
+			case faults.StepNext, faults.StepRowsClose:
+				p.wrote = p.wrote || openWrite[s.Conn]
+			}
+			return p
+		}
+		switch s.Kind {
+		case faults.StepBegin:
+			inTx[s.Conn] = s.Err == nil
+		case faults.StepCommit, faults.StepRollback, faults.StepClose:
+			inTx[s.Conn] = false
+		case faults.StepExec, faults.StepQuery:
+			if !inTx[s.Conn] && mayWrite(s.SQL) && s.Err == nil {
+				p.wrote = true
+				if s.Kind == faults.StepQuery {
+					openWrite[s.Conn] = true
+				}
+			}
+		case faults.StepRowsClose:
+			delete(openWrite, s.Conn)
+		}
+	}
+	return p
+}
+
+var readOnlySQL = regexp.MustCompile(`(?is)^\s*(?:select|show|values|table|explain)\b`)
+var withWrites = regexp.MustCompile(`(?is)^\s*with\b.*\b(?:insert|update|delete|merge)\b`)
+
+// mayWrite reports whether sql may change the database: anything but a plain
+// read (a SELECT ... FOR UPDATE locks but writes nothing; a WITH counts when
+// it holds a data-modifying statement).
+func mayWrite(sql string) bool {
+	if strings.TrimSpace(sql) == "" {
+		return false
+	}
+	if withWrites.MatchString(sql) {
+		return true
+	}
+	if strings.HasPrefix(strings.ToLower(strings.TrimSpace(sql)), "with") {
+		return false
+	}
+	return !readOnlySQL.MatchString(sql)
+}
+
+// faultPossible reports whether production can show fault f at a step of
+// kind k at place p (rule 3).
+func faultPossible(f faults.Fault, k faults.StepKind, p place) bool {
+	if f.Kind == faults.KindPgErr && p.wrote && !p.inTx && (k == faults.StepNext || k == faults.StepRowsClose) {
+		return connEnding(f.Code)
+	}
+	return true
+}
+
+// connEnding reports whether a SQLSTATE ends the session (the server's
+// administrator command, too many connections, a connection failure).
+func connEnding(code string) bool {
+	return code == faults.CodeAdminShutdown || code == faults.CodeTooManyConnections || strings.HasPrefix(code, "08")
+}
+
+// afterStateMayFail reports whether the after-state may come with an error
+// for fault f at a step at place p (rule 2).
+func afterStateMayFail(f faults.Fault, p place) bool {
+	if p.inTx {
+		return false
+	}
+	return p.wrote || (p.write && f.Kind == faults.KindCutAfter)
+}
+
+// retriedByDatabaseSQL reports whether database/sql may retry fault f at a
+// step of kind k at place p on another connection (rule 1), for the steps
+// other than connect, reset, begin and ping (which it always retries).
+func retriedByDatabaseSQL(f faults.Fault, k faults.StepKind, p place) bool {
+	switch {
+	case p.inTx:
+		return false
+	case f.Kind == faults.KindBadConn:
+	case f.Kind == faults.KindCut || f.Kind == faults.KindTerminate:
+		// the driver finds the conn dead before it sent anything and says
+		// so with driver.ErrBadConn (pgx: pgconn.SafeToRetry; lib/pq: a
+		// write that sent nothing), or finds out later and returns its error
+	default:
+		return false
+	}
+	return k == faults.StepExec || k == faults.StepQuery || k == faults.StepPrepare
+}
+
+// retriedAfter reports whether trace runs the faulted step's statement again
+// after the fault (database/sql's retry on another connection).
+func retriedAfter(trace faults.Trace, fired faults.Step) bool {
+	for _, s := range trace {
+		if s.Index > fired.Index && s.Kind == fired.Kind && s.SQL == fired.SQL && s.Fault == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// keepsConnHealthy reports whether a correct caller's connection is back in
+// the pool, usable, after fault f fired at a step of kind k (rule 4): an
+// error the server would send on a live session, or a delay, at a statement.
+// Everything else — a commit or rollback that failed (the injector closes
+// the conn, as pgx does), badconn, a session-ending SQLSTATE, a cancel (lib/pq
+// closes a conn whose context ended mid-call), the wire and server kinds, a
+// panic — may leave a conn the next case would trip over.
+func keepsConnHealthy(f faults.Fault, k faults.StepKind) bool {
+	switch f.Kind {
+	case faults.KindLatency:
+		return true
+	case faults.KindError:
+	case faults.KindPgErr:
+		if connEnding(f.Code) {
+			return false
+		}
+	default:
+		return false
+	}
+	return k != faults.StepCommit && k != faults.StepRollback && k != faults.StepConnect
+}
