@@ -18,92 +18,21 @@ import (
 // to still fail, so that this list can only shrink: a fix of the runner
 // empties it.
 var knownFalseAlarms = map[string]string{
-	"pgx/CreateAccount/step-2-query/badconn":               causeBadConnRetry,
-	"pgx/CreateAccount/step-2-query/cut-after":             causeAutocommitCommitted,
-	"pgx/CreateAccount/step-3-next/error":                  causeAutocommitCommitted,
-	"pgx/CreateAccount/step-3-next/pgerr=57014":            causeAutocommitCommitted,
-	"pgx/CreateAccount/step-3-next/pgerr=57P01":            causeAutocommitCommitted,
-	"pgx/CreateAccount/step-3-next/pgerr=08006":            causeAutocommitCommitted,
-	"pgx/CreateAccount/step-3-next/cancel":                 causeAutocommitCommitted,
-	"pgx/CreateAccount/step-3-next/panic":                  causeAutocommitCommitted,
-	"pgx/CreateAccount/step-4-rows-close/error":            causeAutocommitCommitted,
-	"pgx/GetAccount/step-2-query/badconn":                  causeBadConnRetry,
-	"pgx/ListAccounts/step-2-query/badconn":                causeBadConnRetry,
-	"pgx/ListAccounts/step-8-query/badconn":                causeBadConnRetry,
 	"pgx/TransferInsufficient/step-9-rollback/error":       causeRefusedRollback,
 	"pgx/TransferInsufficient/step-9-rollback/pgerr=57P01": causeRefusedRollback,
 	"pgx/TransferInsufficient/step-9-rollback/pgerr=08006": causeRefusedRollback,
 	"pgx/TransferInsufficient/step-9-rollback/badconn":     causeRefusedRollback,
 	"pgx/TransferInsufficient/step-9-rollback/cut":         causeRefusedRollback,
 	"pgx/TransferInsufficient/step-9-rollback/terminate":   causeRefusedRollback,
-	"pq/CreateAccount/step-2-query/badconn":                causeBadConnRetry,
-	"pq/CreateAccount/step-3-next/error":                   causeAutocommitCommitted,
-	"pq/CreateAccount/step-3-next/pgerr=57014":             causeAutocommitCommitted,
-	"pq/CreateAccount/step-3-next/pgerr=57P01":             causeAutocommitCommitted,
-	"pq/CreateAccount/step-3-next/pgerr=08006":             causeAutocommitCommitted,
-	"pq/CreateAccount/step-3-next/cancel":                  causeAutocommitCommitted,
-	"pq/CreateAccount/step-3-next/panic":                   causeAutocommitCommitted,
-	"pq/CreateAccount/step-4-rows-close/error":             causeAutocommitCommitted,
-	"pq/GetAccount/step-2-query/badconn":                   causeBadConnRetry,
-	"pq/ListAccounts/step-2-query/badconn":                 causeBadConnRetry,
-	"pq/ListAccounts/step-9-query/badconn":                 causeBadConnRetry,
-	"pq/Transfer/step-3-query/pgerr=57P01":                 causePqWatchCancel,
-	"pq/Transfer/step-3-query/pgerr=08006":                 causePqWatchCancel,
-	"pq/Transfer/step-3-query/badconn":                     causePqWatchCancel,
-	"pq/Transfer/step-4-next/pgerr=57P01":                  causePqWatchCancel,
-	"pq/Transfer/step-4-next/pgerr=08006":                  causePqWatchCancel,
-	"pq/Transfer/step-6-query/pgerr=57P01":                 causePqWatchCancel,
-	"pq/Transfer/step-6-query/pgerr=08006":                 causePqWatchCancel,
-	"pq/Transfer/step-6-query/badconn":                     causePqWatchCancel,
-	"pq/Transfer/step-7-next/pgerr=57P01":                  causePqWatchCancel,
-	"pq/Transfer/step-7-next/pgerr=08006":                  causePqWatchCancel,
-	"pq/Transfer/step-9-query/pgerr=57P01":                 causePqWatchCancel,
-	"pq/Transfer/step-9-query/pgerr=08006":                 causePqWatchCancel,
-	"pq/Transfer/step-9-query/badconn":                     causePqWatchCancel,
-	"pq/Transfer/step-10-next/pgerr=57P01":                 causePqWatchCancel,
-	"pq/Transfer/step-10-next/pgerr=08006":                 causePqWatchCancel,
-	"pq/Transfer/step-12-commit/error":                     causePqWatchCancel,
-	"pq/Transfer/step-12-commit/pgerr=40001":               causePqWatchCancel,
-	"pq/Transfer/step-12-commit/pgerr=23505":               causePqWatchCancel,
-	"pq/Transfer/step-12-commit/pgerr=57P01":               causePqWatchCancel,
-	"pq/Transfer/step-12-commit/pgerr=08006":               causePqWatchCancel,
-	"pq/Transfer/step-12-commit/badconn":                   causePqWatchCancel,
-	"pq/TransferInsufficient/step-3-query/pgerr=57P01":     causePqWatchCancel,
-	"pq/TransferInsufficient/step-3-query/pgerr=08006":     causePqWatchCancel,
-	"pq/TransferInsufficient/step-3-query/badconn":         causePqWatchCancel,
-	"pq/TransferInsufficient/step-4-next/pgerr=57P01":      causePqWatchCancel,
-	"pq/TransferInsufficient/step-4-next/pgerr=08006":      causePqWatchCancel,
-	"pq/TransferInsufficient/step-6-query/pgerr=57P01":     causePqWatchCancel,
-	"pq/TransferInsufficient/step-6-query/pgerr=08006":     causePqWatchCancel,
-	"pq/TransferInsufficient/step-6-query/badconn":         causePqWatchCancel,
-	"pq/TransferInsufficient/step-7-next/pgerr=57P01":      causePqWatchCancel,
-	"pq/TransferInsufficient/step-7-next/pgerr=08006":      causePqWatchCancel,
 	"pq/TransferInsufficient/step-9-rollback/error":        causeRefusedRollback,
 	"pq/TransferInsufficient/step-9-rollback/pgerr=57P01":  causeRefusedRollback,
 	"pq/TransferInsufficient/step-9-rollback/pgerr=08006":  causeRefusedRollback,
 	"pq/TransferInsufficient/step-9-rollback/badconn":      causeRefusedRollback,
+	"pq/TransferInsufficient/step-9-rollback/terminate":    causeRefusedRollback,
 }
 
 // The causes of the known false alarms.
 const (
-	// causeBadConnRetry: a query outside a transaction fails with
-	// driver.ErrBadConn before anything reached the server, and
-	// database/sql itself retries it on a fresh connection, as it must; the
-	// runner wants the error to reach the caller.
-	causeBadConnRetry = "database/sql retries an autocommit query that failed with driver.ErrBadConn on a fresh connection; the runner wants the error"
-	// causeAutocommitCommitted: the fault hits the result of an autocommit
-	// INSERT ... RETURNING (its rows, their close, or the connection cut after
-	// the request): the server had committed it already, so the caller
-	// rightly gets an error while the row exists. Only a commit step is an
-	// ambiguous outcome to the runner.
-	causeAutocommitCommitted = "the fault reaches an autocommit INSERT's result after the server committed it; the runner counts only a commit step as ambiguous"
-	// causePqWatchCancel: lib/pq ends the goroutine watching a transaction's
-	// context (watchCancel) only in its own Commit or Rollback. The injector
-	// replaces a faulted commit by the fault, and after a fatal fault it
-	// answers the rollback with driver.ErrBadConn without calling lib/pq;
-	// it closes the connection either way, so the goroutine waits for the
-	// case's context, which the runner cancels after its goroutine check.
-	causePqWatchCancel = "lib/pq's watchCancel goroutine of a transaction whose Commit or Rollback the injector never passed to lib/pq outlives the goroutine check"
 	// causeRefusedRollback: the fault hits the deferred rollback of a
 	// transfer already refused for insufficient funds. The refusal reaches
 	// the caller; the deferred rollback's error is ignored, as in every
