@@ -1,13 +1,18 @@
 package bank
 
 import (
+	"context"
+	"fmt"
+	"net"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lib/pq"
 
+	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 	"github.com/sessionsafe/sessionsafe/scenarios"
 )
@@ -28,6 +33,7 @@ var knownFalseAlarms = map[string]string{
 	"pq/TransferInsufficient/step-9-rollback/pgerr=57P01":  causeRefusedRollback,
 	"pq/TransferInsufficient/step-9-rollback/pgerr=08006":  causeRefusedRollback,
 	"pq/TransferInsufficient/step-9-rollback/badconn":      causeRefusedRollback,
+	"pq/TransferInsufficient/step-9-rollback/cut":          causeRefusedRollback,
 	"pq/TransferInsufficient/step-9-rollback/terminate":    causeRefusedRollback,
 }
 
@@ -46,8 +52,9 @@ var drivers = []string{"pgx", "pq"}
 
 // pgConfig returns a matrix configuration on a fresh migrated database,
 // whose instrumented pools open through driver: "pgx" (pgx stdlib, from the
-// DSN: every fault kind) or "pq" (lib/pq, through a Connector: no wire or
-// server faults, which need the DSN).
+// DSN: every fault kind) or "pq" (lib/pq, through a Connector dialing
+// through a faults.Wire: every kind but lock and stmt-timeout, whose
+// locks the runner takes on a pool it opens from a DSN).
 func pgConfig(t *testing.T, driver string) scenarios.Config {
 	t.Helper()
 	db := pgtest.New(t, pgtest.WithMigration("bank-v1", Migrate))
@@ -60,11 +67,39 @@ func pgConfig(t *testing.T, driver string) scenarios.Config {
 		if err != nil {
 			t.Fatalf("lib/pq connector for %s: %v", db.DSN, err)
 		}
+		cfg.Wire = faults.NewWire()
+		c.Dialer(wireDialer{cfg.Wire})
 		cfg.Connector = c
 	default:
 		t.Fatalf("driver %q: want pgx or pq", driver)
 	}
 	return cfg
+}
+
+// wireDialer dials lib/pq's connections through a faults.Wire, so that the
+// wire faults (cut, cut-after, ambiguous) apply to them.
+type wireDialer struct{ wire *faults.Wire }
+
+// Dial dials address and wraps the connection.
+func (d wireDialer) Dial(network, address string) (net.Conn, error) {
+	return d.DialContext(context.Background(), network, address)
+}
+
+// DialTimeout dials address within timeout and wraps the connection.
+func (d wireDialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return d.DialContext(ctx, network, address)
+}
+
+// DialContext dials address and wraps the connection.
+func (d wireDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	var nd net.Dialer
+	c, err := nd.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s through the fault wire: %w", address, err)
+	}
+	return d.wire.WrapConn(c), nil
 }
 
 // knownFalseAlarm returns why the case c, run through driver, is a known
