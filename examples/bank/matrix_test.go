@@ -1,14 +1,10 @@
 package bank
 
 import (
-	"context"
-	"fmt"
-	"net"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/lib/pq"
 
@@ -68,38 +64,12 @@ func pgConfig(t *testing.T, driver string) scenarios.Config {
 			t.Fatalf("lib/pq connector for %s: %v", db.DSN, err)
 		}
 		cfg.Wire = faults.NewWire()
-		c.Dialer(wireDialer{cfg.Wire})
+		c.Dialer(cfg.Wire.Dialer())
 		cfg.Connector = c
 	default:
 		t.Fatalf("driver %q: want pgx or pq", driver)
 	}
 	return cfg
-}
-
-// wireDialer dials lib/pq's connections through a faults.Wire, so that the
-// wire faults (cut, cut-after, ambiguous) apply to them.
-type wireDialer struct{ wire *faults.Wire }
-
-// Dial dials address and wraps the connection.
-func (d wireDialer) Dial(network, address string) (net.Conn, error) {
-	return d.DialContext(context.Background(), network, address)
-}
-
-// DialTimeout dials address within timeout and wraps the connection.
-func (d wireDialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	return d.DialContext(ctx, network, address)
-}
-
-// DialContext dials address and wraps the connection.
-func (d wireDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
-	var nd net.Dialer
-	c, err := nd.DialContext(ctx, network, address)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s through the fault wire: %w", address, err)
-	}
-	return d.wire.WrapConn(c), nil
 }
 
 // knownFalseAlarm returns why the case c, run through driver, is a known
