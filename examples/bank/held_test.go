@@ -24,7 +24,7 @@ func (a trackedAudit) TransferCommitted(ctx context.Context, _ Transfer) error {
 }
 
 // TestNotifierOutsideTransaction checks, with leakcheck's Tracker directly
-// (the matrix reports it once the catalog's audit log marks its call with
+// (the matrix reports it too: the catalog's audit log marks its call with
 // scenarios.External), that the Store tells its Notifier after the commit
 // and that the planted notifiesInTx, which tells it inside the transaction,
 // is reported at its own file and line, through both drivers.

@@ -139,9 +139,8 @@ func (s rowsLeftOpen) ListAccounts(ctx context.Context, owner string, p Page) ([
 const plantedAt = "bank/planted_test.go:"
 
 // externalMarked reports whether auditLog marks its call for the runner
-// (scenarios.External); until then a transaction held across it goes
-// unseen.
-const externalMarked = false
+// (scenarios.External), so that a transaction held across it is seen.
+const externalMarked = true
 
 // TestPlantedBugsCaught runs the matrix on each planted store, through both
 // drivers, and requires the cases aimed at the bug to break the invariant
@@ -164,7 +163,7 @@ func TestPlantedBugsCaught(t *testing.T) {
 		{"rows-left-open", func(db *sql.DB, n Notifier) accounts { return rowsLeftOpen{NewStore(db, n)} },
 			opListAccounts, `^step-0-clean/clean$`, scenarios.InvPool, true, false},
 		{"notifies-in-tx", func(db *sql.DB, n Notifier) accounts { return notifiesInTx{NewStore(db, n)} },
-			opTransfer, `^step-0-clean/clean$`, scenarios.InvServer, true, true},
+			opTransfer, `^step-0-clean/clean$`, scenarios.InvLongTx, true, true},
 		{"swallowed-error", func(db *sql.DB, n Notifier) accounts { return swallowedError{NewStore(db, n)} },
 			opTransfer, `query/error$`, scenarios.InvErrorSurfaced, false, false},
 		{"swallowed-error/all-or-nothing", func(db *sql.DB, n Notifier) accounts { return swallowedError{NewStore(db, n)} },
