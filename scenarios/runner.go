@@ -783,6 +783,8 @@ func outcomeOf(c Case, f faults.Fault, at place, retries func(error) bool, disco
 		return outAbsorbed // database/sql retries on a fresh connection
 	case c.StepKind == faults.StepReset:
 		return outAbsorbed
+	case rollbackMayBeSilent(c.StepKind):
+		return outEither // the caller hears of the unit's own failure, not necessarily of the rollback's
 	case retriedByDatabaseSQL(f, c.StepKind, at):
 		return outEither // through *sql.DB: retried on another connection; through a *sql.Conn: surfaces
 	case (f.Kind.NeedsWire() || f.Kind.NeedsServer()) && (c.StepKind == faults.StepConnect || c.StepKind == faults.StepBegin):
