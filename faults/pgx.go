@@ -60,7 +60,9 @@ import (
 //   - latency: the request waits Fault.Delay before it is sent;
 //   - cancel: the context from Context is cancelled and the request is held
 //     back until pgx gives up on it (pgx sets a deadline on the connection
-//     when its context ends), so it never reaches the server.
+//     when its context ends), so it never reaches the server; a request pgx
+//     does not give up on within 200ms (a connect, which pgxpool makes under
+//     its own context) is then sent.
 //
 // The driver-level kinds (error, badconn, panic) and the lock and
 // stmt-timeout kinds have no meaning on the wire: Arm rejects a plan that
@@ -579,14 +581,14 @@ func (c *pgxConn) apply(st Step, f Fault, req []byte) error {
 		if cancel := c.inj.cancelFunc(); cancel != nil {
 			cancel()
 		}
-		// hold the request until pgx, seeing its context end, sets a
-		// deadline on the connection (bounded, in case it does not)
-		err := c.wait(5 * time.Second)
-		c.cutNow()
-		if err == nil {
-			err = context.Canceled
+		// Hold the request until pgx, seeing its context end, sets a
+		// deadline on the connection. A request made under another context
+		// (pgxpool connects under the pool's own) goes on after a short
+		// wait: the caller was cancelled, the request was not.
+		if err := c.wait(cancelHold); err != nil {
+			c.cutNow()
+			return fmt.Errorf("faults: pgx injector: step %d (%s): cancel: %w", st.Index, st.Kind, err)
 		}
-		return fmt.Errorf("faults: pgx injector: step %d (%s): cancel: %w", st.Index, st.Kind, err)
 	}
 	_, err := c.Conn.Write(req)
 	return err
@@ -640,6 +642,10 @@ func (c *pgxConn) wait(d time.Duration) error {
 		}
 	}
 }
+
+// cancelHold bounds how long a cancel fault holds a request for pgx to give
+// up on it.
+const cancelHold = 200 * time.Millisecond
 
 // errDeadline is what a held write returns when pgx's deadline passes; it
 // wraps os.ErrDeadlineExceeded, a timeout that pgconn reports as the

@@ -25,7 +25,7 @@ func Find(ctx context.Context, opts ...Option) error {
 	if err != nil {
 		return err
 	}
-	if len(c.dbs) == 0 && len(c.acquired) == 0 && !c.server && len(c.sessions) == 0 && !c.goroutines && len(c.scopes) == 0 && c.tracker == nil {
+	if len(c.dbs) == 0 && len(c.acquired) == 0 && !c.server && len(c.sessions) == 0 && !c.goroutines && len(c.scopes) == 0 && c.tracker == nil && len(c.pgxTrackers) == 0 {
 		return fmt.Errorf("%w: Find with no check enabled (use WithDB, WithServer, WithSession, WithGoroutines or WithTracker)", ErrOption)
 	}
 	if c.longTx > 0 && c.tracker == nil && !c.server {
@@ -81,6 +81,9 @@ func (c *config) run(ctx context.Context) error {
 			}
 		}
 		add(c.tracker.findings(c.longTx), nil)
+	}
+	for _, t := range c.pgxTrackers {
+		add(t.findings(), nil)
 	}
 	for _, s := range c.scopes {
 		add(checkScope(ctx, s, deadline), nil)

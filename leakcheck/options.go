@@ -24,8 +24,9 @@ type optionFunc func(*config)
 func (f optionFunc) apply(c *config) { f(c) }
 
 type acquiredSource struct {
-	name string
-	fn   func() int
+	name   string
+	fn     func() int
+	detail func() string // where the held connections were acquired; nil: from the Tracker
 }
 
 type sessionCheck struct {
@@ -34,19 +35,20 @@ type sessionCheck struct {
 }
 
 type config struct {
-	dbs        []*sql.DB
-	acquired   []acquiredSource
-	admin      *sql.DB
-	appName    string
-	server     bool
-	goroutines bool
-	goleakOpts []goleak.Option
-	scopes     []*Scope
-	tracker    *Tracker
-	sessions   []sessionCheck
-	timeout    time.Duration
-	longTx     time.Duration
-	errs       []error
+	dbs         []*sql.DB
+	acquired    []acquiredSource
+	admin       *sql.DB
+	appName     string
+	server      bool
+	goroutines  bool
+	goleakOpts  []goleak.Option
+	scopes      []*Scope
+	tracker     *Tracker
+	pgxTrackers []*PgxTracker
+	sessions    []sessionCheck
+	timeout     time.Duration
+	longTx      time.Duration
+	errs        []error
 }
 
 // defaults is the one place every default is set.

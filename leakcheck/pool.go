@@ -55,7 +55,10 @@ func checkAcquired(ctx context.Context, a acquiredSource, tr *Tracker, deadline 
 		Check:   CheckPool,
 		Summary: fmt.Sprintf("%s: %s still acquired after %v", a.name, plural(n, "connection"), time.Since(start).Round(time.Millisecond)),
 	}
-	if tr != nil {
+	switch {
+	case a.detail != nil:
+		f.Detail = a.detail()
+	case tr != nil:
 		f.Detail = heldDetail(ctx, tr, nil)
 	}
 	return []Finding{f}, nil

@@ -41,6 +41,11 @@ var skippedPrefixes = []string{
 	"database/sql.",
 	"github.com/sessionsafe/sessionsafe/internal/drvwrap.",
 	"github.com/sessionsafe/sessionsafe/leakcheck.(*Tracker)",
+	"github.com/sessionsafe/sessionsafe/leakcheck.(*PgxTracker)",
+	"github.com/jackc/pgx/v5.",
+	"github.com/jackc/pgx/v5/pgxpool.",
+	"github.com/jackc/pgx/v5/pgconn.",
+	"github.com/jackc/puddle/v2.",
 	"github.com/sessionsafe/sessionsafe/leakcheck.capture",
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"go.uber.org/goleak"
 
@@ -46,6 +47,14 @@ type Operation struct {
 	// ctx carries the case's deadline and is cancelled by a cancel fault:
 	// pass it down.
 	Run func(ctx context.Context, db *sql.DB, fx Fixture) error
+	// RunPgx is the code under test when it talks to pgx directly (a
+	// *pgxpool.Pool, a pgx.Tx, sqlc's pgx DBTX): set exactly one of Run and
+	// RunPgx. pool is the case's instrumented pool (opened from Config.DSN,
+	// its wire recorded and faulted by a faults.PgxInjector); code on a pgx.Tx
+	// or a DBTX begins it, or takes it, from pool. Postgres only: sqlmock
+	// mocks database/sql, which pgx code does not go through. Setup and State
+	// still work on Config.DB.
+	RunPgx func(ctx context.Context, pool *pgxpool.Pool, fx Fixture) error
 	// State reads back, on the plain pool, the state Run touches, normalised
 	// so that two runs on equal fixtures read the same string (no
 	// timestamps, no generated ids). Nil: the operation writes nothing, and
@@ -135,6 +144,9 @@ type Runner struct {
 	dirty   bool // a case left something behind: end the sessions, then a fresh pool
 	stale   bool // a case's fault may have broken a pooled conn: a fresh pool
 
+	// RunPgx: its pool, injector and tracker (scenarios/pgx.go).
+	px *pgxRun
+
 	// Sqlmock: the golden trace's expectation-bearing steps.
 	expect []gstep
 
@@ -160,6 +172,9 @@ func NewRunner(ctx context.Context, cfg Config, op Operation) (*Runner, error) {
 	}
 	if cfg.CheckTimeout <= 0 {
 		cfg.CheckTimeout = 2 * time.Second
+	}
+	if op.RunPgx != nil {
+		return newPgxRunner(ctx, cfg, op) // scenarios/pgx.go
 	}
 	r := &Runner{cfg: cfg, op: op}
 	switch cfg.Backend {
@@ -215,8 +230,11 @@ func checkConfig(cfg Config, op Operation) error {
 	if !nameRE.MatchString(op.Name) {
 		probs = append(probs, fmt.Sprintf("operation name %q: want letters, digits, '-' or '_'", op.Name))
 	}
-	if op.Setup == nil || op.Run == nil {
-		probs = append(probs, "operation needs Setup and Run")
+	if op.Setup == nil || (op.Run == nil) == (op.RunPgx == nil) {
+		probs = append(probs, "operation needs Setup and exactly one of Run and RunPgx")
+	}
+	if op.RunPgx != nil {
+		probs = append(probs, checkPgxConfig(cfg)...)
 	}
 	switch cfg.Backend {
 	case Postgres:
@@ -460,6 +478,9 @@ func (r *Runner) Cases() []Case {
 // faultsAt returns the faults tried at a step of kind k with SQL sql at
 // place p, after the steps earlier.
 func (r *Runner) faultsAt(k faults.StepKind, earlier faults.Trace, sql string, p place) []faults.Fault {
+	if r.px != nil {
+		return r.pgxFaultsAt(k, p)
+	}
 	if r.cfg.Disconnect {
 		return []faults.Fault{{Kind: faults.KindCancel}}
 	}
@@ -521,6 +542,9 @@ func touchedInTx(earlier faults.Trace, sql string) bool {
 
 // Close releases what the runner holds.
 func (r *Runner) Close() error {
+	if r.px != nil {
+		r.closePgxPool()
+	}
 	var errs []error
 	if r.pool != nil {
 		errs = append(errs, r.pool.Close())
@@ -543,6 +567,9 @@ type runOutcome struct {
 // RunCase reruns the operation on fresh state with the case's fault armed and
 // checks every invariant.
 func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
+	if r.px != nil {
+		return r.runPgxCase(ctx, c) // scenarios/pgx.go
+	}
 	start := time.Now()
 	res = Result{Case: c}
 	replay := ""

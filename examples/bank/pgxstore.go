@@ -1,0 +1,140 @@
+package bank
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// DBTX is what the PgxStore's queries run on: a *pgxpool.Pool, a pgx.Tx or
+// a *pgx.Conn, as sqlc generates it for pgx.
+type DBTX interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// PgxStore is Store on pgx directly: the same operations over a
+// *pgxpool.Pool, its transactions pgx.Tx. It is safe for concurrent use.
+type PgxStore struct {
+	pool     *pgxpool.Pool
+	notifier Notifier
+	log      *slog.Logger
+}
+
+// NewPgxStore returns a PgxStore over pool. notifier, if not nil, is told of
+// each committed transfer; its failures are logged, since the transfer
+// stands.
+func NewPgxStore(pool *pgxpool.Pool, notifier Notifier) *PgxStore {
+	return &PgxStore{pool: pool, notifier: notifier, log: slog.Default()}
+}
+
+// execTx runs fn in a transaction and commits it; pgx.BeginFunc rolls back
+// on an error or a panic in fn.
+func (s *PgxStore) execTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, s.pool, fn)
+}
+
+// CreateAccount opens an account for owner with an opening balance (one
+// autocommit statement).
+func (s *PgxStore) CreateAccount(ctx context.Context, owner string, balance int64) (Account, error) {
+	a := Account{Owner: owner, Balance: balance}
+	err := s.pool.QueryRow(ctx,
+		`INSERT INTO accounts (owner, balance) VALUES ($1, $2) RETURNING id`, owner, balance).Scan(&a.ID)
+	if err != nil {
+		return Account{}, fmt.Errorf("bank: create account for %q: %w", owner, err)
+	}
+	return a, nil
+}
+
+// GetAccount returns the account id, or ErrAccountNotFound.
+func (s *PgxStore) GetAccount(ctx context.Context, id int64) (Account, error) {
+	var a Account
+	err := s.pool.QueryRow(ctx,
+		`SELECT id, owner, balance FROM accounts WHERE id = $1`, id).Scan(&a.ID, &a.Owner, &a.Balance)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Account{}, fmt.Errorf("bank: get account %d: %w", id, ErrAccountNotFound)
+	}
+	if err != nil {
+		return Account{}, fmt.Errorf("bank: get account %d: %w", id, err)
+	}
+	return a, nil
+}
+
+// ListAccounts returns a page of owner's accounts in id order.
+func (s *PgxStore) ListAccounts(ctx context.Context, owner string, p Page) ([]Account, error) {
+	rows, err := s.pool.Query(ctx,
+		`SELECT id, owner, balance FROM accounts WHERE owner = $1 AND id > $2 ORDER BY id LIMIT $3`,
+		owner, p.AfterID, p.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("bank: list accounts of %q: %w", owner, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Account, error) {
+		var a Account
+		err := r.Scan(&a.ID, &a.Owner, &a.Balance)
+		return a, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bank: list accounts of %q: %w", owner, err)
+	}
+	return out, nil
+}
+
+// Transfer moves amount cents from one account to another in one
+// transaction, as Store.Transfer does.
+func (s *PgxStore) Transfer(ctx context.Context, from, to, amount int64) (Transfer, error) {
+	if amount <= 0 || from == to {
+		return Transfer{}, fmt.Errorf("bank: transfer %d from %d to %d: %w", amount, from, to, ErrInvalidTransfer)
+	}
+	t := Transfer{From: from, To: to, Amount: amount}
+	err := s.execTx(ctx, func(tx pgx.Tx) error {
+		if err := moveMoneyPgx(ctx, tx, from, to, amount); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx,
+			`INSERT INTO transfers (from_account, to_account, amount) VALUES ($1, $2, $3) RETURNING id`,
+			from, to, amount).Scan(&t.ID)
+	})
+	if err != nil {
+		return Transfer{}, fmt.Errorf("bank: transfer %d from %d to %d: %w", amount, from, to, err)
+	}
+	if s.notifier != nil {
+		if err := s.notifier.TransferCommitted(ctx, t); err != nil {
+			s.log.ErrorContext(ctx, "bank: notify transfer", "transfer", t.ID, "err", err)
+		}
+	}
+	return t, nil
+}
+
+// moveMoneyPgx is moveMoney on a DBTX: both balances, the lower account id
+// first.
+func moveMoneyPgx(ctx context.Context, q DBTX, from, to, amount int64) error {
+	first, second := from, to
+	if second < first {
+		first, second = second, first
+	}
+	for _, id := range []int64{first, second} {
+		delta := amount
+		if id == from {
+			delta = -amount
+		}
+		var balance int64
+		err := q.QueryRow(ctx,
+			`UPDATE accounts SET balance = balance + $2 WHERE id = $1 RETURNING balance`, id, delta).Scan(&balance)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("account %d: %w", id, ErrAccountNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("update account %d: %w", id, err)
+		}
+		if balance < 0 {
+			return &InsufficientFundsError{Account: id, Balance: balance + amount, Amount: amount}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,379 @@
+package scenarios
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
+
+	"github.com/sessionsafe/sessionsafe/faults"
+	"github.com/sessionsafe/sessionsafe/leakcheck"
+)
+
+// pgxRun is the pgx side of a Runner whose operation sets RunPgx: the
+// pool configuration every case's pool is opened from, the injector on its
+// wire, and the pool of the case under way.
+type pgxRun struct {
+	base    *pgxpool.Config
+	inj     *faults.PgxInjector
+	tracker *leakcheck.PgxTracker
+	pool    *pgxpool.Pool
+}
+
+// pgxPoolCloseWait bounds how long the runner waits for a case's pool to
+// close: pgxpool.Pool.Close waits for every acquired connection, forever for
+// one the code under test leaked.
+const pgxPoolCloseWait = 2 * time.Second
+
+// newPgxRunner is NewRunner for an operation with RunPgx (cfg checked).
+func newPgxRunner(ctx context.Context, cfg Config, op Operation) (*Runner, error) {
+	pc, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("scenarios: new runner for %s: parse DSN: %w", op.Name, err)
+	}
+	// The pool pings a connection idle for over a second before handing it
+	// out: a step the recording may have and a case not. Never ping.
+	pc.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
+	pc.MinConns, pc.MinIdleConns = 0, 0
+	px := &pgxRun{base: pc, inj: faults.NewPgxInjector()}
+	px.inj.Install(&pc.ConnConfig.Config)
+	r := &Runner{cfg: cfg, op: op, px: px}
+	if cfg.Admin == nil {
+		r.unavailable = append(r.unavailable, "server check left out: no Config.Admin and Config.AppName")
+	}
+	if err := r.recordPgx(ctx); err != nil {
+		_ = r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// openPgxPool opens a fresh pool for one run: each run starts, as the
+// recording did, by connecting and preparing its statements (pgx caches
+// them per connection, so a warm pool would change the trace).
+func (r *Runner) openPgxPool(ctx context.Context) error {
+	px := r.px
+	r.closePgxPool()
+	if r.dirty {
+		r.clearServer(ctx)
+		r.dirty = false
+	}
+	c := px.base.Copy()
+	px.tracker = leakcheck.NewPgxTracker()
+	px.tracker.Install(c)
+	pool, err := pgxpool.NewWithConfig(ctx, c)
+	if err != nil {
+		return fmt.Errorf("open pgx pool: %w", err)
+	}
+	px.pool = pool
+	px.inj.Reset()
+	return nil
+}
+
+// closePgxPool closes the case's pool, waiting pgxPoolCloseWait at most: a
+// pool with a leaked connection never closes, and is left behind (its
+// Close still waiting).
+func (r *Runner) closePgxPool() {
+	pool := r.px.pool
+	if pool == nil {
+		return
+	}
+	r.px.pool = nil
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pool.Close()
+	}()
+	t := time.NewTimer(pgxPoolCloseWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+}
+
+// recordPgx runs the operation once with no fault on a fresh pool.
+func (r *Runner) recordPgx(ctx context.Context) error {
+	fx, err := r.op.Setup(ctx, r.cfg.DB)
+	if err != nil {
+		return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
+	}
+	if r.op.State != nil {
+		if r.before, err = r.op.State(ctx, r.cfg.DB, fx); err != nil {
+			return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
+		}
+	}
+	if err := r.openPgxPool(ctx); err != nil {
+		return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
+	}
+	rctx, cancel := r.px.inj.Context(withPgxTracker(ctx, r.px.tracker))
+	err = r.op.RunPgx(rctx, r.px.pool, fx)
+	cancel()
+	trace := r.px.inj.Trace()
+	r.closePgxPool()
+	if err != nil {
+		r.broken, r.clean, r.dirty = err, trace, true
+		return nil
+	}
+	if len(trace) == 0 {
+		return fmt.Errorf("scenarios: %s: record: %w: the clean run recorded no step on the *pgxpool.Pool it was given: "+
+			"RunPgx must do its database work through that pool", r.op.Name, ErrConfig)
+	}
+	r.clean = trace
+	if r.op.State != nil {
+		if r.after, err = r.op.State(ctx, r.cfg.DB, fx); err != nil {
+			return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
+		}
+		if r.after == r.before {
+			return fmt.Errorf("scenarios: %s: %w: the state read back did not change (State must show what RunPgx writes):\n%s",
+				r.op.Name, ErrConfig, r.after)
+		}
+	}
+	return nil
+}
+
+// pgxFaultsAt returns the faults tried at a step of a pgx operation.
+func (r *Runner) pgxFaultsAt(k faults.StepKind, p place) []faults.Fault {
+	if r.cfg.Disconnect {
+		return []faults.Fault{{Kind: faults.KindCancel}}
+	}
+	if r.cfg.Faults != nil {
+		return r.cfg.Faults(k)
+	}
+	var out []faults.Fault
+	for _, f := range faults.ApplicablePgx(k) {
+		if faultPossible(f, k, p) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// pgxOutcomeOf says what a correct pgx operation does with the case's
+// fault: pgx and pgxpool retry nothing by themselves.
+func pgxOutcomeOf(c Case, f faults.Fault, retries func(error) bool, disconnect bool) outcome {
+	switch {
+	case c.Clean(), f.Kind == faults.KindLatency:
+		return outAbsorbed
+	case disconnect:
+		return outSurfaces
+	case rollbackMayBeSilent(c.StepKind):
+		return outEither
+	case retries != nil && retries(faultError(f)):
+		return outRetried
+	}
+	return outSurfaces
+}
+
+// runPgxCase is RunCase for an operation with RunPgx.
+func (r *Runner) runPgxCase(ctx context.Context, c Case) (res Result) {
+	start := time.Now()
+	res = Result{Case: c}
+	replay := ""
+	if r.cfg.Replay != nil {
+		replay = r.cfg.Replay(c)
+	}
+	find := func(inv Invariant, trace faults.Trace, format string, args ...any) {
+		res.Findings = append(res.Findings, Finding{Case: c, Invariant: inv, Message: fmt.Sprintf(format, args...),
+			Trace: trace.String(), Replay: replay})
+	}
+	defer func() { res.Duration = time.Since(start) }()
+
+	var plan faults.Plan
+	fault := c.Fault
+	if !c.Clean() {
+		if err := fault.Validate(); err != nil {
+			find(InvSetup, nil, "%v", err)
+			return res
+		}
+		plan = faults.Plan{Rules: []faults.Rule{{Step: c.Step, Fault: fault}}}
+	}
+	var baseline goleak.Option
+	if !r.cfg.NoGoroutineCheck {
+		baseline = goleak.IgnoreCurrent()
+	}
+	fx, err := r.op.Setup(ctx, r.cfg.DB)
+	if err != nil {
+		find(InvSetup, nil, "setup: %v", err)
+		return res
+	}
+	var at place
+	if !c.Clean() {
+		at = placeOf(r.clean, c.Step)
+	}
+	out := pgxOutcomeOf(c, fault, r.op.Retries, r.cfg.Disconnect)
+	if err := r.openPgxPool(ctx); err != nil {
+		find(InvSetup, nil, "%v", err)
+		return res
+	}
+	pool, inj, tracker := r.px.pool, r.px.inj, r.px.tracker
+	defer func() {
+		if len(res.Findings) > 0 {
+			r.dirty = true
+		}
+		r.closePgxPool()
+	}()
+	if err := inj.Arm(plan); err != nil {
+		find(InvSetup, nil, "%v", err)
+		return res
+	}
+
+	o, cancel := r.runPgx(ctx, pool, inj, tracker, fx)
+	defer cancel()
+	res.RunTime = o.runTime
+	trace := inj.Trace()
+	fired := inj.Fired()
+	res.Fired = len(fired) > 0
+	if o.panicked != nil {
+		res.Err = fmt.Errorf("panic: %v", o.panicked)
+	} else {
+		res.Err = o.err
+	}
+	if o.hung {
+		find(InvDeadline, trace, "the operation did not return within %s (+2s grace); goroutines:\n%s", r.cfg.Timeout, o.dump)
+		return res
+	}
+	if !c.Clean() {
+		switch {
+		case len(fired) == 0:
+			find(InvFired, trace, "the fault never fired: the run had %d steps, step %d was not reached as %s (the trace changed; see the trace below)",
+				len(trace), c.Step, c.StepKind)
+		case fired[0].Step.Kind != c.StepKind:
+			find(InvFired, trace, "the fault fired at step %d (%s), not at a %s step: the trace changed", fired[0].Step.Index, fired[0].Step.Kind, c.StepKind)
+		}
+	}
+	switch {
+	case r.cfg.Disconnect:
+	case c.Clean() && res.Err != nil:
+		find(InvErrorSurfaced, trace, "got error %v with no fault armed; want success", res.Err)
+	case out == outSurfaces && res.Fired && res.Err == nil:
+		find(InvErrorSurfaced, trace, "got success (nil error); want the injected failure to reach the caller: %s", firedLine(fired))
+	case out == outSurfaces && o.panicked != nil:
+		find(InvErrorSurfaced, trace, "the operation panicked (%v) for a fault that is an error", o.panicked)
+	case out == outSurfaces && res.Fired && errors.Is(res.Err, pgx.ErrTxCommitRollback):
+		find(InvErrorSurfaced, trace, "got %q; want the injected failure (%s): the code went on after an error in its transaction and committed it",
+			res.Err, firedLine(fired))
+	case (out == outRetried || out == outAbsorbed) && res.Fired && res.Err != nil:
+		find(InvRetried, trace, "got error %v; want success: the fault (%s) is %s", res.Err, firedLine(fired), out)
+	}
+
+	type stateRead struct {
+		got string
+		err error
+	}
+	stateCh := make(chan stateRead, 1)
+	if r.op.State != nil {
+		go func() {
+			got, err := r.op.State(ctx, r.cfg.DB, fx)
+			stateCh <- stateRead{got, err}
+		}()
+	} else {
+		close(stateCh)
+	}
+	opts := []leakcheck.Option{leakcheck.WithPgxPool(pool, tracker), leakcheck.WithTimeout(r.cfg.CheckTimeout)}
+	if r.cfg.Admin != nil {
+		opts = append(opts, leakcheck.WithServer(r.cfg.Admin, r.cfg.AppName))
+	}
+	leakErr := leakcheck.Find(ctx, opts...)
+	if st, ok := <-stateCh; ok {
+		got, err := st.got, st.err
+		switch {
+		case err != nil:
+			find(InvSetup, trace, "read state back: %v", err)
+		case got != r.before && got != r.after:
+			find(InvAllOrNothing, trace, "the state read back is neither the before-state nor the after-state (-before +got):\n%s\n(-after +got):\n%s",
+				diffLines(r.before, got), diffLines(r.after, got))
+		case r.cfg.Disconnect || fault.Kind == faults.KindAmbiguous:
+		case got == r.after && afterStateMayFail(fault, at):
+		case got == r.after && r.before != r.after && res.Err != nil:
+			find(InvAllOrNothing, trace, "the write is in the database (after-state) but the caller was told it failed: %v", res.Err)
+		case got == r.before && r.before != r.after && res.Err == nil:
+			find(InvAllOrNothing, trace, "the caller was told of success but the database holds the before-state (the write was lost)")
+		}
+	}
+	if baseline != nil && leakErr == nil {
+		// (a leaked connection keeps pgx goroutines of its own: the pool
+		// finding says it all)
+		leakErr = leakcheck.Find(ctx, leakcheck.WithGoroutines(baseline, ignorePgxPoolClose), leakcheck.WithTimeout(r.cfg.CheckTimeout))
+	}
+	if leakErr != nil {
+		var le *leakcheck.Error
+		reported := false
+		for _, e := range flatten(leakErr) {
+			if errors.As(e, &le) {
+				for _, f := range le.Findings {
+					find(invariantOf(f.Check), trace, "%s", f.String())
+					reported = true
+				}
+			}
+		}
+		if !reported {
+			find(InvSetup, trace, "leak check: %v", leakErr)
+		}
+	}
+	return res
+}
+
+// ignorePgxPoolClose ignores the Close of a pool an earlier case leaked a
+// connection from: it waits forever, and is that case's finding.
+var ignorePgxPoolClose = goleak.IgnoreAnyFunction("github.com/jackc/pgx/v5/pgxpool.(*Pool).Close")
+
+// runPgx runs RunPgx once under the case's deadline, as run does.
+func (r *Runner) runPgx(ctx context.Context, pool *pgxpool.Pool, inj *faults.PgxInjector, tr *leakcheck.PgxTracker, fx Fixture) (runOutcome, context.CancelFunc) {
+	ctx, cancelT := context.WithTimeout(ctx, r.cfg.Timeout)
+	rctx, cancelR := inj.Context(withPgxTracker(ctx, tr))
+	cancel := func() { cancelR(); cancelT() }
+	done := make(chan runOutcome, 1)
+	start := time.Now()
+	go func() {
+		var o runOutcome
+		defer func() {
+			o.panicked = recover()
+			o.runTime = time.Since(start)
+			done <- o
+		}()
+		o.err = r.op.RunPgx(rctx, pool, fx)
+	}()
+	grace := time.NewTimer(r.cfg.Timeout + 2*time.Second)
+	defer grace.Stop()
+	select {
+	case o := <-done:
+		return o, cancel
+	case <-grace.C:
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		return runOutcome{hung: true, dump: string(buf), runTime: time.Since(start)}, cancel
+	}
+}
+
+// pgxTrackerKey is the context key of the case's leakcheck.PgxTracker.
+type pgxTrackerKey struct{}
+
+func withPgxTracker(ctx context.Context, t *leakcheck.PgxTracker) context.Context {
+	return context.WithValue(ctx, pgxTrackerKey{}, t)
+}
+
+// pgxExternal runs fn through the case's PgxTracker, if ctx has one.
+func pgxExternal(ctx context.Context, name string, fn func(context.Context) error) (error, bool) {
+	if t, ok := ctx.Value(pgxTrackerKey{}).(*leakcheck.PgxTracker); ok {
+		return t.External(ctx, name, fn), true
+	}
+	return nil, false
+}
+
+// checkPgxConfig is checkConfig's part for RunPgx.
+func checkPgxConfig(cfg Config) []string {
+	var probs []string
+	switch {
+	case cfg.Backend == Sqlmock:
+		probs = append(probs, "RunPgx does not run on sqlmock (go-sqlmock mocks database/sql, and pgx code does not go through it): run pgx operations on Postgres")
+	case cfg.DSN == "":
+		probs = append(probs, "RunPgx needs Config.DSN (the runner opens a pgxpool from it; Config.Connector is for database/sql)")
+	}
+	return probs
+}
