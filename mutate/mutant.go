@@ -72,11 +72,8 @@ func unifiedDiff(name string, a, b []byte, context int) string {
 	for i := start; i < pre; i++ {
 		buf.WriteString(" " + al[i] + "\n")
 	}
-	for i := pre; i < len(al)-suf; i++ {
-		buf.WriteString("-" + al[i] + "\n")
-	}
-	for i := pre; i < len(bl)-suf; i++ {
-		buf.WriteString("+" + bl[i] + "\n")
+	for _, l := range middle(al[pre:len(al)-suf], bl[pre:len(bl)-suf]) {
+		buf.WriteString(l + "\n")
 	}
 	for i := len(al) - suf; i < aEnd; i++ {
 		buf.WriteString(" " + al[i] + "\n")
@@ -102,6 +99,51 @@ func splitLines(b []byte) []string {
 	var out []string
 	for _, l := range bytes.Split([]byte(s), []byte("\n")) {
 		out = append(out, string(l))
+	}
+	return out
+}
+
+// middle diffs the changed region line by line (a longest common subsequence: the region
+// of a mutant is a few lines), so a moved line shows as one line out and one line in.
+func middle(a, b []string) []string {
+	if len(a)*len(b) > 1<<16 {
+		var out []string
+		for _, l := range a {
+			out = append(out, "-"+l)
+		}
+		for _, l := range b {
+			out = append(out, "+"+l)
+		}
+		return out
+	}
+	// lcs[i][j] is the length of the longest common subsequence of a[i:] and b[j:].
+	lcs := make([][]int, len(a)+1)
+	for i := range lcs {
+		lcs[i] = make([]int, len(b)+1)
+	}
+	for i := len(a) - 1; i >= 0; i-- {
+		for j := len(b) - 1; j >= 0; j-- {
+			if a[i] == b[j] {
+				lcs[i][j] = lcs[i+1][j+1] + 1
+			} else {
+				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
+			}
+		}
+	}
+	var out []string
+	i, j := 0, 0
+	for i < len(a) || j < len(b) {
+		switch {
+		case i < len(a) && j < len(b) && a[i] == b[j]:
+			out = append(out, " "+a[i])
+			i, j = i+1, j+1
+		case i < len(a) && (j == len(b) || lcs[i+1][j] >= lcs[i][j+1]):
+			out = append(out, "-"+a[i])
+			i++
+		default:
+			out = append(out, "+"+b[j])
+			j++
+		}
 	}
 	return out
 }

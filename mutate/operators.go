@@ -100,20 +100,24 @@ func findReturnNilAfterRollback(fd *finder, n ast.Node, stack []ast.Node) {
 	}
 }
 
-// rollsBack reports whether the statement calls Rollback on a transaction (outside any
-// function literal).
+// rollsBack reports whether the statement itself rolls a transaction back: tx.Rollback(),
+// _ = tx.Rollback(), err := tx.Rollback(), or an if with such an init.
 func (fd *finder) rollsBack(st ast.Stmt) bool {
-	found := false
-	ast.Inspect(st, func(n ast.Node) bool {
-		if _, ok := n.(*ast.FuncLit); ok || found {
-			return false
+	var e ast.Expr
+	switch x := st.(type) {
+	case *ast.ExprStmt:
+		e = x.X
+	case *ast.AssignStmt:
+		if len(x.Rhs) == 1 {
+			e = x.Rhs[0]
 		}
-		if c, ok := fd.asDBCall(n); ok && c.kind == kindTx && c.method == "Rollback" {
-			found = true
+	case *ast.IfStmt:
+		if x.Init != nil {
+			return fd.rollsBack(x.Init)
 		}
-		return true
-	})
-	return found
+	}
+	c, ok := fd.asDBCall(e)
+	return ok && c.kind == kindTx && c.method == "Rollback"
 }
 
 // commitIn returns the Commit call on a transaction that expression or statement n is, or
@@ -292,6 +296,10 @@ func findContextBackground(fd *finder, n ast.Node, stack []ast.Node) {
 	c, ok := fd.asDBCall(n)
 	if !ok || c.sig == nil || c.sig.Params().Len() == 0 || len(c.call.Args) == 0 || c.kind == kindRows {
 		return
+	}
+	switch c.method {
+	case "Commit", "Rollback", "Close", "Release":
+		return // ending a session on a fresh context is often right: a cancelled one would not end it
 	}
 	if !isContextType(c.sig.Params().At(0).Type()) {
 		return

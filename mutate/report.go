@@ -105,9 +105,9 @@ func (r Report) WriteJSON(w io.Writer) error {
 // diff, then the mutants that timed out or were not covered, with the reason.
 func (r Report) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "operator\tmutants\tkilled\tsurvived\ttimed-out\tnot-covered\t")
+	fmt.Fprintln(tw, "operator\tmutants\tkilled\tsurvived\ttimed-out\tnot-covered")
 	row := func(name string, s Summary) {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t\n", name, s.Total, s.Killed, s.Survived, s.TimedOut, s.NotCovered)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\n", name, s.Total, s.Killed, s.Survived, s.TimedOut, s.NotCovered)
 	}
 	for _, o := range r.Operators {
 		row(o.Operator, o.Summary)
