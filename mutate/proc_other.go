@@ -1,9 +1,15 @@
-//go:build !unix
+//go:build !linux
 
 package mutate
 
-import "os/exec"
+import (
+	"os/exec"
+	"time"
+)
 
-// killGroup is a no-op where there are no process groups: cancelling kills the go command,
-// and WaitDelay bounds the wait for its children.
-func killGroup(*exec.Cmd) {}
+// isolate leaves x as it is where sessions cannot be listed: cancelling kills the go
+// command, and processes its tests started may outlive it.
+func isolate(*exec.Cmd, time.Duration) (stop func()) { return func() {} }
+
+// reap has nothing to end where isolate did nothing.
+func reap(*exec.Cmd, time.Duration) {}

@@ -218,6 +218,10 @@ func runMutant(ctx context.Context, dir, tmp string, i int, r Result, timeout ti
 
 var errTimedOut = errors.New("timed out")
 
+// reapGrace is how long a cancelled run, and what it left running, has to end on SIGINT
+// before it is killed.
+const reapGrace = 5 * time.Second
+
 // runTest runs cmd in dir; with an overlay, -overlay and -count=1 reach the go tool through
 // GOFLAGS (added to any GOFLAGS already set).
 func runTest(ctx context.Context, dir string, cmd []string, overlay string, timeout time.Duration) ([]byte, error) {
@@ -233,11 +237,13 @@ func runTest(ctx context.Context, dir string, cmd []string, overlay string, time
 		flags += " -overlay=" + overlay
 	}
 	x.Env = append(os.Environ(), "GOFLAGS="+flags)
-	killGroup(x)
-	x.WaitDelay = 5 * time.Second
+	stop := isolate(x, reapGrace)
+	x.WaitDelay = reapGrace + time.Second
 	var out bytes.Buffer
 	x.Stdout, x.Stderr = &out, &out
 	err := x.Run()
+	reap(x, reapGrace)
+	stop()
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return out.Bytes(), errTimedOut
 	}
