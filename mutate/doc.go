@@ -24,6 +24,11 @@
 // before a test runs, hiding whether a test catches them). WithTest replaces that with any
 // command; the overlay then reaches it through GOFLAGS, so the command must run the go tool.
 //
+// Each mutant's tests run in a process session of their own (on Linux): when a mutant times
+// out, everything its tests started — a Postgres server in a process group of its own
+// included — gets SIGINT, then SIGKILL, so no server outlives the run. A Docker container a
+// test started is beyond reach: the test's own cleanup must remove it.
+//
 // Limits: a mutant is one contiguous textual change made by one operator; SQL is mutated
 // only where its text is a string literal or a constant of the package passed to a database
 // call; calls through a querier interface (the sqlc DBTX shape) count as database calls, but
