@@ -80,6 +80,11 @@ func Run(ctx context.Context, mutants []Mutant, opts ...Option) (Report, error) 
 		return rep, fmt.Errorf("mutate: run: %w", err)
 	}
 	defer os.RemoveAll(tmp)
+	// Readable by all: a test may run a server as another user (pgtest runs Postgres as an
+	// unprivileged user when run as root) with its files under the run's TMPDIR.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return rep, fmt.Errorf("mutate: run: %w", err)
+	}
 
 	// The test command of each mutant, and the clean run of each distinct command.
 	cmds := make([][]string, len(ms))
@@ -109,13 +114,17 @@ func Run(ctx context.Context, mutants []Mutant, opts ...Option) (Report, error) 
 			continue
 		}
 		start := time.Now()
-		out, err := runTest(ctx, c.dir, cmd, "", 0)
+		out, err := runTest(ctx, c.dir, cmd, filepath.Join(tmp, fmt.Sprintf("clean-%d", len(rep.Clean))), "", 0)
 		d := time.Since(start)
 		if ctx.Err() != nil {
 			return rep, ctx.Err()
 		}
 		if err != nil {
-			return rep, fmt.Errorf("mutate: run: clean run of %q fails before any mutant (fix the tests first): %s", strings.Join(cmd, " "), firstFailure(out))
+			detail := firstFailure(out)
+			if detail == "" {
+				detail = err.Error()
+			}
+			return rep, fmt.Errorf("mutate: run: clean run of %q fails before any mutant (fix the tests first): %s", strings.Join(cmd, " "), detail)
 		}
 		rep.Clean = append(rep.Clean, CleanRun{Command: cmd, Duration: d})
 		timeouts[key] = c.timeout
@@ -210,7 +219,7 @@ func runMutant(ctx context.Context, dir, tmp string, i int, r Result, timeout ti
 		return r
 	}
 	start := time.Now()
-	out, err := runTest(ctx, dir, r.Command, overlay, timeout)
+	out, err := runTest(ctx, dir, r.Command, mdir, overlay, timeout)
 	r.Duration = time.Since(start)
 	classify(&r, out, err)
 	return r
@@ -222,9 +231,16 @@ var errTimedOut = errors.New("timed out")
 // before it is killed.
 const reapGrace = 5 * time.Second
 
-// runTest runs cmd in dir; with an overlay, -overlay and -count=1 reach the go tool through
-// GOFLAGS (added to any GOFLAGS already set).
-func runTest(ctx context.Context, dir string, cmd []string, overlay string, timeout time.Duration) ([]byte, error) {
+// runTest runs cmd in dir; -count=1 and, with an overlay, -overlay reach the go tool through
+// GOFLAGS (added to any GOFLAGS already set). TMPDIR is work/tmp, removed afterwards: what a
+// test killed on a timeout leaves in its temporary directory (a Postgres data directory)
+// goes with it.
+func runTest(ctx context.Context, dir string, cmd []string, work, overlay string, timeout time.Duration) ([]byte, error) {
+	tmpdir := filepath.Join(work, "tmp")
+	if err := os.MkdirAll(tmpdir, 0o755); err != nil {
+		return nil, fmt.Errorf("make TMPDIR: %w", err)
+	}
+	defer os.RemoveAll(tmpdir)
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -236,7 +252,7 @@ func runTest(ctx context.Context, dir string, cmd []string, overlay string, time
 	if overlay != "" {
 		flags += " -overlay=" + overlay
 	}
-	x.Env = append(os.Environ(), "GOFLAGS="+flags)
+	x.Env = append(os.Environ(), "GOFLAGS="+flags, "TMPDIR="+tmpdir)
 	stop := isolate(x, reapGrace)
 	x.WaitDelay = reapGrace + time.Second
 	var out bytes.Buffer
