@@ -73,16 +73,21 @@ _chaos:
 		else echo "make chaos: Docker not reachable; using local PostgreSQL binaries (or SESSIONSAFE_PG_DSN)"; fi; \
 	fi; \
 	$(GO) build -o bin/sessionsafe ./cmd/sessionsafe; \
+	rm -f $(CHAOS_DIR)/matrix/report.json $(CHAOS_DIR)/chaos/report.json; \
 	status=0; \
 	echo "bin/sessionsafe matrix -backend both -report-dir $(CHAOS_DIR)/matrix"; \
 	bin/sessionsafe matrix -backend both -report-dir $(CHAOS_DIR)/matrix || status=$$?; \
-	echo "bin/sessionsafe chaos -backend $(CHAOS_CHAOS_BACKEND) $(CHAOS_RUN) -report-dir $(CHAOS_DIR)/chaos"; \
-	bin/sessionsafe chaos -backend $(CHAOS_CHAOS_BACKEND) $(CHAOS_RUN) -report-dir $(CHAOS_DIR)/chaos || { s=$$?; [ $$s -gt $$status ] && status=$$s; true; }; \
+	if [ $$status -ge 2 ]; then \
+		echo "make chaos: the matrix did not complete (exit $$status: interrupted or could not run); the chaos run is not started"; \
+	else \
+		echo "bin/sessionsafe chaos -backend $(CHAOS_CHAOS_BACKEND) $(CHAOS_RUN) -report-dir $(CHAOS_DIR)/chaos"; \
+		bin/sessionsafe chaos -backend $(CHAOS_CHAOS_BACKEND) $(CHAOS_RUN) -report-dir $(CHAOS_DIR)/chaos || { s=$$?; [ $$s -gt $$status ] && status=$$s; true; }; \
+	fi; \
 	echo; echo "=== make chaos: summary"; \
 	for d in matrix chaos; do \
 		f=$(CHAOS_DIR)/$$d/report.json; \
 		if [ -f $$f ]; then \
-			printf '%-7s %s\n' "$$d:" "$$(tr -d '\n ' < $$f | sed -n 's/.*"summary":{\([^}]*\)}.*/\1/p')"; \
+			bin/sessionsafe summary $$f || true; \
 			echo "        $(CHAOS_DIR)/$$d/report.html  $(CHAOS_DIR)/$$d/report.json  $(CHAOS_DIR)/$$d/junit.xml"; \
 		fi; \
 	done; \

@@ -12,11 +12,11 @@ const (
 	Postgres                    // real Postgres: also wire and server faults
 )
 
-// String returns "mock" or "postgres".
+// String returns "sqlmock" or "postgres" (the names matrix cases print).
 func (b Backend) String() string {
 	switch b {
 	case Mock:
-		return "mock"
+		return "sqlmock"
 	case Postgres:
 		return "postgres"
 	}

@@ -316,6 +316,40 @@ func (w *Wire) WrapConn(c net.Conn) net.Conn {
 	}
 }
 
+// Dialer returns a dialer whose connections go through the Wire, for a
+// driver that takes a dialer of its own instead of pgconn's AfterNetConnect
+// (lib/pq: (*pq.Connector).Dialer). It has the Dial, DialTimeout and
+// DialContext methods such drivers ask for. The session must not use TLS
+// (sslmode=disable): the Wire reads the protocol in clear.
+func (w *Wire) Dialer() *WireDialer { return &WireDialer{w: w} }
+
+// WireDialer dials TCP or Unix connections and wraps each with its Wire.
+type WireDialer struct {
+	w *Wire
+	d net.Dialer
+}
+
+// Dial connects to address on the named network through the Wire.
+func (d *WireDialer) Dial(network, address string) (net.Conn, error) {
+	return d.DialContext(context.Background(), network, address)
+}
+
+// DialTimeout is Dial with a timeout on the connect.
+func (d *WireDialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return d.DialContext(ctx, network, address)
+}
+
+// DialContext is Dial with a context for the connect.
+func (d *WireDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	c, err := d.d.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	return d.w.WrapConn(c), nil
+}
+
 // wireMsg is one decoded frontend message.
 type wireMsg struct {
 	typ     byte // the message type byte, 0 for the startup message

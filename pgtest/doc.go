@@ -6,7 +6,8 @@
 //  1. "dsn": an existing server named by SESSIONSAFE_PG_DSN (a URL DSN whose user may
 //     create and drop databases);
 //  2. "docker": a container started through testcontainers-go's postgres module, image
-//     SESSIONSAFE_PG_IMAGE (default "postgres:15-alpine"); the testcontainers reaper (Ryuk)
+//     SESSIONSAFE_PG_IMAGE, else "sessionsafe/postgres:local" (built offline by make
+//     pg-image) when Docker has it, else "postgres:15-alpine"; the testcontainers reaper (Ryuk)
 //     is turned off by setting TESTCONTAINERS_RYUK_DISABLED=true in the process unless the
 //     variable is already set, and every container is terminated by [Server.Close];
 //  3. "local": the PostgreSQL server binaries of this machine (PATH, then pg_config --bindir,

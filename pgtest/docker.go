@@ -22,6 +22,8 @@ import (
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/modules/postgres"
 	"github.com/testcontainers/testcontainers-go/wait"
+
+	"github.com/sessionsafe/sessionsafe/internal/redact"
 )
 
 // ReadyLinesLabel is the image label that says how many times the image prints "database
@@ -72,8 +74,13 @@ func startDocker(ctx context.Context, cfg config, auto bool) (_ backend, err err
 		owner = selfOwner()
 	}
 	host, _ := os.Hostname()
+	present := func(image string) bool {
+		_, err := cli.ImageInspect(ctx, image)
+		return err == nil
+	}
+	image, looked := pickImage(cfg.image, present)
 	readyLines := 2
-	img, ierr := cli.ImageInspect(ctx, cfg.image)
+	img, ierr := cli.ImageInspect(ctx, image)
 	switch {
 	case ierr == nil:
 		if img.Config != nil {
@@ -84,8 +91,8 @@ func startDocker(ctx context.Context, cfg config, auto bool) (_ backend, err err
 	case auto:
 		// Trying a pull here could hang for minutes in a closed network: auto only uses
 		// images that are present. docker pull it, or choose the provider explicitly.
-		return nil, fmt.Errorf("image %s is not present locally (make pg-image builds %s offline; or docker pull it, or set %s=docker to let testcontainers pull it)",
-			cfg.image, "sessionsafe/postgres:local", EnvProvider)
+		return nil, fmt.Errorf("no image present locally (looked for %s): make pg-image builds %s offline; or docker pull %s, or set %s=docker to let testcontainers pull it",
+			strings.Join(looked, ", then "), LocalImage, image, EnvProvider)
 	}
 	password := randomHex(12)
 	var ctr *postgres.PostgresContainer
@@ -96,7 +103,7 @@ func startDocker(ctx context.Context, cfg config, auto bool) (_ backend, err err
 		if port, err = freePort(); err != nil {
 			return nil, err
 		}
-		ctr, err = postgres.Run(ctx, cfg.image,
+		ctr, err = postgres.Run(ctx, image,
 			postgres.WithUsername("postgres"),
 			postgres.WithPassword(password),
 			postgres.WithDatabase("postgres"),
@@ -122,7 +129,11 @@ func startDocker(ctx context.Context, cfg config, auto bool) (_ backend, err err
 		}
 		msg := err.Error()
 		if attempt >= 3 || !(strings.Contains(msg, "port is already allocated") || strings.Contains(msg, "address already in use")) {
-			return nil, fmt.Errorf("run %s: %w", cfg.image, err)
+			if ierr != nil {
+				return nil, fmt.Errorf("run %s: not present locally (looked for %s) and not pulled: %w (make pg-image builds %s offline, and pgtest runs it when no image is chosen)",
+					image, strings.Join(looked, ", then "), err, LocalImage)
+			}
+			return nil, fmt.Errorf("run %s: %w", image, err)
 		}
 	}
 	u := url.URL{Scheme: "postgres", User: url.UserPassword("postgres", password),
@@ -133,6 +144,18 @@ func startDocker(ctx context.Context, cfg config, auto bool) (_ backend, err err
 		return nil, err
 	}
 	return s, nil
+}
+
+// pickImage returns the image to run and the images looked for, in order: the chosen one
+// (WithImage, SESSIONSAFE_PG_IMAGE) alone; else LocalImage when present, else DefaultImage.
+func pickImage(chosen string, present func(string) bool) (image string, looked []string) {
+	if chosen != "" {
+		return chosen, []string{chosen}
+	}
+	if present(LocalImage) {
+		return LocalImage, []string{LocalImage}
+	}
+	return DefaultImage, []string{LocalImage, DefaultImage}
 }
 
 func randomHex(n int) string {
@@ -158,26 +181,13 @@ func (s *dockerServer) waitReady(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("postgres in container not ready on 127.0.0.1:%d: %w (last: %v)", s.port, ctx.Err(), redactErr(err, s.url))
+			return fmt.Errorf("postgres in container not ready on 127.0.0.1:%d: %w (last: %v)", s.port, ctx.Err(), redact.NewSecrets(s.url).Hide(err.Error()))
 		case <-t.C:
 		}
 		if backoff < 200*time.Millisecond {
 			backoff *= 2
 		}
 	}
-}
-
-// redactErr keeps the password of dsn out of an error's text.
-func redactErr(err error, dsn string) string {
-	u, perr := url.Parse(dsn)
-	if perr != nil || u.User == nil {
-		return err.Error()
-	}
-	pw, _ := u.User.Password()
-	if pw == "" {
-		return err.Error()
-	}
-	return strings.ReplaceAll(err.Error(), pw, "xxxxx")
 }
 
 func (s *dockerServer) dsn() string { return s.url }

@@ -19,7 +19,7 @@ func startDSN(ctx context.Context, cfg config) (backend, error) {
 	u, err := url.Parse(cfg.dsn)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		return nil, fmt.Errorf("%s must be a URL DSN (postgres://user:password@host:port/db?sslmode=disable), got %s",
-			EnvDSN, redact(cfg.dsn))
+			EnvDSN, RedactDSN(cfg.dsn))
 	}
 	// Databases are created from, and dropped through, the server's "postgres" database.
 	admin, err := withDatabase(cfg.dsn, "postgres", "")
@@ -30,7 +30,7 @@ func startDSN(ctx context.Context, cfg config) (backend, error) {
 	defer cancel()
 	conn, err := pgconn.Connect(cctx, admin)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", redact(admin), err)
+		return nil, fmt.Errorf("connect to %s: %w", RedactDSN(admin), err)
 	}
 	_ = conn.Close(ctx)
 	return &dsnServer{url: admin}, nil

@@ -63,7 +63,10 @@ func ExampleNew() {
 	_ = testNotes
 }
 
-func ExampleRedact() {
-	fmt.Println(pgtest.Redact("postgres://app:s3cret@db.internal:5432/app?sslmode=disable"))
-	// Output: postgres://app:xxxxx@db.internal:5432/app?sslmode=disable
+func ExampleRedactDSN() {
+	fmt.Println(pgtest.RedactDSN("postgres://app:s3cret@db.internal:5432/app?sslmode=disable"))
+	fmt.Println(pgtest.RedactDSN("host=db.internal user=app password='it\\'s se cret' dbname=app"))
+	// Output:
+	// postgres://app:xxxxx@db.internal:5432/app?sslmode=disable
+	// host=db.internal user=app password=xxxxx dbname=app
 }

@@ -88,17 +88,23 @@ func TestNewSkipsOrFails(t *testing.T) {
 	}
 }
 
-func TestRedact(t *testing.T) {
+func TestRedactDSN(t *testing.T) {
 	tests := []struct{ name, in, want string }{
 		{"url-password", "postgres://app:s3cret@db:5432/app?sslmode=disable", "postgres://app:xxxxx@db:5432/app?sslmode=disable"},
 		{"url-no-password", "postgres://app@db/app", "postgres://app@db/app"},
+		{"url-percent-encoded", "postgres://u:se%20cret@h/db", "postgres://u:xxxxx@h/db"},
+		{"url-raw-space", "postgres://u:se cret@h/db", "postgres://u:xxxxx@h/db"},
+		{"url-raw-at", "postgres://u:p@ss@h/db", "postgres://u:xxxxx@h/db"},
 		{"query-password", "postgres://db/app?password=s3cret", "postgres://db/app?password=xxxxx"},
 		{"key-value", "host=db user=app password=s3cret dbname=app", "host=db user=app password=xxxxx dbname=app"},
+		{"key-value-quoted-space", "host=db password='se cret' dbname=app", "host=db password=xxxxx dbname=app"},
+		{"key-value-escaped-quote", `host=db password='it\'s' dbname=app`, "host=db password=xxxxx dbname=app"},
+		{"key-value-escaped-space", `host=db password=se\ cret dbname=app`, "host=db password=xxxxx dbname=app"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := pgtest.Redact(tt.in); got != tt.want {
-				t.Errorf("Redact(%q): got %q; want %q", tt.in, got, tt.want)
+			if got := pgtest.RedactDSN(tt.in); got != tt.want {
+				t.Errorf("RedactDSN(%q): got %q; want %q", tt.in, got, tt.want)
 			}
 		})
 	}

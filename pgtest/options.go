@@ -28,8 +28,13 @@ const (
 	EnvInitdbCache = "SESSIONSAFE_PG_INITDB_CACHE" // "0" or "off": the local provider runs initdb every time
 )
 
-// DefaultImage is the image the docker provider runs when SESSIONSAFE_PG_IMAGE is unset.
-const DefaultImage = "postgres:15-alpine"
+// Images the docker provider runs when none is chosen ([WithImage], SESSIONSAFE_PG_IMAGE):
+// LocalImage, the image make pg-image builds offline, when Docker has it, else DefaultImage,
+// the official image.
+const (
+	LocalImage   = "sessionsafe/postgres:local"
+	DefaultImage = "postgres:15-alpine"
+)
 
 // Option configures [New], [Start] and [Server.NewDatabase].
 type Option func(*config)
@@ -59,10 +64,8 @@ func defaults() config {
 	if provider == "" {
 		provider = ProviderAuto
 	}
-	image := os.Getenv(EnvImage)
-	if image == "" {
-		image = DefaultImage
-	}
+	// "" lets the docker provider choose: LocalImage when present, else DefaultImage.
+	image := strings.TrimSpace(os.Getenv(EnvImage))
 	return config{
 		provider:    provider,
 		dsn:         os.Getenv(EnvDSN),
@@ -109,7 +112,8 @@ func WithProvider(name string) Option {
 // WithDSN sets the server the dsn provider uses instead of SESSIONSAFE_PG_DSN.
 func WithDSN(dsn string) Option { return func(c *config) { c.dsn = dsn } }
 
-// WithImage sets the image the docker provider runs instead of SESSIONSAFE_PG_IMAGE.
+// WithImage sets the image the docker provider runs instead of SESSIONSAFE_PG_IMAGE (or,
+// when neither is set, [LocalImage] if present, else [DefaultImage]).
 func WithImage(image string) Option { return func(c *config) { c.image = image } }
 
 // WithLogger sets where [Start] and [Server] log (default slog.Default()).

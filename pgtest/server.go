@@ -14,6 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/sessionsafe/sessionsafe/internal/redact"
 )
 
 // ErrNoPostgres is wrapped by every error of [Start] that means no provider could serve;
@@ -131,7 +133,7 @@ func newServer(ctx context.Context, provider string, cfg config, be backend, rea
 	var version string
 	if err := admin.QueryRowContext(ctx, "SHOW server_version").Scan(&version); err != nil {
 		_ = admin.Close()
-		return nil, fmt.Errorf("query server version at %s: %w", redact(be.dsn()), err)
+		return nil, fmt.Errorf("query server version at %s: %w", RedactDSN(be.dsn()), err)
 	}
 	return &Server{
 		provider:  provider,
@@ -152,14 +154,14 @@ func (s *Server) announce() {
 		where = filepath.Base(wd)
 	}
 	s.cfg.logger.Info("pgtest: postgres ready", "provider", s.provider, "ready_in", s.ready.Round(time.Millisecond),
-		"version", s.version, "server", redact(s.be.dsn()), "for", where)
+		"version", s.version, "server", RedactDSN(s.be.dsn()), "for", where)
 	// The report answers "which provider served this package's tests": only the per-binary
 	// servers of New go there, not servers a test starts for itself.
 	if s.cfg.report == "" || !s.cfg.perBinary {
 		return
 	}
 	line := fmt.Sprintf("pgtest: %-12s provider=%-6s ready_in=%-8s postgres=%s server=%s\n",
-		where, s.provider, s.ready.Round(time.Millisecond), s.version, redact(s.be.dsn()))
+		where, s.provider, s.ready.Round(time.Millisecond), s.version, RedactDSN(s.be.dsn()))
 	f, err := os.OpenFile(s.cfg.report, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		s.cfg.logger.Warn("pgtest: cannot append to report file", "file", s.cfg.report, "err", err)
@@ -179,7 +181,7 @@ func (s *Server) ReadyIn() time.Duration { return s.ready }
 func (s *Server) Version() string { return s.version }
 
 // DSN is a superuser URL DSN to the server's "postgres" database. It may hold a password:
-// never log it (use [Redact]).
+// never log it (use [RedactDSN]).
 func (s *Server) DSN() string { return s.be.dsn() }
 
 // Restart stops and starts the server (docker, local); the address stays the same, and
@@ -240,7 +242,7 @@ func (s *Server) Close() error {
 func openDB(dsn, appName string) (*sql.DB, error) {
 	cc, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("parse dsn %s: %w", redact(dsn), err)
+		return nil, fmt.Errorf("parse dsn %s: %w", RedactDSN(dsn), err)
 	}
 	if cc.RuntimeParams == nil {
 		cc.RuntimeParams = map[string]string{}
@@ -253,7 +255,7 @@ func openDB(dsn, appName string) (*sql.DB, error) {
 func withDatabase(dsn, database, appName string) (string, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
-		return "", fmt.Errorf("parse dsn %s: %w", redact(dsn), errors.New("not a URL"))
+		return "", fmt.Errorf("parse dsn %s: %w", RedactDSN(dsn), errors.New("not a URL"))
 	}
 	u.Path = "/" + database
 	q := u.Query()
@@ -264,30 +266,8 @@ func withDatabase(dsn, database, appName string) (string, error) {
 	return u.String(), nil
 }
 
-// Redact returns dsn with any password replaced by "xxxxx", for logs and errors.
-func Redact(dsn string) string { return redact(dsn) }
-
-func redact(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil || u.Scheme == "" {
-		// key=value form: drop password=... wholesale.
-		fields := strings.Fields(dsn)
-		for i, f := range fields {
-			if strings.HasPrefix(strings.ToLower(f), "password=") {
-				fields[i] = "password=xxxxx"
-			}
-		}
-		return strings.Join(fields, " ")
-	}
-	if u.User != nil {
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-		}
-	}
-	q := u.Query()
-	if q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
-}
+// RedactDSN returns dsn with its password replaced by "xxxxx", for logs and errors. It
+// reads URL DSNs (postgres://user:pass@host/db, ?password=) and keyword/value DSNs
+// (password='se cret'), quoted, escaped, percent-encoded or not, and errs on the side of
+// hiding too much.
+func RedactDSN(dsn string) string { return redact.DSN(dsn) }

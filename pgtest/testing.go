@@ -60,8 +60,12 @@ func New(t testing.TB, opts ...Option) *Database {
 		if cfg.required {
 			t.Fatalf("pgtest: postgres is required here (CI=true or %s=1) but none could be had: %v", EnvRequired, err)
 		}
+		image := cfg.image
+		if image == "" {
+			image = LocalImage + " (make pg-image) or " + DefaultImage
+		}
 		t.Skipf("pgtest: skipped, no postgres: %v (set %s, start Docker with the image %s, or install the PostgreSQL server binaries)",
-			err, EnvDSN, cfg.image)
+			err, EnvDSN, image)
 	}
 	ctx := t.Context()
 	began := time.Now()

@@ -4,19 +4,25 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/sessionsafe/sessionsafe/faults"
 )
 
-// Backend names where a matrix runs.
-type Backend string
-
-// The backends.
+// The backends a matrix runs on: faults.Backend values, printed "sqlmock" and
+// "postgres".
 const (
 	// Sqlmock runs the operation against go-sqlmock with expectations
-	// generated from its golden trace.
-	Sqlmock Backend = "sqlmock"
-	// Postgres runs the operation against a real PostgreSQL.
-	Postgres Backend = "postgres"
+	// generated from its golden trace (faults.Mock: driver faults only).
+	Sqlmock = faults.Mock
+	// Postgres runs the operation against a real PostgreSQL (driver, wire
+	// and server faults).
+	Postgres = faults.Postgres
 )
+
+// StepClean is the StepKind of the clean case: step 0, no fault armed (its
+// Fault is the zero faults.Fault). It is no step of a trace; case names print
+// it, and its fault, as "clean".
+const StepClean faults.StepKind = 0
 
 // Invariant names a check a case must pass.
 type Invariant string
@@ -51,33 +57,59 @@ const (
 	// InvDeadline: the case finished before its deadline (a hang carries the
 	// goroutine dump).
 	InvDeadline Invariant = "deadline"
+	// InvLongTx: no transaction was held open across an external call (a
+	// call the operation made through External).
+	InvLongTx Invariant = "long-transaction"
 )
 
 // Case is one cell of the matrix: an operation rerun with one fault armed at
 // one step of its clean trace, on one backend.
 type Case struct {
-	Backend   Backend
+	Backend   faults.Backend
 	Operation string
-	Step      int    // index of the step in the clean trace (the plan's step=N)
-	StepKind  string // the step's kind, e.g. "commit", "query", "rows-next"
-	SQL       string // the step's SQL, when it has one
-	Fault     string // the fault as the plan language writes it, e.g. "pgerr=40001"
+	Step      int             // index of the step in the clean trace (the plan's step=N); 0: the clean case
+	StepKind  faults.StepKind // the step's kind, e.g. faults.StepCommit; StepClean for the clean case
+	SQL       string          // the step's SQL, when it has one
+	Fault     faults.Fault    // the fault armed at the step; the zero Fault for the clean case
+}
+
+// Clean reports whether c is the clean case: the operation run with no fault
+// armed.
+func (c Case) Clean() bool { return c.StepKind == StepClean }
+
+// StepName returns the step's kind as case names print it, e.g. "commit",
+// or "clean" for the clean case.
+func (c Case) StepName() string {
+	if c.Clean() {
+		return "clean"
+	}
+	return c.StepKind.String()
+}
+
+// FaultName returns the fault as the plan language writes it, e.g.
+// "pgerr=40001", or "clean" for the clean case.
+func (c Case) FaultName() string {
+	if c.Clean() {
+		return "clean"
+	}
+	return c.Fault.String()
 }
 
 // Name returns the case's subtest name, "operation/step-N-kind/fault", e.g.
-// "UpdateThread/step-7-commit/pgerr=40001".
+// "UpdateThread/step-7-commit/pgerr=40001" or "ListThreads/step-0-clean/clean".
 func (c Case) Name() string {
-	return fmt.Sprintf("%s/step-%d-%s/%s", c.Operation, c.Step, c.StepKind, c.Fault)
+	return fmt.Sprintf("%s/step-%d-%s/%s", c.Operation, c.Step, c.StepName(), c.FaultName())
 }
 
-// Plan returns the fault plan the case arms, e.g. "step=7:pgerr=40001".
+// Plan returns the fault plan the case arms, e.g. "step=7:pgerr=40001"
+// ("step=0:clean" for the clean case, which arms none).
 func (c Case) Plan() string {
-	return fmt.Sprintf("step=%d:%s", c.Step, c.Fault)
+	return fmt.Sprintf("step=%d:%s", c.Step, c.FaultName())
 }
 
 // String returns the backend and the name, e.g.
 // "postgres/UpdateThread/step-7-commit/pgerr=40001".
-func (c Case) String() string { return string(c.Backend) + "/" + c.Name() }
+func (c Case) String() string { return c.Backend.String() + "/" + c.Name() }
 
 // Finding is one broken invariant of one case.
 type Finding struct {
@@ -93,11 +125,11 @@ type Finding struct {
 func (f Finding) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "scenarios: invariant %q broken by %s\n", f.Invariant, f.Case)
-	fmt.Fprintf(&b, "  step %d (%s)", f.Case.Step, f.Case.StepKind)
+	fmt.Fprintf(&b, "  step %d (%s)", f.Case.Step, f.Case.StepName())
 	if f.Case.SQL != "" {
 		fmt.Fprintf(&b, ": %s", oneLine(f.Case.SQL, 200))
 	}
-	fmt.Fprintf(&b, "\n  fault: %s (plan %q)\n", f.Case.Fault, f.Case.Plan())
+	fmt.Fprintf(&b, "\n  fault: %s (plan %q)\n", f.Case.FaultName(), f.Case.Plan())
 	for _, l := range strings.Split(strings.TrimRight(f.Message, "\n"), "\n") {
 		fmt.Fprintf(&b, "  %s\n", l)
 	}
@@ -128,7 +160,7 @@ func (r Result) Failed() bool { return len(r.Findings) > 0 }
 
 // Report is the outcome of a matrix run.
 type Report struct {
-	Backend  Backend
+	Backend  faults.Backend
 	Results  []Result
 	Duration time.Duration
 }

@@ -1,8 +1,10 @@
-// Package scenarios ties the harness together: a generic runner that tries
-// every fault at every step of an operation and checks that nothing leaked,
-// and the thread catalog that puts the eight handlers operations through it.
+// Package scenarios is the generic matrix runner: it tries every fault at
+// every step of a piece of database code and checks that the error surfaced,
+// the state is all-or-nothing and nothing leaked. Nothing here knows about
+// any particular service: package threadsuite runs the thread handlers
+// through it, and a team runs its own repository code the same way.
 //
-// # The runner (generic: nothing here knows about threads)
+// # The runner
 //
 // An [Operation] is a named piece of database code with a fixture:
 //
@@ -12,16 +14,18 @@
 //   - Run is the code under test, given the instrumented pool and the fixture;
 //   - State reads back, on the plain pool, the state Run touches, normalised
 //     (no timestamps, no generated ids), as a string;
-//   - Retries, optional, says which errors Run retries itself (for the
-//     handlers: serialization failure and deadlock), so that one such fault
-//     must end in success rather than in an error.
+//   - Retries, optional, says which errors Run retries itself (e.g.
+//     serialization failure and deadlock), so that one such fault must end in
+//     success rather than in an error.
 //
 // [NewRunner] records one clean run of the operation under a faults.Injector:
 // its trace (the steps) and its before and after states. [Runner.Cases] then
 // lists one [Case] per step × per fault that faults.Applicable gives for that
 // step on the backend, and [Runner.RunCase] reruns the operation on fresh state
-// with that one fault armed (plan "step=N:<fault>") and checks the invariants
-// (see [Invariant]):
+// with that one fault armed (plan "step=N:<fault>"; a Case carries the step's
+// faults.StepKind and the faults.Fault, and the clean case, step 0, is
+// [StepClean] with the zero Fault) and checks the invariants (see
+// [Invariant]):
 //
 //   - the error surfaced to the caller — or, for a fault the operation
 //     retries (Retries) or that database/sql retries (driver.ErrBadConn on a
@@ -32,7 +36,8 @@
 //     failed);
 //   - leakcheck holds: the instrumented pool has no connection in use, the
 //     server holds no backend of the case's application_name idle in
-//     transaction, aborted or active and no lock of theirs, and no goroutine
+//     transaction, aborted or active and no lock of theirs, no transaction
+//     was held open across an external call (see below), and no goroutine
 //     outlives the case;
 //   - on sqlmock, the expectations generated from the operation's golden trace
 //     (the prefix before the fault, then the rollback, then the whole unit
@@ -60,7 +65,25 @@
 // so that `go test -run` replays exactly one, and a failure message names the
 // invariant, the step with its SQL, the fault and that replay command:
 //
-//	go test ./scenarios -run 'TestMatrix/postgres/UpdateThread/step-7-commit/pgerr=40001$'
+//	go test ./mypkg -run '^TestMatrix$/postgres/UpdateThread/step-7-commit/^pgerr=40001$'
+//
+// (the package directory is the one the test runs in, relative to its
+// module's root).
+//
+// # External calls
+//
+// Code that calls something outside the database (an HTTP service, a model,
+// a queue) wraps each such call with [External]. In a matrix case the call
+// goes through the case's leakcheck.Tracker, and a transaction of the case's
+// pool open across it is an [InvLongTx] finding; outside the runner External
+// just makes the call.
+//
+//	if err := tx.Commit(); err != nil { // commit first ...
+//		return err
+//	}
+//	return scenarios.External(ctx, "notify", func(ctx context.Context) error {
+//		return notifier.Notify(ctx, id) // ... then call out
+//	})
 //
 // # Backends
 //
@@ -69,23 +92,29 @@
 // server through [Config].Admin for [Config].AppName. On [Sqlmock] there is no
 // database: Setup is called with a nil *sql.DB and returns placeholder values,
 // State is not called, and the rows every query returns come from the
-// operation's golden trace (a file "<operation>.trace" in [Config].Golden),
-// recorded on Postgres by the golden test of the catalog.
+// operation's golden trace, a file "<operation>.trace" in [Config].Golden.
+//
+// # Golden traces
+//
+// A golden trace is one clean run of the operation on PostgreSQL, normalised
+// (times, UUIDs): [RecordGolden] returns its text. In a test of the package
+// that owns the operations, [GoldenTests] records each one and compares it
+// with dir/<operation>.trace, or writes the files when asked to:
+//
+//	var update = flag.Bool("update", false, "rewrite the golden traces in testdata")
+//
+//	func TestGolden(t *testing.T) {
+//		scenarios.GoldenTests(t, "testdata", *update, pgConfig(t), myOperations()...)
+//	}
+//
+// `go test -run TestGolden -update` records them; the sqlmock matrix then reads
+// them with Config{Backend: Sqlmock, Golden: os.DirFS("testdata")} (or an
+// embedded copy, for programs).
 //
 // # Client disconnects
 //
 // With [Config].Disconnect the runner plays a client that goes away: at each
 // step it cancels the context the caller gave (fault "cancel") and nothing
-// needs to reach the caller; the state and leak invariants still hold. The
-// thread catalog drives its HTTP operations this way.
-//
-// # The thread catalog
-//
-// [Catalog] returns the eight handlers operations (ListThreads, CreateThread,
-// GetThread, UpdateThread, DeleteThread, AutoRename, GetMessages, SendMessage)
-// as Operations calling handlers.Service directly, and [HTTPCatalog] the same
-// eight driven through Service.Handler(). Their golden traces live in
-// testdata/<operation>.trace and are refreshed with
-//
-//	go test ./scenarios -run TestGolden -update
+// needs to reach the caller; the state and leak invariants still hold.
+// Package threadsuite drives its HTTP operations this way.
 package scenarios

@@ -2,33 +2,26 @@ package scenarios
 
 import (
 	"bufio"
+	"context"
 	"database/sql/driver"
-	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
+
+	"github.com/sessionsafe/sessionsafe/faults"
 )
 
 // ErrGolden is wrapped by errors about a golden trace that cannot be read or
 // does not fit the run.
 var ErrGolden = errors.New("scenarios: golden trace")
-
-//go:embed testdata/*.trace
-var goldenFS embed.FS
-
-// GoldenFS returns the catalog's golden traces ("<operation>.trace"), embedded
-// from testdata so that programs (the CLI) run the sqlmock matrix anywhere.
-func GoldenFS() fs.FS {
-	sub, err := fs.Sub(goldenFS, "testdata")
-	if err != nil { // cannot happen: the directory is embedded
-		panic(err)
-	}
-	return sub
-}
 
 // GoldenTime is the timestamp every recorded time is normalised to.
 var GoldenTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -185,13 +178,17 @@ func parseToken(tok string) (driver.Value, error) {
 	return nil, fmt.Errorf("value %q: want null, true, false, int:, float:, time:, text:\"\" or bytes:\"\"", tok)
 }
 
-// formatGolden writes a golden trace: a comment header, then one "step N kind"
-// line per step (N from 1, as plans count) with its SQL, columns, rows and rows affected indented below.
-func formatGolden(op string, steps []gstep) string {
+// formatGolden writes a golden trace: a comment header (ending with how to
+// refresh the file, when refresh is not empty), then one "step N kind" line
+// per step (N from 1, as plans count) with its SQL, columns, rows and rows
+// affected indented below.
+func formatGolden(op string, steps []gstep, refresh string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# %s: the steps of one clean run on PostgreSQL, normalised (times, UUIDs).\n", op)
 	b.WriteString("# The sqlmock matrix builds its expectations from this file.\n")
-	b.WriteString("# Refresh: go test ./scenarios -run TestGolden -update\n")
+	if refresh != "" {
+		fmt.Fprintf(&b, "# Refresh: %s\n", refresh)
+	}
 	for i, s := range steps {
 		fmt.Fprintf(&b, "step %d %s", i+1, s.Kind)
 		if s.Args > 0 {
@@ -293,11 +290,116 @@ func parseGolden(text string) ([]gstep, error) {
 func loadGolden(fsys fs.FS, op string) ([]gstep, error) {
 	b, err := fs.ReadFile(fsys, op+".trace")
 	if err != nil {
-		return nil, fmt.Errorf("%w: read %s.trace (record it with: go test ./scenarios -run TestGolden -update): %w", ErrGolden, op, err)
+		return nil, fmt.Errorf("%w: read %s.trace from Config.Golden (%s): %w; "+
+			"record it on PostgreSQL with scenarios.RecordGolden, or from a test of your package with "+
+			"scenarios.GoldenTests(t, dir, update, cfg, ops...) run with update set (e.g. go test -run TestGolden -update), "+
+			"and pass os.DirFS(dir) or an embedded copy as Config.Golden",
+			ErrGolden, op, describeFS(fsys), err)
 	}
 	steps, err := parseGolden(string(b))
 	if err != nil {
 		return nil, fmt.Errorf("%s.trace: %w", op, err)
 	}
 	return steps, nil
+}
+
+// describeFS names a file system for an error message: its type, and its
+// root when it is a directory (os.DirFS).
+func describeFS(fsys fs.FS) string {
+	if v := reflect.ValueOf(fsys); v.Kind() == reflect.String {
+		return fmt.Sprintf("%T %q", fsys, v.String())
+	}
+	return fmt.Sprintf("%T", fsys)
+}
+
+// goldenSteps converts a recorded trace to golden steps, normalised.
+func goldenSteps(tr faults.Trace) []gstep {
+	out := make([]gstep, len(tr))
+	for i, s := range tr {
+		out[i] = gstep{Kind: s.Kind.String(), SQL: s.SQL, Args: s.Args, RowsAffected: s.RowsAffected}
+		if s.Kind == faults.StepQuery {
+			out[i].Columns = s.Columns
+			out[i].Rows = s.Rows
+		}
+	}
+	return newNormaliser().steps(out)
+}
+
+// RecordGolden runs op on PostgreSQL with no fault armed and returns its
+// golden trace: the text of the file "<operation>.trace" the Sqlmock backend
+// reads from Config.Golden, from which it builds the case's expectations and
+// the rows every query returns. cfg is a Postgres configuration (DSN or
+// Connector, and DB; Backend may be left zero). An operation that fails with
+// no fault armed has no golden trace: that is an error.
+func RecordGolden(ctx context.Context, cfg Config, op Operation) (string, error) {
+	return recordGolden(ctx, cfg, op, "")
+}
+
+func recordGolden(ctx context.Context, cfg Config, op Operation, refresh string) (string, error) {
+	if cfg.Backend == 0 {
+		cfg.Backend = Postgres
+	}
+	if cfg.Backend != Postgres {
+		return "", fmt.Errorf("scenarios: record golden trace of %s: backend %s: want %s: %w", op.Name, cfg.Backend, Postgres, ErrConfig)
+	}
+	r, err := NewRunner(ctx, cfg, op)
+	if err != nil {
+		return "", fmt.Errorf("scenarios: record golden trace of %s: %w", op.Name, err)
+	}
+	defer func() { _ = r.Close() }()
+	if err := r.Broken(); err != nil {
+		return "", fmt.Errorf("scenarios: record golden trace of %s: the operation fails with no fault armed: %w", op.Name, err)
+	}
+	return formatGolden(op.Name, goldenSteps(r.clean), refresh), nil
+}
+
+// GoldenTests makes, for each operation, a subtest of t named after it that
+// records the operation on PostgreSQL (RecordGolden, cfg as there) and
+// compares the trace with the file dir/<operation>.trace: a changed query, a
+// new step or different result data fails with a diff. With update set it
+// writes the file instead. The usual pattern, in the package whose
+// operations these are:
+//
+//	var update = flag.Bool("update", false, "rewrite the golden traces in testdata")
+//
+//	func TestGolden(t *testing.T) {
+//		cfg := scenarios.Config{DSN: dsn, DB: db} // a migrated PostgreSQL
+//		scenarios.GoldenTests(t, "testdata", *update, cfg, myOperations()...)
+//	}
+//
+// then `go test -run TestGolden -update` records them, and the sqlmock
+// matrix reads them with Config.Golden: os.DirFS("testdata"), or an embedded
+// copy (//go:embed testdata/*.trace, then fs.Sub) for programs.
+func GoldenTests(t *testing.T, dir string, update bool, cfg Config, ops ...Operation) {
+	t.Helper()
+	refresh := goTestCommand(t.Name()) + " -update"
+	for _, op := range ops {
+		t.Run(op.Name, func(t *testing.T) {
+			got, err := recordGolden(t.Context(), cfg, op, refresh)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := parseGolden(got); err != nil {
+				t.Fatalf("the golden text does not parse back: %v", err)
+			}
+			path := filepath.Join(dir, op.Name+".trace")
+			if update {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("read golden trace: %v (record it: %s)", err, refresh)
+			}
+			if string(want) != got {
+				t.Errorf("%s: the recorded trace differs from the golden file (-want +got):\n%s\nIf the change is intended: %s",
+					path, diffLines(string(want), got), refresh)
+			}
+		})
+	}
 }

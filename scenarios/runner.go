@@ -59,7 +59,7 @@ type Operation struct {
 // Config says where and how the matrix runs.
 type Config struct {
 	// Backend is Sqlmock or Postgres.
-	Backend Backend
+	Backend faults.Backend
 
 	// DSN (Postgres) opens the instrumented pool with pgx stdlib; Connector,
 	// if set, is used instead.
@@ -83,8 +83,9 @@ type Config struct {
 	Admin   *sql.DB
 	AppName string
 
-	// Golden (Sqlmock) holds "<operation>.trace" files; nil: the catalog's
-	// embedded testdata (GoldenFS).
+	// Golden (Sqlmock) holds the golden traces, one "<operation>.trace" file
+	// per operation, as RecordGolden returns them and GoldenTests writes
+	// them (e.g. os.DirFS("testdata")). Required on Sqlmock.
 	Golden fs.FS
 
 	// Timeout bounds each case; a case still running 2s after it is a
@@ -94,13 +95,13 @@ type Config struct {
 	// armed at each step, and the error need not reach the caller.
 	Disconnect bool
 	// Faults, if set, replaces the faults tried at a step: given the step's
-	// kind (e.g. "commit"), it returns faults in the plan language (e.g.
-	// "pgerr=40001"). Nil: faults.Applicable for the backend — the wire
+	// kind (e.g. faults.StepCommit), it returns the faults to try there.
+	// Nil: faults.Applicable for the backend — the wire
 	// kinds only with a DSN (the runner installs a faults.Wire on it), the
 	// server kinds only with a DSN and Admin — without panic except at
 	// "next", and without lock and stmt-timeout on a table the transaction
 	// has touched already (see faultsAt).
-	Faults func(stepKind string) []string
+	Faults func(k faults.StepKind) []faults.Fault
 	// Only, if set, keeps the cases it returns true for.
 	Only func(Case) bool
 	// Replay returns the command that replays one case; nil: the go test
@@ -114,18 +115,13 @@ type Config struct {
 	CheckTimeout time.Duration
 }
 
-// Clean is the StepKind and Fault of the case that runs the operation with
-// no fault armed (step 0), checked like any other.
-const Clean = "clean"
-
 // Runner runs the matrix of one operation on one backend. Create it with
 // NewRunner. It is not safe for concurrent use: cases run one at a time,
 // since the goroutine and server checks look at the whole process and at
 // every session of the application name.
 type Runner struct {
-	cfg     Config
-	op      Operation
-	backend faults.Backend
+	cfg Config
+	op  Operation
 
 	// Postgres: one injector and instrumented pool, kept warm across cases
 	// and rebuilt after a case that left something behind.
@@ -168,7 +164,6 @@ func NewRunner(ctx context.Context, cfg Config, op Operation) (*Runner, error) {
 	r := &Runner{cfg: cfg, op: op}
 	switch cfg.Backend {
 	case Postgres:
-		r.backend = faults.Postgres
 		base := cfg.Connector
 		if base == nil {
 			pc, err := pgx.ParseConfig(cfg.DSN)
@@ -200,12 +195,7 @@ func NewRunner(ctx context.Context, cfg Config, op Operation) (*Runner, error) {
 		r.unavailable = unavailableFaults(cfg, r.wire != nil, r.server != nil, r.lockDB != nil)
 		r.newPool()
 	case Sqlmock:
-		r.backend = faults.Mock
-		fsys := cfg.Golden
-		if fsys == nil {
-			fsys = GoldenFS()
-		}
-		g, err := loadGolden(fsys, op.Name)
+		g, err := loadGolden(cfg.Golden, op.Name)
 		if err != nil {
 			return nil, fmt.Errorf("scenarios: new runner for %s: %w", op.Name, err)
 		}
@@ -240,6 +230,9 @@ func checkConfig(cfg Config, op Operation) error {
 			probs = append(probs, "Admin and AppName go together")
 		}
 	case Sqlmock:
+		if cfg.Golden == nil {
+			probs = append(probs, "sqlmock needs Golden (the file system holding "+op.Name+".trace: record it on PostgreSQL with RecordGolden or GoldenTests)")
+		}
 	default:
 		probs = append(probs, fmt.Sprintf("backend %q: want %q or %q", cfg.Backend, Sqlmock, Postgres))
 	}
@@ -294,7 +287,7 @@ func (r *Runner) record(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
 		}
-		rctx, cancel := env.inj.Context(ctx)
+		rctx, cancel := env.inj.Context(withTracker(ctx, env.tracker))
 		err = r.op.Run(rctx, env.pool, fx)
 		cancel()
 		trace := env.inj.Trace()
@@ -390,6 +383,7 @@ func (r *Runner) env(ctx context.Context, cold bool, exp []gstep) (caseEnv, erro
 		}
 	}
 	e.inj.Reset()
+	e.tracker.Reset() // what an earlier run recorded is not this run's doing
 	return e, nil
 }
 
@@ -446,34 +440,34 @@ func (r *Runner) Cases() []Case {
 			cs = append(cs, c)
 		}
 	}
-	add(Case{Step: 0, StepKind: Clean, Fault: Clean})
+	add(Case{Step: 0, StepKind: StepClean})
 	if r.broken != nil {
 		return cs
 	}
 	for i, s := range r.clean {
 		for _, f := range r.faultsAt(s.Kind, r.clean[:i], s.SQL, placeOf(r.clean, s.Index)) {
-			add(Case{Step: s.Index, StepKind: s.Kind.String(), SQL: s.SQL, Fault: f})
+			add(Case{Step: s.Index, StepKind: s.Kind, SQL: s.SQL, Fault: f})
 		}
 	}
 	if len(r.cold) > 0 && r.cold[0].Kind == faults.StepConnect {
 		for _, f := range r.faultsAt(faults.StepConnect, nil, "", place{}) {
-			add(Case{Step: 1, StepKind: faults.StepConnect.String(), Fault: f})
+			add(Case{Step: 1, StepKind: faults.StepConnect, Fault: f})
 		}
 	}
 	return cs
 }
 
 // faultsAt returns the faults tried at a step of kind k with SQL sql at
-// place p, after// the steps earlier.
-func (r *Runner) faultsAt(k faults.StepKind, earlier faults.Trace, sql string, p place) []string {
+// place p, after the steps earlier.
+func (r *Runner) faultsAt(k faults.StepKind, earlier faults.Trace, sql string, p place) []faults.Fault {
 	if r.cfg.Disconnect {
-		return []string{faults.KindCancel.String()}
+		return []faults.Fault{{Kind: faults.KindCancel}}
 	}
 	if r.cfg.Faults != nil {
-		return r.cfg.Faults(k.String())
+		return r.cfg.Faults(k)
 	}
-	var out []string
-	for _, f := range faults.Applicable(k, r.backend) {
+	var out []faults.Fault
+	for _, f := range faults.Applicable(k, r.cfg.Backend) {
 		switch {
 		case f.Kind.NeedsWire() && r.wire == nil, f.Kind.NeedsServer() && r.server == nil,
 			(f.Kind == faults.KindLock || f.Kind == faults.KindStmtTimeout) && r.lockDB == nil:
@@ -493,7 +487,7 @@ func (r *Runner) faultsAt(k faults.StepKind, earlier faults.Trace, sql string, p
 			// reaches the caller's unit of work as a panic in its own code.
 			continue
 		}
-		out = append(out, f.String())
+		out = append(out, f)
 	}
 	return out
 }
@@ -562,16 +556,15 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	defer func() { res.Duration = time.Since(start) }()
 
 	var plan faults.Plan
-	var fault faults.Fault
-	if c.Fault != Clean {
-		var err error
-		if plan, err = faults.ParsePlan(c.Plan()); err != nil {
-			find(InvSetup, nil, "parse plan: %v", err)
+	fault := c.Fault
+	if !c.Clean() {
+		if err := fault.Validate(); err != nil {
+			find(InvSetup, nil, "%v", err)
 			return res
 		}
-		fault = plan.Rules[0].Fault
+		plan = faults.Plan{Rules: []faults.Rule{{Step: c.Step, Fault: fault}}}
 	}
-	cold := c.StepKind == faults.StepConnect.String()
+	cold := c.StepKind == faults.StepConnect
 
 	// The goroutine baseline (a stack dump of every goroutine, which stops
 	// the world) is taken while the fixture's statement waits on the server.
@@ -595,7 +588,7 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	// correct unit of work, from the golden trace.
 	var exp []gstep
 	var at place
-	if c.Fault != Clean && !cold {
+	if !c.Clean() && !cold {
 		at = placeOf(r.clean, c.Step)
 	}
 	out := outcomeOf(c, fault, at, r.op.Retries, r.cfg.Disconnect)
@@ -623,7 +616,7 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	trace := env.inj.Trace()
 	fired := env.inj.Fired()
 	res.Fired = len(fired) > 0
-	if res.Fired && !keepsConnHealthy(fault, stepKindOf(c)) {
+	if res.Fired && !keepsConnHealthy(fault, c.StepKind) {
 		// the next case starts on a fresh pool, as its replay would
 		r.stale = true
 	}
@@ -639,12 +632,12 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	}
 
 	// The fault fired where it was aimed.
-	if c.Fault != Clean {
+	if !c.Clean() {
 		switch {
 		case len(fired) == 0:
 			find(InvFired, trace, "the fault never fired: the run had %d steps, step %d was not reached as %s (the trace changed; see the trace below)",
 				len(trace), c.Step, c.StepKind)
-		case fired[0].Step.Kind.String() != c.StepKind:
+		case fired[0].Step.Kind != c.StepKind:
 			find(InvFired, trace, "the fault fired at step %d (%s), not at a %s step: the trace changed", fired[0].Step.Index, fired[0].Step.Kind, c.StepKind)
 		}
 	}
@@ -652,7 +645,7 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	// The error surfaced, or the retry succeeded.
 	switch {
 	case r.cfg.Disconnect:
-	case c.Fault == Clean && res.Err != nil:
+	case c.Clean() && res.Err != nil:
 		find(InvErrorSurfaced, trace, "got error %v with no fault armed; want success", res.Err)
 	case out == outSurfaces && res.Fired && res.Err == nil:
 		find(InvErrorSurfaced, trace, "got success (nil error); want the injected failure to reach the caller: %s", firedLine(fired))
@@ -664,7 +657,7 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 		// only that the commit rolled back, not what failed.
 		find(InvErrorSurfaced, trace, "got %q; want the injected failure (%s): the code went on after an error in its transaction and committed it",
 			res.Err, firedLine(fired))
-	case out == outEither && res.Fired && res.Err == nil && retriedByDatabaseSQL(fault, stepKindOf(c), at) && !retriedAfter(trace, fired[0].Step):
+	case out == outEither && res.Fired && res.Err == nil && retriedByDatabaseSQL(fault, c.StepKind, at) && !retriedAfter(trace, fired[0].Step):
 		find(InvErrorSurfaced, trace, "got success (nil error); want the injected failure to reach the caller, or the statement run again on another connection as database/sql does through *sql.DB — the trace shows no retry after %s",
 			firedLine(fired))
 	case (out == outRetried || out == outAbsorbed) && res.Fired && res.Err != nil:
@@ -753,7 +746,7 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 // ended behind the end of the request.
 func (r *Runner) run(ctx context.Context, env caseEnv, fx Fixture) (runOutcome, context.CancelFunc) {
 	ctx, cancelT := context.WithTimeout(ctx, r.cfg.Timeout)
-	rctx, cancelR := env.inj.Context(ctx)
+	rctx, cancelR := env.inj.Context(withTracker(ctx, env.tracker))
 	cancel := func() { cancelR(); cancelT() }
 	done := make(chan runOutcome, 1)
 	start := time.Now()
@@ -781,28 +774,25 @@ func (r *Runner) run(ctx context.Context, env caseEnv, fx Fixture) (runOutcome, 
 // outcomeOf says what a correct operation does with the case's fault.
 func outcomeOf(c Case, f faults.Fault, at place, retries func(error) bool, disconnect bool) outcome {
 	switch {
-	case c.Fault == Clean, f.Kind == faults.KindLatency:
+	case c.Clean(), f.Kind == faults.KindLatency:
 		return outAbsorbed
 	case disconnect:
 		return outSurfaces
-	case f.Kind == faults.KindBadConn && (c.StepKind == "connect" || c.StepKind == "reset" || c.StepKind == "begin" || c.StepKind == "ping"):
+	case f.Kind == faults.KindBadConn && (c.StepKind == faults.StepConnect || c.StepKind == faults.StepReset ||
+		c.StepKind == faults.StepBegin || c.StepKind == faults.StepPing):
 		return outAbsorbed // database/sql retries on a fresh connection
-	case c.StepKind == "reset":
+	case c.StepKind == faults.StepReset:
 		return outAbsorbed
-	case retriedByDatabaseSQL(f, stepKindOf(c), at):
+	case rollbackMayBeSilent(c.StepKind):
+		return outEither // the caller hears of the unit's own failure, not necessarily of the rollback's
+	case retriedByDatabaseSQL(f, c.StepKind, at):
 		return outEither // through *sql.DB: retried on another connection; through a *sql.Conn: surfaces
-	case (f.Kind.NeedsWire() || f.Kind.NeedsServer()) && (c.StepKind == "connect" || c.StepKind == "begin"):
+	case (f.Kind.NeedsWire() || f.Kind.NeedsServer()) && (c.StepKind == faults.StepConnect || c.StepKind == faults.StepBegin):
 		return outEither // pgx may report a dead connection as safe to retry
 	case retries != nil && retries(faultError(f)):
 		return outRetried
 	}
 	return outSurfaces
-}
-
-// stepKindOf returns the case's step kind (zero for the clean case).
-func stepKindOf(c Case) faults.StepKind {
-	k, _ := faults.ParseStepKind(c.StepKind)
-	return k
 }
 
 // faultError is the error a fault injects, for Operation.Retries.
@@ -829,11 +819,11 @@ func connBreaks(f faults.Fault) bool {
 
 // expectations returns a sqlmock case's expectations.
 func (r *Runner) expectations(c Case, f faults.Fault, out outcome) []gstep {
-	if c.Fault == Clean || (out == outEither && f.Kind == faults.KindBadConn) {
+	if c.Clean() || (out == outEither && f.Kind == faults.KindBadConn) {
 		return r.expect
 	}
 	k := 0
-	if c.StepKind != "connect" {
+	if c.StepKind != faults.StepConnect {
 		for _, s := range r.clean[:min(c.Step-1, len(r.clean))] {
 			if (gstep{Kind: s.Kind.String()}).expects() {
 				k++
@@ -842,7 +832,7 @@ func (r *Runner) expectations(c Case, f faults.Fault, out outcome) []gstep {
 	}
 	// a dead connection gets no rollback: database/sql discards it (the
 	// server ends the transaction with the session)
-	exp := expectFor(r.expect, k, c.StepKind, false, out, !connBreaks(f))
+	exp := expectFor(r.expect, k, c.StepKind.String(), false, out, !connBreaks(f))
 	return exp
 }
 
@@ -864,6 +854,8 @@ func invariantOf(c leakcheck.Check) Invariant {
 		return InvPool
 	case leakcheck.CheckGoroutines:
 		return InvGoroutines
+	case leakcheck.CheckLongTx:
+		return InvLongTx
 	default:
 		return InvServer
 	}
@@ -974,7 +966,9 @@ func goTestCommand(name string) string {
 		parts[i] = regexp.QuoteMeta(p)
 	}
 	parts[0] = "^" + parts[0] + "$"
-	parts[len(parts)-1] = "^" + parts[len(parts)-1] + "$"
+	if len(parts) > 1 {
+		parts[len(parts)-1] = "^" + parts[len(parts)-1] + "$"
+	}
 	return fmt.Sprintf("go test %s -run '%s'", packageDir(), strings.Join(parts, "/"))
 }
 
@@ -983,9 +977,17 @@ var pkgDir = sync.OnceValue(func() string {
 	if err != nil {
 		return "."
 	}
-	for d := wd; ; d = filepath.Dir(d) {
+	return packageDirOf(wd)
+})
+
+// packageDirOf returns dir relative to the root of the module holding it
+// (the nearest directory above with a go.mod), as go test names a package
+// directory: "./internal/store", or "." for the root itself or outside any
+// module.
+func packageDirOf(dir string) string {
+	for d := dir; ; d = filepath.Dir(d) {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			rel, err := filepath.Rel(d, wd)
+			rel, err := filepath.Rel(d, dir)
 			if err != nil || rel == "." {
 				return "."
 			}
@@ -995,6 +997,8 @@ var pkgDir = sync.OnceValue(func() string {
 			return "."
 		}
 	}
-})
+}
 
+// packageDir returns the directory of the package under test (the working
+// directory of a test binary), relative to its module's root.
 func packageDir() string { return pkgDir() }

@@ -32,7 +32,14 @@ import (
 //     injected there: no SQLSTATE but the connection-ending ones (57P01,
 //     53300, 08xxx) at the rows of an autocommit write, whose server side
 //     has committed already (faultPossible).
-//  4. A fault either leaves the connection as a correct caller leaves it —
+//  4. A failed rollback need not reach the caller. The rollback runs because
+//     the unit already failed (its error is what the caller must hear) or
+//     because the code rolls back what it only read; the server ends the
+//     transaction with the session the failure closed. The common deferred
+//     `defer tx.Rollback()` drops its error on purpose. The pool, server and
+//     state checks still hold the code to a rollback that really ended the
+//     transaction (rollbackMayBeSilent).
+//  5. A fault either leaves the connection as a correct caller leaves it —
 //     back in the pool, idle, usable — or may break it (killed, closed by
 //     the driver, cancelled mid-call, cut). After a case whose fault may have
 //     broken a connection the runner opens a fresh pool, so that no case
@@ -157,8 +164,12 @@ func retriedAfter(trace faults.Trace, fired faults.Step) bool {
 	return false
 }
 
+// rollbackMayBeSilent reports whether a fault at a step of kind k may end
+// in success for the caller (rule 4).
+func rollbackMayBeSilent(k faults.StepKind) bool { return k == faults.StepRollback }
+
 // keepsConnHealthy reports whether a correct caller's connection is back in
-// the pool, usable, after fault f fired at a step of kind k (rule 4): an
+// the pool, usable, after fault f fired at a step of kind k (rule 5): an
 // error the server would send on a live session, or a delay, at a statement.
 // Everything else — a commit or rollback that failed (the injector closes
 // the conn, as pgx does), badconn, a session-ending SQLSTATE, a cancel (lib/pq

@@ -216,7 +216,7 @@ func TestAutocommitCorrectCodeIsClean(t *testing.T) {
 // code that drops the error on a *sql.Conn is caught.
 func TestSwallowedBadConnIsCaught(t *testing.T) {
 	cfg := kvConfig(t)
-	cfg.Only = func(c Case) bool { return c.Fault == "badconn" && c.StepKind == "exec" }
+	cfg.Only = func(c Case) bool { return c.Fault.Kind == faults.KindBadConn && c.StepKind == faults.StepExec }
 	rep, err := Run(t.Context(), cfg, swallowsOnConn)
 	if err != nil {
 		t.Fatal(err)
@@ -275,8 +275,8 @@ func TestNoStepRecordedIsAnError(t *testing.T) {
 		_, err := own.ExecContext(ctx, `UPDATE kv SET v = v + 1 WHERE k = $1`, key)
 		return err
 	})
-	for _, backend := range []Backend{Postgres} {
-		t.Run(string(backend), func(t *testing.T) {
+	for _, backend := range []faults.Backend{Postgres} {
+		t.Run(backend.String(), func(t *testing.T) {
 			_, err := NewRunner(t.Context(), cfg, op)
 			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "recorded no step") {
 				t.Fatalf("got %v; want an ErrConfig saying the clean run recorded no step", err)

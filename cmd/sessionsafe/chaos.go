@@ -12,9 +12,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sessionsafe/sessionsafe/internal/chaos"
+	"github.com/sessionsafe/sessionsafe/internal/redact"
 	"github.com/sessionsafe/sessionsafe/internal/report"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 	"github.com/sessionsafe/sessionsafe/scenarios"
+	"github.com/sessionsafe/sessionsafe/threadsuite"
 )
 
 // shrinkBudget bounds the time spent shrinking one violation.
@@ -105,7 +107,7 @@ func chaosCommand(ctx context.Context, name string, o *options, e *env) int {
 			}
 			if ctx.Err() == nil {
 				rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", backend, err))
-				fmt.Fprintf(e.stderr, "sessionsafe %s: %s: %s\n", name, backend, report.RedactText(oneLine(err.Error())))
+				fmt.Fprintf(e.stderr, "sessionsafe %s: %s: %s\n", name, backend, redact.Text(oneLine(err.Error())))
 			}
 		}
 	}
@@ -127,8 +129,8 @@ func chaosMock(ctx context.Context, o *options, e *env, rep *report.Report, logw
 	cfg.Log = logw
 	p := chaosProgress(o, e, "chaos sqlmock", cfg.Counters)
 	p.Run(ctx)
-	ops := chaos.Plant(scenarios.Catalog(), o.plant...)
-	res, err := chaos.RunMock(ctx, cfg, ops, func(c scenarios.Case) string { return caseReplay(c, o) })
+	ops := chaos.Plant(threadsuite.Catalog(), o.plant...)
+	res, err := chaos.RunMock(ctx, cfg, ops, threadsuite.GoldenFS(), func(c scenarios.Case) string { return caseReplay(c, o) })
 	p.Stop()
 	if res == nil {
 		return err
@@ -143,7 +145,7 @@ func chaosMock(ctx context.Context, o *options, e *env, rep *report.Report, logw
 		c := f.Finding.Case
 		rep.Violations = append(rep.Violations, report.Violation{
 			ID: fmt.Sprintf("V%d", len(rep.Violations)+1), Source: "chaos", Backend: "sqlmock",
-			Operation: c.Operation, Step: c.Step, StepKind: c.StepKind, Fault: c.Fault,
+			Operation: c.Operation, Step: c.Step, StepKind: c.StepName(), Fault: c.FaultName(),
 			Invariant: string(f.Finding.Invariant), Message: f.Finding.Message, Trace: f.Finding.Trace,
 			Seed: o.seed + int64(f.Worker), Replay: f.Finding.Replay,
 			// A matrix case is already minimal: one operation, one fault.

@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/sessionsafe/sessionsafe/internal/report"
+	"github.com/sessionsafe/sessionsafe/internal/redact"
 )
 
 // env is what a subcommand may touch of the outside world: everything else comes in flags.
@@ -33,6 +34,7 @@ func commands() []command {
 		{"chaos", fBackend | fPostgres | fChaos | fReports | fPlant, "a concurrent seeded run with random faults, server chaos and a data-safety ledger", runChaos},
 		{"replay", fBackend | fPostgres | fChaos | fReports | fReplay | fPlant, "rerun one matrix case (-case) or one chaos seed (-seed) exactly", runReplay},
 		{"serve", fPostgres | fServe | fPlant, "the thread HTTP API on a real Postgres, faults armed, /debug/sessions", runServe},
+		{"summary", fFiles, "print report.json files as one line each: cases or operations, faults, violations, time", runSummary},
 	}
 }
 
@@ -50,6 +52,8 @@ func usage(w io.Writer) {
 
 // run is the whole program, minus os.Exit: it returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	// The interrupt notice is written from its own goroutine, beside the run's own errors.
+	stderr = &lockedWriter{w: stderr}
 	e := &env{stdout: stdout, stderr: stderr, getenv: getenv, now: time.Now, isTerminal: isTerminal(stdout)}
 	if len(args) == 0 {
 		usage(stderr)
@@ -75,22 +79,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 				fs.PrintDefaults()
 				return exitOK
 			}
-			fmt.Fprintf(stderr, "sessionsafe %s: %s (see sessionsafe %s -h)\n", c.name, report.RedactText(oneLine(err.Error())), c.name)
+			fmt.Fprintf(stderr, "sessionsafe %s: %s (see sessionsafe %s -h)\n", c.name, redact.Text(oneLine(err.Error())), c.name)
 			return exitUsage
 		}
 		if err := o.validate(fs); err != nil {
-			fmt.Fprintf(stderr, "sessionsafe %s: %s\n", c.name, report.RedactText(err.Error()))
+			fmt.Fprintf(stderr, "sessionsafe %s: %s\n", c.name, redact.Text(err.Error()))
 			return exitUsage
 		}
 		what := "stopping, writing the partial report, cleaning up"
 		if c.name == "serve" {
 			what = "draining requests, checking for leaks, cleaning up"
 		}
+		noticed := make(chan struct{})
 		stop := context.AfterFunc(ctx, func() {
+			defer close(noticed)
 			fmt.Fprintf(stderr, "\nsessionsafe %s: interrupted: %s\n", c.name, what)
 		})
-		defer stop()
-		return c.run(ctx, o, e)
+		code := c.run(ctx, o, e)
+		if !stop() {
+			<-noticed // the notice is being written: let it finish before returning
+		}
+		return code
 	}
 	fmt.Fprintf(stderr, "sessionsafe: unknown command %q; want one of %s\n", args[0], commandNames())
 	return exitUsage
@@ -106,6 +115,18 @@ func commandNames() string {
 
 // fail prints a one-line error for err (redacted) and returns its exit code.
 func (e *env) fail(cmd string, err error) int {
-	fmt.Fprintf(e.stderr, "sessionsafe %s: %s\n", cmd, report.RedactText(oneLine(err.Error())))
+	fmt.Fprintf(e.stderr, "sessionsafe %s: %s\n", cmd, redact.Text(oneLine(err.Error())))
 	return exitUsage
+}
+
+// lockedWriter serialises the writes of several goroutines to one writer.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -3,15 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sessionsafe/sessionsafe/internal/chaos"
 	"github.com/sessionsafe/sessionsafe/internal/mutant"
+	"github.com/sessionsafe/sessionsafe/internal/report"
 )
 
 func noEnv(string) string { return "" }
@@ -45,9 +50,21 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{"provider", []string{"matrix", "-provider", "cloud"}, nil, exitUsage, `-provider "cloud"`},
 		{"provider-dsn-without-dsn", []string{"chaos", "-provider", "dsn"}, nil, exitUsage, "-provider dsn: needs -dsn"},
 		{"dsn-bad", []string{"chaos", "-dsn", "postgres://app:hunter22@db:notaport/app"}, nil, exitUsage, "-dsn postgres://app:xxxxx@db:notaport/app"},
+		{"dsn-bad-raw-space", []string{"chaos", "-dsn", "postgres://app:hunter 22@db/app"}, nil, exitUsage, "-dsn postgres://app:xxxxx@db/app"},
+		{"dsn-bad-keyword-value", []string{"chaos", "-dsn", `host=db password='hunter\'s 22' port=x`}, nil, exitUsage, "password=xxxxx"},
 		{"dsn-bad-from-env", []string{"chaos"}, map[string]string{"SESSIONSAFE_PG_DSN": "postgres://app:hunter22@db:99999999/app"}, exitUsage, "-dsn"},
 		{"dsn-and-other-provider", []string{"chaos", "-provider", "local", "-dsn", "postgres://app:hunter22@db/app"}, nil, exitUsage, "-dsn and -provider local"},
 		{"fault-rate", []string{"chaos", "-fault-rate", "1.5"}, nil, exitUsage, "-fault-rate 1.5"},
+		{"fault-rate-nan", []string{"chaos", "-fault-rate", "NaN"}, nil, exitUsage, "-fault-rate NaN"},
+		{"fault-rate-inf", []string{"chaos", "-fault-rate", "+Inf"}, nil, exitUsage, "-fault-rate +Inf"},
+		{"fault-rate-negative", []string{"chaos", "-fault-rate", "-0.1"}, nil, exitUsage, "-fault-rate -0.1"},
+		{"replay-fault-rate-nan", []string{"replay", "-seed", "1", "-fault-rate", "nan"}, nil, exitUsage, "-fault-rate NaN"},
+		{"serve-fault-rate-nan", []string{"serve", "-fault-rate", "NaN"}, nil, exitUsage, "-fault-rate NaN"},
+		{"serve-fault-rate-above-one", []string{"serve", "-fault-rate", "1.5"}, nil, exitUsage, "-fault-rate 1.5"},
+		{"negative-duration", []string{"chaos", "-duration", "-1s"}, nil, exitUsage, "-duration -1s"},
+		{"negative-terminate-every", []string{"chaos", "-terminate-every", "-1s"}, nil, exitUsage, "-terminate-every -1s"},
+		{"negative-restart-every", []string{"chaos", "-restart-every", "-1s"}, nil, exitUsage, "-restart-every -1s"},
+		{"negative-pause-every", []string{"chaos", "-pause-every", "-1s"}, nil, exitUsage, "-pause-every -1s"},
 		{"never-ends", []string{"chaos", "-duration", "0"}, nil, exitUsage, "-duration 0 and -ops 0"},
 		{"negative-ops", []string{"chaos", "-ops", "-3"}, nil, exitUsage, "-ops -3"},
 		{"progress", []string{"chaos", "-progress", "fancy"}, nil, exitUsage, `-progress "fancy"`},
@@ -76,7 +93,7 @@ func TestUsageAndExitCodes(t *testing.T) {
 			if !strings.Contains(all, tt.contains) {
 				t.Errorf("sessionsafe %s: output lacks %q:\n%s", strings.Join(tt.args, " "), tt.contains, all)
 			}
-			if strings.Contains(all, "hunter22") {
+			if strings.Contains(all, "hunter") || strings.Contains(all, "22@") {
 				t.Errorf("sessionsafe %s: the DSN password appears in the output:\n%s", strings.Join(tt.args, " "), all)
 			}
 			if code == exitUsage && tt.want == exitUsage {
@@ -208,3 +225,121 @@ func TestProgressStops(t *testing.T) {
 }
 
 var _ = flag.ErrHelp
+
+// TestSelectionNeverPassesEmpty: a selection that runs no case is an error (exit 2), and an
+// operation whose clean recording fails is a failure (exit 1) even when the selection names
+// only cases its broken recording has none of.
+func TestSelectionNeverPassesEmpty(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		want     int
+		contains string
+	}{
+		{"run-matches-nothing", []string{"matrix", "-backend", "sqlmock", "-run", "NoSuchCase"}, exitUsage, "no case matches -run NoSuchCase"},
+		{"run-matches-nothing-in-shard", []string{"matrix", "-backend", "sqlmock", "-run", "NoSuchCase", "-shard", "1/2"}, exitUsage, "no case matches -run NoSuchCase in -shard 1/2"},
+		{"replay-no-such-case", []string{"replay", "-backend", "sqlmock", "-case", "NoSuchCase/step-1-query/pgerr=40001"}, exitUsage, `no matrix case named "NoSuchCase/step-1-query/pgerr=40001"`},
+		{"broken-recording-run", []string{"matrix", "-backend", "sqlmock", "-run", "UpdateThread/step-3", "-plant", "MetadataReadModifyWrite"}, exitViolations, "UpdateThread/step-0-clean/clean"},
+		{"broken-recording-replay", []string{"replay", "-backend", "sqlmock", "-case", "UpdateThread/step-3-query/pgerr=40001", "-plant", "MetadataReadModifyWrite"}, exitViolations, "UpdateThread/step-0-clean/clean"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, context.Background(), noEnv, tt.args...)
+			if code != tt.want {
+				t.Errorf("sessionsafe %s: exit %d; want %d\nstdout: %s\nstderr: %s", strings.Join(tt.args, " "), code, tt.want, stdout, stderr)
+			}
+			if all := stdout + stderr; !strings.Contains(all, tt.contains) || strings.Contains(all, "PASS") {
+				t.Errorf("sessionsafe %s: want %q and no PASS in the output:\n%s", strings.Join(tt.args, " "), tt.contains, all)
+			}
+		})
+	}
+}
+
+// TestMatrixSummaryCountsFaults: the matrix report counts the faults its cases fired (every
+// case but the clean one arms one), not zero.
+func TestMatrixSummaryCountsFaults(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "report.json")
+	code, stdout, stderr := runCLI(t, context.Background(), noEnv, "matrix", "-backend", "sqlmock", "-run", "^GetThread/", "-report-json", path)
+	if code != exitOK {
+		t.Fatalf("exit %d; want 0\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	var rep report.Report
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	fired := 0
+	for _, c := range rep.Cases {
+		if c.Fired {
+			fired++
+		}
+	}
+	if fired == 0 || rep.Summary.Faults != int64(fired) || fired != rep.Summary.Cases-1 {
+		t.Errorf("summary faults %d, cases fired %d, cases %d: want every faulted case fired and counted", rep.Summary.Faults, fired, rep.Summary.Cases)
+	}
+}
+
+// TestSetupErrorShowsCause: a server that cannot be reached prints why on the terminal (the
+// driver puts the cause on the error's later lines), not only in the JSON report.
+func TestSetupErrorShowsCause(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"matrix", []string{"matrix", "-backend", "postgres", "-dsn", "postgres://u:hunter22@127.0.0.1:1/db"}},
+		{"chaos", []string{"chaos", "-backend", "postgres", "-ops", "1", "-dsn", "postgres://u:hunter22@127.0.0.1:1/db"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, context.Background(), noEnv, tt.args...)
+			if code != exitUsage {
+				t.Errorf("exit %d; want %d", code, exitUsage)
+			}
+			for _, out := range []string{stderr, stdout} {
+				if !strings.Contains(out, "connection refused") {
+					t.Errorf("output lacks the cause %q:\n%s", "connection refused", out)
+				}
+				if strings.Contains(out, "hunter22") {
+					t.Errorf("output shows the password:\n%s", out)
+				}
+			}
+		})
+	}
+}
+
+// TestInterruptedSetupIsNoSetupError: a run interrupted while it connects to Postgres is
+// reported as interrupted, not as a setup error ("context canceled").
+func TestInterruptedSetupIsNoSetupError(t *testing.T) {
+	for _, cmd := range []string{"matrix", "chaos"} {
+		t.Run(cmd, func(t *testing.T) {
+			// A server that accepts and never answers: the interrupt comes while connecting.
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer conn.Close()
+				cancel()
+				_, _ = io.Copy(io.Discard, conn)
+			}()
+			args := []string{cmd, "-backend", "postgres", "-dsn", "postgres://u@" + ln.Addr().String() + "/db?sslmode=disable"}
+			if cmd == "chaos" {
+				args = append(args, "-ops", "1")
+			}
+			code, stdout, stderr := runCLI(t, ctx, noEnv, args...)
+			if code != exitUsage || !strings.Contains(stdout, "INTERRUPTED") || strings.Contains(stdout+stderr, "ERROR") {
+				t.Errorf("exit %d; want %d, INTERRUPTED and no ERROR:\nstdout: %s\nstderr: %s", code, exitUsage, stdout, stderr)
+			}
+		})
+	}
+}

@@ -8,14 +8,16 @@
 //	sessionsafe chaos  [-seed N] [-duration d] [-ops N] [-workers N] [-backend ...] [-provider ...] [-dsn DSN] [report flags]
 //	sessionsafe replay -case NAME | -seed N [chaos flags]
 //	sessionsafe serve  [-addr :8080] [-provider ...] [-dsn DSN] [-fault-rate r | -plan PLAN]
+//	sessionsafe summary report.json...
 //	sessionsafe mutate [-list] [-test "go test ./pkg"] [-operators a,b] [-shard i/n] [-parallel N] [-timeout d] [-report-json FILE] [packages]
 //
 // Report flags: -report-json FILE, -report-junit FILE, -report-html FILE, or -report-dir DIR
 // for all three (report.json, junit.xml, report.html).
 //
 // Exit codes: 0 clean; 1 a violation was found (a session leaked, an invariant broke);
-// 2 a usage or setup error, or a run interrupted (Ctrl-C) before it completed — its partial
-// report is still written. Every bad flag or DSN gets a one-line error naming it, and DSN
+// 2 a usage or setup error, a selection that matches no case, or a run interrupted (Ctrl-C)
+// before it completed, violations found or not — its partial report is still written, and
+// says it is partial. Every bad flag or DSN gets a one-line error naming it, and DSN
 // passwords never appear in output or reports.
 //
 // serve listens with the thread HTTP API (header X-User-ID names the caller) plus

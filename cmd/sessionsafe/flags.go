@@ -13,7 +13,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/sessionsafe/sessionsafe/internal/mutant"
+	"github.com/sessionsafe/sessionsafe/internal/redact"
 	"github.com/sessionsafe/sessionsafe/internal/report"
+	"github.com/sessionsafe/sessionsafe/pgtest"
 )
 
 // Exit codes.
@@ -103,7 +105,10 @@ type options struct {
 	addr     string
 	poolSize int
 
-	set map[string]bool // the flags given on the command line
+	files []string // the arguments of a command that takes files
+
+	set        map[string]bool // the flags given on the command line
+	takesFiles bool
 }
 
 func (o *options) reportPaths() report.Paths {
@@ -142,6 +147,7 @@ const (
 	fReplay
 	fServe
 	fPlant
+	fFiles // takes file arguments after the flags
 )
 
 // flagSet builds the flag set of one subcommand into o. getenv supplies the defaults read
@@ -150,6 +156,7 @@ func flagSet(cmd string, which int, o *options, getenv func(string) string, out 
 	fs := flag.NewFlagSet("sessionsafe "+cmd, flag.ContinueOnError)
 	fs.SetOutput(out)
 	o.cmd = cmd
+	o.takesFiles = which&fFiles != 0
 	if which&fBackend != 0 {
 		fs.StringVar(&o.backend, "backend", "both", "where the handlers run: sqlmock, postgres or both")
 	}
@@ -249,7 +256,7 @@ func (o *options) validate(fs *flag.FlagSet) error {
 		}
 		if o.dsn != "" {
 			if _, err := pgconn.ParseConfig(o.dsn); err != nil {
-				return usagef("-dsn %s: %s", report.RedactDSN(o.dsn), report.NewRedactor(o.dsn).Redact(oneLine(err.Error())))
+				return usagef("-dsn %s: %s", pgtest.RedactDSN(o.dsn), redact.NewSecrets(o.dsn).Hide(oneLine(err.Error())))
 			}
 			if set["provider"] && o.provider != "dsn" && o.provider != "auto" && set["dsn"] {
 				return usagef("-dsn and -provider %s: a DSN needs -provider dsn (or auto)", o.provider)
@@ -274,9 +281,6 @@ func (o *options) validate(fs *flag.FlagSet) error {
 		if o.duration == 0 && o.ops == 0 {
 			return usagef("-duration 0 and -ops 0: the run would never end; set one of them")
 		}
-		if o.faultRate < 0 || o.faultRate > 1 {
-			return usagef("-fault-rate %g: want 0..1", o.faultRate)
-		}
 		for name, d := range map[string]time.Duration{"terminate-every": o.terminateEvery, "restart-every": o.restartEvery, "pause-every": o.pauseEvery} {
 			if d < 0 {
 				return usagef("-%s %s: must not be negative", name, d)
@@ -300,8 +304,9 @@ func (o *options) validate(fs *flag.FlagSet) error {
 			return usagef("-restart-every/-pause-every: cannot restart or pause a server given by -dsn; use -provider local or docker")
 		}
 	}
-	if has("fault-rate") && (o.faultRate < 0 || o.faultRate > 1) {
-		return usagef("-fault-rate %g: want 0..1", o.faultRate)
+	// Written as "not inside" so that NaN, which compares false with everything, fails too.
+	if has("fault-rate") && !(o.faultRate >= 0 && o.faultRate <= 1) {
+		return usagef("-fault-rate %g: want a probability in 0..1", o.faultRate)
 	}
 	if has("shard") && o.shardRaw != "" {
 		s, err := parseShard(o.shardRaw)
@@ -342,6 +347,10 @@ func (o *options) validate(fs *flag.FlagSet) error {
 			return usagef("-%s: empty path", name)
 		}
 	}
+	if o.takesFiles {
+		o.files = fs.Args()
+		return nil
+	}
 	if n := fs.NArg(); n > 0 {
 		return usagef("unexpected argument %q (flags come before nothing else)", fs.Arg(0))
 	}
@@ -364,10 +373,26 @@ func parseIndices(s string) ([]int, error) {
 	return out, nil
 }
 
+// oneLine folds a multi-line error into one line, so that the cause a driver puts on the
+// lines after the first ("dial tcp 127.0.0.1:1: connect: connection refused") reaches the
+// terminal: its lines are trimmed and joined, repeated lines once.
 func oneLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
+	var b strings.Builder
+	seen := map[string]bool{}
+	for _, line := range strings.Split(s, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || seen[line] {
+			continue
+		}
+		seen[line] = true
+		if b.Len() > 0 {
+			if strings.HasSuffix(b.String(), ":") {
+				b.WriteString(" ")
+			} else {
+				b.WriteString("; ")
+			}
+		}
+		b.WriteString(line)
 	}
-	return s
+	return b.String()
 }

@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"regexp"
 	"strings"
 	"sync/atomic"
 
 	"github.com/sessionsafe/sessionsafe/internal/chaos"
+	"github.com/sessionsafe/sessionsafe/internal/redact"
 	"github.com/sessionsafe/sessionsafe/internal/report"
 	"github.com/sessionsafe/sessionsafe/scenarios"
+	"github.com/sessionsafe/sessionsafe/threadsuite"
 )
 
 func runMatrix(ctx context.Context, o *options, e *env) int {
@@ -53,7 +56,7 @@ func matrixCommand(ctx context.Context, name string, o *options, e *env, only fu
 		}
 		return inShard(c.Name(), o.shard)
 	}
-	ops := chaos.Plant(scenarios.Catalog(), o.plant...)
+	ops := chaos.Plant(threadsuite.Catalog(), o.plant...)
 	for _, backend := range o.backends() {
 		if ctx.Err() != nil {
 			break
@@ -62,19 +65,26 @@ func matrixCommand(ctx context.Context, name string, o *options, e *env, only fu
 		var cleanup func()
 		switch backend {
 		case "sqlmock":
-			cfg.Backend = scenarios.Sqlmock
+			cfg.Backend, cfg.Golden = scenarios.Sqlmock, threadsuite.GoldenFS()
 		case "postgres":
 			srv, err := startPostgres(ctx, o, logw)
+			if err != nil && ctx.Err() != nil {
+				continue // interrupted while starting: the report says interrupted, not a setup error
+			}
 			if err != nil {
 				rep.Errors = append(rep.Errors, "postgres: "+err.Error())
-				fmt.Fprintf(e.stderr, "sessionsafe %s: postgres: %s\n", name, report.RedactText(oneLine(err.Error())))
+				fmt.Fprintf(e.stderr, "sessionsafe %s: postgres: %s\n", name, redact.Text(oneLine(err.Error())))
 				continue
 			}
 			db, err := newDatabase(ctx, srv)
+			if err != nil && ctx.Err() != nil {
+				srv.Close()
+				continue
+			}
 			if err != nil {
 				srv.Close()
 				rep.Errors = append(rep.Errors, "postgres: "+err.Error())
-				fmt.Fprintf(e.stderr, "sessionsafe %s: postgres: %s\n", name, report.RedactText(oneLine(err.Error())))
+				fmt.Fprintf(e.stderr, "sessionsafe %s: postgres: %s\n", name, redact.Text(oneLine(err.Error())))
 				continue
 			}
 			cleanup = func() { db.Close(); srv.Close() }
@@ -83,17 +93,47 @@ func matrixCommand(ctx context.Context, name string, o *options, e *env, only fu
 		}
 		if err := runMatrixBackend(ctx, name, o, e, cfg, ops, rep); err != nil && ctx.Err() == nil {
 			rep.Errors = append(rep.Errors, backend+": "+err.Error())
-			fmt.Fprintf(e.stderr, "sessionsafe %s: %s: %s\n", name, backend, report.RedactText(oneLine(err.Error())))
+			fmt.Fprintf(e.stderr, "sessionsafe %s: %s: %s\n", name, backend, redact.Text(oneLine(err.Error())))
 		}
 		if cleanup != nil {
 			cleanup()
 		}
 	}
 	rep.Interrupted = ctx.Err() != nil
-	if only != nil && len(rep.Cases) == 0 && len(rep.Errors) == 0 && !rep.Interrupted {
-		rep.Errors = append(rep.Errors, fmt.Sprintf("no matrix case named %q on %s (names look like UpdateThread/step-7-commit/pgerr=40001; see the matrix report)", o.caseName, o.backend))
+	if len(rep.Cases) == 0 && len(rep.Errors) == 0 && !rep.Interrupted {
+		// An empty selection proves nothing: it is an error, never a PASS.
+		var msg string
+		if only != nil {
+			msg = fmt.Sprintf("no matrix case named %q on %s (names look like UpdateThread/step-7-commit/pgerr=40001; see the matrix report)", o.caseName, o.backend)
+		} else {
+			msg = "no case matches -run " + o.run
+			if o.shard.n > 1 {
+				msg += " in -shard " + o.shard.String()
+			}
+			msg += " (names look like UpdateThread/step-7-commit/pgerr=40001; see the matrix report)"
+		}
+		rep.Errors = append(rep.Errors, msg)
+		fmt.Fprintf(e.stderr, "sessionsafe %s: %s\n", name, msg)
 	}
 	return finish(e, o, rep)
+}
+
+// selectsOperation reports whether the selection (-case, or -run as go test reads it: the
+// part before the first '/' matches the operation) may name a case of operation op.
+func selectsOperation(o *options, op string) bool {
+	if o.caseName != "" {
+		before, _, _ := strings.Cut(o.caseName, "/")
+		return before == op
+	}
+	if o.runRE == nil {
+		return true
+	}
+	first, _, found := strings.Cut(o.run, "/")
+	if !found {
+		return true // the pattern may match any part of any name
+	}
+	re, err := regexp.Compile(first)
+	return err != nil || re.MatchString(op)
 }
 
 func runMatrixBackend(ctx context.Context, name string, o *options, e *env, cfg scenarios.Config, ops []scenarios.Operation, rep *report.Report) error {
@@ -112,10 +152,19 @@ func runMatrixBackend(ctx context.Context, name string, o *options, e *env, cfg 
 		if ctx.Err() != nil {
 			return nil
 		}
-		r, err := scenarios.NewRunner(ctx, cfg, op)
+		// An operation that fails with no fault armed has no matrix: only its clean case,
+		// whose findings say what broke. That case runs whenever the selection names the
+		// operation, so a broken recording is a failure, never an empty PASS.
+		var broken bool
+		opCfg := cfg
+		opCfg.Only = func(c scenarios.Case) bool {
+			return cfg.Only == nil || cfg.Only(c) || (broken && c.Step == 0 && selectsOperation(o, c.Operation))
+		}
+		r, err := scenarios.NewRunner(ctx, opCfg, op)
 		if err != nil {
 			return fmt.Errorf("%s: %w", op.Name, err)
 		}
+		broken = r.Broken() != nil
 		cases := r.Cases()
 		total += len(cases)
 		runners = append(runners, opRunner{r, cases})
@@ -143,8 +192,8 @@ func runMatrixBackend(ctx context.Context, name string, o *options, e *env, cfg 
 			if ctx.Err() != nil {
 				return nil // cut short by Ctrl-C: not a finding
 			}
-			rc := report.Case{Name: c.Name(), Backend: string(c.Backend), Operation: c.Operation, Step: c.Step,
-				StepKind: c.StepKind, Fault: c.Fault, Status: report.StatusPass, Seconds: res.Duration.Seconds(),
+			rc := report.Case{Name: c.Name(), Backend: c.Backend.String(), Operation: c.Operation, Step: c.Step,
+				StepKind: c.StepName(), Fault: c.FaultName(), Status: report.StatusPass, Fired: res.Fired, Seconds: res.Duration.Seconds(),
 				Replay: caseReplay(c, o)}
 			if name == "replay" {
 				fmt.Fprintf(e.stdout, "%s: %d finding(s); the operation returned %v\n", c, len(res.Findings), res.Err)
@@ -160,8 +209,8 @@ func runMatrixBackend(ctx context.Context, name string, o *options, e *env, cfg 
 					invs = append(invs, string(f.Invariant))
 					msgs = append(msgs, string(f.Invariant)+": "+f.Message)
 					rep.Violations = append(rep.Violations, report.Violation{
-						ID: fmt.Sprintf("V%d", len(rep.Violations)+1), Source: "matrix", Backend: string(c.Backend),
-						Operation: c.Operation, Step: c.Step, StepKind: c.StepKind, Fault: c.Fault,
+						ID: fmt.Sprintf("V%d", len(rep.Violations)+1), Source: "matrix", Backend: c.Backend.String(),
+						Operation: c.Operation, Step: c.Step, StepKind: c.StepName(), Fault: c.FaultName(),
 						Invariant: string(f.Invariant), Message: f.Message, Trace: f.Trace, Replay: f.Replay,
 					})
 				}

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sessionsafe/sessionsafe/internal/report"
+	"github.com/sessionsafe/sessionsafe/internal/redact"
 	"github.com/sessionsafe/sessionsafe/mutate"
 )
 
@@ -42,7 +42,7 @@ func runMutate(ctx context.Context, args []string, e *env) int {
 			fmt.Fprintln(e.stdout, "\nExit codes: 0 no mutant survived, 1 a mutant survived, 2 usage/setup error or interrupted.")
 			return exitOK
 		}
-		fmt.Fprintf(e.stderr, "sessionsafe mutate: %s (see sessionsafe mutate -h)\n", report.RedactText(oneLine(err.Error())))
+		fmt.Fprintf(e.stderr, "sessionsafe mutate: %s (see sessionsafe mutate -h)\n", redact.Text(oneLine(err.Error())))
 		return exitUsage
 	}
 	set := map[string]bool{}

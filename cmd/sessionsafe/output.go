@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -22,7 +23,7 @@ func finish(e *env, o *options, rep *report.Report) int {
 	}
 	fmt.Fprintln(e.stdout, strings.TrimSuffix(head, ","))
 	if s.Cases > 0 {
-		fmt.Fprintf(e.stdout, "  matrix: %d cases, %d passed, %d failed, %d skipped\n", s.Cases, s.Passed, s.Failed, s.Skipped)
+		fmt.Fprintf(e.stdout, "  matrix: %d cases, %d passed, %d failed, %d skipped, %d faults fired\n", s.Cases, s.Passed, s.Failed, s.Skipped, s.Faults)
 	}
 	for _, c := range rep.Chaos {
 		fmt.Fprintf(e.stdout, "  chaos %s: %d workers, %d operations (%.0f/s), %d faults, %d backends killed, %d restarts, %d pauses, %d acked writes checked (%d ambiguous), %d violations\n",
@@ -37,7 +38,7 @@ func finish(e *env, o *options, rep *report.Report) int {
 		}
 	}
 	for _, msg := range rep.Errors {
-		fmt.Fprintf(e.stdout, "  ERROR %s\n", firstLine(msg))
+		fmt.Fprintf(e.stdout, "  ERROR %s\n", oneLine(msg))
 	}
 	for _, p := range paths {
 		fmt.Fprintf(e.stdout, "  report: %s\n", p)
@@ -47,12 +48,18 @@ func finish(e *env, o *options, rep *report.Report) int {
 		return exitUsage
 	}
 	switch {
+	case rep.Interrupted:
+		// Before FAIL: a partial run must say so, and its exit code stops what follows it
+		// (make chaos does not start the chaos run after an interrupted matrix).
+		if rep.Failed() {
+			fmt.Fprintf(e.stdout, "INTERRUPTED: partial report written; %d violation(s) found before the interrupt\n", len(rep.Violations))
+		} else {
+			fmt.Fprintln(e.stdout, "INTERRUPTED: partial report written; no violation so far")
+		}
+		return exitUsage
 	case rep.Failed():
 		fmt.Fprintf(e.stdout, "FAIL: %d violation(s)\n", len(rep.Violations))
 		return exitViolations
-	case rep.Interrupted:
-		fmt.Fprintln(e.stdout, "INTERRUPTED: partial report written")
-		return exitUsage
 	case len(rep.Errors) > 0:
 		fmt.Fprintln(e.stdout, "ERROR: the run could not complete")
 		return exitUsage
@@ -66,4 +73,24 @@ func firstLine(s string) string {
 		return s[:i] + " …"
 	}
 	return s
+}
+
+// runSummary prints a report file as one sentence: "matrix: 1079 cases, 1063 faults, 0
+// violations, 3.2s". make chaos prints its summary with it.
+func runSummary(_ context.Context, o *options, e *env) int {
+	if len(o.files) == 0 {
+		fmt.Fprintln(e.stderr, "sessionsafe summary: want one or more report.json files")
+		return exitUsage
+	}
+	code := exitOK
+	for _, path := range o.files {
+		rep, err := report.ReadJSON(path)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "sessionsafe summary: %s\n", oneLine(err.Error()))
+			code = exitUsage
+			continue
+		}
+		fmt.Fprintln(e.stdout, rep.Sentence())
+	}
+	return code
 }

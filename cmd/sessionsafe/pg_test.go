@@ -289,3 +289,64 @@ func clusterProcesses(t testing.TB, dir string) int {
 	}
 	return n
 }
+
+// TestDockerSetupOutput runs the binary against an image Docker does not have: the error
+// names the image and make pg-image, and testcontainers' Docker banner shows only with -v.
+func TestDockerSetupOutput(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	if exec.Command("docker", "info").Run() != nil {
+		t.Skip("Docker not reachable")
+	}
+	bin := filepath.Join(t.TempDir(), "sessionsafe")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	tests := []struct {
+		name       string
+		verbose    bool
+		wantBanner bool
+	}{
+		{"quiet", false, false},
+		{"verbose", true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := []string{"matrix", "-backend", "postgres", "-provider", "docker", "-run", "GetThread/step-0"}
+			if tt.verbose {
+				args = append(args, "-v")
+			}
+			cmd := exec.Command(bin, args...)
+			cmd.Env = append(os.Environ(), pgtest.EnvImage+"=sessionsafe/no-such-image:missing", "TESTCONTAINERS_RYUK_DISABLED=true")
+			out, err := cmd.CombinedOutput()
+			if code := cmd.ProcessState.ExitCode(); code != exitUsage {
+				t.Fatalf("exit %d (%v); want %d\n%s", code, err, exitUsage, out)
+			}
+			for _, want := range []string{"sessionsafe/no-such-image:missing", "make pg-image"} {
+				if !strings.Contains(string(out), want) {
+					t.Errorf("output lacks %q:\n%s", want, out)
+				}
+			}
+			if got := strings.Contains(string(out), "Connected to docker"); got != tt.wantBanner {
+				t.Errorf("testcontainers banner shown: %v; want %v\n%s", got, tt.wantBanner, out)
+			}
+		})
+	}
+}
+
+// TestBrokenRecordingFailsOnPostgres: with RowsNotClosed planted, GetMessages fails with no
+// fault armed on Postgres, so its recording is broken and it has no step-5 case: selecting
+// one must fail on the clean case, not pass with 0 cases.
+func TestBrokenRecordingFailsOnPostgres(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Postgres")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	code, stdout, stderr := runCLI(t, ctx, os.Getenv, "matrix", "-backend", "postgres", "-run", "GetMessages/step-5", "-plant", "RowsNotClosed")
+	needPostgres(t, code, stderr)
+	if code != exitViolations || !strings.Contains(stdout, "GetMessages/step-0-clean/clean") || strings.Contains(stdout, "PASS") {
+		t.Errorf("exit %d; want %d with the clean case failed and no PASS\nstdout:\n%s\nstderr:\n%s", code, exitViolations, stdout, stderr)
+	}
+}

@@ -22,7 +22,7 @@ import (
 	"github.com/sessionsafe/sessionsafe/internal/chaos"
 	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
 	"github.com/sessionsafe/sessionsafe/internal/mutant"
-	"github.com/sessionsafe/sessionsafe/internal/report"
+	"github.com/sessionsafe/sessionsafe/internal/redact"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 )
 
@@ -133,17 +133,13 @@ func runServe(ctx context.Context, o *options, e *env) int {
 	s.db.SetMaxOpenConns(o.poolSize)
 
 	svc := handlers.New(s.db)
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /debug/sessions", s.sessions)
-	mux.HandleFunc("POST /debug/faults", s.arm)
 	api := svc.Handler()
-	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	hs := &http.Server{Handler: s.routes(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if len(o.plant) > 0 {
 			r = r.WithContext(mutant.With(r.Context(), o.plant...))
 		}
 		api.ServeHTTP(w, r)
-	}))
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	})), ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(e.stdout, "sessionsafe serve: listening on http://%s (postgres: %s, application_name %s, fault rate %g, seed %d, plan %q)\n",
 		ln.Addr(), srvPG.Provider(), s.appName, o.faultRate, o.seed, s.plan)
 	fmt.Fprintf(e.stdout, "  try: curl -s -H 'X-User-ID: alice' -d '{\"title\":\"hello\"}' http://%s/api/threads\n", ln.Addr())
@@ -169,7 +165,7 @@ func runServe(ctx context.Context, o *options, e *env) int {
 	fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := leakcheck.Find(fctx, leakcheck.WithDB(s.db), leakcheck.WithTracker(s.tracker), leakcheck.WithServer(s.admin, s.appName), leakcheck.WithTimeout(2*time.Second)); err != nil {
-		fmt.Fprintf(e.stdout, "sessionsafe serve: leaks at shutdown:\n%s\n", report.RedactText(err.Error()))
+		fmt.Fprintf(e.stdout, "sessionsafe serve: leaks at shutdown:\n%s\n", redact.Text(err.Error()))
 		return exitViolations
 	}
 	fmt.Fprintln(e.stdout, "sessionsafe serve: stopped; nothing leaked")
@@ -225,16 +221,60 @@ func (s *server) sessions(w http.ResponseWriter, r *http.Request) {
 	_ = enc.Encode(out)
 }
 
+// maxPlanBytes bounds the body of POST /debug/faults.
+const maxPlanBytes = 4096
+
+// routes is the server's handler: the /debug endpoints, and api for everything else. A
+// /debug endpoint asked with another method answers 405 with Allow, not the API's 404.
+func (s *server) routes(api http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /debug/sessions", s.sessions)
+	mux.HandleFunc("/debug/sessions", methodNotAllowed("GET, HEAD"))
+	mux.HandleFunc("POST /debug/faults", s.arm)
+	mux.HandleFunc("/debug/faults", methodNotAllowed("POST"))
+	mux.Handle("/", api)
+	return mux
+}
+
+// debugError writes an error in the API's shape: {"error": {"code", "message"}}.
+func debugError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	var body struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	body.Error.Code, body.Error.Message = code, msg
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+func methodNotAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		debugError(w, http.StatusMethodNotAllowed, "method_not_allowed",
+			fmt.Sprintf("%s %s: method not allowed; allowed: %s", r.Method, r.URL.Path, allow))
+	}
+}
+
 // arm serves POST /debug/faults: the body is a fault plan, armed from now on ("" disarms).
+// A body over maxPlanBytes is refused whole (413): a cut plan would arm something else.
 func (s *server) arm(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 4096))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPlanBytes))
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			debugError(w, http.StatusRequestEntityTooLarge, "payload_too_large",
+				fmt.Sprintf("fault plan over %d bytes: nothing armed", maxPlanBytes))
+			return
+		}
+		debugError(w, http.StatusBadRequest, "bad_request", "read fault plan: "+err.Error())
 		return
 	}
 	p, err := faults.ParsePlan(strings.TrimSpace(string(body)))
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		debugError(w, http.StatusBadRequest, "bad_plan", err.Error())
 		return
 	}
 	s.mu.Lock()

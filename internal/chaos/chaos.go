@@ -26,13 +26,10 @@ var ErrConfig = errors.New("chaos: bad config")
 // workers stop, the run is marked interrupted and the quiescence checks are skipped; every
 // pool the run opened is closed before Run returns.
 func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	cfg.defaults()
-	if cfg.Workers < 1 {
-		return nil, fmt.Errorf("%w: workers %d, want at least 1", ErrConfig, cfg.Workers)
-	}
-	if cfg.Ops == 0 && cfg.Duration == 0 {
-		return nil, fmt.Errorf("%w: neither ops nor duration set: the run would never end", ErrConfig)
-	}
 	if target.DSN == "" {
 		return nil, fmt.Errorf("%w: no database DSN", ErrConfig)
 	}

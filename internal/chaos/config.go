@@ -72,6 +72,36 @@ type Config struct {
 	Counters *Counters
 }
 
+// validate rejects a configuration no run can honour: the first bad field is named with
+// its value. NaN compares false with everything, so the rate is checked for being inside
+// 0..1 rather than for being outside it.
+func (c *Config) validate() error {
+	switch {
+	case c.Workers < 1:
+		return fmt.Errorf("%w: workers %d, want at least 1", ErrConfig, c.Workers)
+	case c.Ops < 0:
+		return fmt.Errorf("%w: ops %d, must not be negative", ErrConfig, c.Ops)
+	case c.Duration < 0:
+		return fmt.Errorf("%w: duration %s, must not be negative", ErrConfig, c.Duration)
+	case c.Ops == 0 && c.Duration == 0:
+		return fmt.Errorf("%w: neither ops nor duration set: the run would never end", ErrConfig)
+	case !(c.FaultRate >= 0 && c.FaultRate <= 1):
+		return fmt.Errorf("%w: fault rate %g, want 0..1", ErrConfig, c.FaultRate)
+	case c.From < 0:
+		return fmt.Errorf("%w: from %d, must not be negative", ErrConfig, c.From)
+	}
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{{"terminate every", c.TerminateEvery}, {"restart every", c.RestartEvery}, {"pause every", c.PauseEvery},
+		{"op timeout", c.OpTimeout}, {"check timeout", c.CheckTimeout}} {
+		if d.d < 0 {
+			return fmt.Errorf("%w: %s %s, must not be negative", ErrConfig, d.name, d.d)
+		}
+	}
+	return nil
+}
+
 func (c *Config) defaults() {
 	if c.OpTimeout == 0 {
 		c.OpTimeout = 5 * time.Second

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io/fs"
 	"sync"
 	"time"
 
@@ -45,19 +46,20 @@ type MockResult struct {
 }
 
 // RunMock runs chaos on sqlmock: each worker draws random cases of the matrix of ops (the
-// thread catalog) from its stream (seed + worker) and runs them, all workers at once. Config
+// thread catalog, whose golden traces golden holds) from its stream (seed + worker) and runs
+// them, all workers at once. Config
 // fields used: Seed, Workers, Ops, Duration, Counters. Every finding is reported with its
 // matrix case, which replays it alone.
-func RunMock(ctx context.Context, cfg Config, ops []scenarios.Operation, replay func(scenarios.Case) string) (*MockResult, error) {
-	cfg.defaults()
-	if cfg.Workers < 1 || (cfg.Ops == 0 && cfg.Duration == 0) {
-		return nil, fmt.Errorf("%w: workers %d, ops %d, duration %s", ErrConfig, cfg.Workers, cfg.Ops, cfg.Duration)
+func RunMock(ctx context.Context, cfg Config, ops []scenarios.Operation, golden fs.FS, replay func(scenarios.Case) string) (*MockResult, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
+	cfg.defaults()
 	type runnerCases struct {
 		r     *scenarios.Runner
 		cases []scenarios.Case
 	}
-	scfg := scenarios.Config{Backend: scenarios.Sqlmock, NoGoroutineCheck: true, Replay: replay, Timeout: cfg.OpTimeout}
+	scfg := scenarios.Config{Backend: scenarios.Sqlmock, Golden: golden, NoGoroutineCheck: true, Replay: replay, Timeout: cfg.OpTimeout}
 	res := &MockResult{}
 	start := time.Now()
 	var mu sync.Mutex

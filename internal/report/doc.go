@@ -2,5 +2,6 @@
 // violations) and writes it as JSON with a stable schema, as JUnit XML for CI dashboards,
 // and as one self-contained HTML file with the operation × step × fault grid.
 //
-// It also redacts passwords from DSNs and from any text bound for a log or a report.
+// Every free-text field is run through internal/redact before it is written, so no DSN
+// password reaches a report.
 package report

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 )
 
 // WriteJSON writes r as indented JSON (the stable schema named by Schema).
@@ -34,4 +35,20 @@ func WriteJSON(w io.Writer, r *Report) error {
 		return fmt.Errorf("write json report: %w", err)
 	}
 	return nil
+}
+
+// ReadJSON reads a report written by WriteJSON.
+func ReadJSON(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read report: %w", err)
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("read report %s: %w", path, err)
+	}
+	if r.Schema != Schema {
+		return nil, fmt.Errorf("read report %s: schema %q, want %q", path, r.Schema, Schema)
+	}
+	return &r, nil
 }

@@ -13,6 +13,7 @@ type junitSuites struct {
 	Name     string       `xml:"name,attr"`
 	Tests    int          `xml:"tests,attr"`
 	Failures int          `xml:"failures,attr"`
+	Errors   int          `xml:"errors,attr"`
 	Skipped  int          `xml:"skipped,attr"`
 	Time     string       `xml:"time,attr"`
 	Suites   []junitSuite `xml:"testsuite"`
@@ -22,6 +23,7 @@ type junitSuite struct {
 	Name      string      `xml:"name,attr"`
 	Tests     int         `xml:"tests,attr"`
 	Failures  int         `xml:"failures,attr"`
+	Errors    int         `xml:"errors,attr"`
 	Skipped   int         `xml:"skipped,attr"`
 	Time      string      `xml:"time,attr"`
 	Timestamp string      `xml:"timestamp,attr,omitempty"`
@@ -33,6 +35,7 @@ type junitCase struct {
 	Classname string        `xml:"classname,attr"`
 	Time      string        `xml:"time,attr"`
 	Failure   *junitFailure `xml:"failure,omitempty"`
+	Error     *junitFailure `xml:"error,omitempty"`
 	Skipped   *junitSkipped `xml:"skipped,omitempty"`
 }
 
@@ -119,9 +122,18 @@ func WriteJUnit(w io.Writer, r *Report) error {
 			Failure: &junitFailure{Message: firstLine(e), Type: "error", Body: e}}, 0)
 		top.Suites = append(top.Suites, s)
 	}
+	if r.Interrupted {
+		// A partial run must not read as a clean one: an interrupted run is an error.
+		s := junitSuite{Name: "interrupted"}
+		msg := "the run was interrupted: this report is partial"
+		s.add(junitCase{Name: "interrupted", Classname: "sessionsafe.interrupted", Time: "0.000",
+			Error: &junitFailure{Message: msg, Type: "interrupted", Body: msg}}, 0)
+		top.Suites = append(top.Suites, s)
+	}
 	for _, s := range top.Suites {
 		top.Tests += s.Tests
 		top.Failures += s.Failures
+		top.Errors += s.Errors
 		top.Skipped += s.Skipped
 	}
 	if _, err := io.WriteString(w, xml.Header); err != nil {
@@ -143,6 +155,9 @@ func (s *junitSuite) add(c junitCase, seconds float64) {
 	s.Tests++
 	if c.Failure != nil {
 		s.Failures++
+	}
+	if c.Error != nil {
+		s.Errors++
 	}
 	if c.Skipped != nil {
 		s.Skipped++

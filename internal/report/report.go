@@ -1,8 +1,12 @@
 package report
 
 import (
+	"fmt"
 	"sort"
+	"strings"
 	"time"
+
+	"github.com/sessionsafe/sessionsafe/internal/redact"
 )
 
 // Schema names the version of the JSON layout; it changes only when a field is removed or
@@ -40,9 +44,12 @@ type Summary struct {
 	Failed     int     `json:"failed"`
 	Skipped    int     `json:"skipped"`
 	Operations int64   `json:"operations"`
-	Faults     int64   `json:"faults"`
+	Faults     int64   `json:"faults"` // faults that fired: one per matrix case that fired, plus the chaos runs'
 	Violations int     `json:"violations"`
 	Seconds    float64 `json:"seconds"`
+	// Interrupted repeats Report.Interrupted where a reader of the counts looks: the
+	// counts are of a partial run.
+	Interrupted bool `json:"interrupted"`
 }
 
 // Case is one matrix case: an operation run with one fault at one step on one backend.
@@ -54,6 +61,7 @@ type Case struct {
 	StepKind  string  `json:"step_kind"`
 	Fault     string  `json:"fault"`
 	Status    string  `json:"status"`
+	Fired     bool    `json:"fired"` // the case's fault fired (the clean case has none)
 	Invariant string  `json:"invariant,omitempty"`
 	Message   string  `json:"message,omitempty"`
 	Replay    string  `json:"replay,omitempty"`
@@ -103,7 +111,7 @@ func New(command string, args []string, seed int64, started time.Time) *Report {
 	return &Report{
 		Schema:  Schema,
 		Command: command,
-		Args:    RedactArgs(args),
+		Args:    redact.Args(args),
 		Seed:    seed,
 		Started: started.UTC(),
 	}
@@ -129,8 +137,11 @@ func (r *Report) Finish(finished time.Time) {
 	s := Summary{Cases: len(r.Cases)}
 	for i := range r.Cases {
 		c := &r.Cases[i]
-		c.Message = RedactText(c.Message)
-		c.Replay = RedactText(c.Replay)
+		c.Message = redact.Text(c.Message)
+		c.Replay = redact.Text(c.Replay)
+		if c.Fired {
+			s.Faults++
+		}
 		switch c.Status {
 		case StatusPass:
 			s.Passed++
@@ -146,16 +157,17 @@ func (r *Report) Finish(finished time.Time) {
 	}
 	for i := range r.Violations {
 		v := &r.Violations[i]
-		v.Message = RedactText(v.Message)
-		v.Trace = RedactText(v.Trace)
-		v.Attribution = RedactText(v.Attribution)
-		v.Replay = RedactText(v.Replay)
-		v.Shrunk = RedactText(v.Shrunk)
+		v.Message = redact.Text(v.Message)
+		v.Trace = redact.Text(v.Trace)
+		v.Attribution = redact.Text(v.Attribution)
+		v.Replay = redact.Text(v.Replay)
+		v.Shrunk = redact.Text(v.Shrunk)
 	}
 	for i := range r.Errors {
-		r.Errors[i] = RedactText(r.Errors[i])
+		r.Errors[i] = redact.Text(r.Errors[i])
 	}
 	s.Violations = len(r.Violations)
+	s.Interrupted = r.Interrupted
 	if !r.Started.IsZero() && !r.Finished.IsZero() {
 		s.Seconds = r.Finished.Sub(r.Started).Seconds()
 	}
@@ -195,4 +207,37 @@ func (r *Report) Failed() bool {
 		}
 	}
 	return false
+}
+
+// Sentence is the report in one line a person reads at a glance, led by the command:
+// "matrix: 1079 cases, 1063 faults, 0 violations, 3.2s" or "chaos: 69001 operations, 51675
+// faults, 0 violations, 20.0s, interrupted". Call it after Finish.
+func (r *Report) Sentence() string {
+	s := r.Summary
+	var parts []string
+	if s.Cases > 0 || len(r.Chaos) == 0 {
+		parts = append(parts, plural(int64(s.Cases), "case", "cases"))
+	}
+	if len(r.Chaos) > 0 {
+		parts = append(parts, plural(s.Operations, "operation", "operations"))
+	}
+	parts = append(parts, plural(s.Faults, "fault", "faults"), plural(int64(s.Violations), "violation", "violations"))
+	if s.Failed > s.Violations {
+		parts = append(parts, plural(int64(s.Failed), "failed case", "failed cases"))
+	}
+	parts = append(parts, fmt.Sprintf("%.1fs", s.Seconds))
+	if len(r.Errors) > 0 {
+		parts = append(parts, plural(int64(len(r.Errors)), "error", "errors"))
+	}
+	if r.Interrupted {
+		parts = append(parts, "interrupted")
+	}
+	return r.Command + ": " + strings.Join(parts, ", ")
+}
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

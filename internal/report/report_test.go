@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,8 +27,8 @@ func sample() *report.Report {
 	start := time.Date(2026, 11, 26, 20, 0, 0, 0, time.UTC)
 	r := report.New("chaos", []string{"-dsn", "postgres://app:s3cret@db:5432/app", "-seed", "42"}, 42, start)
 	r.Cases = []report.Case{
-		{Name: "UpdateThread/step-3-commit/pgerr=40001", Backend: "sqlmock", Operation: "UpdateThread", Step: 3, StepKind: "commit", Fault: "pgerr=40001", Status: report.StatusPass, Seconds: 0.01},
-		{Name: "UpdateThread/step-3-commit/badconn", Backend: "postgres", Operation: "UpdateThread", Step: 3, StepKind: "commit", Fault: "badconn", Status: report.StatusFail,
+		{Name: "UpdateThread/step-3-commit/pgerr=40001", Backend: "sqlmock", Operation: "UpdateThread", Step: 3, StepKind: "commit", Fault: "pgerr=40001", Status: report.StatusPass, Fired: true, Seconds: 0.01},
+		{Name: "UpdateThread/step-3-commit/badconn", Backend: "postgres", Operation: "UpdateThread", Step: 3, StepKind: "commit", Fault: "badconn", Status: report.StatusFail, Fired: true,
 			Invariant: "pool", Message: "1 connection still in use", Replay: "sessionsafe replay -case 'UpdateThread/step-3-commit/badconn' -backend postgres", Seconds: 0.02},
 		{Name: "UpdateThread/step-1-begin/badconn", Backend: "postgres", Operation: "UpdateThread", Step: 1, StepKind: "begin", Fault: "badconn", Status: report.StatusSkip, Message: "not applicable"},
 		{Name: "GetThread/step-2-query/cancel", Backend: "sqlmock", Operation: "GetThread", Step: 2, StepKind: "query", Fault: "cancel", Status: report.StatusPass},
@@ -41,6 +42,39 @@ func sample() *report.Report {
 	}
 	r.Finish(start.Add(12 * time.Second))
 	return r
+}
+
+// TestSummaryCountsFiredMatrixFaults: a matrix case whose fault fired is a fault injected,
+// besides the chaos runs' faults.
+func TestSummaryCountsFiredMatrixFaults(t *testing.T) {
+	tests := []struct {
+		name  string
+		cases []report.Case
+		chaos []report.ChaosRun
+		want  int64
+	}{
+		{"none", nil, nil, 0},
+		{"matrix", []report.Case{{Fired: true}, {Fired: true}, {Fired: false}}, nil, 2},
+		{"chaos", nil, []report.ChaosRun{{Faults: 7}}, 7},
+		{"both", []report.Case{{Fired: true}}, []report.ChaosRun{{Faults: 7}}, 8},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := report.New("matrix", nil, 0, time.Unix(0, 0))
+			r.Cases, r.Chaos = tt.cases, tt.chaos
+			r.Finish(time.Unix(1, 0))
+			if r.Summary.Faults != tt.want {
+				t.Errorf("Summary.Faults: got %d; want %d", r.Summary.Faults, tt.want)
+			}
+			var buf bytes.Buffer
+			if err := report.WriteHTML(&buf, r); err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprintf("<td>%d</td><td>0</td></tr>", tt.want); !strings.Contains(buf.String(), want) {
+				t.Errorf("HTML summary row lacks faults injected %d (%s)", tt.want, want)
+			}
+		})
+	}
 }
 
 func TestJSONGolden(t *testing.T) {
@@ -169,36 +203,86 @@ func TestWriteFiles(t *testing.T) {
 	}
 }
 
-func TestRedact(t *testing.T) {
-	tests := []struct {
-		name, in, want string
-	}{
-		{"url", "postgres://app:s3cret@db:5432/app?sslmode=disable", "postgres://app:xxxxx@db:5432/app?sslmode=disable"},
-		{"url-no-password", "postgres://app@db:5432/app", "postgres://app@db:5432/app"},
-		{"url-query-password", "postgres://app@db/app?password=s3cret&sslmode=disable", "postgres://app@db/app?password=xxxxx&sslmode=disable"},
-		{"url-at-in-password", "postgresql://u:p@ss@h/db", "postgresql://u:xxxxx@h/db"},
-		{"keyword-value", "host=db user=app password=s3cret dbname=app", "host=db user=app password=xxxxx dbname=app"},
-		{"keyword-value-quoted", "host=db password='s3 cret' dbname=app", "host=db password=xxxxx dbname=app"},
-		{"in-text", "connect postgres://app:s3cret@db/app: refused", "connect postgres://app:xxxxx@db/app: refused"},
-		{"pgpassword", "PGPASSWORD=s3cret psql", "PGPASSWORD=xxxxx psql"},
-		{"no-dsn", "plain text: no secret", "plain text: no secret"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := report.RedactText(tt.in); got != tt.want {
-				t.Errorf("RedactText(%q) = %q; want %q", tt.in, got, tt.want)
+// TestInterruptedSaysSoEverywhere: a partial run reads as one in every format: the JSON
+// summary, the JUnit counts (an error, not failures="0" alone), the HTML banner and the
+// one-line sentence.
+func TestInterruptedSaysSoEverywhere(t *testing.T) {
+	for _, interrupted := range []bool{false, true} {
+		t.Run(fmt.Sprintf("interrupted=%v", interrupted), func(t *testing.T) {
+			r := report.New("chaos", nil, 1, time.Unix(0, 0))
+			r.Chaos = []report.ChaosRun{{Backend: "sqlmock", Operations: 69001, Faults: 51675, Interrupted: interrupted}}
+			r.Interrupted = interrupted
+			r.Finish(time.Unix(20, 0))
+
+			var js bytes.Buffer
+			if err := report.WriteJSON(&js, r); err != nil {
+				t.Fatal(err)
 			}
-			if got := report.RedactDSN(tt.in); strings.Contains(got, "s3cret") || strings.Contains(got, "s3 cret") {
-				t.Errorf("RedactDSN(%q) = %q: the password survived", tt.in, got)
+			var back struct {
+				Summary struct{ Interrupted bool }
+			}
+			if err := json.Unmarshal(js.Bytes(), &back); err != nil {
+				t.Fatal(err)
+			}
+			if back.Summary.Interrupted != interrupted {
+				t.Errorf("json summary interrupted: got %v; want %v", back.Summary.Interrupted, interrupted)
+			}
+
+			var ju bytes.Buffer
+			if err := report.WriteJUnit(&ju, r); err != nil {
+				t.Fatal(err)
+			}
+			var doc struct {
+				Errors int `xml:"errors,attr"`
+			}
+			if err := xml.Unmarshal(ju.Bytes(), &doc); err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]int{false: 0, true: 1}[interrupted]; doc.Errors != want || strings.Contains(ju.String(), `name="interrupted"`) != interrupted {
+				t.Errorf("junit: errors=%d, interrupted testcase %v; want errors=%d and the testcase only when interrupted:\n%s",
+					doc.Errors, strings.Contains(ju.String(), `name="interrupted"`), want, ju.String())
+			}
+
+			var h bytes.Buffer
+			if err := report.WriteHTML(&h, r); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(h.String(), "interrupted: partial report"); got != interrupted {
+				t.Errorf("html banner says interrupted: %v; want %v", got, interrupted)
+			}
+
+			want := "chaos: 69001 operations, 51675 faults, 0 violations, 20.0s"
+			if interrupted {
+				want += ", interrupted"
+			}
+			if got := r.Sentence(); got != want {
+				t.Errorf("Sentence: got %q; want %q", got, want)
 			}
 		})
 	}
 }
 
-func TestRedactorKnownSecret(t *testing.T) {
-	r := report.NewRedactor("postgres://app:hunter22@db/app")
-	got := r.Redact(`failed to connect: password authentication failed for "hunter22"`)
-	if strings.Contains(got, "hunter22") {
-		t.Errorf("Redact kept the known password: %q", got)
+func TestSentence(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(*report.Report)
+		want string
+	}{
+		{"empty-matrix", func(*report.Report) {}, "matrix: 0 cases, 0 faults, 0 violations, 3.2s"},
+		{"matrix", func(r *report.Report) {
+			r.Cases = []report.Case{{Status: report.StatusPass, Fired: true}, {Status: report.StatusFail}}
+			r.Violations = []report.Violation{{ID: "V1"}}
+		}, "matrix: 2 cases, 1 fault, 1 violation, 3.2s"},
+		{"errors", func(r *report.Report) { r.Errors = []string{"postgres: no postgres available"} }, "matrix: 0 cases, 0 faults, 0 violations, 3.2s, 1 error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := report.New("matrix", nil, 0, time.Unix(0, 0))
+			tt.edit(r)
+			r.Finish(time.Unix(3, 2e8))
+			if got := r.Sentence(); got != tt.want {
+				t.Errorf("Sentence: got %q; want %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -1,4 +1,4 @@
-package scenarios
+package threadsuite
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/sessionsafe/sessionsafe/handlers"
+	"github.com/sessionsafe/sessionsafe/scenarios"
 )
 
 // Operation names of the thread catalog, as used in case names and golden files.
@@ -48,17 +49,17 @@ const (
 // mockFixture is the fixture on sqlmock: no database, placeholder ids that
 // pass validation (sqlmock matches any argument; the rows come from the
 // golden trace).
-var mockFixture = ThreadFixture{UserID: "mock-user", ThreadID: placeholderUUID(1)}
+var mockFixture = ThreadFixture{UserID: "mock-user", ThreadID: "00000000-0000-4000-8000-000000000001"}
 
 // setupThreads creates a fresh user with two threads in one statement: the
 // older one untouched, the newer one with two messages.
-func setupThreads(ctx context.Context, db *sql.DB) (Fixture, error) {
+func setupThreads(ctx context.Context, db *sql.DB) (scenarios.Fixture, error) {
 	if db == nil {
 		return mockFixture, nil
 	}
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		return nil, fmt.Errorf("scenarios: setup threads: user id: %w", err)
+		return nil, fmt.Errorf("threadsuite: setup threads: user id: %w", err)
 	}
 	h := hex.EncodeToString(b[:])
 	// a UUID-shaped user id, so that golden traces normalise it like the ids
@@ -78,7 +79,7 @@ WITH older AS (
 )
 SELECT id::text FROM t`
 	if err := db.QueryRowContext(ctx, q, fx.UserID).Scan(&fx.ThreadID); err != nil {
-		return nil, fmt.Errorf("scenarios: setup threads: %w", err)
+		return nil, fmt.Errorf("threadsuite: setup threads: %w", err)
 	}
 	return fx, nil
 }
@@ -87,7 +88,7 @@ SELECT id::text FROM t`
 // can change for the fixture's user: each thread's title, metadata, counter,
 // whether it is archived and whether it was touched since it was created,
 // and each message.
-func threadState(ctx context.Context, db *sql.DB, fx Fixture) (string, error) {
+func threadState(ctx context.Context, db *sql.DB, fx scenarios.Fixture) (string, error) {
 	f := fx.(ThreadFixture)
 	const q = `
 SELECT 'thread ' || (row_number() OVER (ORDER BY t.created_at, t.title))::text
@@ -102,20 +103,20 @@ SELECT 'thread ' || (row_number() OVER (ORDER BY t.created_at, t.title))::text
 FROM threads t WHERE t.user_id = $1 ORDER BY t.created_at, t.title`
 	rows, err := db.QueryContext(ctx, q, f.UserID)
 	if err != nil {
-		return "", fmt.Errorf("scenarios: read thread state: %w", err)
+		return "", fmt.Errorf("threadsuite: read thread state: %w", err)
 	}
 	defer rows.Close()
 	var b strings.Builder
 	for rows.Next() {
 		var line string
 		if err := rows.Scan(&line); err != nil {
-			return "", fmt.Errorf("scenarios: read thread state: %w", err)
+			return "", fmt.Errorf("threadsuite: read thread state: %w", err)
 		}
 		b.WriteString(line)
 		b.WriteByte('\n')
 	}
 	if err := rows.Err(); err != nil {
-		return "", fmt.Errorf("scenarios: read thread state: %w", err)
+		return "", fmt.Errorf("threadsuite: read thread state: %w", err)
 	}
 	return b.String(), nil
 }
@@ -127,13 +128,35 @@ func retriesSerialization(err error) bool {
 	return errors.As(err, &pg) && (pg.Code == "40001" || pg.Code == "40P01")
 }
 
+// externalTitles is the catalog's title generator: the handlers' default
+// (FirstWordsTitle), called through scenarios.External, so that a matrix
+// case reports a transaction held open across it.
+type externalTitles struct{ g handlers.TitleGenerator }
+
+// GenerateTitle asks the wrapped generator, as an external call.
+func (e externalTitles) GenerateTitle(ctx context.Context, first string) (string, error) {
+	var title string
+	err := scenarios.External(ctx, "title-generator", func(ctx context.Context) error {
+		var err error
+		title, err = e.g.GenerateTitle(ctx, first)
+		return err
+	})
+	return title, err
+}
+
+// withExternalTitles puts the catalog's title generator before opts, which
+// may replace it.
+func withExternalTitles(opts []handlers.Option) []handlers.Option {
+	return append([]handlers.Option{handlers.WithTitleGenerator(externalTitles{handlers.FirstWordsTitle{}})}, opts...)
+}
+
 // threadOp builds one catalog operation from the call it makes.
 func threadOp(name string, opts []handlers.Option, writes bool,
-	call func(ctx context.Context, s *handlers.Service, fx ThreadFixture) error) Operation {
-	op := Operation{
+	call func(ctx context.Context, s *handlers.Service, fx ThreadFixture) error) scenarios.Operation {
+	op := scenarios.Operation{
 		Name:  name,
 		Setup: setupThreads,
-		Run: func(ctx context.Context, db *sql.DB, fx Fixture) error {
+		Run: func(ctx context.Context, db *sql.DB, fx scenarios.Fixture) error {
 			return call(ctx, handlers.New(db, opts...), fx.(ThreadFixture))
 		},
 		Retries: retriesSerialization,
@@ -147,10 +170,14 @@ func threadOp(name string, opts []handlers.Option, writes bool,
 // Catalog returns the eight handlers operations as runner Operations, each
 // calling handlers.Service directly on the case's instrumented pool; opts are
 // passed to handlers.New for every case (e.g. a title generator or a logger).
-// The read-only operations have no State: they change nothing.
-func Catalog(opts ...handlers.Option) []Operation {
+// The read-only operations have no State: they change nothing. The default
+// title generator is called through scenarios.External, so a transaction
+// held across it is a finding; a generator given in opts replaces it (wrap
+// its calls with scenarios.External to keep that check).
+func Catalog(opts ...handlers.Option) []scenarios.Operation {
+	opts = withExternalTitles(opts)
 	title := "Renamed by the matrix"
-	return []Operation{
+	return []scenarios.Operation{
 		threadOp(OpListThreads, opts, false, func(ctx context.Context, s *handlers.Service, fx ThreadFixture) error {
 			_, err := s.ListThreads(ctx, fx.UserID, handlers.Page{Limit: 10})
 			return err
@@ -197,22 +224,22 @@ type HTTPError struct {
 
 // Error returns the status and the body.
 func (e *HTTPError) Error() string {
-	return fmt.Sprintf("scenarios: http status %d: %s", e.Status, strings.TrimSpace(e.Body))
+	return fmt.Sprintf("threadsuite: http status %d: %s", e.Status, strings.TrimSpace(e.Body))
 }
 
 // httpOp builds one catalog operation that sends one request to
 // Service.Handler() with the case's context as the request's.
-func httpOp(name string, opts []handlers.Option, writes bool, method, path string, body any) Operation {
-	op := Operation{
+func httpOp(name string, opts []handlers.Option, writes bool, method, path string, body any) scenarios.Operation {
+	op := scenarios.Operation{
 		Name:  name,
 		Setup: setupThreads,
-		Run: func(ctx context.Context, db *sql.DB, fx Fixture) error {
+		Run: func(ctx context.Context, db *sql.DB, fx scenarios.Fixture) error {
 			f := fx.(ThreadFixture)
 			var rd io.Reader
 			if body != nil {
 				b, err := json.Marshal(body)
 				if err != nil {
-					return fmt.Errorf("scenarios: %s: encode body: %w", name, err)
+					return fmt.Errorf("threadsuite: %s: encode body: %w", name, err)
 				}
 				rd = bytes.NewReader(b)
 			}
@@ -240,8 +267,9 @@ func httpOp(name string, opts []handlers.Option, writes bool, method, path strin
 // (httptest, the user in header X-User-ID, the case's context as the
 // request's), named like Catalog's; meant for runs with Config.Disconnect,
 // where the client goes away at each step.
-func HTTPCatalog(opts ...handlers.Option) []Operation {
-	return []Operation{
+func HTTPCatalog(opts ...handlers.Option) []scenarios.Operation {
+	opts = withExternalTitles(opts)
+	return []scenarios.Operation{
 		httpOp(OpListThreads, opts, false, http.MethodGet, "/api/threads?limit=10", nil),
 		httpOp(OpCreateThread, opts, true, http.MethodPost, "/api/threads",
 			map[string]any{"title": "Created over HTTP", "metadata": map[string]any{"source": "http"}}),
@@ -257,11 +285,11 @@ func HTTPCatalog(opts ...handlers.Option) []Operation {
 }
 
 // Lookup returns the operation named name from ops.
-func Lookup(ops []Operation, name string) (Operation, bool) {
+func Lookup(ops []scenarios.Operation, name string) (scenarios.Operation, bool) {
 	for _, op := range ops {
 		if op.Name == name {
 			return op, true
 		}
 	}
-	return Operation{}, false
+	return scenarios.Operation{}, false
 }

@@ -1,4 +1,4 @@
-package scenarios
+package threadsuite
 
 import (
 	"context"
@@ -13,18 +13,20 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/internal/mutant"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 
 	"github.com/sessionsafe/sessionsafe/handlers"
 	"github.com/sessionsafe/sessionsafe/pgtest"
+	"github.com/sessionsafe/sessionsafe/scenarios"
 )
 
 // pgConfig returns a Postgres matrix configuration on a fresh database.
-func pgConfig(t testing.TB) Config {
+func pgConfig(t testing.TB) scenarios.Config {
 	t.Helper()
 	db := pgtest.New(t, pgtest.WithMigration("handlers", handlers.Migrate))
-	return Config{Backend: Postgres, DSN: db.DSN, DB: db.DB, Admin: db.Admin, AppName: db.AppName}
+	return scenarios.Config{Backend: scenarios.Postgres, DSN: db.DSN, DB: db.DB, Admin: db.Admin, AppName: db.AppName}
 }
 
 // TestMatrix puts every catalog operation through every applicable fault at
@@ -32,10 +34,10 @@ func pgConfig(t testing.TB) Config {
 // on real PostgreSQL.
 func TestMatrix(t *testing.T) {
 	t.Run("sqlmock", func(t *testing.T) {
-		RunTests(t, Config{Backend: Sqlmock}, Catalog()...)
+		scenarios.RunTests(t, scenarios.Config{Backend: scenarios.Sqlmock, Golden: GoldenFS()}, Catalog()...)
 	})
 	t.Run("postgres", func(t *testing.T) {
-		RunTests(t, pgConfig(t), Catalog()...)
+		scenarios.RunTests(t, pgConfig(t), Catalog()...)
 	})
 }
 
@@ -43,28 +45,28 @@ func TestMatrix(t *testing.T) {
 // the client going away (the request context cancelled) at each step.
 func TestHTTPDisconnect(t *testing.T) {
 	t.Run("sqlmock", func(t *testing.T) {
-		RunTests(t, Config{Backend: Sqlmock, Disconnect: true}, HTTPCatalog()...)
+		scenarios.RunTests(t, scenarios.Config{Backend: scenarios.Sqlmock, Golden: GoldenFS(), Disconnect: true}, HTTPCatalog()...)
 	})
 	t.Run("postgres", func(t *testing.T) {
 		cfg := pgConfig(t)
 		cfg.Disconnect = true
-		RunTests(t, cfg, HTTPCatalog()...)
+		scenarios.RunTests(t, cfg, HTTPCatalog()...)
 	})
 }
 
 // planted wraps op so that every run has bugs planted (internal/mutant).
-func planted(op Operation, bugs ...mutant.Bug) Operation {
+func planted(op scenarios.Operation, bugs ...mutant.Bug) scenarios.Operation {
 	run := op.Run
-	op.Run = func(ctx context.Context, db *sql.DB, fx Fixture) error {
+	op.Run = func(ctx context.Context, db *sql.DB, fx scenarios.Fixture) error {
 		return run(mutant.With(ctx, bugs...), db, fx)
 	}
 	return op
 }
 
 // only keeps the cases whose name (without the operation) matches re.
-func only(re string) func(Case) bool {
+func only(re string) func(scenarios.Case) bool {
 	rx := regexp.MustCompile(re)
-	return func(c Case) bool { return rx.MatchString(strings.TrimPrefix(c.Name(), c.Operation+"/")) }
+	return func(c scenarios.Case) bool { return rx.MatchString(strings.TrimPrefix(c.Name(), c.Operation+"/")) }
 }
 
 // parkedNotifier blocks until release is closed (or its context ends:
@@ -81,10 +83,10 @@ func (n parkedNotifier) ThreadRenamed(ctx context.Context, _ handlers.Thread) er
 
 // twoUnits is a planted non-atomic operation: two rows written in two
 // transactions, so a fault in the second leaves half the work committed.
-func twoUnits() Operation {
-	return Operation{
+func twoUnits() scenarios.Operation {
+	return scenarios.Operation{
 		Name: "TwoUnits",
-		Setup: func(ctx context.Context, db *sql.DB) (Fixture, error) {
+		Setup: func(ctx context.Context, db *sql.DB) (scenarios.Fixture, error) {
 			if db == nil {
 				return "mock", nil
 			}
@@ -93,7 +95,7 @@ func twoUnits() Operation {
 			}
 			return fmt.Sprintf("k-%d", time.Now().UnixNano()), nil
 		},
-		Run: func(ctx context.Context, db *sql.DB, fx Fixture) error {
+		Run: func(ctx context.Context, db *sql.DB, fx scenarios.Fixture) error {
 			for n := 1; n <= 2; n++ {
 				tx, err := db.BeginTx(ctx, nil)
 				if err != nil {
@@ -109,7 +111,7 @@ func twoUnits() Operation {
 			}
 			return nil
 		},
-		State: func(ctx context.Context, db *sql.DB, fx Fixture) (string, error) {
+		State: func(ctx context.Context, db *sql.DB, fx scenarios.Fixture) (string, error) {
 			var s string
 			err := db.QueryRowContext(ctx, `SELECT count(*)::text FROM planted_two_units WHERE k = $1`, fx).Scan(&s)
 			return s, err
@@ -122,7 +124,7 @@ func twoUnits() Operation {
 func TestInvariantsCatchPlantedBugs(t *testing.T) {
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
-	cat := func(name string, opts ...handlers.Option) Operation {
+	cat := func(name string, opts ...handlers.Option) scenarios.Operation {
 		op, ok := Lookup(Catalog(opts...), name)
 		if !ok {
 			t.Fatalf("no catalog operation %s", name)
@@ -134,12 +136,12 @@ func TestInvariantsCatchPlantedBugs(t *testing.T) {
 	claimsRetry.Retries = func(error) bool { return true }
 	// shrinking pings on its first (recording) runs, not after: the trace
 	// changes under the matrix.
-	shrinking := func() Operation {
+	shrinking := func() scenarios.Operation {
 		calls := 0
-		return Operation{
+		return scenarios.Operation{
 			Name:  "Shrinking",
-			Setup: func(context.Context, *sql.DB) (Fixture, error) { return nil, nil },
-			Run: func(ctx context.Context, db *sql.DB, _ Fixture) error {
+			Setup: func(context.Context, *sql.DB) (scenarios.Fixture, error) { return nil, nil },
+			Run: func(ctx context.Context, db *sql.DB, _ scenarios.Fixture) error {
 				if calls++; calls > 2 {
 					return nil
 				}
@@ -148,12 +150,12 @@ func TestInvariantsCatchPlantedBugs(t *testing.T) {
 		}
 	}
 	// hangs ignores its context and blocks, once recorded.
-	hangs := func() Operation {
+	hangs := func() scenarios.Operation {
 		calls := 0
-		return Operation{
+		return scenarios.Operation{
 			Name:  "Hangs",
-			Setup: func(context.Context, *sql.DB) (Fixture, error) { return nil, nil },
-			Run: func(ctx context.Context, db *sql.DB, _ Fixture) error {
+			Setup: func(context.Context, *sql.DB) (scenarios.Fixture, error) { return nil, nil },
+			Run: func(ctx context.Context, db *sql.DB, _ scenarios.Fixture) error {
 				if _, err := db.ExecContext(ctx, "SELECT 1"); err != nil {
 					return err
 				}
@@ -172,45 +174,47 @@ func TestInvariantsCatchPlantedBugs(t *testing.T) {
 
 	tests := []struct {
 		name    string
-		backend Backend
-		op      Operation
+		backend faults.Backend
+		op      scenarios.Operation
 		cases   string
 		timeout time.Duration
-		want    Invariant
+		want    scenarios.Invariant
 	}{
-		{"error-surfaced/commit-error-ignored/sqlmock", Sqlmock, planted(cat(OpUpdateThread), mutant.CommitErrorIgnored), `commit/error$`, 0, InvErrorSurfaced},
-		{"error-surfaced/commit-error-ignored/postgres", Postgres, planted(cat(OpUpdateThread), mutant.CommitErrorIgnored), `commit/error$`, 0, InvErrorSurfaced},
-		{"all-or-nothing/two-units/postgres", Postgres, twoUnits(), `^step-[0-9]+-exec/error$`, 0, InvAllOrNothing},
-		{"all-or-nothing/commit-error-ignored/postgres", Postgres, planted(cat(OpUpdateThread), mutant.CommitErrorIgnored), `commit/error$`, 0, InvAllOrNothing},
-		{"pool/rollback-missing/sqlmock", Sqlmock, planted(cat(OpDeleteThread), mutant.RollbackMissingOnError), `exec/error$`, 0, InvPool},
-		{"pool/rollback-missing/postgres", Postgres, planted(cat(OpDeleteThread), mutant.RollbackMissingOnError), `exec/error$`, 0, InvPool},
-		{"error-surfaced/rows-err-unchecked/postgres", Postgres, planted(cat(OpListThreads), mutant.RowsErrUnchecked), `next/error$`, 0, InvErrorSurfaced},
-		{"error-surfaced/rows-not-closed/postgres", Postgres, planted(cat(OpGetMessages), mutant.RowsNotClosed), `^step-0-clean/clean$`, 0, InvErrorSurfaced},
-		{"server/rollback-missing/postgres", Postgres, planted(cat(OpDeleteThread), mutant.RollbackMissingOnError), `exec/error$`, 0, InvServer},
-		{"goroutines/notify-without-request-context/sqlmock", Sqlmock,
-			planted(cat(OpAutoRename, handlers.WithNotifier(parkedNotifier{release})), mutant.GoroutineWithoutRequestContext), `^step-0-clean/clean$`, 0, InvGoroutines},
-		{"sqlmock-expectations/rollback-missing/sqlmock", Sqlmock, planted(cat(OpDeleteThread), mutant.RollbackMissingOnError), `exec/error$`, 0, InvExpectations},
-		{"sqlmock-expectations/stale-golden/sqlmock", Sqlmock, cat(OpUpdateThread), `^step-0-clean/clean$`, 0, InvExpectations},
-		{"retry-succeeded/claims-retry/sqlmock", Sqlmock, claimsRetry, `query/error$`, 0, InvRetried},
-		{"fault-fired/trace-changes/sqlmock", Sqlmock, shrinking(), `ping/error$`, 0, InvFired},
-		{"fault-fired/trace-changes/postgres", Postgres, shrinking(), `ping/error$`, 0, InvFired},
-		{"deadline/ignores-context/sqlmock", Sqlmock, hangs(), `clean`, 200 * time.Millisecond, InvDeadline},
-		{"deadline/ignores-context/postgres", Postgres, hangs(), `clean`, 200 * time.Millisecond, InvDeadline},
+		{"error-surfaced/commit-error-ignored/sqlmock", scenarios.Sqlmock, planted(cat(OpUpdateThread), mutant.CommitErrorIgnored), `commit/error$`, 0, scenarios.InvErrorSurfaced},
+		{"error-surfaced/commit-error-ignored/postgres", scenarios.Postgres, planted(cat(OpUpdateThread), mutant.CommitErrorIgnored), `commit/error$`, 0, scenarios.InvErrorSurfaced},
+		{"all-or-nothing/two-units/postgres", scenarios.Postgres, twoUnits(), `^step-[0-9]+-exec/error$`, 0, scenarios.InvAllOrNothing},
+		{"all-or-nothing/commit-error-ignored/postgres", scenarios.Postgres, planted(cat(OpUpdateThread), mutant.CommitErrorIgnored), `commit/error$`, 0, scenarios.InvAllOrNothing},
+		{"pool/rollback-missing/sqlmock", scenarios.Sqlmock, planted(cat(OpDeleteThread), mutant.RollbackMissingOnError), `exec/error$`, 0, scenarios.InvPool},
+		{"pool/rollback-missing/postgres", scenarios.Postgres, planted(cat(OpDeleteThread), mutant.RollbackMissingOnError), `exec/error$`, 0, scenarios.InvPool},
+		{"error-surfaced/rows-err-unchecked/postgres", scenarios.Postgres, planted(cat(OpListThreads), mutant.RowsErrUnchecked), `next/error$`, 0, scenarios.InvErrorSurfaced},
+		{"error-surfaced/rows-not-closed/postgres", scenarios.Postgres, planted(cat(OpGetMessages), mutant.RowsNotClosed), `^step-0-clean/clean$`, 0, scenarios.InvErrorSurfaced},
+		{"server/rollback-missing/postgres", scenarios.Postgres, planted(cat(OpDeleteThread), mutant.RollbackMissingOnError), `exec/error$`, 0, scenarios.InvServer},
+		{"goroutines/notify-without-request-context/sqlmock", scenarios.Sqlmock,
+			planted(cat(OpAutoRename, handlers.WithNotifier(parkedNotifier{release})), mutant.GoroutineWithoutRequestContext), `^step-0-clean/clean$`, 0, scenarios.InvGoroutines},
+		{"sqlmock-expectations/rollback-missing/sqlmock", scenarios.Sqlmock, planted(cat(OpDeleteThread), mutant.RollbackMissingOnError), `exec/error$`, 0, scenarios.InvExpectations},
+		{"sqlmock-expectations/stale-golden/sqlmock", scenarios.Sqlmock, cat(OpUpdateThread), `^step-0-clean/clean$`, 0, scenarios.InvExpectations},
+		{"retry-succeeded/claims-retry/sqlmock", scenarios.Sqlmock, claimsRetry, `query/error$`, 0, scenarios.InvRetried},
+		{"fault-fired/trace-changes/sqlmock", scenarios.Sqlmock, shrinking(), `ping/error$`, 0, scenarios.InvFired},
+		{"fault-fired/trace-changes/postgres", scenarios.Postgres, shrinking(), `ping/error$`, 0, scenarios.InvFired},
+		{"long-transaction/tx-held-across-title-generator/sqlmock", scenarios.Sqlmock, planted(cat(OpAutoRename), mutant.TxHeldAcrossTitleGenerator), `^step-0-clean/clean$`, 0, scenarios.InvLongTx},
+		{"long-transaction/tx-held-across-title-generator/postgres", scenarios.Postgres, planted(cat(OpAutoRename), mutant.TxHeldAcrossTitleGenerator), `^step-0-clean/clean$`, 0, scenarios.InvLongTx},
+		{"deadline/ignores-context/sqlmock", scenarios.Sqlmock, hangs(), `clean`, 200 * time.Millisecond, scenarios.InvDeadline},
+		{"deadline/ignores-context/postgres", scenarios.Postgres, hangs(), `clean`, 200 * time.Millisecond, scenarios.InvDeadline},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := Config{Backend: Sqlmock}
+			cfg := scenarios.Config{Backend: scenarios.Sqlmock, Golden: GoldenFS()}
 			if tt.op.Name == "Shrinking" || tt.op.Name == "Hangs" {
 				cfg.Golden = plantedGolden
 			}
 			if strings.Contains(tt.name, "stale-golden") {
 				cfg.Golden = staleGolden(t, OpUpdateThread)
 			}
-			if tt.backend == Postgres {
+			if tt.backend == scenarios.Postgres {
 				cfg = pgConfig(t)
 			}
 			cfg.Only, cfg.Timeout = only(tt.cases), tt.timeout
-			rep, err := Run(t.Context(), cfg, tt.op)
+			rep, err := scenarios.Run(t.Context(), cfg, tt.op)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -232,10 +236,10 @@ func TestInvariantsCatchPlantedBugs(t *testing.T) {
 
 // benchMatrix runs every case of every catalog operation once per iteration
 // and reports matrix cases per second.
-func benchMatrix(b *testing.B, cfg Config) {
-	var runners []*Runner
+func benchMatrix(b *testing.B, cfg scenarios.Config) {
+	var runners []*scenarios.Runner
 	for _, op := range Catalog() {
-		r, err := NewRunner(b.Context(), cfg, op)
+		r, err := scenarios.NewRunner(b.Context(), cfg, op)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -261,7 +265,7 @@ func benchMatrix(b *testing.B, cfg Config) {
 // × every step × every applicable fault, with all checks, on sqlmock and on
 // real PostgreSQL.
 func BenchmarkMatrix(b *testing.B) {
-	b.Run("sqlmock", func(b *testing.B) { benchMatrix(b, Config{Backend: Sqlmock}) })
+	b.Run("sqlmock", func(b *testing.B) { benchMatrix(b, scenarios.Config{Backend: scenarios.Sqlmock, Golden: GoldenFS()}) })
 	b.Run("postgres", func(b *testing.B) { benchMatrix(b, pgConfig(b)) })
 }
 
@@ -279,7 +283,7 @@ func BenchmarkHarnessRatio(b *testing.B) {
 	for _, op := range Catalog() {
 		b.Run(op.Name, func(b *testing.B) {
 			ctx := b.Context()
-			r, err := NewRunner(ctx, cfg, op)
+			r, err := scenarios.NewRunner(ctx, cfg, op)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -340,15 +344,11 @@ func staleGolden(t *testing.T, op string) fs.FS {
 
 // BenchmarkHarnessParts measures each part of a case's harness cost alone,
 // on PostgreSQL, for UpdateThread: what BenchmarkHarnessRatio's harness-ms
-// is made of.
+// is made of (warming the instrumented pool, inside the runner, is not
+// measured alone; the pool check runs on the plain pool).
 func BenchmarkHarnessParts(b *testing.B) {
 	cfg := pgConfig(b)
 	op, _ := Lookup(Catalog(), OpUpdateThread)
-	r, err := NewRunner(b.Context(), cfg, op)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = r.Close() })
 	ctx := b.Context()
 	fx, err := op.Setup(ctx, cfg.DB)
 	if err != nil {
@@ -359,9 +359,8 @@ func BenchmarkHarnessParts(b *testing.B) {
 		fn   func() error
 	}{
 		{"setup", func() error { _, err := op.Setup(ctx, cfg.DB); return err }},
-		{"warm", func() error { _, err := r.env(ctx, false, nil); return err }},
 		{"state", func() error { _, err := op.State(ctx, cfg.DB, fx); return err }},
-		{"pool-check", func() error { return leakcheck.Find(ctx, leakcheck.WithDB(r.pool), leakcheck.WithTracker(r.tracker)) }},
+		{"pool-check", func() error { return leakcheck.Find(ctx, leakcheck.WithDB(cfg.DB)) }},
 		{"server-check", func() error { return leakcheck.Find(ctx, leakcheck.WithServer(cfg.Admin, cfg.AppName)) }},
 		{"goroutine-baseline", func() error { _ = goleak.IgnoreCurrent(); return nil }},
 		{"goroutine-check", func() error {

@@ -1,4 +1,4 @@
-package scenarios
+package threadsuite
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/handlers"
 	"github.com/sessionsafe/sessionsafe/internal/mutant"
+	"github.com/sessionsafe/sessionsafe/scenarios"
 )
 
 // The mutation proof: every session bug of internal/mutant is planted in the
@@ -39,10 +40,23 @@ const (
 	Broken Verdict = "ERROR"
 )
 
+// Bug names a session bug the mutation proof plants in the handlers, e.g.
+// "RollbackMissingOnError"; Bugs lists every one.
+type Bug string
+
+// Bugs returns every bug the mutation proof plants, in a fixed order.
+func Bugs() []Bug {
+	var out []Bug
+	for _, b := range mutant.All() {
+		out = append(out, Bug(b.String()))
+	}
+	return out
+}
+
 // Kill is one cell of the kill table: one planted bug on one backend.
 type Kill struct {
-	Bug     mutant.Bug
-	Backend Backend
+	Bug     Bug
+	Backend faults.Backend
 	Verdict Verdict
 	Check   string        // what caught it: "matrix/<invariant>" or "probe/<probe>:<check>"
 	Where   string        // the matrix case or probe that caught it, e.g. "UpdateThread/step-5-query/error"
@@ -52,7 +66,7 @@ type Kill struct {
 }
 
 // KillTable is the result of the mutation proof, one Kill per bug and
-// backend, in mutant.All() order.
+// backend, in Bugs() order.
 type KillTable struct {
 	Kills []Kill
 }
@@ -60,7 +74,7 @@ type KillTable struct {
 // Survivors returns the bugs no backend caught, and the cells that could not
 // run (a check that cannot run proves nothing).
 func (t KillTable) Survivors() []Kill {
-	killed := map[mutant.Bug]bool{}
+	killed := map[Bug]bool{}
 	for _, k := range t.Kills {
 		if k.Verdict == Killed {
 			killed[k.Bug] = true
@@ -101,7 +115,7 @@ func (t KillTable) String() string {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", k.Bug, k.Backend, k.Verdict, check, where, k.Tried, k.Elapsed.Round(time.Millisecond))
 	}
 	_ = w.Flush()
-	killed, bugs := 0, map[mutant.Bug]bool{}
+	killed, bugs := 0, map[Bug]bool{}
 	for _, k := range t.Kills {
 		bugs[k.Bug] = bugs[k.Bug] || k.Verdict == Killed
 	}
@@ -120,7 +134,7 @@ func (t KillTable) String() string {
 // MutationConfig says where the mutation proof runs.
 type MutationConfig struct {
 	// Backends to run on; nil: Sqlmock, and Postgres when DSN is set.
-	Backends []Backend
+	Backends []faults.Backend
 	// The Postgres database (migrated with handlers.Migrate), as a
 	// pgtest.Database gives it: DSN (with application_name=AppName), DB a
 	// plain pool on it, Admin a pool on the same server with another
@@ -129,8 +143,8 @@ type MutationConfig struct {
 	DB      *sql.DB
 	Admin   *sql.DB
 	AppName string
-	// Bugs to plant; nil: mutant.All().
-	Bugs []mutant.Bug
+	// Bugs to plant; nil: every one (Bugs()).
+	Bugs []Bug
 	// Seed of the probes' random choices.
 	Seed int64
 	// Timeout bounds each matrix case (default 5s).
@@ -142,7 +156,7 @@ type MutationConfig struct {
 // killer is one way to catch a bug on one backend: some matrix cases of a
 // catalog operation, or a probe.
 type killer struct {
-	backends []Backend
+	backends []faults.Backend
 	// matrix: the cases of op at these step kinds ("clean": the clean case)
 	// with these faults.
 	op     string
@@ -162,23 +176,23 @@ type killer struct {
 	cfg   ProbeConfig
 }
 
-func (k killer) on(b Backend) bool {
+func (k killer) on(b faults.Backend) bool {
 	return slices.Contains(k.backends, b)
 }
 
-var both = []Backend{Sqlmock, Postgres}
-var pgOnly = []Backend{Postgres}
+var both = []faults.Backend{scenarios.Sqlmock, scenarios.Postgres}
+var pgOnly = []faults.Backend{scenarios.Postgres}
 
 // clean selects the runner's clean case: the operation with no fault, every
 // invariant checked.
-var clean = []string{Clean}
+var clean = []string{"clean"}
 
 // mutationCatalog says, per bug, which checks are run to catch it (in order;
 // the first that reports a finding — and passes without the bug — kills it)
 // and, per backend where none applies, why.
 var mutationCatalog = map[mutant.Bug]struct {
 	killers []killer
-	na      map[Backend]string
+	na      map[faults.Backend]string
 }{
 	mutant.RollbackMissingOnError: {killers: []killer{
 		{backends: both, op: OpUpdateThread, steps: []string{"query", "exec"}, faults: []string{"error"}, live: true},
@@ -223,8 +237,8 @@ var mutationCatalog = map[mutant.Bug]struct {
 	mutant.ContextNotPassed: {killers: []killer{
 		{backends: pgOnly, op: OpGetThread, steps: []string{"query"}, faults: []string{"cancel"}},
 		{backends: pgOnly, probe: "cancellation"},
-	}, na: map[Backend]string{
-		Sqlmock: "sqlmock's expectations for a cancel end the run at the fault, so the statement the bug runs after it fails there and an error surfaces either way",
+	}, na: map[faults.Backend]string{
+		scenarios.Sqlmock: "sqlmock's expectations for a cancel end the run at the fault, so the statement the bug runs after it fails there and an error surfaces either way",
 	}},
 	mutant.MetadataReadModifyWrite: {killers: []killer{
 		{backends: pgOnly, probe: "lost-update", cfg: ProbeConfig{Workers: 12, Ops: 3}},
@@ -269,19 +283,26 @@ func (n lingeringNotifier) ThreadRenamed(ctx context.Context, _ handlers.Thread)
 func MutationProof(ctx context.Context, cfg MutationConfig) (KillTable, error) {
 	backends := cfg.Backends
 	if backends == nil {
-		backends = []Backend{Sqlmock}
+		backends = []faults.Backend{scenarios.Sqlmock}
 		if cfg.DSN != "" {
-			backends = append(backends, Postgres)
+			backends = append(backends, scenarios.Postgres)
 		}
 	}
 	for _, b := range backends {
-		if b == Postgres && (cfg.DSN == "" || cfg.DB == nil || cfg.Admin == nil || cfg.AppName == "") {
-			return KillTable{}, fmt.Errorf("scenarios: mutation proof on postgres needs DSN, DB, Admin and AppName: %w", ErrConfig)
+		if b == scenarios.Postgres && (cfg.DSN == "" || cfg.DB == nil || cfg.Admin == nil || cfg.AppName == "") {
+			return KillTable{}, fmt.Errorf("threadsuite: mutation proof on postgres needs DSN, DB, Admin and AppName: %w", scenarios.ErrConfig)
 		}
 	}
-	bugs := cfg.Bugs
-	if bugs == nil {
-		bugs = mutant.All()
+	bugs := mutant.All()
+	if cfg.Bugs != nil {
+		bugs = nil
+		for _, name := range cfg.Bugs {
+			b, ok := mutant.Parse(string(name))
+			if !ok {
+				return KillTable{}, fmt.Errorf("threadsuite: mutation proof: unknown bug %q (see Bugs()): %w", name, scenarios.ErrConfig)
+			}
+			bugs = append(bugs, b)
+		}
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
@@ -290,7 +311,7 @@ func MutationProof(ctx context.Context, cfg MutationConfig) (KillTable, error) {
 	for _, bug := range bugs {
 		for _, b := range backends {
 			if err := ctx.Err(); err != nil {
-				return t, fmt.Errorf("scenarios: mutation proof: %w", err)
+				return t, fmt.Errorf("threadsuite: mutation proof: %w", err)
 			}
 			k := proveOne(ctx, cfg, bug, b)
 			if cfg.Logf != nil {
@@ -314,7 +335,7 @@ func (cfg MutationConfig) target(tag string) (pgTarget, error) {
 	app := derivedAppName(cfg.AppName, tag)
 	dsn, err := withAppName(cfg.DSN, app)
 	if err != nil {
-		return pgTarget{}, fmt.Errorf("scenarios: mutation proof: %w", err)
+		return pgTarget{}, fmt.Errorf("threadsuite: mutation proof: %w", err)
 	}
 	return pgTarget{dsn: dsn, app: app}, nil
 }
@@ -324,7 +345,7 @@ func (cfg MutationConfig) target(tag string) (pgTarget, error) {
 func withAppName(dsn, app string) (string, error) {
 	u, err := url.Parse(dsn)
 	if err != nil || u.Scheme == "" {
-		return "", fmt.Errorf("the DSN must be a URL to set application_name: %w", ErrConfig)
+		return "", fmt.Errorf("the DSN must be a URL to set application_name: %w", scenarios.ErrConfig)
 	}
 	q := u.Query()
 	q.Set("application_name", app)
@@ -354,9 +375,9 @@ func (cfg MutationConfig) release(ctx context.Context, t pgTarget) {
 }
 
 // proveOne runs the killers of bug on backend b until one catches it.
-func proveOne(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b Backend) Kill {
+func proveOne(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b faults.Backend) Kill {
 	start := time.Now()
-	k := Kill{Bug: bug, Backend: b, Verdict: NotApplicable}
+	k := Kill{Bug: Bug(bug.String()), Backend: b, Verdict: NotApplicable}
 	entry, ok := mutationCatalog[bug]
 	if !ok {
 		k.Verdict, k.Detail = Survived, "no check is registered for this bug in the mutation catalog"
@@ -404,7 +425,7 @@ func proveOne(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b Backend
 func probeKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, kl killer, tag string, k *Kill) (bool, error) {
 	p, ok := LookupProbe(kl.probe)
 	if !ok {
-		return false, fmt.Errorf("scenarios: mutation proof: no probe %q: %w", kl.probe, ErrConfig)
+		return false, fmt.Errorf("threadsuite: mutation proof: no probe %q: %w", kl.probe, scenarios.ErrConfig)
 	}
 	run := func(tag string, bugs []mutant.Bug) (ProbeResult, error) {
 		tg, err := cfg.target(tag)
@@ -414,7 +435,7 @@ func probeKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, kl kille
 		defer cfg.release(ctx, tg)
 		pc := kl.cfg
 		pc.Seed = cfg.Seed
-		pc.Bugs = bugs
+		pc.bugs = bugs
 		res := p.Run(ctx, ProbeEnv{DSN: tg.dsn, AppName: tg.app, Admin: cfg.Admin}, pc)
 		for _, f := range res.Findings {
 			if f.Check == "setup" {
@@ -446,11 +467,11 @@ func probeKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, kl kille
 // selects, with the bug planted in each case (not in the clean run the
 // runner records first); the case that catches it is rerun without the bug
 // on a runner of its own, as the control.
-func matrixKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b Backend, kl killer, tag string, k *Kill) (bool, error) {
+func matrixKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b faults.Backend, kl killer, tag string, k *Kill) (bool, error) {
 	var live atomic.Pointer[string]
 	var lingering atomic.Int64
 	defer waitZero(&lingering, 5*time.Second) // nothing the bug started outlives the proof of it
-	newRunner := func(tag string) (*Runner, pgTarget, error) {
+	newRunner := func(tag string) (*scenarios.Runner, pgTarget, error) {
 		var opts []handlers.Option
 		if kl.opts != nil {
 			opts = kl.opts(&lingering)
@@ -458,31 +479,32 @@ func matrixKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b Backe
 		opts = append(opts, handlers.WithLogger(quiet))
 		op, ok := Lookup(Catalog(opts...), kl.op)
 		if !ok {
-			return nil, pgTarget{}, fmt.Errorf("scenarios: mutation proof: no operation %q: %w", kl.op, ErrConfig)
+			return nil, pgTarget{}, fmt.Errorf("threadsuite: mutation proof: no operation %q: %w", kl.op, scenarios.ErrConfig)
 		}
 		op = kl.wrap(op, &live)
-		rc := Config{
+		rc := scenarios.Config{
 			Backend:      b,
+			Golden:       GoldenFS(),
 			Timeout:      cfg.Timeout,
 			CheckTimeout: time.Second,
-			Faults: func(stepKind string) []string {
-				if slices.Contains(kl.steps, stepKind) {
-					return kl.faults
+			Faults: func(k faults.StepKind) []faults.Fault {
+				if slices.Contains(kl.steps, k.String()) {
+					return mustFaults(kl.faults)
 				}
 				return nil
 			},
-			Only:   func(c Case) bool { return slices.Contains(kl.steps, c.StepKind) },
-			Replay: func(Case) string { return "" },
+			Only:   func(c scenarios.Case) bool { return slices.Contains(kl.steps, c.StepName()) },
+			Replay: func(scenarios.Case) string { return "" },
 		}
 		var tg pgTarget
-		if b == Postgres {
+		if b == scenarios.Postgres {
 			var err error
 			if tg, err = cfg.target(tag); err != nil {
 				return nil, tg, err
 			}
 			rc.DSN, rc.DB, rc.Admin, rc.AppName = tg.dsn, cfg.DB, cfg.Admin, tg.app
 		}
-		r, err := NewRunner(ctx, rc, op)
+		r, err := scenarios.NewRunner(ctx, rc, op)
 		if err != nil {
 			cfg.release(ctx, tg)
 			return nil, tg, fmt.Errorf("matrix %s on %s: %w", kl.op, b, err)
@@ -497,7 +519,7 @@ func matrixKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b Backe
 	defer func() { _ = r.Close() }()
 	bctx := mutant.With(ctx, bug)
 	var setupErr error
-	var hit *Case
+	var hit *scenarios.Case
 	cases := r.Cases()
 	for _, c := range cases {
 		live.Store(nil)
@@ -509,7 +531,7 @@ func matrixKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b Backe
 			break
 		}
 		for _, f := range res.Findings {
-			if f.Invariant == InvSetup {
+			if f.Invariant == scenarios.InvSetup {
 				setupErr = errors.New(firstLineOf(f.Message))
 				continue
 			}
@@ -553,12 +575,12 @@ func matrixKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b Backe
 
 // wrap returns op with the killer's pool limit and live pool check around its
 // Run. A live leak is stored in live.
-func (kl killer) wrap(op Operation, live *atomic.Pointer[string]) Operation {
+func (kl killer) wrap(op scenarios.Operation, live *atomic.Pointer[string]) scenarios.Operation {
 	if kl.poolCap <= 0 && !kl.live {
 		return op
 	}
 	inner := op.Run
-	op.Run = func(ctx context.Context, db *sql.DB, fx Fixture) error {
+	op.Run = func(ctx context.Context, db *sql.DB, fx scenarios.Fixture) error {
 		if kl.poolCap > 0 {
 			db.SetMaxOpenConns(kl.poolCap)
 			defer db.SetMaxOpenConns(0)
@@ -607,4 +629,28 @@ func firstLineOf(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// oneLine collapses whitespace and cuts s to at most n bytes.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return s
+}
+
+// mustFaults parses faults written in the plan language ("error",
+// "pgerr=40001"); the killers' faults are constants, so a bad one is a bug
+// of this file.
+func mustFaults(names []string) []faults.Fault {
+	out := make([]faults.Fault, len(names))
+	for i, n := range names {
+		p, err := faults.ParsePlan("step=1:" + n)
+		if err != nil {
+			panic(fmt.Sprintf("threadsuite: killer fault %q: %v", n, err))
+		}
+		out[i] = p.Rules[0].Fault
+	}
+	return out
 }

@@ -1,12 +1,14 @@
-package scenarios
+package threadsuite
 
 import (
 	"strings"
 	"testing"
 
+	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/handlers"
 	"github.com/sessionsafe/sessionsafe/internal/mutant"
 	"github.com/sessionsafe/sessionsafe/pgtest"
+	"github.com/sessionsafe/sessionsafe/scenarios"
 )
 
 // TestMutationProof plants every session bug of internal/mutant, one at a
@@ -94,7 +96,7 @@ func TestKillTable(t *testing.T) {
 			var kt KillTable
 			for i, k := range []Kill{tt.sqlmock, tt.postgres} {
 				if k != (Kill{}) {
-					k.Bug, k.Backend = tt.bug, []Backend{Sqlmock, Postgres}[i]
+					k.Bug, k.Backend = Bug(tt.bug.String()), []faults.Backend{scenarios.Sqlmock, scenarios.Postgres}[i]
 					kt.Kills = append(kt.Kills, k)
 				}
 			}
@@ -122,7 +124,7 @@ func TestMutationCatalogCoversEveryBug(t *testing.T) {
 			}
 			pg := false
 			for _, k := range entry.killers {
-				pg = pg || k.on(Postgres)
+				pg = pg || k.on(scenarios.Postgres)
 				if k.probe != "" {
 					if _, ok := LookupProbe(k.probe); !ok {
 						t.Errorf("check of %s names probe %q, which does not exist", bug, k.probe)

@@ -1,4 +1,4 @@
-package scenarios
+package threadsuite
 
 import (
 	"context"
@@ -67,9 +67,9 @@ type ProbeConfig struct {
 	// FaultRate is the chance that an operation of the mixed probe runs with
 	// a random fault plan (default 0.5; negative: none).
 	FaultRate float64
-	// Bugs are planted in the handlers for every operation (the mutation
+	// bugs are planted in the handlers for every operation (the mutation
 	// proof); empty: the correct handlers.
-	Bugs []mutant.Bug
+	bugs []mutant.Bug
 	// NoGoroutineCheck turns the goroutine check off, for a process whose
 	// other goroutines come and go meanwhile (parallel tests, a chaos run).
 	NoGoroutineCheck bool
@@ -128,7 +128,7 @@ func (r ProbeResult) Err() error {
 		return nil
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "scenarios: probe %s (seed %d): %d finding(s)", r.Probe, r.Seed, len(r.Findings))
+	fmt.Fprintf(&b, "threadsuite: probe %s (seed %d): %d finding(s)", r.Probe, r.Seed, len(r.Findings))
 	for _, f := range r.Findings {
 		fmt.Fprintf(&b, "\n  %s: %s", f.Check, strings.ReplaceAll(strings.TrimRight(f.Message, "\n"), "\n", "\n    "))
 	}
@@ -192,7 +192,7 @@ func (p Probe) Run(ctx context.Context, env ProbeEnv, cfg ProbeConfig) ProbeResu
 	if cfg.Replay != nil {
 		res.Replay = cfg.Replay(p.Name, cfg.Seed)
 	} else {
-		res.Replay = fmt.Sprintf("SESSIONSAFE_PROBE_SEED=%d go test -race ./scenarios -run 'TestProbes/%s$'", cfg.Seed, p.Name)
+		res.Replay = fmt.Sprintf("SESSIONSAFE_PROBE_SEED=%d go test -race ./threadsuite -run 'TestProbes/%s$'", cfg.Seed, p.Name)
 	}
 	r := &probeRun{probe: p.Name, env: env, cfg: cfg}
 	var baseline goleak.Option
@@ -214,7 +214,7 @@ func (p Probe) Run(ctx context.Context, env ProbeEnv, cfg ProbeConfig) ProbeResu
 				r.find("panic", "the probe panicked: %v\n%s", v, stack(false))
 			}
 		}()
-		p.run(mutant.With(pctx, cfg.Bugs...), r)
+		p.run(mutant.With(pctx, cfg.bugs...), r)
 	}()
 	select {
 	case <-done:
@@ -338,7 +338,7 @@ func openPool(dsn string, size int, wraps ...func(driver.Connector) driver.Conne
 func (r *probeRun) open(size int, wraps ...func(driver.Connector) driver.Connector) (*sql.DB, error) {
 	db, err := openPool(r.env.DSN, size, wraps...)
 	if err != nil {
-		return nil, fmt.Errorf("scenarios: probe %s: %w", r.probe, err)
+		return nil, fmt.Errorf("threadsuite: probe %s: %w", r.probe, err)
 	}
 	return db, nil
 }
@@ -567,11 +567,11 @@ func (r *probeRun) newThreads(user string, n, msgs int) ([]string, error) {
 	for i := 0; i < n; i++ {
 		t, err := svc.CreateThread(ctx, user, handlers.CreateThreadInput{Title: fmt.Sprintf("probe thread %d", i+1)})
 		if err != nil {
-			return nil, fmt.Errorf("scenarios: probe %s: create thread: %w", r.probe, err)
+			return nil, fmt.Errorf("threadsuite: probe %s: create thread: %w", r.probe, err)
 		}
 		for j := 0; j < msgs; j++ {
 			if _, err := svc.SendMessage(ctx, user, t.ID, handlers.SendMessageInput{Content: fmt.Sprintf("seed message %d", j+1)}); err != nil {
-				return nil, fmt.Errorf("scenarios: probe %s: seed message: %w", r.probe, err)
+				return nil, fmt.Errorf("threadsuite: probe %s: seed message: %w", r.probe, err)
 			}
 		}
 		ids = append(ids, t.ID)
@@ -599,40 +599,40 @@ SELECT t.id::text, t.message_count, count(m.id), coalesce(max(m.seq), 0), coales
 FROM threads t LEFT JOIN messages m ON m.thread_id = t.id
 WHERE t.user_id = $1 GROUP BY t.id`, user)
 	if err != nil {
-		return nil, fmt.Errorf("scenarios: probe %s: read threads: %w", r.probe, err)
+		return nil, fmt.Errorf("threadsuite: probe %s: read threads: %w", r.probe, err)
 	}
 	out := map[string]*threadFacts{}
 	for rows.Next() {
 		f := &threadFacts{Clients: map[string]int{}}
 		if err := rows.Scan(&f.ID, &f.Counter, &f.Messages, &f.MaxSeq, &f.MinSeq, &f.Archived, &f.Metadata); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("scenarios: probe %s: read threads: %w", r.probe, err)
+			return nil, fmt.Errorf("threadsuite: probe %s: read threads: %w", r.probe, err)
 		}
 		out[f.ID] = f
 	}
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return nil, fmt.Errorf("scenarios: probe %s: read threads: %w", r.probe, err)
+		return nil, fmt.Errorf("threadsuite: probe %s: read threads: %w", r.probe, err)
 	}
 	rows, err = r.plain.QueryContext(ctx, `
 SELECT m.thread_id::text, m.client_message_id, count(*)
 FROM messages m JOIN threads t ON t.id = m.thread_id
 WHERE t.user_id = $1 AND m.client_message_id IS NOT NULL GROUP BY 1, 2`, user)
 	if err != nil {
-		return nil, fmt.Errorf("scenarios: probe %s: read messages: %w", r.probe, err)
+		return nil, fmt.Errorf("threadsuite: probe %s: read messages: %w", r.probe, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var tid, cid string
 		var n int
 		if err := rows.Scan(&tid, &cid, &n); err != nil {
-			return nil, fmt.Errorf("scenarios: probe %s: read messages: %w", r.probe, err)
+			return nil, fmt.Errorf("threadsuite: probe %s: read messages: %w", r.probe, err)
 		}
 		if f := out[tid]; f != nil {
 			f.Clients[cid] = n
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("scenarios: probe %s: read messages: %w", r.probe, err)
+		return nil, fmt.Errorf("threadsuite: probe %s: read messages: %w", r.probe, err)
 	}
 	return out, nil
 }

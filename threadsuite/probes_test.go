@@ -1,4 +1,4 @@
-package scenarios
+package threadsuite
 
 import (
 	"os"
@@ -68,7 +68,7 @@ func TestProbes(t *testing.T) {
 			cfg := tt.cfg
 			cfg.Seed = seed
 			cfg.Replay = func(string, int64) string {
-				return "SESSIONSAFE_PROBE_SEED=" + strconv.FormatInt(seed, 10) + " go test -race ./scenarios -run 'TestProbes/" + tt.name + "$'"
+				return "SESSIONSAFE_PROBE_SEED=" + strconv.FormatInt(seed, 10) + " go test -race ./threadsuite -run 'TestProbes/" + tt.name + "$'"
 			}
 			if err := runProbe(t, tt.probe, cfg).Err(); err != nil {
 				t.Fatal(err)
@@ -103,7 +103,7 @@ func TestProbesCatchPlantedBugs(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := tt.cfg
 			cfg.Seed = seed
-			cfg.Bugs = []mutant.Bug{tt.bug}
+			cfg.bugs = []mutant.Bug{tt.bug}
 			res := runProbe(t, tt.probe, cfg)
 			for _, f := range res.Findings {
 				if f.Check == tt.check {

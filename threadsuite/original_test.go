@@ -1,4 +1,4 @@
-package scenarios
+package threadsuite
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	"github.com/sessionsafe/sessionsafe/internal/mutant"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 	"github.com/sessionsafe/sessionsafe/pgtest"
+	"github.com/sessionsafe/sessionsafe/scenarios"
 )
 
 // The original plan's eleven failing tests, each as harness scenarios on
@@ -32,7 +33,7 @@ import (
 // for the original's failure (a connection lost at commit, two concurrent
 // requests), the case drives an instrumented pool itself with the same checks.
 //
-//	go test ./scenarios -run 'TestOriginal/01-update-commit-connection-lost/postgres$'
+//	go test ./threadsuite -run 'TestOriginal/01-update-commit-connection-lost/postgres$'
 
 // original is one of the eleven cases.
 type original struct {
@@ -52,7 +53,7 @@ type original struct {
 	// gen, if set, is reset right before the case runs.
 	gen *countingGenerator
 	// check runs after the runner case with what it returned.
-	check func(t testing.TB, res Result)
+	check func(t testing.TB, res scenarios.Result)
 	// pg replaces the runner case on Postgres (a failure the runner has no
 	// mechanism for); mock likewise on sqlmock.
 	pg   func(t *testing.T)
@@ -75,13 +76,13 @@ func originals() []original {
 		{name: "02-create-constraint-violation", op: OpCreateThread, steps: []string{"query"}, sql: "INSERT INTO threads", fault: "pgerr=23505",
 			wantErr: handlers.ErrConflict},
 		{name: "03-get-timeout", op: OpGetThread, steps: []string{"query"}, sql: "FROM threads", fault: "pgerr=57014"},
-		{name: "04-count-in-same-transaction", op: OpGetThread, steps: []string{Clean}, poolCap: 1},
+		{name: "04-count-in-same-transaction", op: OpGetThread, steps: []string{"clean"}, poolCap: 1},
 		{name: "05-delete-archive-fails", op: OpDeleteThread, steps: []string{"exec"}, sql: "archived_at = now()", fault: "error",
 			wantErr: faults.ErrInjected},
 		{name: "06-auto-rename-title-update-fails", op: OpAutoRename, steps: []string{"query", "exec"}, sql: "UPDATE threads SET title", fault: "error",
 			wantErr: faults.ErrInjected, gen: gen,
 			opts: func() []handlers.Option { return []handlers.Option{handlers.WithTitleGenerator(gen)} },
-			check: func(t testing.TB, res Result) {
+			check: func(t testing.TB, res scenarios.Result) {
 				if n := gen.calls.Load(); n != 1 {
 					t.Errorf("title generator: got %d calls; want 1 (the write fails after the title was generated)", n)
 				}
@@ -107,7 +108,7 @@ func TestOriginal(t *testing.T) {
 					o.mock(t)
 					return
 				}
-				runOriginal(t.Context(), t, o, Config{Backend: Sqlmock})
+				runOriginal(t.Context(), t, o, scenarios.Config{Backend: scenarios.Sqlmock, Golden: GoldenFS()})
 			})
 			t.Run("postgres", func(t *testing.T) {
 				if o.pg != nil {
@@ -115,7 +116,7 @@ func TestOriginal(t *testing.T) {
 					return
 				}
 				db := originalDB(t)
-				runOriginal(t.Context(), t, o, Config{Backend: Postgres, DSN: db.DSN, DB: db.DB, Admin: db.Admin, AppName: db.AppName})
+				runOriginal(t.Context(), t, o, scenarios.Config{Backend: scenarios.Postgres, DSN: db.DSN, DB: db.DB, Admin: db.Admin, AppName: db.AppName})
 				verifyServerQuiet(t, db.Admin, db.AppName)
 			})
 		})
@@ -130,7 +131,7 @@ func originalDB(tb testing.TB) *pgtest.Database {
 // runOriginal runs the original's runner case(s) on cfg's backend: every
 // invariant must hold, the pool must be back while the request is live, and
 // the caller must get wantErr.
-func runOriginal(ctx context.Context, t testing.TB, o original, cfg Config) {
+func runOriginal(ctx context.Context, t testing.TB, o original, cfg scenarios.Config) {
 	t.Helper()
 	var opts []handlers.Option
 	if o.opts != nil {
@@ -144,26 +145,26 @@ func runOriginal(ctx context.Context, t testing.TB, o original, cfg Config) {
 	var live atomic.Pointer[string]
 	op = killer{live: true, poolCap: o.poolCap}.wrap(op, &live)
 	cfg.CheckTimeout = time.Second
-	cfg.Faults = func(stepKind string) []string {
+	cfg.Faults = func(k faults.StepKind) []faults.Fault {
 		for _, s := range o.steps {
-			if s == stepKind && o.fault != "" {
-				return []string{o.fault}
+			if s == k.String() && o.fault != "" {
+				return mustFaults([]string{o.fault})
 			}
 		}
 		return nil
 	}
-	cfg.Only = func(c Case) bool {
+	cfg.Only = func(c scenarios.Case) bool {
 		for _, s := range o.steps {
-			if s == c.StepKind && strings.Contains(c.SQL, o.sql) {
+			if s == c.StepName() && strings.Contains(c.SQL, o.sql) {
 				return true
 			}
 		}
 		return false
 	}
-	cfg.Replay = func(Case) string {
-		return fmt.Sprintf("go test ./scenarios -run 'TestOriginal/%s/%s$'", o.name, cfg.Backend)
+	cfg.Replay = func(scenarios.Case) string {
+		return fmt.Sprintf("go test ./threadsuite -run 'TestOriginal/%s/%s$'", o.name, cfg.Backend)
 	}
-	r, err := NewRunner(context.WithoutCancel(ctx), cfg, op)
+	r, err := scenarios.NewRunner(context.WithoutCancel(ctx), cfg, op)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -477,18 +478,20 @@ func hasStep(tr faults.Trace, k faults.StepKind) bool {
 // invariants hold, and no goroutine outlives either.
 func testOriginalConcurrentUpdatesMock(t *testing.T) {
 	baseline := goleak.IgnoreCurrent()
-	newRunner := func(fault string) (*Runner, Case) {
+	newRunner := func(fault string) (*scenarios.Runner, scenarios.Case) {
 		op, _ := Lookup(Catalog(handlers.WithLogger(quiet)), OpUpdateThread)
-		cfg := Config{Backend: Sqlmock, NoGoroutineCheck: true,
-			Faults: func(k string) []string {
-				if k == "commit" && fault != "" {
-					return []string{fault}
+		cfg := scenarios.Config{Backend: scenarios.Sqlmock, Golden: GoldenFS(), NoGoroutineCheck: true,
+			Faults: func(k faults.StepKind) []faults.Fault {
+				if k == faults.StepCommit && fault != "" {
+					return mustFaults([]string{fault})
 				}
 				return nil
 			},
-			Only: func(c Case) bool { return (fault == "" && c.Fault == Clean) || (fault != "" && c.StepKind == "commit") },
+			Only: func(c scenarios.Case) bool {
+				return (fault == "" && c.Clean()) || (fault != "" && c.StepKind == faults.StepCommit)
+			},
 		}
-		r, err := NewRunner(t.Context(), cfg, op)
+		r, err := scenarios.NewRunner(t.Context(), cfg, op)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -501,7 +504,7 @@ func testOriginalConcurrentUpdatesMock(t *testing.T) {
 	}
 	ra, ca := newRunner("badconn")
 	rb, cb := newRunner("")
-	var resA, resB Result
+	var resA, resB scenarios.Result
 	var wg sync.WaitGroup
 	wg.Go(func() { resA = ra.RunCase(t.Context(), ca) })
 	wg.Go(func() { resB = rb.RunCase(t.Context(), cb) })
@@ -585,7 +588,7 @@ func TestOriginalCatchesPlantedBugs(t *testing.T) {
 			}
 			rec := &recorder{TB: t}
 			failed := rec.run(func(tb testing.TB) {
-				runOriginal(mutant.With(t.Context(), tt.bug), tb, o, Config{Backend: Sqlmock})
+				runOriginal(mutant.With(t.Context(), tt.bug), tb, o, scenarios.Config{Backend: scenarios.Sqlmock, Golden: GoldenFS()})
 			})
 			if len(failed) == 0 {
 				t.Fatalf("original %s passed with %s planted; want a failure", tt.original, tt.bug)

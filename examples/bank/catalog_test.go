@@ -1,0 +1,202 @@
+package bank
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/sessionsafe/sessionsafe/scenarios"
+)
+
+// accounts is what the catalog calls: the Store, or a planted copy of it.
+type accounts interface {
+	CreateAccount(ctx context.Context, owner string, balance int64) (Account, error)
+	GetAccount(ctx context.Context, id int64) (Account, error)
+	ListAccounts(ctx context.Context, owner string, p Page) ([]Account, error)
+	Transfer(ctx context.Context, from, to, amount int64) (Transfer, error)
+}
+
+// newAccounts builds the store under test on a case's instrumented pool,
+// with the notifier the catalog gives it.
+type newAccounts func(db *sql.DB, n Notifier) accounts
+
+// theStore is the Store itself.
+func theStore(db *sql.DB, n Notifier) accounts { return NewStore(db, n) }
+
+// fixture is one case's fresh state: a new owner with three accounts in id
+// order holding 100.00, 50.00 and 0.00.
+type fixture struct {
+	Owner           string
+	Rich, Mid, Poor int64
+}
+
+// setupAccounts creates the fixture's owner and accounts in one statement,
+// on the plain pool.
+func setupAccounts(ctx context.Context, db *sql.DB) (scenarios.Fixture, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("setup accounts: owner: %w", err)
+	}
+	fx := fixture{Owner: "owner-" + hex.EncodeToString(b[:])}
+	rows, err := db.QueryContext(ctx, `
+WITH a AS (
+  INSERT INTO accounts (owner, balance)
+  SELECT $1, v.balance FROM (VALUES (1, 10000), (2, 5000), (3, 0)) AS v(n, balance) ORDER BY v.n
+  RETURNING id
+)
+SELECT id FROM a ORDER BY id`, fx.Owner)
+	if err != nil {
+		return nil, fmt.Errorf("setup accounts: %w", err)
+	}
+	defer rows.Close()
+	ids := []*int64{&fx.Rich, &fx.Mid, &fx.Poor}
+	n := 0
+	for rows.Next() {
+		if n == len(ids) {
+			return nil, errors.New("setup accounts: more than three accounts")
+		}
+		if err := rows.Scan(ids[n]); err != nil {
+			return nil, fmt.Errorf("setup accounts: %w", err)
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("setup accounts: %w", err)
+	}
+	if n != len(ids) {
+		return nil, fmt.Errorf("setup accounts: got %d accounts; want %d", n, len(ids))
+	}
+	return fx, nil
+}
+
+// accountState reads back the fixture owner's accounts, normalised: each
+// account (numbered in id order) with its balance, the amounts it paid and
+// the amounts it received.
+func accountState(ctx context.Context, db *sql.DB, f scenarios.Fixture) (string, error) {
+	fx := f.(fixture)
+	rows, err := db.QueryContext(ctx, `
+SELECT 'account ' || (row_number() OVER (ORDER BY a.id))::text || ' balance=' || a.balance::text
+       || ' paid=' || coalesce((SELECT string_agg(t.amount::text, ',' ORDER BY t.id) FROM transfers t WHERE t.from_account = a.id), '-')
+       || ' received=' || coalesce((SELECT string_agg(t.amount::text, ',' ORDER BY t.id) FROM transfers t WHERE t.to_account = a.id), '-')
+FROM accounts a WHERE a.owner = $1 ORDER BY a.id`, fx.Owner)
+	if err != nil {
+		return "", fmt.Errorf("read account state: %w", err)
+	}
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return "", fmt.Errorf("read account state: %w", err)
+		}
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	if err := rows.Err(); err != nil {
+		return "", fmt.Errorf("read account state: %w", err)
+	}
+	return b.String(), nil
+}
+
+// auditLog is the catalog's Notifier: a call to something outside the
+// database, marked as such so that the runner reports a transaction held
+// across it.
+type auditLog struct{}
+
+// TransferCommitted records nothing: what matters is where it is called from.
+func (auditLog) TransferCommitted(ctx context.Context, t Transfer) error {
+	return external(ctx, "audit log", func(context.Context) error { return nil })
+}
+
+// external marks fn as a call outside the database: in a matrix case it
+// runs through the case's leakcheck.Tracker, so that a transaction held
+// across fn is a long-transaction finding.
+func external(ctx context.Context, name string, fn func(context.Context) error) error {
+	return scenarios.External(ctx, name, fn)
+}
+
+// Operation names of the bank catalog.
+const (
+	opCreateAccount        = "CreateAccount"
+	opGetAccount           = "GetAccount"
+	opListAccounts         = "ListAccounts"
+	opTransfer             = "Transfer"
+	opTransferInsufficient = "TransferInsufficient"
+)
+
+// bankOp builds one catalog operation from the call it makes.
+func bankOp(name string, store newAccounts, writes bool, call func(ctx context.Context, s accounts, fx fixture) error) scenarios.Operation {
+	op := scenarios.Operation{
+		Name:  name,
+		Setup: setupAccounts,
+		Run: func(ctx context.Context, db *sql.DB, fx scenarios.Fixture) error {
+			return call(ctx, store(db, auditLog{}), fx.(fixture))
+		},
+	}
+	if writes {
+		op.State = accountState
+	}
+	return op
+}
+
+// catalog returns the bank's operations on the store store builds: every
+// method of the store, and a transfer refused for insufficient funds (a
+// success for the matrix when the refusal reaches the caller).
+func catalog(store newAccounts) []scenarios.Operation {
+	return []scenarios.Operation{
+		bankOp(opCreateAccount, store, true, func(ctx context.Context, s accounts, fx fixture) error {
+			_, err := s.CreateAccount(ctx, fx.Owner, 700)
+			return err
+		}),
+		bankOp(opGetAccount, store, false, func(ctx context.Context, s accounts, fx fixture) error {
+			a, err := s.GetAccount(ctx, fx.Mid)
+			if err == nil && (a.Owner != fx.Owner || a.Balance != 5000) {
+				return fmt.Errorf("get account: got %+v; want owner %s, balance 5000", a, fx.Owner)
+			}
+			return err
+		}),
+		bankOp(opListAccounts, store, false, func(ctx context.Context, s accounts, fx fixture) error {
+			// two pages of two: all three accounts
+			var all []Account
+			p := Page{Limit: 2}
+			for {
+				page, err := s.ListAccounts(ctx, fx.Owner, p)
+				if err != nil {
+					return err
+				}
+				all = append(all, page...)
+				if len(page) < p.Limit {
+					break
+				}
+				p.AfterID = page[len(page)-1].ID
+			}
+			if len(all) != 3 {
+				return fmt.Errorf("list accounts: got %d accounts; want 3", len(all))
+			}
+			return nil
+		}),
+		// From the higher id to the lower: the rows are locked in the
+		// other order.
+		bankOp(opTransfer, store, true, func(ctx context.Context, s accounts, fx fixture) error {
+			_, err := s.Transfer(ctx, fx.Mid, fx.Rich, 1234)
+			return err
+		}),
+		// Refused: it changes nothing, so the runner (which wants a State
+		// to show the write) checks the error and the leaks only.
+		bankOp(opTransferInsufficient, store, false, func(ctx context.Context, s accounts, fx fixture) error {
+			_, err := s.Transfer(ctx, fx.Poor, fx.Rich, 1)
+			var ife *InsufficientFundsError
+			switch {
+			case errors.As(err, &ife):
+				return nil
+			case err == nil:
+				return errors.New("transfer from an empty account: got success; want an *InsufficientFundsError")
+			}
+			return err
+		}),
+	}
+}

@@ -1,0 +1,18 @@
+// Package bank is a small money-transfer store written the way most Go
+// services talk to PostgreSQL through database/sql: a [Store] over a
+// *sql.DB, a transaction helper with a deferred rollback, an autocommit
+// insert, paged reads that close their rows, and a transfer that locks both
+// accounts in id order inside one transaction and tells a [Notifier] once it
+// is committed.
+//
+// It knows nothing of sessionsafe. Its tests put every method through the
+// fault matrix (every fault at every driver step) on real PostgreSQL, once
+// through pgx's database/sql driver and once through lib/pq, and show that
+// the matrix catches session bugs planted in copies of the same code: a
+// transaction helper without its deferred rollback, rows left open on an
+// early return, a transaction held across the notifier, and an error
+// swallowed after a rollback.
+//
+// The SQL is plain PostgreSQL with $n placeholders, so any database/sql
+// driver for PostgreSQL runs it; [Migrate] applies the embedded schema.
+package bank

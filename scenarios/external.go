@@ -1,0 +1,31 @@
+package scenarios
+
+import (
+	"context"
+
+	"github.com/sessionsafe/sessionsafe/leakcheck"
+)
+
+// trackerKey is the context key of the case's leakcheck.Tracker.
+type trackerKey struct{}
+
+// withTracker returns ctx carrying t, for External.
+func withTracker(ctx context.Context, t *leakcheck.Tracker) context.Context {
+	return context.WithValue(ctx, trackerKey{}, t)
+}
+
+// External runs fn, a call to something outside the database (an HTTP
+// service, a model, a message queue), on behalf of the code under test, and
+// returns fn's error. Wrap each such call of an operation's Run with it.
+//
+// Inside a matrix case (ctx derived from the one the runner passes to
+// Operation.Run) it runs fn through the case's leakcheck.Tracker
+// (Tracker.External): a transaction of the case's pool open when fn starts
+// and still open when it returns was held across the call, and the case
+// reports it as an InvLongTx finding. Outside the runner it just calls fn.
+func External(ctx context.Context, name string, fn func(context.Context) error) error {
+	if t, ok := ctx.Value(trackerKey{}).(*leakcheck.Tracker); ok {
+		return t.External(ctx, name, fn)
+	}
+	return fn(ctx)
+}
