@@ -9,6 +9,7 @@
 //	sessionsafe replay -case NAME | -seed N [chaos flags]
 //	sessionsafe serve  [-addr :8080] [-provider ...] [-dsn DSN] [-fault-rate r | -plan PLAN]
 //	sessionsafe summary report.json...
+//	sessionsafe mutate [-list] [-test "go test ./pkg"] [-operators a,b] [-shard i/n] [-parallel N] [-timeout d] [-report-json FILE] [packages]
 //
 // Report flags: -report-json FILE, -report-junit FILE, -report-html FILE, or -report-dir DIR
 // for all three (report.json, junit.xml, report.html).
