@@ -33,7 +33,7 @@ func chaosConfig(o *options) chaos.Config {
 	at, _ := parseIndices(o.faultsAt)
 	return chaos.Config{
 		Seed: o.seed, Workers: o.workers, Ops: o.ops, Duration: o.duration, FaultRate: o.faultRate,
-		From: o.from, FaultsAt: at, Plant: o.plant,
+		From: o.from, FaultsAt: at, Plant: o.plant, OpTimeout: o.opTimeout,
 		TerminateEvery: o.terminateEvery, RestartEvery: o.restartEvery, PauseEvery: o.pauseEvery,
 	}
 }
@@ -49,6 +49,9 @@ func replayCommand(backend string, cfg chaos.Config) string {
 	}
 	if cfg.From > 0 {
 		args = append(args, "-from", strconv.Itoa(cfg.From))
+	}
+	if cfg.OpTimeout > 0 {
+		args = append(args, "-op-timeout", cfg.OpTimeout.String())
 	}
 	args = append(args, "-fault-rate", strconv.FormatFloat(cfg.FaultRate, 'g', -1, 64))
 	if cfg.FaultsAt != nil && cfg.FaultRate > 0 {

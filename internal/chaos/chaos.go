@@ -48,7 +48,21 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 	pc.RuntimeParams["application_name"] = appName(target.AppName, 999) + "-verify"
 	cleanDB := sql.OpenDB(stdlib.GetConnector(*pc))
 	defer cleanDB.Close()
+	cleanDB.SetMaxOpenConns(cleanConns)
 	rs.clean = handlers.New(cleanDB)
+	n, err := connShare(ctx, target.Admin, cfg.Workers)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.connShare > 0 {
+		n = cfg.connShare
+	}
+	if n > 0 {
+		rs.slots = make(chan struct{}, n)
+		if cfg.Log != nil {
+			fmt.Fprintf(cfg.Log, "chaos: %d workers share %d connections of the server: an operation waiting for one is queued, its deadline stopped\n", cfg.Workers, n)
+		}
+	}
 	res := &Result{Seed: cfg.Seed, Workers: cfg.Workers, FaultOps: map[int][]int{}, WorkerOps: map[int]int{}}
 
 	workers := make([]*worker, 0, cfg.Workers)
@@ -100,6 +114,7 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 		res.Operations += w.ops
 		res.WorkerOps[w.id] = w.next
 		res.Errors += w.errs
+		res.Queued += w.queued
 		res.Faults += w.inj.faults
 		res.Violations = append(res.Violations, w.violations...)
 		if len(w.faultOps) > 0 {
@@ -135,6 +150,37 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// cleanConns bounds the pool that reads the ledgers back.
+const cleanConns = 4
+
+// connReserve is what a run leaves of the server's connections to its own checks: the
+// ledger pool (cleanConns) and the admin pool's server checks.
+const connReserve = cleanConns + 6
+
+// connShare returns how many connections the workers of a run may hold at once, or 0 when
+// they may all hold their pool's two: the server's max_connections, less its superuser
+// reserve, the client sessions already open and connReserve. Past it the server answers
+// "too many clients" (53300) — a failure of the run's own making, not of the code under
+// test — so workers beyond it queue for a connection instead. Without an admin pool
+// there is nothing to ask: no limit.
+func connShare(ctx context.Context, admin *sql.DB, workers int) (int, error) {
+	if admin == nil {
+		return 0, nil
+	}
+	var free int
+	err := admin.QueryRowContext(ctx, `SELECT current_setting('max_connections')::int
+		- current_setting('superuser_reserved_connections')::int
+		- (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int`).Scan(&free)
+	if err != nil {
+		return 0, fmt.Errorf("chaos: read the server's connection limit: %w", err)
+	}
+	free -= connReserve
+	if 2*workers <= free {
+		return 0, nil
+	}
+	return max(free, 1), nil
 }
 
 // quiesce runs the checks on the settled system: every pool, every server session, the

@@ -112,3 +112,42 @@ func TestShrinkPlanted(t *testing.T) {
 		t.Errorf("the shrunk configuration %s passes: it does not reproduce", chaos.Describe(sh.Config))
 	}
 }
+
+// TestRunManyWorkers: a correct run with many workers on a loaded 2-core machine is no
+// finding: an operation queued for a connection — the server forking backends for every
+// worker at once, or a share of its connections smaller than the workers — is not charged
+// to its deadline, which grows with the workers per CPU.
+func TestRunManyWorkers(t *testing.T) {
+	tests := []struct {
+		name    string
+		workers int
+		share   int // connections the workers share (0: what the server has free)
+	}{
+		{"workers-100", 100, 0},
+		{"workers-48-share-4", 48, 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tg := target(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			t.Cleanup(cancel)
+			const seed = 13
+			t.Logf("seed %d", seed)
+			cfg := chaos.Config{Seed: seed, Workers: tt.workers, Ops: 3 * tt.workers, FaultRate: 0.03, NoGoroutineCheck: true}
+			if tt.share > 0 {
+				chaos.SetConnShare(&cfg, tt.share)
+			}
+			res, err := chaos.Run(ctx, cfg, tg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("ops %d faults %d acked %d in %s, %s queued for a connection", res.Operations, res.Faults, res.Acked, res.Duration, res.Queued)
+			for _, v := range res.Violations {
+				t.Errorf("violation: %s\ntrace:\n%s", v, v.Trace)
+			}
+			if res.Operations != int64(cfg.Ops) {
+				t.Errorf("ran %d operations; want %d", res.Operations, cfg.Ops)
+			}
+		})
+	}
+}

@@ -93,12 +93,16 @@ type worker struct {
 	faultOps    []int
 	violations  []Violation
 	readProblem string
+
+	op     atomic.Pointer[opContext] // the operation under way (nil between operations)
+	queued time.Duration             // time operations spent queued for a connection
 }
 
 // runState is shared by the workers of one run.
 type runState struct {
 	epoch   atomic.Int64 // bumped at the start and at the end of every server chaos action: odd while one runs
 	target  Target
+	slots   chan struct{}     // the run's share of the server's connections (nil: no limit)
 	clean   *handlers.Service // on a pool of its own, no fault, no planted bug: reads back the truth
 	stopped atomic.Bool
 }
@@ -122,13 +126,18 @@ func newWorker(id int, cfg *Config, rs *runState) (*worker, error) {
 	if cfg.Counters != nil {
 		w.inj.onFault = func() { cfg.Counters.Faults.Add(1) }
 	}
-	var conn = stdlib.GetConnector(*pc)
+	conn := drvwrap.WrapConnector(stdlib.GetConnector(*pc), newConnQueue(&w.op, rs.slots).hooks())
 	if !cfg.NoChecks {
 		conn = drvwrap.WrapConnector(w.tracker.WrapConnector(conn), w.inj.hooks())
 	}
 	w.db = sql.OpenDB(conn)
 	w.db.SetMaxOpenConns(2)
 	w.db.SetMaxIdleConns(2)
+	if rs.slots != nil {
+		// The run shares the server's connections out: an idle one would keep its slot
+		// from a worker that needs it.
+		w.db.SetMaxIdleConns(0)
+	}
 	w.titles = &titleGen{tracker: w.tracker}
 	w.svc = handlers.New(w.db, handlers.WithTitleGenerator(w.titles))
 	return w, nil
@@ -200,8 +209,14 @@ func (w *worker) step(runCtx context.Context, i int) bool {
 		op = handlers.OpCreateThread
 	}
 
-	ctx, cancel := context.WithTimeout(runCtx, w.cfg.OpTimeout)
+	octx, cancel := newOpContext(runCtx, w.cfg.OpTimeout)
 	defer cancel()
+	w.op.Store(octx)
+	defer func() {
+		w.op.Store(nil)
+		w.queued += octx.queuedFor()
+	}()
+	var ctx context.Context = octx
 	if len(w.cfg.Plant) > 0 {
 		ctx = mutant.With(ctx, w.cfg.Plant...)
 	}
@@ -240,7 +255,8 @@ func (w *worker) step(runCtx context.Context, i int) bool {
 		return false
 	}
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == context.DeadlineExceeded && !w.run.overlapped(epoch) {
-		w.violate(i, op, fired, "deadline", fmt.Sprintf("the operation was still running after %s", w.cfg.OpTimeout), "")
+		w.violate(i, op, fired, "deadline", fmt.Sprintf("the operation was still running after %s of its own time (not counting %s queued for a connection)",
+			w.cfg.OpTimeout, octx.queuedFor().Round(time.Millisecond)), "")
 		return false
 	}
 	checkCtx, cancelCheck := context.WithTimeout(runCtx, w.cfg.CheckTimeout+time.Second)
