@@ -180,7 +180,7 @@ func flagSet(cmd string, which int, o *options, getenv func(string) string, out 
 			o.seed, o.seedSet = n, true
 			return nil
 		})
-		fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to run (0: until -ops)")
+		fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to run (0: until -ops); with server chaos, also until each kind asked for has acted once")
 		fs.IntVar(&o.ops, "ops", 0, "how many operations in all (0: until -duration)")
 		fs.IntVar(&o.workers, "workers", 8, "concurrent workers")
 		fs.Float64Var(&o.faultRate, "fault-rate", 0.03, "probability of a fault at each driver step, 0..1")

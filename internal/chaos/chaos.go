@@ -80,9 +80,20 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 	}
 
 	start := time.Now()
-	var timer *time.Timer
+	var timers []*time.Timer
 	if cfg.Duration > 0 {
-		timer = time.AfterFunc(cfg.Duration, func() { rs.stopped.Store(true) })
+		timers = append(timers, time.AfterFunc(cfg.Duration, func() {
+			rs.durationDone.Store(true)
+			rs.endIfDone(&cfg)
+		}))
+		if cfg.serverChaos() {
+			// Server chaos that cannot act (a restart that keeps failing) must not keep
+			// the run going for ever.
+			longest := max(cfg.TerminateEvery, cfg.RestartEvery, cfg.PauseEvery)
+			timers = append(timers, time.AfterFunc(cfg.Duration+max(2*time.Minute, 10*longest), func() {
+				rs.stopped.Store(true)
+			}))
+		}
 	}
 	chaosCtx, stopChaos := context.WithCancel(ctx)
 	var chaosWG sync.WaitGroup
@@ -102,8 +113,8 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 		}()
 	}
 	wg.Wait()
-	if timer != nil {
-		timer.Stop()
+	for _, t := range timers {
+		t.Stop()
 	}
 	stopChaos()
 	chaosWG.Wait()
@@ -271,7 +282,14 @@ func serverChaos(ctx context.Context, cfg *Config, rs *runState, workers []*work
 		logf("%s", name)
 		return true
 	}
+	acted := func() {
+		if (cfg.TerminateEvery == 0 || res.Terminated > 0) && (cfg.RestartEvery == 0 || res.Restarts > 0) && (cfg.PauseEvery == 0 || res.Pauses > 0) {
+			rs.chaosActed.Store(true)
+			rs.endIfDone(cfg)
+		}
+	}
 	for {
+		acted()
 		select {
 		case <-ctx.Done():
 			return

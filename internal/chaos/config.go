@@ -32,11 +32,15 @@ type Target struct {
 
 // Config is one chaos run.
 type Config struct {
-	Seed      int64
-	Workers   int
-	Ops       int           // operations in all, split across the workers (0: until Duration)
-	Duration  time.Duration // 0: until Ops
-	FaultRate float64       // probability of a fault at each eligible driver step
+	Seed    int64
+	Workers int
+	Ops     int // operations in all, split across the workers (0: until Duration)
+	// Duration bounds the run (0: until Ops). With server chaos, the run goes on past it
+	// until every kind configured (terminate, restart, pause) has acted at least once — a
+	// run that ended before its first restart would have tested nothing — but at most
+	// max(2 minutes, 10 of the longest period) past it.
+	Duration  time.Duration
+	FaultRate float64 // probability of a fault at each eligible driver step
 
 	From     int   // skip the operations of each stream before this index
 	FaultsAt []int // nil: faults anywhere; else only in these operations of each stream

@@ -105,6 +105,17 @@ type runState struct {
 	slots   chan struct{}     // the run's share of the server's connections (nil: no limit)
 	clean   *handlers.Service // on a pool of its own, no fault, no planted bug: reads back the truth
 	stopped atomic.Bool
+
+	durationDone atomic.Bool // the run's duration has passed
+	chaosActed   atomic.Bool // every kind of server chaos configured has acted
+}
+
+// endIfDone stops the workers once the duration has passed and, with server chaos, every
+// kind of it has acted at least once.
+func (rs *runState) endIfDone(cfg *Config) {
+	if rs.durationDone.Load() && (!cfg.serverChaos() || rs.chaosActed.Load()) {
+		rs.stopped.Store(true)
+	}
 }
 
 // overlapped reports whether server chaos ran at any moment since epoch was read.
