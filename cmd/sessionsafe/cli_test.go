@@ -233,6 +233,32 @@ var _ = flag.ErrHelp
 // TestSelectionNeverPassesEmpty: a selection that runs no case is an error (exit 2), and an
 // operation whose clean recording fails is a failure (exit 1) even when the selection names
 // only cases its broken recording has none of.
+// TestReplayNotReproduced: a replay that passes says it did not reproduce the violation and
+// exits 3 — neither the clean run of 0 nor the violation of 1.
+func TestReplayNotReproduced(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want int
+		says string
+	}{
+		{"case-passes", []string{"replay", "-backend", "sqlmock", "-case", "UpdateThread/step-5-commit/pgerr=40001"}, exitNotReproduced, "NOT REPRODUCED: replay did not reproduce the violation"},
+		{"seed-passes", []string{"replay", "-backend", "sqlmock", "-seed", "1", "-workers", "1", "-ops", "3", "-progress", "off"}, exitNotReproduced, "NOT REPRODUCED: replay did not reproduce the violation"},
+		{"case-reproduces", []string{"replay", "-backend", "sqlmock", "-case", "UpdateThread/step-3-query/pgerr=40001", "-plant", "MetadataReadModifyWrite"}, exitViolations, "FAIL: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, context.Background(), noEnv, tt.args...)
+			if code != tt.want {
+				t.Errorf("sessionsafe %s: exit %d; want %d\nstdout: %s\nstderr: %s", strings.Join(tt.args, " "), code, tt.want, stdout, stderr)
+			}
+			if !strings.Contains(stdout, tt.says) || strings.Contains(stdout, "PASS") {
+				t.Errorf("sessionsafe %s: want %q and no PASS in the output:\n%s", strings.Join(tt.args, " "), tt.says, stdout)
+			}
+		})
+	}
+}
+
 func TestSelectionNeverPassesEmpty(t *testing.T) {
 	tests := []struct {
 		name     string

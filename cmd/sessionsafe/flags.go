@@ -23,6 +23,9 @@ const (
 	exitOK         = 0 // clean
 	exitViolations = 1 // a violation was found
 	exitUsage      = 2 // bad usage, setup failure, or an interrupted run
+	// exitNotReproduced: replay ran to the end and passed — it did not reproduce what it
+	// was asked to, which is neither a clean bill (0) nor the violation (1).
+	exitNotReproduced = 3
 )
 
 // usageError is a bad flag or argument: one line, exit code 2.
