@@ -155,7 +155,15 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 	workers = nil
 	cleanDB.Close()
 	if !cfg.NoGoroutineCheck {
-		if err := leakcheck.FindGoroutines(ctx, append([]goleak.Option{baseline}, cfg.GoroutineOptions...)...); err != nil {
+		// goleak polls for a moment of its own; on a loaded machine the run's goroutines
+		// may take longer to end: go on polling for CheckTimeout.
+		opts := append([]goleak.Option{baseline}, cfg.GoroutineOptions...)
+		settle := time.Now().Add(cfg.CheckTimeout)
+		err := leakcheck.FindGoroutines(ctx, opts...)
+		for err != nil && time.Now().Before(settle) && ctx.Err() == nil {
+			err = leakcheck.FindGoroutines(ctx, opts...)
+		}
+		if err != nil {
 			res.Violations = append(res.Violations, Violation{Invariant: "goroutines", Worker: -1, OpIndex: -1,
 				Message: "goroutines outlived the run", Attribution: err.Error()})
 		}

@@ -55,7 +55,10 @@ type Config struct {
 	// a connection (opening one); one still running then is a violation. Zero:
 	// DefaultOpTimeout(Workers).
 	OpTimeout time.Duration
-	// CheckTimeout is how long the checks poll for things to settle. Zero: 2s.
+	// CheckTimeout is how long the checks poll for things to settle (connections back in
+	// the pool, sessions out of their transactions, goroutines ended) before what is still
+	// held is a finding. Zero: 2s for up to four workers per CPU, growing as OpTimeout does
+	// and for the same reason, at most 30s; it only costs time when something is held.
 	CheckTimeout time.Duration
 	// ServerCheckEvery runs the server check every this many operations of a worker
 	// (0: 200), besides quiescence.
@@ -124,10 +127,13 @@ func (c *Config) validate() error {
 // workers from ending in a storm of deadline violations. What a deadline is for — an
 // operation hung on a lock or a connection its own code holds — is still caught, later.
 func DefaultOpTimeout(workers int) time.Duration {
+	return min(time.Duration(loadFactor(workers))*5*time.Second, 2*time.Minute)
+}
+
+// loadFactor is how many times four workers per CPU a run has, at least 1.
+func loadFactor(workers int) int {
 	perCPU := 4 * runtime.GOMAXPROCS(0)
-	n := (workers + perCPU - 1) / perCPU
-	d := time.Duration(max(n, 1)) * 5 * time.Second
-	return min(d, 2*time.Minute)
+	return max((workers+perCPU-1)/perCPU, 1)
 }
 
 func (c *Config) defaults() {
@@ -135,7 +141,7 @@ func (c *Config) defaults() {
 		c.OpTimeout = DefaultOpTimeout(c.Workers)
 	}
 	if c.CheckTimeout == 0 {
-		c.CheckTimeout = 2 * time.Second
+		c.CheckTimeout = min(time.Duration(loadFactor(c.Workers))*2*time.Second, 30*time.Second)
 	}
 	if c.MaxThreads == 0 {
 		c.MaxThreads = 32

@@ -71,7 +71,7 @@ func TestDefaultOpTimeout(t *testing.T) {
 	}
 	c := Config{Workers: 2 * per, Ops: 1}
 	c.defaults()
-	if c.OpTimeout != 10*time.Second {
-		t.Errorf("defaults: OpTimeout %s for %d workers; want 10s", c.OpTimeout, c.Workers)
+	if c.OpTimeout != 10*time.Second || c.CheckTimeout != 4*time.Second {
+		t.Errorf("defaults for %d workers: OpTimeout %s, CheckTimeout %s; want 10s, 4s", c.Workers, c.OpTimeout, c.CheckTimeout)
 	}
 }
