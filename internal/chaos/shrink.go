@@ -28,8 +28,8 @@ type Shrunk struct {
 	Took      time.Duration
 	Reduced   bool // false: nothing smaller failed (or it did not reproduce); Config is the original
 	// Err, when set, says why Config is the original although a smaller configuration
-	// failed once: it wraps ErrNotReproduced, naming the configuration and how many of
-	// its reruns passed.
+	// failed while shrinking: it wraps ErrNotReproduced, naming the configuration and how
+	// many of its reruns passed.
 	Err error
 }
 
@@ -123,10 +123,10 @@ func shrink(ctx context.Context, cfg Config, res *Result, newTarget NewTarget, b
 		attempts := out.Attempts
 		out = original
 		out.Attempts = attempts
-		if passed == 0 {
+		if ctx.Err() != nil {
 			out.Err = fmt.Errorf("%w: %s was not rerun to the end: %w", ErrNotReproduced, Describe(smallest), ctx.Err())
 		} else {
-			out.Err = fmt.Errorf("%w: %s failed once, then passed %d of %d reruns", ErrNotReproduced, Describe(smallest), passed, Confirmations)
+			out.Err = fmt.Errorf("%w: %s failed while shrinking, then passed %d of %d reruns", ErrNotReproduced, Describe(smallest), passed, Confirmations)
 		}
 		if log != nil {
 			fmt.Fprintf(log, "shrink: %v\n", out.Err)
