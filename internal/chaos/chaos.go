@@ -40,7 +40,7 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 		return nil, fmt.Errorf("%w: terminate chaos needs an admin pool", ErrConfig)
 	}
 	baseline := goleak.IgnoreCurrent()
-	rs := &runState{target: target}
+	rs := &runState{target: target, stopCh: make(chan struct{})}
 	pc, err := pgx.ParseConfig(target.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("%w: parse dsn: %v", ErrConfig, err)
@@ -91,7 +91,7 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 			// the run going for ever.
 			longest := max(cfg.TerminateEvery, cfg.RestartEvery, cfg.PauseEvery)
 			timers = append(timers, time.AfterFunc(cfg.Duration+max(2*time.Minute, 10*longest), func() {
-				rs.stopped.Store(true)
+				rs.stop()
 			}))
 		}
 	}

@@ -144,7 +144,8 @@ func TestRunManyWorkers(t *testing.T) {
 		share   int // connections the workers share (0: what the server has free)
 	}{
 		{"workers-100", 100, 0},
-		{"workers-48-share-4", 48, 4},
+		{"workers-48-share-4", 48, 4},   // more workers than connections: none kept idle
+		{"workers-24-share-32", 24, 32}, // fewer: each keeps one idle
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -143,14 +144,19 @@ func (c *opContext) queuedFor() time.Duration {
 type connQueue struct {
 	op    *atomic.Pointer[opContext]
 	slots chan struct{} // nil: no limit
+	stop  <-chan struct{}
 
 	mu     sync.Mutex
 	held   map[uint64]bool       // the connections holding a slot
 	paused map[uint64]*opContext // the clock each connection being opened stopped
 }
 
-func newConnQueue(op *atomic.Pointer[opContext], slots chan struct{}) *connQueue {
-	return &connQueue{op: op, slots: slots, held: map[uint64]bool{}, paused: map[uint64]*opContext{}}
+// errRunEnded is what opening a connection returns when the run ended while it waited for
+// a slot: the operation was cut short, not failed.
+var errRunEnded = errors.New("chaos: the run ended while the operation was queued for a connection")
+
+func newConnQueue(op *atomic.Pointer[opContext], slots chan struct{}, stop <-chan struct{}) *connQueue {
+	return &connQueue{op: op, slots: slots, stop: stop, held: map[uint64]bool{}, paused: map[uint64]*opContext{}}
 }
 
 // hooks returns the drvwrap hooks of the queue, for the connector next to the driver.
@@ -174,6 +180,9 @@ func (q *connQueue) hooks() drvwrap.Hooks {
 			case <-ctx.Done():
 				q.resume(c)
 				return ctx.Err()
+			case <-q.stop:
+				q.resume(c)
+				return errRunEnded
 			}
 			q.mu.Lock()
 			q.held[c.ConnID] = true

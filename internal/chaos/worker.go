@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -105,6 +106,8 @@ type runState struct {
 	slots   chan struct{}     // the run's share of the server's connections (nil: no limit)
 	clean   *handlers.Service // on a pool of its own, no fault, no planted bug: reads back the truth
 	stopped atomic.Bool
+	stopCh  chan struct{} // closed with stopped set (stop)
+	once    sync.Once
 
 	durationDone atomic.Bool // the run's duration has passed
 	chaosActed   atomic.Bool // every kind of server chaos configured has acted
@@ -114,8 +117,15 @@ type runState struct {
 // kind of it has acted at least once.
 func (rs *runState) endIfDone(cfg *Config) {
 	if rs.durationDone.Load() && (!cfg.serverChaos() || rs.chaosActed.Load()) {
-		rs.stopped.Store(true)
+		rs.stop()
 	}
+}
+
+// stop tells the workers to start no more operations, and the ones queued for a connection
+// to give up.
+func (rs *runState) stop() {
+	rs.stopped.Store(true)
+	rs.once.Do(func() { close(rs.stopCh) })
 }
 
 // overlapped reports whether server chaos ran at any moment since epoch was read.
@@ -137,16 +147,22 @@ func newWorker(id int, cfg *Config, rs *runState) (*worker, error) {
 	if cfg.Counters != nil {
 		w.inj.onFault = func() { cfg.Counters.Faults.Add(1) }
 	}
-	conn := drvwrap.WrapConnector(stdlib.GetConnector(*pc), newConnQueue(&w.op, rs.slots).hooks())
+	conn := drvwrap.WrapConnector(stdlib.GetConnector(*pc), newConnQueue(&w.op, rs.slots, rs.stopCh).hooks())
 	if !cfg.NoChecks {
 		conn = drvwrap.WrapConnector(w.tracker.WrapConnector(conn), w.inj.hooks())
 	}
 	w.db = sql.OpenDB(conn)
 	w.db.SetMaxOpenConns(2)
 	w.db.SetMaxIdleConns(2)
-	if rs.slots != nil {
-		// The run shares the server's connections out: an idle one would keep its slot
-		// from a worker that needs it.
+	switch {
+	case rs.slots == nil:
+	case cfg.Workers < cap(rs.slots):
+		// The run shares the server's connections out: one idle connection a worker
+		// may keep (the handlers use one at a time), and there is a slot left over.
+		w.db.SetMaxIdleConns(1)
+	default:
+		// More workers than slots: an idle connection would keep its slot from a
+		// worker that needs it.
 		w.db.SetMaxIdleConns(0)
 	}
 	w.titles = &titleGen{tracker: w.tracker}
@@ -261,7 +277,7 @@ func (w *worker) step(runCtx context.Context, i int) bool {
 	if w.cfg.NoChecks {
 		return true
 	}
-	if runCtx.Err() != nil {
+	if runCtx.Err() != nil || errors.Is(err, errRunEnded) {
 		// Interrupted: the operation was cut short by the run ending, not by a fault.
 		return false
 	}
@@ -346,6 +362,10 @@ func (w *worker) checkServer(runCtx context.Context, i int) bool {
 }
 
 func (w *worker) violate(i int, op string, fired []string, inv, msg, attribution string) {
+	if w.run.slots != nil {
+		// The worker stops here: its idle connections give their slots back.
+		defer w.db.SetMaxIdleConns(0)
+	}
 	v := Violation{Invariant: inv, Worker: w.id, StreamSeed: w.seed, OpIndex: i, Operation: op, Faults: fired,
 		Message: msg, Trace: w.inj.trace(), Attribution: attribution}
 	w.violations = append(w.violations, v)
