@@ -214,7 +214,7 @@ func (i *PgxInjector) step(conn uint64, r pgxRequest) (Step, *Fault) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	i.steps++
-	st := Step{Index: i.steps, Kind: r.kind, SQL: sql, Args: r.args, Conn: conn, Prepared: r.prepared}
+	st := Step{Index: i.steps, Kind: r.kind, SQL: sql, Args: r.args, Conn: conn, Prepared: r.prepared, Wire: true}
 	if sql != "" {
 		fp, ok := i.prints[sql]
 		if !ok {

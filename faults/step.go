@@ -104,6 +104,9 @@ type Step struct {
 	Err error
 	// Fault is the fault injected at this step, if any.
 	Fault *Fault
+	// Wire: recorded from the frontend messages alone (faults.PgxInjector):
+	// no rows or affected counts were seen, and none are printed.
+	Wire bool
 }
 
 // Trace is the steps of one run, in order.
@@ -146,10 +149,10 @@ func (s Step) String() string {
 			b.WriteString(" (prepared)")
 		}
 		fmt.Fprintf(&b, " args=%d", s.Args)
-		if s.Kind == StepExec && s.Err == nil {
+		if s.Kind == StepExec && s.Err == nil && !s.Wire {
 			fmt.Fprintf(&b, " -> %d affected", s.RowsAffected)
 		}
-		if s.Kind == StepQuery && s.Err == nil {
+		if s.Kind == StepQuery && s.Err == nil && !s.Wire {
 			fmt.Fprintf(&b, " -> %d row(s)", len(s.Rows))
 			if s.Truncated {
 				b.WriteString("+")

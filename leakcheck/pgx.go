@@ -226,7 +226,7 @@ func WithPgxPool(pool *pgxpool.Pool, tr *PgxTracker) Option {
 			c.errs = append(c.errs, fmt.Errorf("%w: WithPgxPool(nil, ...)", ErrOption))
 			return
 		}
-		a := acquiredSource{name: "pgxpool", fn: func() int { return int(pool.Stat().AcquiredConns()) }}
+		a := acquiredSource{name: "pgxpool (its Close would wait for it forever)", fn: func() int { return int(pool.Stat().AcquiredConns()) }}
 		if tr != nil {
 			a.detail = func() string {
 				if r := tr.Report(); r != "" {

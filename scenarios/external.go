@@ -24,8 +24,8 @@ func withTracker(ctx context.Context, t *leakcheck.Tracker) context.Context {
 // and still open when it returns was held across the call, and the case
 // reports it as an InvLongTx finding. Outside the runner it just calls fn.
 func External(ctx context.Context, name string, fn func(context.Context) error) error {
-	if err, ok := pgxExternal(ctx, name, fn); ok {
-		return err
+	if t, ok := ctx.Value(pgxTrackerKey{}).(*leakcheck.PgxTracker); ok {
+		return t.External(ctx, name, fn) // a RunPgx case
 	}
 	if t, ok := ctx.Value(trackerKey{}).(*leakcheck.Tracker); ok {
 		return t.External(ctx, name, fn)

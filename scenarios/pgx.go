@@ -358,14 +358,6 @@ func withPgxTracker(ctx context.Context, t *leakcheck.PgxTracker) context.Contex
 	return context.WithValue(ctx, pgxTrackerKey{}, t)
 }
 
-// pgxExternal runs fn through the case's PgxTracker, if ctx has one.
-func pgxExternal(ctx context.Context, name string, fn func(context.Context) error) (error, bool) {
-	if t, ok := ctx.Value(pgxTrackerKey{}).(*leakcheck.PgxTracker); ok {
-		return t.External(ctx, name, fn), true
-	}
-	return nil, false
-}
-
 // checkPgxConfig is checkConfig's part for RunPgx.
 func checkPgxConfig(cfg Config) []string {
 	var probs []string
