@@ -285,8 +285,10 @@ type pgxConn struct {
 	buf     []byte // bytes not yet forwarded: an incomplete message, or a request not yet complete
 	started bool
 	opaque  bool
-	stmts   map[string]string // prepared statement name -> SQL
-	portal  string            // SQL bound to the unnamed portal
+	stmts   map[string]string   // prepared statement name -> SQL
+	kinds   map[string]StepKind // SQL -> its simpleKind
+	one     [1]string           // backing array of req.sqls for a request of one statement
+	portal  string              // SQL bound to the unnamed portal
 	req     pgxRequest
 	parsed  []string // SQL parsed in this request
 	execs   int
@@ -463,6 +465,9 @@ func (c *pgxConn) decode(msg []byte) (pgxRequest, bool) {
 		}
 	case 'E':
 		c.execs++
+		if c.req.sqls == nil {
+			c.req.sqls = c.one[:0]
+		}
 		c.req.sqls = append(c.req.sqls, c.portal)
 	case 'C':
 		var name []byte
@@ -476,16 +481,13 @@ func (c *pgxConn) decode(msg []byte) (pgxRequest, bool) {
 	case 'S', 'H':
 		r := c.req
 		switch {
-		case c.execs > 0:
+		case c.execs == 1:
+			r.kind = c.kindOf(r.sqls[0])
+		case c.execs > 1:
 			r.kind = StepExec
 			for _, s := range r.sqls {
-				if simpleKind(s) == StepQuery {
+				if c.kindOf(s) == StepQuery {
 					r.kind = StepQuery
-				}
-			}
-			if len(r.sqls) == 1 {
-				if k := simpleKind(r.sqls[0]); k != StepExec && k != StepQuery {
-					r.kind = k
 				}
 			}
 		case len(c.parsed) > 0:
@@ -504,7 +506,22 @@ func (c *pgxConn) decode(msg []byte) (pgxRequest, bool) {
 	return pgxRequest{}, false
 }
 
-// simpleKind classifies a statement by its first word.
+// kindOf is simpleKind, remembered per SQL text.
+func (c *pgxConn) kindOf(sql string) StepKind {
+	if k, ok := c.kinds[sql]; ok {
+		return k
+	}
+	k := simpleKind(sql)
+	if c.kinds == nil {
+		c.kinds = map[string]StepKind{}
+	}
+	if len(c.kinds) < 1024 {
+		c.kinds[sql] = k
+	}
+	return k
+}
+
+// simpleKind classifies a statement by its first word, without allocating.
 func simpleKind(sql string) StepKind {
 	s := strings.TrimLeft(sql, " \t\r\n(")
 	if strings.HasPrefix(s, "-- ping") {
@@ -514,22 +531,34 @@ func simpleKind(sql string) StepKind {
 	if i := strings.IndexAny(s, " \t\r\n;("); i >= 0 {
 		w = s[:i]
 	}
-	switch strings.ToLower(w) {
-	case "begin", "start":
+	switch {
+	case strings.EqualFold(w, "begin"), strings.EqualFold(w, "start"):
 		return StepBegin
-	case "commit", "end":
+	case strings.EqualFold(w, "commit"), strings.EqualFold(w, "end"):
 		return StepCommit
-	case "rollback", "abort":
-		if !strings.Contains(strings.ToLower(s), " to ") {
+	case strings.EqualFold(w, "rollback"), strings.EqualFold(w, "abort"):
+		if !containsFold(s, " to ") {
 			return StepRollback
 		}
-	case "select", "with", "values", "show", "table", "fetch":
+	case strings.EqualFold(w, "select"), strings.EqualFold(w, "with"), strings.EqualFold(w, "values"),
+		strings.EqualFold(w, "show"), strings.EqualFold(w, "table"), strings.EqualFold(w, "fetch"):
 		return StepQuery
 	}
-	if strings.Contains(strings.ToLower(s), "returning") {
+	if containsFold(s, "returning") {
 		return StepQuery
 	}
 	return StepExec
+}
+
+// containsFold reports whether s contains the lower-case ASCII word sub,
+// in any case.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i]|0x20 == sub[0] && strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
 }
 
 // injectedQuery returns the simple Query message replacing a request for f.
