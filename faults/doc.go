@@ -71,6 +71,19 @@
 // Wire level (Wire) and server level (Server) are also usable on their own;
 // see their documentation.
 //
+// # pgx, on the wire
+//
+// Code that talks to pgx directly (pgxpool, pgx.Tx, sqlc's pgx DBTX) never
+// goes through database/sql, so the Injector does not see it. PgxInjector,
+// installed on the pool's pgconn.Config, records its steps from the frontend
+// messages (one step per protocol request, the same StepKind values and
+// Trace format) and fires a Plan there. Its errors are real: the targeted
+// request is replaced by one that makes the server itself raise the SQLSTATE
+// (or end this connection's backend), so the transaction is exactly as
+// aborted, or the connection as broken, as PostgreSQL leaves it; the next
+// statement of an aborted transaction gets a real 25P02 and its commit
+// pgx.ErrTxCommitRollback. ApplicablePgx lists its faults per step.
+//
 // An Injector is a value you create, safe for concurrent use; the package has
 // no global state. It never imports the code under test.
 package faults

@@ -30,6 +30,12 @@
 // begun and each rows opened. Given to a check with WithTracker, it turns
 // "1 connection still in use" into the function and line that took it.
 //
+// For a pgxpool.Pool, a PgxTracker installed on the pool's config (as its pgx
+// tracer) does the same: WithPgxPool checks that no connection stays
+// acquired and names where each one still acquired was taken, and the
+// transaction it holds. A connection the code never gives back also keeps
+// pgxpool.Pool.Close waiting forever: close such a pool with a bound.
+//
 // Limits, stated plainly: the baseline goroutine check cannot tell which
 // parallel test started a goroutine — use a Scope in parallel tests, or take
 // the baseline (goleak.IgnoreCurrent) right before the code under test; a

@@ -70,6 +70,26 @@
 // (the package directory is the one the test runs in, relative to its
 // module's root).
 //
+// # pgx-native code
+//
+// Code on pgx directly (a *pgxpool.Pool, a pgx.Tx, sqlc's pgx DBTX) sets
+// Operation.RunPgx instead of Run (exactly one of the two): it gets a
+// *pgxpool.Pool opened from Config.DSN; code on a pgx.Tx or a DBTX begins it,
+// or takes it, from that pool inside RunPgx. Setup and State still work on
+// Config.DB. The steps are recorded and the faults fired on the wire by a
+// faults.PgxInjector (faults.ApplicablePgx per step: real SQLSTATE errors
+// raised by the server, cancel, latency, cut, cut-after, ambiguous commit,
+// terminate of the connection's own backend); the invariants are the same,
+// with the pool check on pool.Stat().AcquiredConns() and each connection
+// still acquired named with where it was taken (leakcheck.PgxTracker). Each
+// case runs on a fresh pool (pgx caches prepared statements per
+// connection, so a warm pool would change the trace), which therefore
+// starts with a connect step; the pool never pings (ShouldPing). A pool
+// with a leaked connection never closes (pgxpool.Pool.Close waits for it):
+// the runner waits 2s, then leaves it. pgx operations run on Postgres only:
+// sqlmock mocks database/sql, which pgx code does not go through, so a
+// RunPgx operation on the Sqlmock backend is a configuration error.
+//
 // # External calls
 //
 // Code that calls something outside the database (an HTTP service, a model,
