@@ -19,7 +19,10 @@ type sinkConn struct {
 	written []byte
 }
 
-func (c *sinkConn) Write(p []byte) (int, error)      { c.written = append(c.written, p...); return len(p), nil }
+func (c *sinkConn) Write(p []byte) (int, error) {
+	c.written = append(c.written, p...)
+	return len(p), nil
+}
 func (c *sinkConn) Close() error                     { return nil }
 func (c *sinkConn) SetDeadline(time.Time) error      { return nil }
 func (c *sinkConn) SetWriteDeadline(time.Time) error { return nil }
