@@ -176,7 +176,11 @@ func pgxKind(k Kind) bool {
 // ApplicablePgx returns the faults tried at a step of kind k recorded by a
 // PgxInjector on PostgreSQL: the real SQLSTATE errors the server can raise
 // there, cancel, latency, and the cut, cut-after (ambiguous at a commit) and
-// terminate kinds.
+// terminate kinds. A connection failure (08006) is not among them: on the
+// wire it is a cut (the client gets a real network error), and a plan's
+// pgerr=08006 ends the backend as 57P01 does, which is what the client
+// then sees. Where pgerr=57P01 and terminate would both end the backend
+// (rollback), terminate alone is tried.
 func ApplicablePgx(k StepKind) []Fault {
 	latency := Fault{Kind: KindLatency, Delay: DefaultLatency}
 	cancel := Fault{Kind: KindCancel}
@@ -187,13 +191,13 @@ func ApplicablePgx(k StepKind) []Fault {
 		return []Fault{pg(CodeAdminShutdown), cancel, latency, {Kind: KindCut}, {Kind: KindTerminate}}
 	case StepExec, StepQuery:
 		return []Fault{pg(CodeSerializationFailure), pg(CodeDeadlockDetected), pg(CodeUniqueViolation),
-			pg(CodeQueryCanceled), pg(CodeAdminShutdown), pg(CodeConnectionFailure), cancel, latency,
+			pg(CodeQueryCanceled), pg(CodeAdminShutdown), cancel, latency,
 			{Kind: KindCut}, {Kind: KindCutAfter}, {Kind: KindTerminate}}
 	case StepCommit:
-		return []Fault{pg(CodeSerializationFailure), pg(CodeUniqueViolation), pg(CodeAdminShutdown), pg(CodeConnectionFailure),
+		return []Fault{pg(CodeSerializationFailure), pg(CodeUniqueViolation), pg(CodeAdminShutdown),
 			cancel, latency, {Kind: KindCut}, {Kind: KindAmbiguous}, {Kind: KindTerminate}}
 	case StepRollback:
-		return []Fault{pg(CodeAdminShutdown), latency, {Kind: KindCut}, {Kind: KindTerminate}}
+		return []Fault{latency, {Kind: KindCut}, {Kind: KindTerminate}}
 	case StepPing:
 		return []Fault{latency, {Kind: KindCut}}
 	}
