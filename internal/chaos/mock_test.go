@@ -7,6 +7,7 @@ import (
 
 	"github.com/sessionsafe/sessionsafe/internal/chaos"
 	"github.com/sessionsafe/sessionsafe/scenarios"
+	"github.com/sessionsafe/sessionsafe/threadsuite"
 )
 
 // TestRunMockManyWorkers: many workers on sqlmock at once, on a 2-core machine, find
@@ -18,7 +19,7 @@ func TestRunMockManyWorkers(t *testing.T) {
 	const seed = 17
 	t.Logf("seed %d", seed)
 	cfg := chaos.Config{Seed: seed, Workers: 256, Ops: 1024}
-	res, err := chaos.RunMock(ctx, cfg, scenarios.Catalog(), func(c scenarios.Case) string { return c.Name() })
+	res, err := chaos.RunMock(ctx, cfg, threadsuite.Catalog(), threadsuite.GoldenFS(), func(c scenarios.Case) string { return c.Name() })
 	if err != nil {
 		t.Fatal(err)
 	}
