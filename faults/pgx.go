@@ -68,6 +68,11 @@ import (
 // stmt-timeout kinds have no meaning on the wire: Arm rejects a plan that
 // holds them; ApplicablePgx lists the faults per step.
 //
+// A request is acted on when its last message (Query, Sync, Flush) is
+// written; pgconn writes each request in one write, so the whole request is
+// replaced or cut. Were a request split over several writes, its earlier
+// messages would already have been sent.
+//
 // Only the connections opened with the config it is installed on are
 // counted and faulted: install it on the pool under test alone. A
 // PgxInjector is safe for concurrent use; create it with NewPgxInjector.

@@ -342,6 +342,12 @@ func recordGolden(ctx context.Context, cfg Config, op Operation, refresh string)
 	if cfg.Backend != Postgres {
 		return "", fmt.Errorf("scenarios: record golden trace of %s: backend %s: want %s: %w", op.Name, cfg.Backend, Postgres, ErrConfig)
 	}
+	if op.RunPgx != nil {
+		// a trace recorded on the wire has no rows to replay, and sqlmock
+		// cannot run pgx code anyway
+		return "", fmt.Errorf("scenarios: record golden trace of %s: a RunPgx operation has no golden trace (golden traces feed the sqlmock matrix, which pgx code does not go through): %w",
+			op.Name, ErrConfig)
+	}
 	r, err := NewRunner(ctx, cfg, op)
 	if err != nil {
 		return "", fmt.Errorf("scenarios: record golden trace of %s: %w", op.Name, err)
