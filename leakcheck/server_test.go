@@ -4,10 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/sessionsafe/sessionsafe/internal/testkit"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 )
@@ -83,27 +85,23 @@ func stillActive(t testing.TB, db *sql.DB) {
 	}()
 	<-started
 	t.Cleanup(func() { cancel(); <-done })
-	// Wait, to a deadline, until the server runs it.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.EventuallyNil(t, func() error {
+		select {
+		case <-done:
+			t.Fatalf("the query ended early")
+		default:
+		}
 		var n int
 		err := db.QueryRowContext(ctx(t), `SELECT count(*) FROM pg_stat_activity
 			WHERE state = 'active' AND query = 'SELECT pg_sleep(30)' AND datname = current_database()`).Scan(&n)
 		if err != nil {
 			t.Fatalf("pg_stat_activity: %v", err)
 		}
-		if n == 1 {
-			return
+		if n != 1 {
+			return fmt.Errorf("%d backend(s) run it; want 1", n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pg_sleep(30) not running after 10s")
-		}
-		select {
-		case <-done:
-			t.Fatalf("the query ended early")
-		case <-time.After(time.Millisecond):
-		}
-	}
+		return nil
+	}, "the server to run pg_sleep(30)")
 }
 
 // cleanServerUse does everything right.
