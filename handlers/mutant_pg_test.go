@@ -16,7 +16,6 @@ import (
 // shows the damage.
 var plantedOnPostgres = map[mutant.Bug]check{
 	mutant.RowsNotClosed:              getMessagesCase,
-	mutant.MetadataReadModifyWrite:    concurrentPatchesCase,
 	mutant.SendRetryWithoutClientID:   retriedSendCase,
 	mutant.RollbackMissingOnError:     serverRollbackCase,
 	mutant.TxHeldAcrossTitleGenerator: serverNothingHeldAcrossGeneratorCase,
@@ -30,9 +29,6 @@ func TestPlantedBugsCaughtOnPostgres(t *testing.T) {
 // their own fail on a bug planted through the package's test seam.
 func TestTestBugsCaughtOnPostgres(t *testing.T) {
 	forEachCheck(t, []namedCheck{
-		{"SendWithoutLock/concurrent-sends", concurrentSendsCase(bugSendWithoutLock)},
-		// One sender, so that seq collisions cannot be what catches it.
-		{"SendWithoutLock/delete-racing-sends", deleteRaceCase(bugSendWithoutLock, 1)},
 		{"NoOwnerFilter/ownership", ownershipCase(bugNoOwnerFilter)},
 	}, func(t *testing.T, err error) {
 		if err == nil {
