@@ -126,6 +126,10 @@ func Run(ctx context.Context, mutants []Mutant, opts ...Option) (Report, error) 
 			}
 			return rep, fmt.Errorf("mutate: run: clean run of %q fails before any mutant (fix the tests first): %s", strings.Join(cmd, " "), detail)
 		}
+		if ranNoTest(out) {
+			// Every mutant would survive a command that runs no test: that proves nothing.
+			return rep, fmt.Errorf("mutate: run: clean run of %q runs no test (does its -run pattern match a test? is it quoted for a shell that is not there?)", strings.Join(cmd, " "))
+		}
 		rep.Clean = append(rep.Clean, CleanRun{Command: cmd, Duration: d})
 		timeouts[key] = c.timeout
 		if c.timeout == 0 {
@@ -305,6 +309,20 @@ func classify(r *Result, out []byte, err error) {
 		r.KilledBy = "(package " + m[1] + ")"
 	}
 	r.Failure = firstFailure(out)
+}
+
+var okRE = regexp.MustCompile(`(?m)^ok\s+\S+.*$`)
+
+// ranNoTest reports whether go test's output says it ran no test at all: every package line
+// reads "[no tests to run]" or "[no test files]".
+func ranNoTest(out []byte) bool {
+	oks := okRE.FindAll(out, -1)
+	for _, l := range oks {
+		if !bytes.Contains(l, []byte("[no tests to run]")) {
+			return false
+		}
+	}
+	return len(oks) > 0 || bytes.Contains(out, []byte("[no test files]"))
 }
 
 // failureAfter is the first message line after a --- FAIL line (the t.Error text, with its

@@ -169,3 +169,26 @@ func TestUnifiedDiff(t *testing.T) {
 		t.Errorf("unifiedDiff of equal files: got %q; want empty", got)
 	}
 }
+
+func TestRanNoTest(t *testing.T) {
+	tests := []struct {
+		name string
+		out  string
+		want bool
+	}{
+		{"ran", "ok  \texample/store\t0.1s\n", false},
+		{"no-match", "ok  \texample/store\t0.1s [no tests to run]\n", true},
+		{"no-match-verbose", "testing: warning: no tests to run\nPASS\nok  \texample/store\t0.1s [no tests to run]\n", true},
+		{"no-files", "?   \texample/store\t[no test files]\n", true},
+		{"one-of-two", "ok  \texample/a\t0.1s [no tests to run]\nok  \texample/b\t0.2s\n", false},
+		{"files-and-run", "?   \texample/a\t[no test files]\nok  \texample/b\t0.2s\n", false},
+		{"not-go-test", "all good\n", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ranNoTest([]byte(tt.out)); got != tt.want {
+				t.Errorf("ranNoTest(%q): got %v; want %v", tt.out, got, tt.want)
+			}
+		})
+	}
+}
