@@ -22,7 +22,7 @@ const mutateSummary = "plant session bugs in Go packages, one at a time, and rep
 func runMutate(ctx context.Context, args []string, e *env) int {
 	fs := flag.NewFlagSet("sessionsafe mutate", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	test := fs.String("test", "", `the test command run for every mutant, e.g. "go test ./threadsuite -run TestMatrix" (split at spaces; default: go test on each mutated package and the packages of its module whose tests import it)`)
+	test := fs.String("test", "", `the test command run for every mutant, e.g. "go test ./threadsuite -run TestMatrix" (split at spaces, with '' and "" quoting as a shell does; default: go test on each mutated package and the packages of its module whose tests import it)`)
 	parallel := fs.Int("parallel", max(runtime.GOMAXPROCS(0)/2, 1), "mutants tested at once")
 	shardRaw := fs.String("shard", "", "run only shard i of n of the mutants, e.g. 2/8 (deterministic by mutant id)")
 	ops := fs.String("operators", "", "only these operators, comma separated (default: all; see the list below)")
@@ -64,7 +64,10 @@ func runMutate(ctx context.Context, args []string, e *env) int {
 		runOpts = append(runOpts, mutate.WithShard(s.i, s.n))
 	}
 	if set["test"] {
-		cmd := strings.Fields(*test)
+		cmd, err := splitCommand(*test)
+		if err != nil {
+			return e.fail("mutate", usagef("-test: %v", err))
+		}
 		if len(cmd) == 0 {
 			return e.fail("mutate", usagef("-test: empty command"))
 		}
@@ -203,4 +206,58 @@ func indent(s, prefix string) string {
 		}
 	}
 	return b.String()
+}
+
+// splitCommand splits a command line into words as a POSIX shell does for plain words:
+// at unquoted blanks, with '...' taken literally, "..." keeping blanks (a backslash escapes
+// " and \ in it) and a backslash outside quotes escaping the next character. It expands
+// nothing: no variables, no globs.
+func splitCommand(s string) ([]string, error) {
+	var (
+		words []string
+		cur   strings.Builder
+		in    bool // inside a word
+	)
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		switch {
+		case ch == ' ' || ch == '\t' || ch == '\n':
+			if in {
+				words = append(words, cur.String())
+				cur.Reset()
+				in = false
+			}
+		case ch == '\'':
+			j := strings.IndexByte(s[i+1:], '\'')
+			if j < 0 {
+				return nil, fmt.Errorf("unterminated ' in %q", s)
+			}
+			cur.WriteString(s[i+1 : i+1+j])
+			i += j + 1
+			in = true
+		case ch == '"':
+			i++
+			for ; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' && i+1 < len(s) && (s[i+1] == '"' || s[i+1] == '\\') {
+					i++
+				}
+				cur.WriteByte(s[i])
+			}
+			if i >= len(s) {
+				return nil, fmt.Errorf("unterminated \" in %q", s)
+			}
+			in = true
+		case ch == '\\' && i+1 < len(s):
+			i++
+			cur.WriteByte(s[i])
+			in = true
+		default:
+			cur.WriteByte(ch)
+			in = true
+		}
+	}
+	if in {
+		words = append(words, cur.String())
+	}
+	return words, nil
 }

@@ -51,3 +51,39 @@ func TestMutateList(t *testing.T) {
 		}
 	}
 }
+
+func TestSplitCommand(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    []string
+		wantErr string
+	}{
+		{"plain", "go test ./store", []string{"go", "test", "./store"}, ""},
+		{"single-quoted", `go test ./examples/bank -run 'TestMatrix/sqlmock|TestREADME'`, []string{"go", "test", "./examples/bank", "-run", "TestMatrix/sqlmock|TestREADME"}, ""},
+		{"double-quoted", `go test -run "A B" -x`, []string{"go", "test", "-run", "A B", "-x"}, ""},
+		{"escapes", `a\ b "c\"d" 'e\f'`, []string{"a b", `c"d`, `e\f`}, ""},
+		{"joined", `-run='^A$'x`, []string{"-run=^A$x"}, ""},
+		{"empty-quotes", `go ''`, []string{"go", ""}, ""},
+		{"blank", "  \t ", nil, ""},
+		{"unterminated-single", "go 'x", nil, "unterminated '"},
+		{"unterminated-double", `go "x`, nil, `unterminated "`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := splitCommand(tt.in)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("splitCommand(%q) error: got %v; want one containing %q", tt.in, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Join(got, "\x00") != strings.Join(tt.want, "\x00") || len(got) != len(tt.want) {
+				t.Errorf("splitCommand(%q): got %q; want %q", tt.in, got, tt.want)
+			}
+		})
+	}
+}
