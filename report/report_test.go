@@ -14,7 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/sessionsafe/sessionsafe/internal/report"
+	"github.com/sessionsafe/sessionsafe/report"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -90,10 +90,10 @@ func TestJSONGolden(t *testing.T) {
 	}
 	want, err := os.ReadFile(golden)
 	if err != nil {
-		t.Fatalf("read golden file: %v (run go test ./internal/report -update to create it)", err)
+		t.Fatalf("read golden file: %v (run go test ./report -update to create it)", err)
 	}
 	if got := buf.String(); got != string(want) {
-		t.Errorf("json report mismatch (-want +got):\n-%s\n+%s\nrun go test ./internal/report -run TestJSONGolden -update if the change is intended (and bump report.Schema if a field changed meaning)", want, got)
+		t.Errorf("json report mismatch (-want +got):\n-%s\n+%s\nrun go test ./report -run TestJSONGolden -update if the change is intended (and bump report.Schema if a field changed meaning)", want, got)
 	}
 	var back report.Report
 	if err := json.Unmarshal(buf.Bytes(), &back); err != nil {
