@@ -14,6 +14,9 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/sessionsafe/sessionsafe/faults"
+	"github.com/sessionsafe/sessionsafe/scenarios"
+
 	"github.com/sessionsafe/sessionsafe/report"
 )
 
@@ -284,5 +287,49 @@ func TestSentence(t *testing.T) {
 				t.Errorf("Sentence: got %q; want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestFromMatrix: a matrix run of any operation becomes cases and violations, numbered in
+// order across backends, with each failed case's replay command; a backend with no case is
+// still named.
+func TestFromMatrix(t *testing.T) {
+	caseOf := func(b faults.Backend, step int, kind faults.StepKind, f faults.Fault) scenarios.Case {
+		return scenarios.Case{Backend: b, Operation: "Transfer", Step: step, StepKind: kind, Fault: f}
+	}
+	bad := caseOf(scenarios.Sqlmock, 4, faults.StepCommit, faults.Fault{Kind: faults.KindBadConn})
+	mock := scenarios.Report{Backend: scenarios.Sqlmock, Duration: time.Second, Results: []scenarios.Result{
+		{Case: caseOf(scenarios.Sqlmock, 0, scenarios.StepClean, faults.Fault{}), Duration: 10 * time.Millisecond},
+		{Case: bad, Fired: true, Duration: 20 * time.Millisecond, Findings: []scenarios.Finding{
+			{Case: bad, Invariant: scenarios.InvPool, Message: "1 connection still in use", Replay: "go test ./bank -run X"},
+			{Case: bad, Invariant: scenarios.InvErrorSurfaced, Message: "got nil error", Replay: "go test ./bank -run X"},
+		}},
+	}}
+	pg := scenarios.Report{Backend: scenarios.Postgres}
+	r := report.FromMatrix(mock, pg)
+
+	if got, want := strings.Join(r.Backends, ","), "postgres,sqlmock"; got != want {
+		t.Errorf("Backends: got %s; want %s", got, want)
+	}
+	if r.Command != "matrix" || r.Summary.Cases != 2 || r.Summary.Failed != 1 || r.Summary.Violations != 2 || r.Summary.Faults != 1 {
+		t.Errorf("command %q, summary %+v; want matrix, 2 cases, 1 failed, 2 violations, 1 fault", r.Command, r.Summary)
+	}
+	if got := r.Summary.Seconds; got < 0.99 || got > 1.01 {
+		t.Errorf("Summary.Seconds: got %v; want the runs' 1s", got)
+	}
+	c := r.Cases[1]
+	want := report.Case{Name: "Transfer/step-4-commit/badconn", Backend: "sqlmock", Operation: "Transfer", Step: 4, StepKind: "commit",
+		Fault: "badconn", Status: report.StatusFail, Fired: true, Invariant: "pool,error-surfaced",
+		Message: "pool: 1 connection still in use\nerror-surfaced: got nil error", Replay: "go test ./bank -run X", Seconds: 0.02}
+	if c != want {
+		t.Errorf("failed case:\ngot  %+v\nwant %+v", c, want)
+	}
+	if r.Cases[0].Status != report.StatusPass || r.Cases[0].Replay != "" {
+		t.Errorf("clean case: got %+v; want a pass with no replay", r.Cases[0])
+	}
+	for i, v := range r.Violations {
+		if v.ID != fmt.Sprintf("V%d", i+1) || v.Source != "matrix" || v.Step != 4 || v.Replay != "go test ./bank -run X" {
+			t.Errorf("violation %d: got %+v; want V%d from the matrix at step 4 with its replay", i, v, i+1)
+		}
 	}
 }
