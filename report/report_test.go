@@ -333,3 +333,38 @@ func TestFromMatrix(t *testing.T) {
 		}
 	}
 }
+
+func TestWritePage(t *testing.T) {
+	tests := []struct {
+		name    string
+		page    report.Page
+		want    []string
+		wantErr string
+	}{
+		{"ok", report.Page{Title: "sessionsafe mutate", Meta: []string{"a <b> line"}, Command: "sessionsafe mutate ./store", Verdict: report.VerdictOK,
+			Headline: "all killed", Body: "<p id=\"body\">x</p>"},
+			[]string{"<title>sessionsafe mutate</title>", `<div class="meta">a &lt;b&gt; line</div>`, "<code>sessionsafe mutate ./store</code>",
+				`<div id="verdict" class="banner ok">all killed</div>`, `<p id="body">x</p>`, ".banner.ok{"}, ""},
+		{"bad-verdict", report.Page{Verdict: "green"}, nil, `verdict "green"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			err := report.WritePage(&buf, tt.page)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("WritePage: got error %v; want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(buf.String(), w) {
+					t.Errorf("page lacks %q:\n%s", w, buf.String())
+				}
+			}
+		})
+	}
+}
