@@ -47,7 +47,7 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  %-7s %s\n", "mutate", mutateSummary)
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Run 'sessionsafe <command> -h' for its flags. Exit codes: 0 clean, 1 violations, 2 usage/setup error or interrupted.")
+	fmt.Fprintln(w, "Run 'sessionsafe <command> -h' for its flags. Exit codes: 0 clean, 1 violations, 2 usage/setup error or interrupted, 3 replay did not reproduce.")
 }
 
 // run is the whole program, minus os.Exit: it returns the exit code.

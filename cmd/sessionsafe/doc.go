@@ -17,7 +17,9 @@
 // Exit codes: 0 clean; 1 a violation was found (a session leaked, an invariant broke);
 // 2 a usage or setup error, a selection that matches no case, or a run interrupted (Ctrl-C)
 // before it completed, violations found or not — its partial report is still written, and
-// says it is partial. Every bad flag or DSN gets a one-line error naming it, and DSN
+// says it is partial; 3 a replay that ran to the end without a violation ("NOT REPRODUCED:
+// replay did not reproduce the violation") — a replay is asked for to see a violation
+// again, so its passing is not a clean run either. Every bad flag or DSN gets a one-line error naming it, and DSN
 // passwords never appear in output or reports.
 //
 // serve listens with the thread HTTP API (header X-User-ID names the caller) plus
