@@ -39,7 +39,8 @@ const (
 type Result struct {
 	Mutant
 	Status Status `json:"status"`
-	// KilledBy names the failing test (TestName or TestName/subtest) of a killed mutant; a
+	// KilledBy names the failing test of a killed mutant, its deepest failing subtest (e.g.
+	// TestMatrix/sqlmock/Transfer/step-11-commit/error) when it has subtests; a
 	// failure outside any test (TestMain, a panic) is "(package PKG)".
 	KilledBy string `json:"killed_by,omitempty"`
 	// Failure is the first line of the failure that killed the mutant.
@@ -294,9 +295,23 @@ func classify(r *Result, out []byte, err error) {
 	text := string(out)
 	if m := failRE.FindStringSubmatchIndex(text); m != nil {
 		r.Status = Killed
-		// The deepest failing subtest is reported first by go test; keep the first.
+		// go test prints a failing test, then its failing subtests nested below it: name the
+		// deepest of the first chain, whose message follows it.
 		r.KilledBy = text[m[2]:m[3]]
-		r.Failure = failureAfter(text[m[1]:])
+		rest := text[m[1]:] // from the end of the name: failureAfter skips the rest of its line
+		for {
+			nl := strings.IndexByte(rest, '\n')
+			if nl < 0 {
+				break
+			}
+			next := failRE.FindStringSubmatchIndex(rest[nl+1:])
+			if next == nil || strings.TrimSpace(rest[nl+1:nl+1+next[0]]) != "" {
+				break
+			}
+			r.KilledBy = rest[nl+1+next[2] : nl+1+next[3]]
+			rest = rest[nl+1+next[1]:]
+		}
+		r.Failure = failureAfter(rest)
 		return
 	}
 	if buildRE.MatchString(text) {

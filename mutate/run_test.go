@@ -138,7 +138,11 @@ func TestClassify(t *testing.T) {
 		{"test-fails", "--- FAIL: TestTransfer (0.00s)\n    store_test.go:20: Transfer: got nil error\nFAIL\nFAIL\texample/store\t0.1s\n", exitErr,
 			Killed, "TestTransfer", "store_test.go:20: Transfer: got nil error"},
 		{"subtest-fails", "--- FAIL: TestOps (0.00s)\n    --- FAIL: TestOps/send (0.00s)\n        ops_test.go:9: leaked 1 connection(s)\n", exitErr,
-			Killed, "TestOps", "ops_test.go:9: leaked 1 connection(s)"},
+			Killed, "TestOps/send", "ops_test.go:9: leaked 1 connection(s)"},
+		{"nested-subtests", "--- FAIL: TestMatrix (0.50s)\n    --- FAIL: TestMatrix/sqlmock (0.40s)\n        --- FAIL: TestMatrix/sqlmock/Transfer (0.10s)\n" +
+			"            --- FAIL: TestMatrix/sqlmock/Transfer/step-11-commit/error (0.00s)\n                runner.go:953: scenarios: invariant \"error-surfaced\" broken\n" +
+			"            --- FAIL: TestMatrix/sqlmock/Transfer/step-12-rollback/error (0.00s)\n                runner.go:953: other\nFAIL\n", exitErr,
+			Killed, "TestMatrix/sqlmock/Transfer/step-11-commit/error", `runner.go:953: scenarios: invariant "error-surfaced" broken`},
 		{"package-fails", "goleak: Errors on successful test run: found unexpected goroutines\nFAIL\texample/store\t0.3s\n", exitErr,
 			Killed, "(package example/store)", "goleak: Errors on successful test run: found unexpected goroutines"},
 		{"build-fails", "# example/store\nstore/store.go:12:2: declared and not used: x\nFAIL\texample/store [build failed]\n", exitErr,
