@@ -22,6 +22,11 @@ var (
 	// ErrNeedsMechanism is returned (wrapped) at a step whose fault needs a
 	// Wire or a Server the Injector was not given (see WithWire, WithServer).
 	ErrNeedsMechanism = errors.New("faults: fault needs a wire or server mechanism")
+	// ErrForeignContext is wrapped by the error of a cancel fault at a step
+	// whose context does not come from Injector.Context: the call ran on a
+	// context of its own (context.Background(), say) rather than the
+	// caller's, so nothing was cancelled.
+	ErrForeignContext = errors.New("faults: the step's context does not come from Injector.Context")
 )
 
 // Kind is a kind of fault.

@@ -404,7 +404,7 @@ func (i *Injector) apply(ctx context.Context, c *drvwrap.Call, st *Step, f Fault
 			cancel()
 			err = ctx.Err()
 		} else {
-			err = fmt.Errorf("cancel at step %d: the context does not come from Injector.Context, nothing was cancelled: %w", st.Index, context.Canceled)
+			err = fmt.Errorf("cancel at step %d: nothing was cancelled: %w: %w", st.Index, ErrForeignContext, context.Canceled)
 		}
 	case KindLatency:
 		t := time.NewTimer(f.Delay)

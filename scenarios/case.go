@@ -60,6 +60,11 @@ const (
 	// InvLongTx: no transaction was held open across an external call (a
 	// call the operation made through External).
 	InvLongTx Invariant = "long-transaction"
+	// InvContext: every database call ran on the caller's context (a
+	// cancel fault found no context of the operation's own, such as
+	// context.Background(), at a call) and returned promptly once that
+	// context was cancelled.
+	InvContext Invariant = "context-honoured"
 )
 
 // Case is one cell of the matrix: an operation rerun with one fault armed at

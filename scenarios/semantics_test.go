@@ -103,6 +103,12 @@ func TestOutcomeRules(t *testing.T) {
 		{"healthy/badconn", keepsConnHealthy(badconn, faults.StepQuery), false},
 		{"healthy/57P01", keepsConnHealthy(shutdown, faults.StepQuery), false},
 		{"healthy/cancel", keepsConnHealthy(faults.Fault{Kind: faults.KindCancel}, faults.StepQuery), false},
+		{"caller-context/exec", carriesCallerContext(faults.StepExec), true},
+		{"caller-context/commit", carriesCallerContext(faults.StepCommit), true},
+		{"caller-context/connect", carriesCallerContext(faults.StepConnect), false},
+		{"caller-context/stmt-close", carriesCallerContext(faults.StepStmtClose), false},
+		{"silent/stmt-close", stmtCloseMayBeSilent(faults.StepStmtClose), true},
+		{"silent/rows-close", stmtCloseMayBeSilent(faults.StepRowsClose), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,169 @@
+package scenarios
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/sessionsafe/sessionsafe/faults"
+)
+
+// verdictOp is an operation on one fresh key of the kv table that also runs
+// on sqlmock (Setup returns a placeholder there): run does the work.
+func verdictOp(name string, run func(ctx context.Context, db *sql.DB, key string) error) Operation {
+	op := kvOp(name, run)
+	setup := op.Setup
+	op.Setup = func(ctx context.Context, db *sql.DB) (Fixture, error) {
+		if db == nil {
+			return "mock", nil
+		}
+		return setup(ctx, db)
+	}
+	return op
+}
+
+const bumpSQL = `UPDATE kv SET v = v + 1 WHERE k = $1`
+
+// The operations the verdict tests run: correct code, and the same code
+// with one bug planted.
+var (
+	// preparedClosed prepares its statement on the pool and closes it.
+	preparedClosed = verdictOp("PreparedClosed", func(ctx context.Context, db *sql.DB, key string) error {
+		stmt, err := db.PrepareContext(ctx, bumpSQL)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		_, err = stmt.ExecContext(ctx, key)
+		return err
+	})
+	// preparedNeverClosed is a bug: its statement stays prepared on the
+	// session the next user of the connection gets.
+	preparedNeverClosed = verdictOp("PreparedNeverClosed", func(ctx context.Context, db *sql.DB, key string) error {
+		stmt, err := db.PrepareContext(ctx, bumpSQL)
+		if err != nil {
+			return err
+		}
+		_, err = stmt.ExecContext(ctx, key)
+		return err
+	})
+	// readThenBump reads the value, then bumps it, both on the caller's
+	// context.
+	readThenBump = verdictOp("ReadThenBump", func(ctx context.Context, db *sql.DB, key string) error {
+		var v int
+		if err := db.QueryRowContext(ctx, `SELECT v FROM kv WHERE k = $1`, key).Scan(&v); err != nil {
+			return err
+		}
+		_, err := db.ExecContext(ctx, bumpSQL, key)
+		return err
+	})
+	// readThenBumpBackground is a bug: its write drops the caller's context.
+	readThenBumpBackground = verdictOp("ReadThenBumpBackground", func(ctx context.Context, db *sql.DB, key string) error {
+		var v int
+		if err := db.QueryRowContext(ctx, `SELECT v FROM kv WHERE k = $1`, key).Scan(&v); err != nil {
+			return err
+		}
+		_, err := db.ExecContext(context.Background(), bumpSQL, key)
+		return err
+	})
+)
+
+// verdictOps are recorded as golden traces for the sqlmock runs.
+func verdictOps() []Operation {
+	return []Operation{preparedClosed, preparedNeverClosed, readThenBump, readThenBumpBackground}
+}
+
+// TestGoldenVerdicts records the verdict tests' operations on PostgreSQL and
+// compares their traces with testdata/<operation>.trace. Refresh with -update.
+func TestGoldenVerdicts(t *testing.T) {
+	cfg := kvConfig(t)
+	GoldenTests(t, "testdata", *update, Config{DSN: cfg.DSN, DB: cfg.DB}, verdictOps()...)
+}
+
+// verdictBackends are the two backends a verdict test runs on.
+var verdictBackends = []struct {
+	name string
+	cfg  func(t *testing.T) Config
+}{
+	{"sqlmock", func(*testing.T) Config { return Config{Backend: Sqlmock, Golden: os.DirFS("testdata")} }},
+	{"postgres", func(t *testing.T) Config { return kvConfig(t) }},
+}
+
+// runOnly runs op's cases that keep accepts on cfg and returns the report;
+// it fails the test when no case was kept.
+func runOnly(t *testing.T, cfg Config, op Operation, keep func(Case) bool) Report {
+	t.Helper()
+	cfg.Only = keep
+	rep, err := Run(t.Context(), cfg, op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Results) == 0 {
+		t.Fatalf("%s: no case kept; want at least one", op.Name)
+	}
+	return rep
+}
+
+// invariantsOf returns the invariants res broke, joined with ",".
+func invariantsOf(res Result) string {
+	var out []string
+	for _, f := range res.Findings {
+		out = append(out, string(f.Invariant))
+	}
+	return strings.Join(out, ",")
+}
+
+// TestStmtCloseFault: a failed statement close need not reach the caller
+// (database/sql drops it for a statement prepared on the pool): code that
+// closes its statement is clean at the stmt-close cases, on sqlmock and on
+// PostgreSQL.
+func TestStmtCloseFault(t *testing.T) {
+	for _, b := range verdictBackends {
+		t.Run(b.name, func(t *testing.T) {
+			rep := runOnly(t, b.cfg(t), preparedClosed, func(c Case) bool { return c.StepKind == faults.StepStmtClose })
+			for _, res := range rep.Results {
+				if !res.Fired {
+					t.Errorf("%s: the fault never fired", res.Case)
+				}
+				for _, f := range res.Findings {
+					t.Errorf("false alarm on code that closes its statement:\n%s", f.Error())
+				}
+			}
+		})
+	}
+}
+
+// TestForeignContextCaught: a cancel fault at a call made on a context of
+// the operation's own (context.Background()) is a context-honoured finding,
+// on sqlmock and on PostgreSQL; the same operation passing the caller's
+// context down is clean.
+func TestForeignContextCaught(t *testing.T) {
+	cancelAtBump := func(c Case) bool {
+		return c.Fault.Kind == faults.KindCancel && c.StepKind == faults.StepExec && strings.HasPrefix(c.SQL, "UPDATE")
+	}
+	for _, b := range verdictBackends {
+		t.Run(b.name, func(t *testing.T) {
+			cfg := b.cfg(t)
+			t.Run("caller-context", func(t *testing.T) {
+				for _, res := range runOnly(t, cfg, readThenBump, cancelAtBump).Results {
+					if res.Failed() {
+						t.Errorf("false alarm on code that passes the caller's context:\n%s", res.Findings[0].Error())
+					}
+				}
+			})
+			t.Run("background", func(t *testing.T) {
+				for _, res := range runOnly(t, cfg, readThenBumpBackground, cancelAtBump).Results {
+					found := false
+					for _, f := range res.Findings {
+						found = found || (f.Invariant == InvContext && strings.Contains(f.Message, "UPDATE kv"))
+					}
+					if !found {
+						t.Errorf("%s: got findings [%s]; want %q naming the UPDATE (it ran on context.Background())", res.Case, invariantsOf(res), InvContext)
+					}
+				}
+			})
+		})
+	}
+}
