@@ -65,6 +65,11 @@ const (
 	// context.Background(), at a call) and returned promptly once that
 	// context was cancelled.
 	InvContext Invariant = "context-honoured"
+	// InvSession: on Postgres, every connection the operation gave back to
+	// the pool carries the session state a fresh connection carries: no
+	// session-level SET (SET without LOCAL), advisory lock, temporary
+	// table, LISTEN or prepared statement left for its next user.
+	InvSession Invariant = "session-state"
 )
 
 // Case is one cell of the matrix: an operation rerun with one fault armed at

@@ -39,6 +39,14 @@
 //     transaction, aborted or active and no lock of theirs, no transaction
 //     was held open across an external call (see below), and no goroutine
 //     outlives the case;
+//   - on Postgres, every connection the operation gave back to the pool
+//     carries the session state a fresh one carries (read at recording):
+//     no session-level SET, advisory lock, temporary table, LISTEN or
+//     prepared statement left for the next user ([InvSession]; off with
+//     [Config].NoSessionCheck);
+//   - every database call ran on the caller's context: a cancel fault that
+//     finds a context of the operation's own (context.Background()) at a
+//     call is an [InvContext] finding;
 //   - on sqlmock, the expectations generated from the operation's golden trace
 //     (the prefix before the fault, then the rollback, then the whole unit
 //     again when it retries) were met (ExpectationsWereMet).

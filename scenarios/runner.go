@@ -113,6 +113,11 @@ type Config struct {
 	NoGoroutineCheck bool
 	// CheckTimeout bounds each leak check's polling; zero: 2s.
 	CheckTimeout time.Duration
+	// NoSessionCheck turns the session-state check off (Postgres: every
+	// idle connection of the case's pool must carry the session state a
+	// fresh connection carries — no session-level SET, advisory lock, temp
+	// table, LISTEN or prepared statement left for the next user).
+	NoSessionCheck bool
 }
 
 // Runner runs the matrix of one operation on one backend. Create it with
@@ -139,6 +144,8 @@ type Runner struct {
 	expect []gstep
 
 	unavailable []string // fault families left out on this configuration, and why
+
+	session *leakcheck.Session // Postgres: a fresh connection's session state, read at recording
 
 	broken error        // the clean recording failed: only the clean case runs
 	clean  faults.Trace // warm clean run: what the cases target
@@ -286,6 +293,13 @@ func (r *Runner) record(ctx context.Context) error {
 		env, err := r.env(ctx, cold, r.expect)
 		if err != nil {
 			return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
+		}
+		if !cold && r.cfg.Backend == Postgres && !r.cfg.NoSessionCheck {
+			// what every connection the pool hands out carries before any
+			// code ran on it
+			if err := r.snapshotBaseline(ctx, env); err != nil {
+				return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
+			}
 		}
 		rctx, cancel := env.inj.Context(withTracker(ctx, env.tracker))
 		err = r.op.Run(rctx, env.pool, fx)
@@ -729,6 +743,17 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 		}
 	}
 
+	// The connections going back to the pool carry no session state.
+	if r.session != nil {
+		leaks, errs := r.checkSessions(ctx, env)
+		for _, m := range leaks {
+			find(InvSession, trace, "%s", m)
+		}
+		for _, err := range errs {
+			find(InvSetup, trace, "session check: %v", err)
+		}
+	}
+
 	// sqlmock: the generated expectations were met (those of a retry by
 	// database/sql, which a *sql.Conn does not make: then only up to the
 	// fault).
@@ -741,6 +766,70 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 		r.dirty = true
 	}
 	return res
+}
+
+// snapshotBaseline reads the session state of the warm connection of env's
+// pool, before any code ran on it, as the baseline of the session check.
+func (r *Runner) snapshotBaseline(ctx context.Context, env caseEnv) error {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.CheckTimeout)
+	defer cancel()
+	conn, err := env.pool.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("session baseline: %w", err)
+	}
+	s, err := leakcheck.SnapshotSession(ctx, conn)
+	if cerr := conn.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("session baseline: %w", err)
+	}
+	r.session = &s
+	env.inj.Reset()
+	env.tracker.Reset()
+	return nil
+}
+
+// checkSessions compares every idle connection of env's pool with the
+// baseline session state and returns one message per connection that
+// carries more, and what kept it from reading one. It disarms the injector first (the check's own steps must
+// not meet the case's fault). A connection the check cannot read is
+// reported only when the case's fault leaves connections healthy (rule 5);
+// otherwise the fault may have ended it, and it is skipped.
+func (r *Runner) checkSessions(ctx context.Context, env caseEnv) (leaks []string, errs []error) {
+	env.inj.Reset()
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.CheckTimeout)
+	defer cancel()
+	var held []*sql.Conn
+	defer func() {
+		for _, c := range held {
+			_ = c.Close()
+		}
+	}()
+	for range env.pool.Stats().Idle {
+		conn, err := env.pool.Conn(ctx)
+		if err != nil {
+			if !r.stale {
+				errs = append(errs, fmt.Errorf("take an idle connection of the pool: %w", err))
+			}
+			break
+		}
+		held = append(held, conn) // held until the end: the next Conn takes another one
+		after, err := leakcheck.SnapshotSession(ctx, conn)
+		if err != nil {
+			if !r.stale {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		base := *r.session
+		base.PID, base.BackendStart = after.PID, after.BackendStart // the baseline is any fresh session's
+		if diff := base.Diff(after); len(diff) > 0 {
+			leaks = append(leaks, fmt.Sprintf("a connection went back to the pool carrying session state the next user of backend %d inherits:\n  %s",
+				after.PID, strings.Join(diff, "\n  ")))
+		}
+	}
+	return leaks, errs
 }
 
 // run runs the operation once under the case's deadline, recovering a panic;

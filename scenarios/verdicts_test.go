@@ -167,3 +167,93 @@ func TestForeignContextCaught(t *testing.T) {
 		})
 	}
 }
+
+// setInTx returns an operation that runs set, then the bump, in one
+// transaction.
+func setInTx(name, set string) Operation {
+	return verdictOp(name, func(ctx context.Context, db *sql.DB, key string) error {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		if _, err := tx.ExecContext(ctx, set); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, bumpSQL, key); err != nil {
+			return err
+		}
+		return tx.Commit()
+	})
+}
+
+// TestSessionStateCaught: on PostgreSQL, a session-level SET inside the
+// unit (it outlives the transaction) and a statement never closed (it stays
+// prepared on the session) are session-state findings of the clean case;
+// SET LOCAL and a closed statement pass the whole matrix clean.
+func TestSessionStateCaught(t *testing.T) {
+	cfg := kvConfig(t)
+	tests := []struct {
+		name  string
+		op    Operation
+		clean bool   // only the clean case (a finding is wanted there)
+		want  string // in the session-state finding; "": none wanted, in any case
+	}{
+		{"session-set", setInTx("SessionSet", "SET statement_timeout = 4321"), true, "statement_timeout=4321ms set for the whole session"},
+		{"set-local", setInTx("LocalSet", "SET LOCAL statement_timeout = 4321"), false, ""},
+		{"statement-never-closed", preparedNeverClosed, true, "never deallocated"},
+		{"statement-closed", preparedClosed, false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			keep := func(Case) bool { return true }
+			if tt.clean {
+				keep = Case.Clean
+			}
+			rep := runOnly(t, cfg, tt.op, keep)
+			if tt.want == "" && len(rep.Results) < 10 {
+				t.Errorf("got %d cases; want the whole matrix", len(rep.Results))
+			}
+			for _, res := range rep.Results {
+				found := false
+				for _, f := range res.Findings {
+					if f.Invariant == InvSession && tt.want != "" && strings.Contains(f.Message, tt.want) {
+						found = true
+						continue
+					}
+					t.Errorf("unexpected finding:\n%s", f.Error())
+				}
+				if tt.want != "" && !found {
+					t.Errorf("%s: got findings [%s]; want %q saying %q", res.Case, invariantsOf(res), InvSession, tt.want)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSessionCheck measures one clean case on PostgreSQL with the
+// session-state check and without it: what the check adds to every case.
+func BenchmarkSessionCheck(b *testing.B) {
+	cfg := kvConfig(b)
+	for _, bb := range []struct {
+		name string
+		off  bool
+	}{{"with", false}, {"without", true}} {
+		b.Run(bb.name, func(b *testing.B) {
+			cfg := cfg
+			cfg.NoSessionCheck = bb.off
+			cfg.NoGoroutineCheck = true
+			r, err := NewRunner(b.Context(), cfg, readThenBump)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer r.Close()
+			c := r.Cases()[0]
+			for b.Loop() {
+				if res := r.RunCase(b.Context(), c); res.Failed() {
+					b.Fatal(res.Findings[0].Error())
+				}
+			}
+		})
+	}
+}
