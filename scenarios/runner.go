@@ -280,15 +280,21 @@ func (r *Runner) plainDB() *sql.DB {
 // target) and on an empty pool (the trace of the connect cases).
 func (r *Runner) record(ctx context.Context) error {
 	for _, cold := range []bool{false, true} {
-		fx, err := r.op.Setup(ctx, r.plainDB())
+		if err := r.clearIfDirty(ctx); err != nil {
+			return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
+		}
+		var fx Fixture
+		err := r.bounded(ctx, r.cfg.Timeout, "setup", func(ctx context.Context) error {
+			var err error
+			fx, err = r.op.Setup(ctx, r.plainDB())
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
 		}
 		var before string
-		if r.op.State != nil && r.cfg.Backend == Postgres {
-			if before, err = r.op.State(ctx, r.cfg.DB, fx); err != nil {
-				return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
-			}
+		if err := r.readState(ctx, fx, &before); err != nil {
+			return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
 		}
 		env, err := r.env(ctx, cold, r.expect)
 		if err != nil {
@@ -309,6 +315,11 @@ func (r *Runner) record(ctx context.Context) error {
 		if env.mock != nil {
 			mockErr = env.mock.mock.ExpectationsWereMet()
 		}
+		if r.cfg.Backend == Postgres && env.pool.Stats().InUse > 0 {
+			// The run kept a connection (its cases report it): its session
+			// may hold a lock the next Setup needs.
+			r.dirty = true
+		}
 		env.close()
 		if err != nil || mockErr != nil {
 			// No matrix on code that fails with no fault: the clean case
@@ -328,7 +339,14 @@ func (r *Runner) record(ctx context.Context) error {
 		}
 		r.clean, r.before = trace, before
 		if r.op.State != nil && r.cfg.Backend == Postgres {
-			if r.after, err = r.op.State(ctx, r.cfg.DB, fx); err != nil {
+			if err := r.readState(ctx, fx, &r.after); err != nil {
+				if errors.Is(err, errBound) {
+					// The run left something the read waits for (a lock of
+					// a session it kept): the clean case alone runs, and
+					// reports it.
+					r.broken, r.cold, r.dirty = err, nil, true
+					return nil
+				}
 				return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
 			}
 			if r.after == r.before {
@@ -375,7 +393,9 @@ func (r *Runner) env(ctx context.Context, cold bool, exp []gstep) (caseEnv, erro
 		setExpectations(m.mock, exp)
 	} else {
 		if r.dirty {
-			r.clearServer(ctx)
+			if err := r.clearServer(ctx); err != nil {
+				return e, err
+			}
 		}
 		if r.dirty || r.stale {
 			r.newPool()
@@ -391,9 +411,12 @@ func (r *Runner) env(ctx context.Context, cold bool, exp []gstep) (caseEnv, erro
 		// injected error at a commit closes the conn; database/sql learns it
 		// at its next use): ping, which discards a dead conn and opens
 		// another, so that the run starts as the recording did.
-		if err := e.pool.PingContext(ctx); err != nil {
+		pctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+		err := e.pool.PingContext(pctx)
+		cancel()
+		if err != nil {
 			e.close()
-			return e, fmt.Errorf("warm the pool: %w", err)
+			return e, fmt.Errorf("warm the pool (bounded by %s): %w", r.cfg.Timeout, err)
 		}
 	}
 	e.inj.Reset()
@@ -402,14 +425,100 @@ func (r *Runner) env(ctx context.Context, cold bool, exp []gstep) (caseEnv, erro
 }
 
 // clearServer ends every session of the application name (what a broken
-// case left open) and drops the plain pool's idle connections with them.
-func (r *Runner) clearServer(ctx context.Context) {
+// case left open) and drops the plain pool's idle connections with them,
+// waiting at most the case timeout for the sessions to go.
+func (r *Runner) clearServer(ctx context.Context) error {
 	if r.cfg.Admin == nil {
-		return
+		return nil
 	}
-	_, _ = faults.NewServer(r.cfg.Admin).TerminateBackends(ctx, r.cfg.AppName)
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	_, err := faults.NewServer(r.cfg.Admin).TerminateBackends(ctx, r.cfg.AppName)
 	r.cfg.DB.SetMaxIdleConns(0)
 	r.cfg.DB.SetMaxIdleConns(2)
+	if err != nil {
+		return fmt.Errorf("clear the sessions the last case left: %w", err)
+	}
+	return nil
+}
+
+// clearIfDirty (Postgres), after a run that left something behind, ends
+// the sessions of the application name and opens a fresh pool.
+func (r *Runner) clearIfDirty(ctx context.Context) error {
+	if r.cfg.Backend != Postgres || !r.dirty {
+		return nil
+	}
+	if err := r.clearServer(ctx); err != nil {
+		return err
+	}
+	r.newPool()
+	return nil
+}
+
+// errBound is wrapped by bounded's error for a call that outlived its bound.
+var errBound = errors.New("scenarios: bound exceeded")
+
+// bounded runs fn with a context that ends d from now, and waits for it at
+// most 2s longer (fn may not honour its context). When d passes first, the
+// error names what and, on Postgres, what the server's sessions were
+// waiting for at that moment (read before the context ends, while they
+// still wait), and wraps errBound.
+func (r *Runner) bounded(ctx context.Context, d time.Duration, what string, fn func(ctx context.Context) error) error {
+	bctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- fn(bctx) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w", what, ctx.Err())
+	case <-t.C:
+	}
+	waits := r.lockWaits(ctx)
+	cancel()
+	grace := time.NewTimer(2 * time.Second)
+	defer grace.Stop()
+	select {
+	case <-done:
+		return fmt.Errorf("%s did not finish within %s%s: %w", what, d, waits, errBound)
+	case <-grace.C:
+		return fmt.Errorf("%s did not return within %s (+2s grace, it does not honour its context)%s: %w", what, d, waits, errBound)
+	}
+}
+
+// lockWaits describes, on Postgres with Admin, every session waiting for a
+// lock and the sessions holding it ("" when none, or on error).
+func (r *Runner) lockWaits(ctx context.Context) string {
+	if r.cfg.Admin == nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.CheckTimeout)
+	defer cancel()
+	rows, err := r.cfg.Admin.QueryContext(ctx, `SELECT a.pid, a.application_name, left(regexp_replace(a.query, '\s+', ' ', 'g'), 200),
+	  coalesce((SELECT string_agg(format('backend %s (application_name %L, %s: %s)', b.pid, b.application_name, b.state,
+	      left(regexp_replace(b.query, '\s+', ' ', 'g'), 200)), '; ')
+	    FROM pg_stat_activity b WHERE b.pid = ANY (pg_blocking_pids(a.pid))), '')
+	FROM pg_stat_activity a WHERE a.wait_event_type = 'Lock' AND a.pid <> pg_backend_pid() ORDER BY a.pid`)
+	if err != nil {
+		return ""
+	}
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		var pid int
+		var app, query, blockers string
+		if rows.Scan(&pid, &app, &query, &blockers) != nil {
+			return ""
+		}
+		fmt.Fprintf(&b, "\n  backend %d (application_name %q) waits for a lock: %s\n    held by %s", pid, app, query, blockers)
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	return ":" + b.String()
 }
 
 // unavailableFaults says which fault families a Postgres configuration
@@ -533,9 +642,14 @@ func touchedInTx(earlier faults.Trace, sql string) bool {
 	return false
 }
 
-// Close releases what the runner holds.
+// Close releases what the runner holds; after a case that left something
+// behind, it ends the sessions of the application name (bounded by the
+// case timeout), so that nothing stays on the server.
 func (r *Runner) Close() error {
 	var errs []error
+	if r.cfg.Backend == Postgres && r.dirty {
+		errs = append(errs, r.clearServer(context.Background()))
+	}
 	if r.pool != nil {
 		errs = append(errs, r.pool.Close())
 	}
@@ -580,6 +694,13 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	}
 	cold := c.StepKind == faults.StepConnect
 
+	// What the last case left on the server goes first: a session it
+	// leaked may hold a lock this case's Setup needs.
+	if err := r.clearIfDirty(ctx); err != nil {
+		find(InvSetup, nil, "%v", err)
+		return res
+	}
+
 	// The goroutine baseline (a stack dump of every goroutine, which stops
 	// the world) is taken while the fixture's statement waits on the server.
 	var baseline goleak.Option
@@ -593,9 +714,18 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 		}()
 	}
 	defer func() { <-baseDone }()
-	fx, err := r.op.Setup(ctx, r.plainDB())
+	var fx Fixture
+	err := r.bounded(ctx, r.cfg.Timeout, "setup", func(ctx context.Context) error {
+		var err error
+		fx, err = r.op.Setup(ctx, r.plainDB())
+		return err
+	})
 	if err != nil {
-		find(InvSetup, nil, "setup: %v", err)
+		inv := InvSetup
+		if errors.Is(err, errBound) {
+			inv = InvDeadline
+		}
+		find(inv, nil, "setup: %v", err)
 		return res
 	}
 	// On sqlmock the expectations are set before the run: the model of a
@@ -695,7 +825,8 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	stateCh := make(chan stateRead, 1)
 	if r.op.State != nil && r.cfg.Backend == Postgres {
 		go func() {
-			got, err := r.op.State(ctx, r.cfg.DB, fx)
+			var got string
+			err := r.readState(ctx, fx, &got)
 			stateCh <- stateRead{got, err}
 		}()
 	} else {
@@ -705,10 +836,16 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	if r.cfg.Backend == Postgres && r.cfg.Admin != nil {
 		opts = append(opts, leakcheck.WithServer(r.cfg.Admin, r.cfg.AppName))
 	}
-	leakErr := leakcheck.Find(ctx, opts...)
+	// Every check polls to its own bound; the server's answers are bounded
+	// here too.
+	lctx, lcancel := context.WithTimeout(ctx, 3*r.cfg.CheckTimeout)
+	defer lcancel()
+	leakErr := leakcheck.Find(lctx, opts...)
 	if st, ok := <-stateCh; ok {
 		got, err := st.got, st.err
 		switch {
+		case errors.Is(err, errBound):
+			find(InvDeadline, trace, "%v", err)
 		case err != nil:
 			find(InvSetup, trace, "read state back: %v", err)
 		case got != r.before && got != r.after:
@@ -725,7 +862,9 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 		}
 	}
 	if baseline != nil {
-		leakErr = errors.Join(leakErr, leakcheck.Find(ctx, leakcheck.WithGoroutines(baseline), leakcheck.WithTimeout(r.cfg.CheckTimeout)))
+		gctx, gcancel := context.WithTimeout(ctx, 2*r.cfg.CheckTimeout)
+		leakErr = errors.Join(leakErr, leakcheck.Find(gctx, leakcheck.WithGoroutines(baseline), leakcheck.WithTimeout(r.cfg.CheckTimeout)))
+		gcancel()
 	}
 	if leakErr != nil {
 		var le *leakcheck.Error
@@ -766,6 +905,25 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 		r.dirty = true
 	}
 	return res
+}
+
+// readState (Postgres, with State) reads the state back into *dst,
+// bounded by the case timeout.
+func (r *Runner) readState(ctx context.Context, fx Fixture, dst *string) error {
+	if r.op.State == nil || r.cfg.Backend != Postgres {
+		return nil
+	}
+	var got string
+	err := r.bounded(ctx, r.cfg.Timeout, "read the state back", func(ctx context.Context) error {
+		var err error
+		got, err = r.op.State(ctx, r.cfg.DB, fx)
+		return err
+	})
+	if err != nil {
+		return err // got may still be written by a State that outlived its bound
+	}
+	*dst = got
+	return nil
 }
 
 // snapshotBaseline reads the session state of the warm connection of env's

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sessionsafe/sessionsafe/faults"
 )
@@ -256,4 +257,102 @@ func BenchmarkSessionCheck(b *testing.B) {
 			}
 		})
 	}
+}
+
+// lockLeakOp is a bug: each run takes a connection, locks the shared row on
+// it inside a transaction begun with a plain BEGIN, and never gives the
+// connection back, so the lock stays until the session ends. Its Setup
+// writes the shared row (and waits for that lock); with lockedState its
+// State reads the row FOR SHARE (and waits for it too).
+func lockLeakOp(name string, lockedState bool) Operation {
+	op := kvOp(name, func(ctx context.Context, db *sql.DB, key string) error {
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := conn.ExecContext(ctx, `BEGIN`); err != nil {
+			return err
+		}
+		if _, err := conn.ExecContext(ctx, `SELECT 1 FROM kv WHERE k = 'shared' FOR UPDATE`); err != nil {
+			return err
+		}
+		_, err = db.ExecContext(ctx, bumpSQL, key)
+		return err
+	})
+	setup := op.Setup
+	op.Setup = func(ctx context.Context, db *sql.DB) (Fixture, error) {
+		if _, err := db.ExecContext(ctx, `INSERT INTO kv VALUES ('shared', 0) ON CONFLICT (k) DO UPDATE SET v = 0`); err != nil {
+			return nil, err
+		}
+		return setup(ctx, db)
+	}
+	if lockedState {
+		state := op.State
+		op.State = func(ctx context.Context, db *sql.DB, fx Fixture) (string, error) {
+			if _, err := db.ExecContext(ctx, `SELECT 1 FROM kv WHERE k = 'shared' FOR SHARE`); err != nil {
+				return "", err
+			}
+			return state(ctx, db, fx)
+		}
+	}
+	return op
+}
+
+// TestLeakedLockBounded: an operation that leaks a connection holding a row
+// lock is reported as a leak, and the next case's Setup, which needs that
+// row, still runs (the runner ends what the last case left before Setup);
+// a State read that waits for the leaked lock ends at the case's bound with
+// a deadline finding naming the lock's holder. Every case finishes.
+func TestLeakedLockBounded(t *testing.T) {
+	cfg := kvConfig(t)
+	cfg.Timeout = time.Second
+	cfg.NoGoroutineCheck = true
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	firstThree := func() func(Case) bool {
+		n := 0
+		return func(Case) bool { n++; return n <= 3 }
+	}
+	t.Run("setup-after-leak", func(t *testing.T) {
+		cfg := cfg
+		cfg.Only = firstThree()
+		rep, err := Run(ctx, cfg, lockLeakOp("LeaksLockedConn", false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Results) != 3 {
+			t.Fatalf("got %d cases; want 3", len(rep.Results))
+		}
+		for _, res := range rep.Results {
+			inv := map[Invariant]bool{}
+			for _, f := range res.Findings {
+				inv[f.Invariant] = true
+			}
+			if !inv[InvPool] || inv[InvSetup] || inv[InvDeadline] {
+				t.Errorf("%s: got findings [%s]; want %q (the connection never given back) and no setup or deadline finding",
+					res.Case, invariantsOf(res), InvPool)
+			}
+		}
+	})
+	t.Run("state-waits-for-leak", func(t *testing.T) {
+		cfg := cfg
+		cfg.Only = Case.Clean
+		rep, err := Run(ctx, cfg, lockLeakOp("LeaksLockedConnState", true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, res := range rep.Results {
+			found := false
+			for _, f := range res.Findings {
+				found = found || (f.Invariant == InvDeadline && strings.Contains(f.Message, "read the state back") &&
+					strings.Contains(f.Message, "FOR UPDATE"))
+			}
+			if !found {
+				t.Errorf("%s: got findings [%s]; want %q for the state read, naming the leaked lock's query", res.Case, invariantsOf(res), InvDeadline)
+			}
+			for _, f := range res.Findings {
+				t.Logf("%s: %s", f.Invariant, f.Message)
+			}
+		}
+	})
 }
