@@ -173,6 +173,9 @@ type Report struct {
 	Backend  faults.Backend
 	Results  []Result
 	Duration time.Duration
+	// Unavailable lists the fault families the configuration could not
+	// apply, each with the reason and the fix (see Runner.Unavailable).
+	Unavailable []string
 }
 
 // Findings returns every finding of every case, in case order.

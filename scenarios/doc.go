@@ -28,12 +28,22 @@
 // [Invariant]):
 //
 //   - the error surfaced to the caller — or, for a fault the operation
-//     retries (Retries) or that database/sql retries (driver.ErrBadConn on a
-//     fresh connection), the retry succeeded;
+//     retries (Retries) or that database/sql retries (driver.ErrBadConn on
+//     another connection, believed only when the trace shows the retry), the
+//     retry succeeded; a failed rollback need not reach the caller;
 //   - the state read back is exactly the before-state or exactly the
 //     after-state, and the after-state only when the caller was told of success
 //     (an ambiguous commit may leave either, and the caller must be told it
-//     failed);
+//     failed; an autocommit write that reached the server is committed
+//     whatever the caller hears).
+//
+// What correct code does with each fault — database/sql's retries, autocommit
+// statements, faults only where production can show them, which faults may
+// break a pooled connection (the next case then starts on a fresh pool, so
+// every case replays alone) — is stated in one place, semantics.go, and
+// tested against pgx stdlib and lib/pq on PostgreSQL. A clean run that records
+// no step on the pool it was given is an error, and a configuration that
+// cannot apply a fault family says so ([Runner.Unavailable], Report.Unavailable).
 //   - leakcheck holds: the instrumented pool has no connection in use, the
 //     server holds no backend of the case's application_name idle in
 //     transaction, aborted or active and no lock of theirs, no transaction

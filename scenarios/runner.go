@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -1177,6 +1178,11 @@ func Run(ctx context.Context, cfg Config, ops ...Operation) (Report, error) {
 		r, err := NewRunner(ctx, cfg, op)
 		if err != nil {
 			return rep, err
+		}
+		for _, u := range r.Unavailable() {
+			if !slices.Contains(rep.Unavailable, u) {
+				rep.Unavailable = append(rep.Unavailable, u)
+			}
 		}
 		for _, c := range r.Cases() {
 			if ctx.Err() != nil {

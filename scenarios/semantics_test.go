@@ -10,6 +10,9 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
 	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 )
@@ -286,6 +289,60 @@ func TestNoStepRecordedIsAnError(t *testing.T) {
 			_, err := NewRunner(t.Context(), cfg, op)
 			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "recorded no step") {
 				t.Fatalf("got %v; want an ErrConfig saying the clean run recorded no step", err)
+			}
+		})
+	}
+}
+
+// TestUnavailableSaysWhy: a Connector (the user's own driver setup) keeps
+// every fault family it can, and the ones it cannot apply are said, with
+// the fix, in Unavailable and in the Report — never dropped silently.
+func TestUnavailableSaysWhy(t *testing.T) {
+	base := kvConfig(t)
+	pc, err := pgx.ParseConfig(base.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire := faults.NewWire()
+	wired := *pc.Copy()
+	wire.Install(&wired.Config)
+	tests := []struct {
+		name string
+		cfg  func() Config
+		want []string // a word of each line, in order
+	}{
+		{"dsn", func() Config { return base }, nil},
+		{"connector", func() Config {
+			c := base
+			c.DSN, c.Connector = "", stdlib.GetConnector(*pc)
+			return c
+		}, []string{"wire faults", "lock and stmt-timeout"}},
+		{"connector-with-wire", func() Config {
+			c := base
+			c.DSN, c.Connector, c.Wire = "", stdlib.GetConnector(wired), wire
+			return c
+		}, []string{"lock and stmt-timeout"}},
+		{"connector-without-admin", func() Config {
+			c := base
+			c.DSN, c.Connector, c.Wire, c.Admin, c.AppName = "", stdlib.GetConnector(wired), wire, nil, ""
+			return c
+		}, []string{"server faults"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.cfg()
+			cfg.Only = func(c Case) bool { return c.Clean() }
+			rep, err := Run(t.Context(), cfg, updateOnPool)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Unavailable) != len(tt.want) {
+				t.Fatalf("Unavailable: got %q; want %d line(s) naming %q", rep.Unavailable, len(tt.want), tt.want)
+			}
+			for i, w := range tt.want {
+				if !strings.Contains(rep.Unavailable[i], w) {
+					t.Errorf("Unavailable[%d] = %q; want it to name %q", i, rep.Unavailable[i], w)
+				}
 			}
 		})
 	}

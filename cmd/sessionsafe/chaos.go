@@ -34,7 +34,7 @@ func chaosConfig(o *options) chaos.Config {
 	at, _ := parseIndices(o.faultsAt)
 	return chaos.Config{
 		Seed: o.seed, Workers: o.workers, Ops: o.ops, Duration: o.duration, FaultRate: o.faultRate,
-		From: o.from, FaultsAt: at, Plant: o.plant,
+		From: o.from, FaultsAt: at, Plant: o.plant, OpTimeout: o.opTimeout,
 		TerminateEvery: o.terminateEvery, RestartEvery: o.restartEvery, PauseEvery: o.pauseEvery,
 	}
 }
@@ -50,6 +50,9 @@ func replayCommand(backend string, cfg chaos.Config) string {
 	}
 	if cfg.From > 0 {
 		args = append(args, "-from", strconv.Itoa(cfg.From))
+	}
+	if cfg.OpTimeout > 0 {
+		args = append(args, "-op-timeout", cfg.OpTimeout.String())
 	}
 	args = append(args, "-fault-rate", strconv.FormatFloat(cfg.FaultRate, 'g', -1, 64))
 	if cfg.FaultsAt != nil && cfg.FaultRate > 0 {
@@ -206,9 +209,18 @@ func chaosPostgres(ctx context.Context, o *options, e *env, rep *report.Report, 
 			return chaos.Target{DSN: d.DSN, Admin: d.Admin, AppName: d.AppName, Server: target.Server}, func() { d.Close() }, nil
 		}
 		sh, err := chaos.Shrink(ctx, cfg, res, newTarget, shrinkBudget, shrinkAttempts, logw)
-		if err == nil {
+		switch {
+		case err != nil:
+		case sh.Err != nil:
+			// The smallest failing run passed a rerun: its failure was the moment's, not
+			// its own. The violation stands, with the whole run's replay.
+			fmt.Fprintf(e.stdout, "%s\n  the violation stands; replay the whole run\n", sh.Err)
+		case sh.Reduced:
 			shrunk = replayCommand("postgres", sh.Config)
-			fmt.Fprintf(e.stdout, "shrunk in %s (%d attempts) to %s\n  %s\n", sh.Took.Round(time.Millisecond), sh.Attempts, chaos.Describe(sh.Config), shrunk)
+			fmt.Fprintf(e.stdout, "shrunk in %s (%d attempts, the smallest failing %d more times alone) to %s\n  %s\n",
+				sh.Took.Round(time.Millisecond), sh.Attempts, chaos.Confirmations, chaos.Describe(sh.Config), shrunk)
+		default:
+			fmt.Fprintf(e.stdout, "could not shrink: no smaller run failed in %d attempts\n", sh.Attempts)
 		}
 	}
 	shrunkIdx := 0 // the violation Shrink starts from: the first of one operation

@@ -45,8 +45,9 @@ func usage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-7s %s\n", c.name, c.summary)
 	}
+	fmt.Fprintf(w, "  %-7s %s\n", "mutate", mutateSummary)
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Run 'sessionsafe <command> -h' for its flags. Exit codes: 0 clean, 1 violations, 2 usage/setup error or interrupted.")
+	fmt.Fprintln(w, "Run 'sessionsafe <command> -h' for its flags. Exit codes: 0 clean, 1 violations, 2 usage/setup error or interrupted, 3 replay did not reproduce.")
 }
 
 // run is the whole program, minus os.Exit: it returns the exit code.
@@ -62,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	case "-h", "-help", "--help", "help":
 		usage(stdout)
 		return exitOK
+	case "mutate":
+		return runMutate(ctx, args[1:], e)
 	}
 	for _, c := range commands() {
 		if c.name != args[0] {

@@ -67,6 +67,9 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{"negative-pause-every", []string{"chaos", "-pause-every", "-1s"}, nil, exitUsage, "-pause-every -1s"},
 		{"never-ends", []string{"chaos", "-duration", "0"}, nil, exitUsage, "-duration 0 and -ops 0"},
 		{"negative-ops", []string{"chaos", "-ops", "-3"}, nil, exitUsage, "-ops -3"},
+		{"op-timeout-zero", []string{"chaos", "-op-timeout", "0"}, nil, exitUsage, "-op-timeout 0s: must be positive"},
+		{"op-timeout-negative", []string{"replay", "-seed", "1", "-op-timeout", "-2s"}, nil, exitUsage, "-op-timeout -2s: must be positive"},
+		{"op-timeout-bad", []string{"chaos", "-op-timeout", "soon"}, nil, exitUsage, "-op-timeout"},
 		{"progress", []string{"chaos", "-progress", "fancy"}, nil, exitUsage, `-progress "fancy"`},
 		{"faults-at", []string{"replay", "-seed", "1", "-faults-at", "1,x"}, nil, exitUsage, "-faults-at"},
 		{"server-chaos-on-sqlmock", []string{"chaos", "-backend", "sqlmock", "-terminate-every", "1s"}, nil, exitUsage, "server chaos needs -backend postgres"},
@@ -148,6 +151,7 @@ func TestReplayCommandParses(t *testing.T) {
 		{"shrunk", chaos.Config{Seed: -3, Workers: 1, Ops: 18, From: 17, FaultRate: 0.1, FaultsAt: []int{17}, Plant: []mutant.Bug{mutant.RowsNotClosed}}},
 		{"no-faults", chaos.Config{Seed: 5, Workers: 2, Ops: 9, FaultRate: 0}},
 		{"duration-and-chaos", chaos.Config{Seed: 8, Workers: 8, Duration: 30 * time.Second, FaultRate: 0.03, TerminateEvery: 2 * time.Second}},
+		{"op-timeout", chaos.Config{Seed: 9, Workers: 400, Ops: 800, FaultRate: 0.03, OpTimeout: 45 * time.Second}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -169,8 +173,8 @@ func TestReplayCommandParses(t *testing.T) {
 			if want.FaultRate == 0 {
 				want.FaultsAt = nil
 			}
-			if fmt.Sprint(got.Seed, got.Workers, got.Ops, got.Duration, got.From, got.FaultRate, got.FaultsAt, got.Plant, got.TerminateEvery) !=
-				fmt.Sprint(want.Seed, want.Workers, want.Ops, want.Duration, want.From, want.FaultRate, want.FaultsAt, want.Plant, want.TerminateEvery) {
+			if fmt.Sprint(got.Seed, got.Workers, got.Ops, got.Duration, got.From, got.FaultRate, got.FaultsAt, got.Plant, got.TerminateEvery, got.OpTimeout) !=
+				fmt.Sprint(want.Seed, want.Workers, want.Ops, want.Duration, want.From, want.FaultRate, want.FaultsAt, want.Plant, want.TerminateEvery, want.OpTimeout) {
 				t.Errorf("replay %q parses to %+v; want %+v", cmd, got, want)
 			}
 		})
@@ -229,6 +233,32 @@ var _ = flag.ErrHelp
 // TestSelectionNeverPassesEmpty: a selection that runs no case is an error (exit 2), and an
 // operation whose clean recording fails is a failure (exit 1) even when the selection names
 // only cases its broken recording has none of.
+// TestReplayNotReproduced: a replay that passes says it did not reproduce the violation and
+// exits 3 — neither the clean run of 0 nor the violation of 1.
+func TestReplayNotReproduced(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want int
+		says string
+	}{
+		{"case-passes", []string{"replay", "-backend", "sqlmock", "-case", "UpdateThread/step-5-commit/pgerr=40001"}, exitNotReproduced, "NOT REPRODUCED: replay did not reproduce the violation"},
+		{"seed-passes", []string{"replay", "-backend", "sqlmock", "-seed", "1", "-workers", "1", "-ops", "3", "-progress", "off"}, exitNotReproduced, "NOT REPRODUCED: replay did not reproduce the violation"},
+		{"case-reproduces", []string{"replay", "-backend", "sqlmock", "-case", "UpdateThread/step-3-query/pgerr=40001", "-plant", "MetadataReadModifyWrite"}, exitViolations, "FAIL: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, context.Background(), noEnv, tt.args...)
+			if code != tt.want {
+				t.Errorf("sessionsafe %s: exit %d; want %d\nstdout: %s\nstderr: %s", strings.Join(tt.args, " "), code, tt.want, stdout, stderr)
+			}
+			if !strings.Contains(stdout, tt.says) || strings.Contains(stdout, "PASS") {
+				t.Errorf("sessionsafe %s: want %q and no PASS in the output:\n%s", strings.Join(tt.args, " "), tt.says, stdout)
+			}
+		})
+	}
+}
+
 func TestSelectionNeverPassesEmpty(t *testing.T) {
 	tests := []struct {
 		name     string

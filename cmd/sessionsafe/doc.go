@@ -9,6 +9,7 @@
 //	sessionsafe replay -case NAME | -seed N [chaos flags]
 //	sessionsafe serve  [-addr :8080] [-provider ...] [-dsn DSN] [-fault-rate r | -plan PLAN]
 //	sessionsafe summary report.json...
+//	sessionsafe mutate [-list] [-test "go test ./pkg"] [-operators a,b] [-shard i/n] [-parallel N] [-timeout d] [-report-json FILE] [packages]
 //
 // Report flags: -report-json FILE, -report-junit FILE, -report-html FILE, or -report-dir DIR
 // for all three (report.json, junit.xml, report.html).
@@ -16,7 +17,9 @@
 // Exit codes: 0 clean; 1 a violation was found (a session leaked, an invariant broke);
 // 2 a usage or setup error, a selection that matches no case, or a run interrupted (Ctrl-C)
 // before it completed, violations found or not — its partial report is still written, and
-// says it is partial. Every bad flag or DSN gets a one-line error naming it, and DSN
+// says it is partial; 3 a replay that ran to the end without a violation ("NOT REPRODUCED:
+// replay did not reproduce the violation") — a replay is asked for to see a violation
+// again, so its passing is not a clean run either. Every bad flag or DSN gets a one-line error naming it, and DSN
 // passwords never appear in output or reports.
 //
 // serve listens with the thread HTTP API (header X-User-ID names the caller) plus

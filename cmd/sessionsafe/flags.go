@@ -23,6 +23,9 @@ const (
 	exitOK         = 0 // clean
 	exitViolations = 1 // a violation was found
 	exitUsage      = 2 // bad usage, setup failure, or an interrupted run
+	// exitNotReproduced: replay ran to the end and passed — it did not reproduce what it
+	// was asked to, which is neither a clean bill (0) nor the violation (1).
+	exitNotReproduced = 3
 )
 
 // usageError is a bad flag or argument: one line, exit code 2.
@@ -80,6 +83,7 @@ type options struct {
 	workers  int
 
 	faultRate      float64
+	opTimeout      time.Duration
 	terminateEvery time.Duration
 	restartEvery   time.Duration
 	pauseEvery     time.Duration
@@ -179,10 +183,11 @@ func flagSet(cmd string, which int, o *options, getenv func(string) string, out 
 			o.seed, o.seedSet = n, true
 			return nil
 		})
-		fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to run (0: until -ops)")
+		fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to run (0: until -ops); with server chaos, also until each kind asked for has acted once")
 		fs.IntVar(&o.ops, "ops", 0, "how many operations in all (0: until -duration)")
 		fs.IntVar(&o.workers, "workers", 8, "concurrent workers")
 		fs.Float64Var(&o.faultRate, "fault-rate", 0.03, "probability of a fault at each driver step, 0..1")
+		fs.DurationVar(&o.opTimeout, "op-timeout", 0, "an operation still running after this long, not counting time queued for a connection, is a violation (default: 5s per 4 workers per CPU, at most 2m)")
 		fs.DurationVar(&o.terminateEvery, "terminate-every", 0, "server chaos: terminate a random backend of the run this often (postgres; 0: never)")
 		fs.DurationVar(&o.restartEvery, "restart-every", 0, "server chaos: restart the server this often (docker or local provider; 0: never)")
 		fs.DurationVar(&o.pauseEvery, "pause-every", 0, "server chaos: pause the whole server for 100-300ms this often (docker or local provider; 0: never)")
@@ -277,6 +282,9 @@ func (o *options) validate(fs *flag.FlagSet) error {
 		}
 		if o.ops < 0 {
 			return usagef("-ops %d: must not be negative", o.ops)
+		}
+		if set["op-timeout"] && o.opTimeout <= 0 {
+			return usagef("-op-timeout %s: must be positive (leave it out for the default, which grows with -workers)", o.opTimeout)
 		}
 		if o.duration == 0 && o.ops == 0 {
 			return usagef("-duration 0 and -ops 0: the run would never end; set one of them")

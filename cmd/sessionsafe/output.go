@@ -63,6 +63,9 @@ func finish(e *env, o *options, rep *report.Report) int {
 	case len(rep.Errors) > 0:
 		fmt.Fprintln(e.stdout, "ERROR: the run could not complete")
 		return exitUsage
+	case rep.Command == "replay":
+		fmt.Fprintln(e.stdout, "NOT REPRODUCED: replay did not reproduce the violation: the rerun passed")
+		return exitNotReproduced
 	}
 	fmt.Fprintln(e.stdout, "PASS: no violation")
 	return exitOK

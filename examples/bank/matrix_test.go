@@ -1,6 +1,8 @@
 package bank
 
 import (
+	"flag"
+	"os"
 	"testing"
 
 	"github.com/lib/pq"
@@ -39,9 +41,26 @@ func pgConfig(t *testing.T, driver string) scenarios.Config {
 	return cfg
 }
 
+var update = flag.Bool("update", false, "rewrite the golden traces in testdata (recorded on PostgreSQL)")
+
+// TestGolden records each bank operation on PostgreSQL and compares its
+// trace with testdata/<operation>.trace, the steps and rows the sqlmock
+// matrix replays; -update rewrites them. Each is recorded on a fresh
+// database, so its fixture (the first there) and its rows are the same every
+// time.
+func TestGolden(t *testing.T) {
+	for _, op := range catalog(theStore) {
+		scenarios.GoldenTests(t, "testdata", *update, pgConfig(t, "pgx"), op)
+	}
+}
+
 // TestMatrix puts every bank operation through every applicable fault at
-// every step on real PostgreSQL, through pgx stdlib and through lib/pq.
+// every step: on sqlmock (expectations generated from the golden traces),
+// and on real PostgreSQL through pgx stdlib and through lib/pq.
 func TestMatrix(t *testing.T) {
+	t.Run("sqlmock", func(t *testing.T) {
+		scenarios.RunTests(t, scenarios.Config{Backend: scenarios.Sqlmock, Golden: os.DirFS("testdata")}, catalog(theStore)...)
+	})
 	for _, driver := range drivers {
 		t.Run(driver, func(t *testing.T) {
 			scenarios.RunTests(t, pgConfig(t, driver), catalog(theStore)...)

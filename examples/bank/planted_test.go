@@ -138,10 +138,6 @@ func (s rowsLeftOpen) ListAccounts(ctx context.Context, owner string, p Page) ([
 // frame as its package directory and file name, then the line.
 const plantedAt = "bank/planted_test.go:"
 
-// externalMarked reports whether auditLog marks its call for the runner
-// (scenarios.External), so that a transaction held across it is seen.
-const externalMarked = true
-
 // TestPlantedBugsCaught runs the matrix on each planted store, through both
 // drivers, and requires the cases aimed at the bug to break the invariant
 // it breaks; a leak must be reported at the planted code's file and line.
@@ -153,29 +149,24 @@ func TestPlantedBugsCaught(t *testing.T) {
 		cases string // the cases run: a regexp on "step-N-kind/fault"
 		want  scenarios.Invariant
 		at    bool // the finding names the planted code's file:line
-		// needsExternal: caught only once the notifier marks its call.
-		needsExternal bool
 	}{
 		{"no-deferred-rollback/panic", func(db *sql.DB, n Notifier) accounts { return noDeferredRollback{NewStore(db, n)} },
-			opTransfer, `next/panic$`, scenarios.InvPool, true, false},
+			opTransfer, `next/panic$`, scenarios.InvPool, true},
 		{"no-deferred-rollback/panic/server", func(db *sql.DB, n Notifier) accounts { return noDeferredRollback{NewStore(db, n)} },
-			opTransfer, `next/panic$`, scenarios.InvServer, false, false},
+			opTransfer, `next/panic$`, scenarios.InvServer, false},
 		{"rows-left-open", func(db *sql.DB, n Notifier) accounts { return rowsLeftOpen{NewStore(db, n)} },
-			opListAccounts, `^step-0-clean/clean$`, scenarios.InvPool, true, false},
+			opListAccounts, `^step-0-clean/clean$`, scenarios.InvPool, true},
 		{"notifies-in-tx", func(db *sql.DB, n Notifier) accounts { return notifiesInTx{NewStore(db, n)} },
-			opTransfer, `^step-0-clean/clean$`, scenarios.InvLongTx, true, true},
+			opTransfer, `^step-0-clean/clean$`, scenarios.InvLongTx, true},
 		{"swallowed-error", func(db *sql.DB, n Notifier) accounts { return swallowedError{NewStore(db, n)} },
-			opTransfer, `query/error$`, scenarios.InvErrorSurfaced, false, false},
+			opTransfer, `query/error$`, scenarios.InvErrorSurfaced, false},
 		{"swallowed-error/all-or-nothing", func(db *sql.DB, n Notifier) accounts { return swallowedError{NewStore(db, n)} },
-			opTransfer, `query/error$`, scenarios.InvAllOrNothing, false, false},
+			opTransfer, `query/error$`, scenarios.InvAllOrNothing, false},
 	}
 	for _, driver := range drivers {
 		t.Run(driver, func(t *testing.T) {
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
-					if tt.needsExternal && !externalMarked {
-						t.Skip("caught once the audit log marks its call with scenarios.External (see external)")
-					}
 					op, ok := lookup(catalog(tt.store), tt.op)
 					if !ok {
 						t.Fatalf("no operation %s in the catalog", tt.op)

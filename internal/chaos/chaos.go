@@ -40,7 +40,7 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 		return nil, fmt.Errorf("%w: terminate chaos needs an admin pool", ErrConfig)
 	}
 	baseline := goleak.IgnoreCurrent()
-	rs := &runState{target: target}
+	rs := &runState{target: target, stopCh: make(chan struct{})}
 	pc, err := pgx.ParseConfig(target.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("%w: parse dsn: %v", ErrConfig, err)
@@ -48,7 +48,21 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 	pc.RuntimeParams["application_name"] = appName(target.AppName, 999) + "-verify"
 	cleanDB := sql.OpenDB(stdlib.GetConnector(*pc))
 	defer cleanDB.Close()
+	cleanDB.SetMaxOpenConns(cleanConns)
 	rs.clean = handlers.New(cleanDB)
+	n, err := connShare(ctx, target.Admin, cfg.Workers)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.connShare > 0 {
+		n = cfg.connShare
+	}
+	if n > 0 {
+		rs.slots = make(chan struct{}, n)
+		if cfg.Log != nil {
+			fmt.Fprintf(cfg.Log, "chaos: %d workers share %d connections of the server: an operation waiting for one is queued, its deadline stopped\n", cfg.Workers, n)
+		}
+	}
 	res := &Result{Seed: cfg.Seed, Workers: cfg.Workers, FaultOps: map[int][]int{}, WorkerOps: map[int]int{}}
 
 	workers := make([]*worker, 0, cfg.Workers)
@@ -66,9 +80,20 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 	}
 
 	start := time.Now()
-	var timer *time.Timer
+	var timers []*time.Timer
 	if cfg.Duration > 0 {
-		timer = time.AfterFunc(cfg.Duration, func() { rs.stopped.Store(true) })
+		timers = append(timers, time.AfterFunc(cfg.Duration, func() {
+			rs.durationDone.Store(true)
+			rs.endIfDone(&cfg)
+		}))
+		if cfg.serverChaos() {
+			// Server chaos that cannot act (a restart that keeps failing) must not keep
+			// the run going for ever.
+			longest := max(cfg.TerminateEvery, cfg.RestartEvery, cfg.PauseEvery)
+			timers = append(timers, time.AfterFunc(cfg.Duration+max(2*time.Minute, 10*longest), func() {
+				rs.stop()
+			}))
+		}
 	}
 	chaosCtx, stopChaos := context.WithCancel(ctx)
 	var chaosWG sync.WaitGroup
@@ -88,8 +113,8 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 		}()
 	}
 	wg.Wait()
-	if timer != nil {
-		timer.Stop()
+	for _, t := range timers {
+		t.Stop()
 	}
 	stopChaos()
 	chaosWG.Wait()
@@ -100,6 +125,7 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 		res.Operations += w.ops
 		res.WorkerOps[w.id] = w.next
 		res.Errors += w.errs
+		res.Queued += w.queued
 		res.Faults += w.inj.faults
 		res.Violations = append(res.Violations, w.violations...)
 		if len(w.faultOps) > 0 {
@@ -129,12 +155,51 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 	workers = nil
 	cleanDB.Close()
 	if !cfg.NoGoroutineCheck {
-		if err := leakcheck.FindGoroutines(ctx, append([]goleak.Option{baseline}, cfg.GoroutineOptions...)...); err != nil {
+		// goleak polls for a moment of its own; on a loaded machine the run's goroutines
+		// may take longer to end: go on polling for CheckTimeout.
+		opts := append([]goleak.Option{baseline}, cfg.GoroutineOptions...)
+		settle := time.Now().Add(cfg.CheckTimeout)
+		err := leakcheck.FindGoroutines(ctx, opts...)
+		for err != nil && time.Now().Before(settle) && ctx.Err() == nil {
+			err = leakcheck.FindGoroutines(ctx, opts...)
+		}
+		if err != nil {
 			res.Violations = append(res.Violations, Violation{Invariant: "goroutines", Worker: -1, OpIndex: -1,
 				Message: "goroutines outlived the run", Attribution: err.Error()})
 		}
 	}
 	return res, nil
+}
+
+// cleanConns bounds the pool that reads the ledgers back.
+const cleanConns = 4
+
+// connReserve is what a run leaves of the server's connections to its own checks: the
+// ledger pool (cleanConns) and the admin pool's server checks.
+const connReserve = cleanConns + 6
+
+// connShare returns how many connections the workers of a run may hold at once, or 0 when
+// they may all hold their pool's two: the server's max_connections, less its superuser
+// reserve, the client sessions already open and connReserve. Past it the server answers
+// "too many clients" (53300) — a failure of the run's own making, not of the code under
+// test — so workers beyond it queue for a connection instead. Without an admin pool
+// there is nothing to ask: no limit.
+func connShare(ctx context.Context, admin *sql.DB, workers int) (int, error) {
+	if admin == nil {
+		return 0, nil
+	}
+	var free int
+	err := admin.QueryRowContext(ctx, `SELECT current_setting('max_connections')::int
+		- current_setting('superuser_reserved_connections')::int
+		- (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int`).Scan(&free)
+	if err != nil {
+		return 0, fmt.Errorf("chaos: read the server's connection limit: %w", err)
+	}
+	free -= connReserve
+	if 2*workers <= free {
+		return 0, nil
+	}
+	return max(free, 1), nil
 }
 
 // quiesce runs the checks on the settled system: every pool, every server session, the
@@ -225,7 +290,14 @@ func serverChaos(ctx context.Context, cfg *Config, rs *runState, workers []*work
 		logf("%s", name)
 		return true
 	}
+	acted := func() {
+		if (cfg.TerminateEvery == 0 || res.Terminated > 0) && (cfg.RestartEvery == 0 || res.Restarts > 0) && (cfg.PauseEvery == 0 || res.Pauses > 0) {
+			rs.chaosActed.Store(true)
+			rs.endIfDone(cfg)
+		}
+	}
 	for {
+		acted()
 		select {
 		case <-ctx.Done():
 			return

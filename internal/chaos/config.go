@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -31,11 +32,15 @@ type Target struct {
 
 // Config is one chaos run.
 type Config struct {
-	Seed      int64
-	Workers   int
-	Ops       int           // operations in all, split across the workers (0: until Duration)
-	Duration  time.Duration // 0: until Ops
-	FaultRate float64       // probability of a fault at each eligible driver step
+	Seed    int64
+	Workers int
+	Ops     int // operations in all, split across the workers (0: until Duration)
+	// Duration bounds the run (0: until Ops). With server chaos, the run goes on past it
+	// until every kind configured (terminate, restart, pause) has acted at least once — a
+	// run that ended before its first restart would have tested nothing — but at most
+	// max(2 minutes, 10 of the longest period) past it.
+	Duration  time.Duration
+	FaultRate float64 // probability of a fault at each eligible driver step
 
 	From     int   // skip the operations of each stream before this index
 	FaultsAt []int // nil: faults anywhere; else only in these operations of each stream
@@ -46,9 +51,14 @@ type Config struct {
 	RestartEvery   time.Duration
 	PauseEvery     time.Duration
 
-	// OpTimeout bounds one operation; one still running then is a violation. Zero: 5s.
+	// OpTimeout bounds the time of one operation, not counting the time it was queued for
+	// a connection (opening one); one still running then is a violation. Zero:
+	// DefaultOpTimeout(Workers).
 	OpTimeout time.Duration
-	// CheckTimeout is how long the checks poll for things to settle. Zero: 2s.
+	// CheckTimeout is how long the checks poll for things to settle (connections back in
+	// the pool, sessions out of their transactions, goroutines ended) before what is still
+	// held is a finding. Zero: 2s for up to four workers per CPU, growing as OpTimeout does
+	// and for the same reason, at most 30s; it only costs time when something is held.
 	CheckTimeout time.Duration
 	// ServerCheckEvery runs the server check every this many operations of a worker
 	// (0: 200), besides quiescence.
@@ -65,6 +75,10 @@ type Config struct {
 	// GoroutineOptions are added to the goroutine check: the goroutines of the harness
 	// itself that a run may start (e.g. the waiter of a restarted local server).
 	GoroutineOptions []goleak.Option
+
+	// connShare, when set (tests), is the run's share of the server's connections instead
+	// of what the server has free.
+	connShare int
 
 	// Log, if set, gets one line per fault fired and per violation.
 	Log io.Writer
@@ -102,12 +116,32 @@ func (c *Config) validate() error {
 	return nil
 }
 
+// DefaultOpTimeout is the operation deadline of a run of workers when none is given: 5s
+// for up to four workers per CPU (runtime.GOMAXPROCS), and 5s more for every four more per
+// CPU, at most 2 minutes. An operation's own time is mostly waiting for a CPU — its
+// worker's goroutine, and its backend on the server, which on the machines this runs on
+// shares the cores — and with every worker busy each CPU serves its share of them in turn,
+// so a correct operation's latency grows in proportion to the workers per CPU. 5s is
+// the deadline that has held for the default 8 workers on a 2-core machine (four per CPU)
+// with room for a loaded machine; keeping the same ratio keeps a correct run at 400
+// workers from ending in a storm of deadline violations. What a deadline is for — an
+// operation hung on a lock or a connection its own code holds — is still caught, later.
+func DefaultOpTimeout(workers int) time.Duration {
+	return min(time.Duration(loadFactor(workers))*5*time.Second, 2*time.Minute)
+}
+
+// loadFactor is how many times four workers per CPU a run has, at least 1.
+func loadFactor(workers int) int {
+	perCPU := 4 * runtime.GOMAXPROCS(0)
+	return max((workers+perCPU-1)/perCPU, 1)
+}
+
 func (c *Config) defaults() {
 	if c.OpTimeout == 0 {
-		c.OpTimeout = 5 * time.Second
+		c.OpTimeout = DefaultOpTimeout(c.Workers)
 	}
 	if c.CheckTimeout == 0 {
-		c.CheckTimeout = 2 * time.Second
+		c.CheckTimeout = min(time.Duration(loadFactor(c.Workers))*2*time.Second, 30*time.Second)
 	}
 	if c.MaxThreads == 0 {
 		c.MaxThreads = 32
@@ -165,17 +199,20 @@ func (v Violation) String() string {
 
 // Result is the outcome of a run.
 type Result struct {
-	Seed        int64
-	Workers     int
-	Operations  int64
-	Errors      int64 // operations that returned an error (expected under faults)
-	Faults      int64
-	Terminated  int64
-	Restarts    int64
-	Pauses      int64
-	Acked       int64 // acknowledged writes checked by the ledger
-	Ambiguous   int64 // writes whose outcome the client could not know
-	Duration    time.Duration
+	Seed       int64
+	Workers    int
+	Operations int64
+	Errors     int64 // operations that returned an error (expected under faults)
+	Faults     int64
+	Terminated int64
+	Restarts   int64
+	Pauses     int64
+	Acked      int64 // acknowledged writes checked by the ledger
+	Ambiguous  int64 // writes whose outcome the client could not know
+	Duration   time.Duration
+	// Queued is the time operations spent queued for a connection, in all: not counted
+	// against their deadline.
+	Queued      time.Duration
 	Interrupted bool
 	Violations  []Violation
 	// WorkerOps is, per worker, the index after the last operation it ran.

@@ -3,6 +3,7 @@ package chaos
 import (
 	"errors"
 	"math"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -44,5 +45,33 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("validate: got %v; want an ErrConfig naming %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestDefaultOpTimeout: 5s up to four workers per CPU, 5s more per four more, at most 2m.
+func TestDefaultOpTimeout(t *testing.T) {
+	per := 4 * runtime.GOMAXPROCS(0)
+	tests := []struct {
+		name    string
+		workers int
+		want    time.Duration
+	}{
+		{"one", 1, 5 * time.Second},
+		{"four-per-cpu", per, 5 * time.Second},
+		{"one-more", per + 1, 10 * time.Second},
+		{"eight-per-cpu", 2 * per, 10 * time.Second},
+		{"capped", 100 * per, 2 * time.Minute},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := DefaultOpTimeout(tt.workers); got != tt.want {
+				t.Errorf("DefaultOpTimeout(%d) with GOMAXPROCS %d = %s; want %s", tt.workers, runtime.GOMAXPROCS(0), got, tt.want)
+			}
+		})
+	}
+	c := Config{Workers: 2 * per, Ops: 1}
+	c.defaults()
+	if c.OpTimeout != 10*time.Second || c.CheckTimeout != 4*time.Second {
+		t.Errorf("defaults for %d workers: OpTimeout %s, CheckTimeout %s; want 10s, 4s", c.Workers, c.OpTimeout, c.CheckTimeout)
 	}
 }

@@ -25,6 +25,24 @@
 // server committed or when server chaos (a terminated backend, a restart, a pause)
 // overlapped it.
 //
+// # Deadlines and load
+//
+// An operation still running after Config.OpTimeout of its own time is a deadline
+// violation. Its own time leaves out the time it was queued for a connection: the clock
+// stops while its worker's pool opens a connection (the server forking and authenticating a
+// backend, which on a busy machine with hundreds of workers dialling at once takes seconds)
+// and while it waits for a slot of the run's share of the server's connections — when the
+// workers' pools could hold more connections than the server has free (max_connections,
+// less its reserve and the sessions already open), they share what it has, an idle
+// connection is closed rather than kept, and a worker waits for a slot another worker's
+// connection holds. Either wait is load, not a finding. Waiting for a connection of its own
+// pool is not left out: a worker runs one operation at a time and the handlers use one
+// connection at a time, so its pool is empty only when its own code holds the connections.
+// Time spent waiting for a CPU or for a row lock is counted: the deadline's default
+// (DefaultOpTimeout) grows with the workers per CPU so that a correct run at many workers
+// stays within it, and the workers' users and threads are their own, so a lock wait is on
+// the worker's own sessions.
+//
 // Server chaos on demand: terminate the backends of a random worker, restart the server,
 // pause it briefly.
 //

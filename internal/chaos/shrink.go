@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -10,21 +11,44 @@ import (
 // NewTarget gives a fresh database for one shrinking attempt, and its cleanup.
 type NewTarget func(ctx context.Context) (Target, func(), error)
 
+// Confirmations is how many times Shrink reruns the smallest failing configuration it found
+// before it accepts it: every rerun must fail with the same invariant.
+const Confirmations = 3
+
+// ErrNotReproduced is what Shrunk.Err wraps when the smallest failing configuration did not
+// fail on every rerun: its failure came from something else running then (load left over
+// from the run, a neighbour's connections), not from the configuration.
+var ErrNotReproduced = errors.New("chaos: could not shrink: did not reproduce alone")
+
 // Shrunk is the outcome of Shrink: the smallest configuration found that still fails.
 type Shrunk struct {
 	Config    Config
-	Violation Violation // the violation the shrunk configuration produced
+	Violation Violation // the violation the shrunk configuration produced: of the same invariant as the one shrunk
 	Attempts  int
 	Took      time.Duration
-	Reduced   bool // false: nothing smaller failed; Config is the original
+	Reduced   bool // false: nothing smaller failed (or it did not reproduce); Config is the original
+	// Err, when set, says why Config is the original although a smaller configuration
+	// failed while shrinking: it wraps ErrNotReproduced, naming the configuration and how
+	// many of its reruns passed.
+	Err error
 }
 
 // Shrink looks for a smaller run that still breaks an invariant: one worker's stream instead
 // of all (the worker whose operation failed), no server chaos, fewer faults (none, only the
 // failing operation's, or a few fewer), fewer operations (cut after the failing one, start
 // later). Every attempt runs on a fresh database from newTarget. It stops after budget or
-// maxAttempts and returns the smallest failing configuration found.
+// maxAttempts and returns the smallest failing configuration found — once it has failed
+// again, with the same invariant, on each of Confirmations reruns of its own (these are not
+// bounded by budget or maxAttempts). One that passes a rerun is a failure the configuration
+// does not cause: Shrunk is then the original run's, with Err wrapping ErrNotReproduced.
 func Shrink(ctx context.Context, cfg Config, res *Result, newTarget NewTarget, budget time.Duration, maxAttempts int, log io.Writer) (Shrunk, error) {
+	return shrink(ctx, cfg, res, newTarget, budget, maxAttempts, log, Run)
+}
+
+// runFunc is Run, or a test's stand-in for it.
+type runFunc func(ctx context.Context, cfg Config, target Target) (*Result, error)
+
+func shrink(ctx context.Context, cfg Config, res *Result, newTarget NewTarget, budget time.Duration, maxAttempts int, log io.Writer, run runFunc) (Shrunk, error) {
 	start := time.Now()
 	out := Shrunk{Config: cfg}
 	if len(res.Violations) == 0 {
@@ -37,38 +61,75 @@ func Shrink(ctx context.Context, cfg Config, res *Result, newTarget NewTarget, b
 			break
 		}
 	}
+	want := out.Violation.Invariant
 	deadline := start.Add(budget)
-	try := func(c Config) (*Result, bool) {
-		if out.Attempts >= maxAttempts || time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, false
-		}
-		out.Attempts++
+	attempt := func(c Config, what string) (*Result, bool) {
 		tg, cleanup, err := newTarget(ctx)
 		if err != nil {
 			if log != nil {
-				fmt.Fprintf(log, "shrink: attempt %d: no database: %v\n", out.Attempts, err)
+				fmt.Fprintf(log, "shrink: %s: no database: %v\n", what, err)
 			}
 			return nil, false
 		}
 		defer cleanup()
 		c.Counters, c.Log, c.NoGoroutineCheck = nil, nil, true
-		r, err := Run(ctx, c, tg)
-		failed := err == nil && !r.Interrupted && len(r.Violations) > 0
+		r, err := run(ctx, c, tg)
+		// It fails the same way, or it is not the violation being shrunk: a run that
+		// breaks another invariant (a deadline on a loaded machine) is no smaller case.
+		failed := err == nil && !r.Interrupted && hasInvariant(r, want)
 		if log != nil {
-			fmt.Fprintf(log, "shrink: attempt %d: %s -> %s\n", out.Attempts, Describe(c), verdict(failed))
+			fmt.Fprintf(log, "shrink: %s: %s -> %s\n", what, Describe(c), verdict(failed))
 		}
 		return r, failed
+	}
+	try := func(c Config) (*Result, bool) {
+		if out.Attempts >= maxAttempts || time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, false
+		}
+		out.Attempts++
+		return attempt(c, fmt.Sprintf("attempt %d", out.Attempts))
 	}
 	curRes := res
 	accept := func(c Config, r *Result) {
 		curRes = r
 		out.Config, out.Reduced = c, true
-		out.Violation = r.Violations[0]
 		for _, v := range r.Violations {
-			if v.OpIndex >= 0 {
+			if v.Invariant == want {
 				out.Violation = v
-				break
+				if v.OpIndex >= 0 {
+					break
+				}
 			}
+		}
+	}
+	original := out
+	// confirm reruns the smallest failing configuration alone: it is accepted only if every
+	// rerun fails with the same invariant; else the original run is what is reported.
+	confirm := func() {
+		if !out.Reduced {
+			return
+		}
+		passed := 0
+		for i := 1; i <= Confirmations && ctx.Err() == nil; i++ {
+			_, failed := attempt(out.Config, fmt.Sprintf("rerun %d of %d", i, Confirmations))
+			if !failed {
+				passed++
+			}
+		}
+		if passed == 0 && ctx.Err() == nil {
+			return
+		}
+		smallest := out.Config
+		attempts := out.Attempts
+		out = original
+		out.Attempts = attempts
+		if ctx.Err() != nil {
+			out.Err = fmt.Errorf("%w: %s was not rerun to the end: %w", ErrNotReproduced, Describe(smallest), ctx.Err())
+		} else {
+			out.Err = fmt.Errorf("%w: %s failed while shrinking, then passed %d of %d reruns", ErrNotReproduced, Describe(smallest), passed, Confirmations)
+		}
+		if log != nil {
+			fmt.Fprintf(log, "shrink: %v\n", out.Err)
 		}
 	}
 	cur := cfg
@@ -110,6 +171,7 @@ func Shrink(ctx context.Context, cfg Config, res *Result, newTarget NewTarget, b
 		}
 	}
 	if out.Violation.Worker < 0 || cur.Workers != 1 {
+		confirm()
 		out.Took = time.Since(start)
 		return out, nil
 	}
@@ -178,8 +240,22 @@ func Shrink(ctx context.Context, cfg Config, res *Result, newTarget NewTarget, b
 			out.Config = cur
 		}
 	}
+	confirm()
 	out.Took = time.Since(start)
 	return out, nil
+}
+
+// hasInvariant reports whether r has a violation of invariant inv.
+func hasInvariant(r *Result, inv string) bool {
+	if r == nil {
+		return false
+	}
+	for _, v := range r.Violations {
+		if v.Invariant == inv {
+			return true
+		}
+	}
+	return false
 }
 
 // last keeps the indices up to and including upTo.

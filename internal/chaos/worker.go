@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -93,14 +94,38 @@ type worker struct {
 	faultOps    []int
 	violations  []Violation
 	readProblem string
+
+	op     atomic.Pointer[opContext] // the operation under way (nil between operations)
+	queued time.Duration             // time operations spent queued for a connection
 }
 
 // runState is shared by the workers of one run.
 type runState struct {
 	epoch   atomic.Int64 // bumped at the start and at the end of every server chaos action: odd while one runs
 	target  Target
+	slots   chan struct{}     // the run's share of the server's connections (nil: no limit)
 	clean   *handlers.Service // on a pool of its own, no fault, no planted bug: reads back the truth
 	stopped atomic.Bool
+	stopCh  chan struct{} // closed with stopped set (stop)
+	once    sync.Once
+
+	durationDone atomic.Bool // the run's duration has passed
+	chaosActed   atomic.Bool // every kind of server chaos configured has acted
+}
+
+// endIfDone stops the workers once the duration has passed and, with server chaos, every
+// kind of it has acted at least once.
+func (rs *runState) endIfDone(cfg *Config) {
+	if rs.durationDone.Load() && (!cfg.serverChaos() || rs.chaosActed.Load()) {
+		rs.stop()
+	}
+}
+
+// stop tells the workers to start no more operations, and the ones queued for a connection
+// to give up.
+func (rs *runState) stop() {
+	rs.stopped.Store(true)
+	rs.once.Do(func() { close(rs.stopCh) })
 }
 
 // overlapped reports whether server chaos ran at any moment since epoch was read.
@@ -122,13 +147,24 @@ func newWorker(id int, cfg *Config, rs *runState) (*worker, error) {
 	if cfg.Counters != nil {
 		w.inj.onFault = func() { cfg.Counters.Faults.Add(1) }
 	}
-	var conn = stdlib.GetConnector(*pc)
+	conn := drvwrap.WrapConnector(stdlib.GetConnector(*pc), newConnQueue(&w.op, rs.slots, rs.stopCh).hooks())
 	if !cfg.NoChecks {
 		conn = drvwrap.WrapConnector(w.tracker.WrapConnector(conn), w.inj.hooks())
 	}
 	w.db = sql.OpenDB(conn)
 	w.db.SetMaxOpenConns(2)
 	w.db.SetMaxIdleConns(2)
+	switch {
+	case rs.slots == nil:
+	case cfg.Workers < cap(rs.slots):
+		// The run shares the server's connections out: one idle connection a worker
+		// may keep (the handlers use one at a time), and there is a slot left over.
+		w.db.SetMaxIdleConns(1)
+	default:
+		// More workers than slots: an idle connection would keep its slot from a
+		// worker that needs it.
+		w.db.SetMaxIdleConns(0)
+	}
 	w.titles = &titleGen{tracker: w.tracker}
 	w.svc = handlers.New(w.db, handlers.WithTitleGenerator(w.titles))
 	return w, nil
@@ -200,8 +236,14 @@ func (w *worker) step(runCtx context.Context, i int) bool {
 		op = handlers.OpCreateThread
 	}
 
-	ctx, cancel := context.WithTimeout(runCtx, w.cfg.OpTimeout)
+	octx, cancel := newOpContext(runCtx, w.cfg.OpTimeout)
 	defer cancel()
+	w.op.Store(octx)
+	defer func() {
+		w.op.Store(nil)
+		w.queued += octx.queuedFor()
+	}()
+	var ctx context.Context = octx
 	if len(w.cfg.Plant) > 0 {
 		ctx = mutant.With(ctx, w.cfg.Plant...)
 	}
@@ -235,12 +277,13 @@ func (w *worker) step(runCtx context.Context, i int) bool {
 	if w.cfg.NoChecks {
 		return true
 	}
-	if runCtx.Err() != nil {
+	if runCtx.Err() != nil || errors.Is(err, errRunEnded) {
 		// Interrupted: the operation was cut short by the run ending, not by a fault.
 		return false
 	}
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == context.DeadlineExceeded && !w.run.overlapped(epoch) {
-		w.violate(i, op, fired, "deadline", fmt.Sprintf("the operation was still running after %s", w.cfg.OpTimeout), "")
+		w.violate(i, op, fired, "deadline", fmt.Sprintf("the operation was still running after %s of its own time (not counting %s queued for a connection)",
+			w.cfg.OpTimeout, octx.queuedFor().Round(time.Millisecond)), "")
 		return false
 	}
 	checkCtx, cancelCheck := context.WithTimeout(runCtx, w.cfg.CheckTimeout+time.Second)
@@ -319,6 +362,10 @@ func (w *worker) checkServer(runCtx context.Context, i int) bool {
 }
 
 func (w *worker) violate(i int, op string, fired []string, inv, msg, attribution string) {
+	if w.run.slots != nil {
+		// The worker stops here: its idle connections give their slots back.
+		defer w.db.SetMaxIdleConns(0)
+	}
 	v := Violation{Invariant: inv, Worker: w.id, StreamSeed: w.seed, OpIndex: i, Operation: op, Faults: fired,
 		Message: msg, Trace: w.inj.trace(), Attribution: attribution}
 	w.violations = append(w.violations, v)

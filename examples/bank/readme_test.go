@@ -1,0 +1,71 @@
+package bank
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/sessionsafe/sessionsafe/pgtest"
+	"github.com/sessionsafe/sessionsafe/scenarios"
+)
+
+// README:begin
+// TestTransferLeaksNothing puts Store.Transfer through every fault at every
+// step on a real PostgreSQL: each case must surface its error (or be
+// retried), leave the balances all-or-nothing, and leak no connection,
+// transaction, lock or goroutine.
+func TestTransferLeaksNothing(t *testing.T) {
+	db := pgtest.New(t, pgtest.WithMigration("bank-v1", Migrate)) // a fresh database
+	type accounts struct{ from, to int64 }
+	scenarios.RunTests(t, scenarios.Config{
+		Backend: scenarios.Postgres,
+		DSN:     db.DSN, DB: db.DB, Admin: db.Admin, AppName: db.AppName,
+	}, scenarios.Operation{
+		Name: "Transfer",
+		Setup: func(ctx context.Context, plain *sql.DB) (scenarios.Fixture, error) {
+			s := NewStore(plain, nil) // fresh rows per case, on a plain pool
+			from, err := s.CreateAccount(ctx, "alice", 100)
+			if err != nil {
+				return nil, err
+			}
+			to, err := s.CreateAccount(ctx, "bob", 0)
+			return accounts{from.ID, to.ID}, err
+		},
+		Run: func(ctx context.Context, pool *sql.DB, fx scenarios.Fixture) error {
+			a := fx.(accounts) // pool is instrumented: every call on it can fail
+			_, err := NewStore(pool, nil).Transfer(ctx, a.from, a.to, 30)
+			return err
+		},
+		State: func(ctx context.Context, plain *sql.DB, fx scenarios.Fixture) (string, error) {
+			a := fx.(accounts)
+			var from, to int64
+			err := plain.QueryRowContext(ctx, `SELECT
+				(SELECT balance FROM accounts WHERE id = $1),
+				(SELECT balance FROM accounts WHERE id = $2)`, a.from, a.to).Scan(&from, &to)
+			return fmt.Sprintf("from=%d to=%d", from, to), err
+		},
+	})
+}
+
+// README:end
+
+// TestREADMEShowsThisFile keeps the README's "On your own code" example the
+// code above, which compiles and runs with the package's tests.
+func TestREADMEShowsThisFile(t *testing.T) {
+	src, err := os.ReadFile("readme_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, _ := strings.Cut(string(src), "// README:begin\n")
+	example, _, _ := strings.Cut(after, "\n// README:end")
+	if !strings.Contains(string(readme), "```go\n"+example+"```") {
+		t.Errorf("README.md does not show examples/bank/readme_test.go's example verbatim; copy the lines between README:begin and README:end into its \"On your own code\" section:\n%s", example)
+	}
+}

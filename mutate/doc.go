@@ -1,0 +1,36 @@
+// Package mutate is session-aware mutation testing for any Go package that talks to Postgres
+// through database/sql (any driver) or pgx (pgx.Tx, pgx.Conn, pgxpool).
+//
+// A general mutation tester flips arithmetic; mutate plants the bugs that leak or corrupt a
+// database session — a rollback dropped from an error path, rows never closed, a commit error
+// ignored, a statement sent to the pool from inside a transaction, FOR UPDATE removed — and
+// asks whether the package's tests notice. Sites are found with type information: a Rollback
+// on a *sql.Tx or a pgx.Tx is a site, a method that merely happens to be named Rollback is not.
+//
+// Find loads the packages and returns one Mutant per site and operator; Run applies one mutant
+// at a time through the go command's -overlay flag (the mutated file is written to a temporary
+// directory; the source tree is never written), runs the tests and classifies each mutant as
+// killed (naming the test that failed and the first line of its failure), survived, timed out
+// or not covered (no test reaches the package, or the mutant does not build):
+//
+//	mutants, err := mutate.Find(ctx, []string{"./store"})
+//	...
+//	rep, err := mutate.Run(ctx, mutants, mutate.WithParallel(2))
+//	...
+//	rep.WriteText(os.Stdout) // the kill table, then every survivor with its diff
+//
+// By default Run tests the mutated package and every package of its module whose tests
+// import it, directly or not, with go test -count=1 -vet=off (vet would fail some mutants
+// before a test runs, hiding whether a test catches them). WithTest replaces that with any
+// command; the overlay then reaches it through GOFLAGS, so the command must run the go tool.
+//
+// Each mutant's tests run in a process session of their own (on Linux): when a mutant times
+// out, everything its tests started — a Postgres server in a process group of its own
+// included — gets SIGINT, then SIGKILL, so no server outlives the run. A Docker container a
+// test started is beyond reach: the test's own cleanup must remove it.
+//
+// Limits: a mutant is one contiguous textual change made by one operator; SQL is mutated
+// only where its text is a string literal or a constant of the package passed to a database
+// call; calls through a querier interface (the sqlc DBTX shape) count as database calls, but
+// values passed through struct fields or closures are not followed.
+package mutate
