@@ -114,6 +114,16 @@ type Config struct {
 	NoGoroutineCheck bool
 	// CheckTimeout bounds each leak check's polling; zero: 2s.
 	CheckTimeout time.Duration
+	// CancelBlocked (Postgres, with DSN and Admin) adds the fault
+	// "cancel-blocked" at every exec and query step whose SQL names a table
+	// the open transaction has not touched: another session locks the
+	// table, and once the step waits for that lock on the server the
+	// caller's context is cancelled; the call must return within
+	// faults.CancelBlockedBound with the cancellation, its statement no
+	// longer waiting on the server. A call that ignores the caller's context
+	// is a context-honoured finding naming it. Off by default: each such
+	// case costs a lock round trip and a cancellation.
+	CancelBlocked bool
 	// NoSessionCheck turns the session-state check off (Postgres: every
 	// idle connection of the case's pool must carry the session state a
 	// fresh connection carries — no session-level SET, advisory lock, temp
@@ -591,14 +601,20 @@ func (r *Runner) faultsAt(k faults.StepKind, earlier faults.Trace, sql string, p
 		return r.cfg.Faults(k)
 	}
 	var out []faults.Fault
-	for _, f := range faults.Applicable(k, r.cfg.Backend) {
+	candidates := faults.Applicable(k, r.cfg.Backend)
+	if r.cfg.CancelBlocked && r.cfg.Backend == Postgres && (k == faults.StepExec || k == faults.StepQuery) && tableRE.MatchString(sql) {
+		candidates = append(candidates, faults.Fault{Kind: faults.KindCancelBlocked})
+	}
+	for _, f := range candidates {
+		locks := f.Kind == faults.KindLock || f.Kind == faults.KindStmtTimeout || f.Kind == faults.KindCancelBlocked
 		switch {
 		case f.Kind.NeedsWire() && r.wire == nil, f.Kind.NeedsServer() && r.server == nil,
-			(f.Kind == faults.KindLock || f.Kind == faults.KindStmtTimeout) && r.lockDB == nil:
+			locks && r.lockDB == nil:
 			continue // no mechanism: see Unavailable
 		case !faultPossible(f, k, p):
 			continue
-		case (f.Kind == faults.KindLock || f.Kind == faults.KindStmtTimeout) && touchedInTx(earlier, sql):
+		case f.Kind == faults.KindCancelBlocked && p.inTx && touchedInTx(earlier, sql),
+			f.Kind != faults.KindCancelBlocked && locks && touchedInTx(earlier, sql):
 			// The other session cannot take its lock on a table the
 			// transaction under test holds a lock on already.
 			continue
@@ -792,6 +808,10 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 		find(InvContext, trace, "the call at step %d (%s%s) did not run on the caller's context: the cancel fault found a context that "+
 			"does not come from the caller (context.Background(), or one the code made itself), so the caller's cancellation and deadline never reach it; pass the caller's ctx down",
 			fired[0].Step.Index, fired[0].Step.Kind, sqlSuffix(fired[0].Step.SQL))
+	}
+
+	if len(fired) > 0 && fired[0].Unheeded != nil {
+		find(InvContext, trace, "%v", fired[0].Unheeded)
 	}
 
 	// The error surfaced, or the retry succeeded.
@@ -1059,7 +1079,7 @@ func faultError(f faults.Fault) error {
 		return faults.PgError(f.Code)
 	case faults.KindBadConn:
 		return driver.ErrBadConn
-	case faults.KindCancel:
+	case faults.KindCancel, faults.KindCancelBlocked:
 		return context.Canceled
 	}
 	return faults.ErrInjected

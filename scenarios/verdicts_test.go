@@ -356,3 +356,65 @@ func TestLeakedLockBounded(t *testing.T) {
 		}
 	})
 }
+
+// bumpWithoutCancel is a bug: its write keeps the caller's values but drops
+// its cancellation (context.WithoutCancel), so a cancelled caller waits for
+// as long as the statement is blocked.
+var bumpWithoutCancel = verdictOp("BumpWithoutCancel", func(ctx context.Context, db *sql.DB, key string) error {
+	_, err := db.ExecContext(context.WithoutCancel(ctx), bumpSQL, key)
+	return err
+})
+
+// bumpInTx bumps in a transaction, on the caller's context.
+var bumpInTx = setInTx("BumpInTx", "SELECT 1")
+
+// TestCancelBlocked: with Config.CancelBlocked, a statement blocked on a lock
+// when the caller's context is cancelled must return promptly with the
+// cancellation. Code that passes the caller's context down is clean (in and
+// out of a transaction); a call on context.WithoutCancel stays blocked and
+// one on context.Background() cannot be cancelled at all: both are
+// context-honoured findings naming the statement.
+func TestCancelBlocked(t *testing.T) {
+	cfg := kvConfig(t)
+	cfg.CancelBlocked = true
+	isCancelBlocked := func(c Case) bool { return c.Fault.Kind == faults.KindCancelBlocked }
+	tests := []struct {
+		name  string
+		op    Operation
+		cases int    // cancel-blocked cases wanted
+		want  string // in the context-honoured finding; "": clean
+	}{
+		{"caller-context", readThenBump, 2, ""},
+		{"in-transaction", bumpInTx, 1, ""},
+		{"without-cancel", bumpWithoutCancel, 1, "does not honour the caller's context"},
+		{"background", readThenBumpBackground, 2, "did not run on the caller's context"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			rep := runOnly(t, cfg, tt.op, isCancelBlocked)
+			if len(rep.Results) != tt.cases {
+				t.Errorf("got %d cancel-blocked cases; want %d", len(rep.Results), tt.cases)
+			}
+			for _, res := range rep.Results {
+				if !res.Fired {
+					t.Errorf("%s: the fault never fired", res.Case)
+				}
+				if tt.want == "" || !strings.HasPrefix(res.Case.SQL, "UPDATE") {
+					for _, f := range res.Findings {
+						t.Errorf("false alarm:\n%s", f.Error())
+					}
+					continue
+				}
+				found := false
+				for _, f := range res.Findings {
+					found = found || (f.Invariant == InvContext && strings.Contains(f.Message, tt.want) && strings.Contains(f.Message, "UPDATE kv"))
+				}
+				if !found {
+					t.Errorf("%s: got findings [%s]; want %q saying %q and naming the UPDATE", res.Case, invariantsOf(res), InvContext, tt.want)
+				}
+			}
+			t.Logf("%d cancel-blocked cases in %s", len(rep.Results), time.Since(start).Round(time.Millisecond))
+		})
+	}
+}
