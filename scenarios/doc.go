@@ -56,13 +56,20 @@
 //     [Config].NoSessionCheck);
 //   - every database call ran on the caller's context: a cancel fault that
 //     finds a context of the operation's own (context.Background()) at a
-//     call is an [InvContext] finding;
+//     call is an [InvContext] finding, and so is, with
+//     [Config].CancelBlocked, a statement still blocked on a lock
+//     faults.CancelBlockedBound after the caller's context was cancelled;
 //   - on sqlmock, the expectations generated from the operation's golden trace
 //     (the prefix before the fault, then the rollback, then the whole unit
 //     again when it retries) were met (ExpectationsWereMet).
 //
 // Every case runs under a deadline ([Config].Timeout); a hang is a finding that
-// carries the goroutine dump. The checks run while the case's context is
+// carries the goroutine dump. Every other wait of a case is bounded too —
+// Setup and the state read-back by the same timeout, the leak and session
+// checks by [Config].CheckTimeout, clearing the server — and a wait that
+// outlives its bound is a deadline finding naming the sessions waiting for
+// a lock and the ones holding it; what a case left behind is ended before
+// the next case's Setup, so one leaked lock does not stop the matrix. The checks run while the case's context is
 // still live (database/sql rolls back a forgotten transaction when its
 // context ends, which would hide it); after a case with findings the runner
 // terminates the sessions of the application name and opens a fresh pool, so
