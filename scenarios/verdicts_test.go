@@ -418,3 +418,29 @@ func TestCancelBlocked(t *testing.T) {
 		})
 	}
 }
+
+// TestStmtNeverClosedOnSqlmock: on sqlmock, a statement the golden trace
+// shows closed is expected closed, so a regression that drops the Close
+// (the buggy run against the correct code's golden trace) fails the clean
+// case's expectations; the correct code passes its whole matrix.
+func TestStmtNeverClosedOnSqlmock(t *testing.T) {
+	cfg := Config{Backend: Sqlmock, Golden: os.DirFS("testdata")}
+	t.Run("closed", func(t *testing.T) {
+		rep := runOnly(t, cfg, preparedClosed, func(Case) bool { return true })
+		for _, f := range rep.Findings() {
+			t.Errorf("false alarm on code that closes its statement:\n%s", f.Error())
+		}
+	})
+	t.Run("close-dropped", func(t *testing.T) {
+		regressed := preparedNeverClosed
+		regressed.Name = preparedClosed.Name // the golden trace of the correct code
+		rep := runOnly(t, cfg, regressed, Case.Clean)
+		found := false
+		for _, f := range rep.Findings() {
+			found = found || (f.Invariant == InvExpectations && strings.Contains(f.Message, "closed"))
+		}
+		if !found {
+			t.Errorf("got findings %v; want %q saying the prepared statement was not closed", rep.Findings(), InvExpectations)
+		}
+	})
+}
