@@ -56,9 +56,9 @@
 //     [Config].NoSessionCheck);
 //   - every database call ran on the caller's context: a cancel fault that
 //     finds a context of the operation's own (context.Background()) at a
-//     call is an [InvContext] finding, and so is, with
-//     [Config].CancelBlocked, a statement still blocked on a lock
-//     faults.CancelBlockedBound after the caller's context was cancelled;
+//     call is an [InvContext] finding, and so is a statement still blocked
+//     on a lock faults.CancelBlockedBound after the fault "cancel-blocked"
+//     cancelled the caller's context (off with [Config].NoCancelBlocked);
 //   - on sqlmock, the expectations generated from the operation's golden trace
 //     (the prefix before the fault, then the rollback, then the whole unit
 //     again when it retries) were met (ExpectationsWereMet).

@@ -114,16 +114,15 @@ type Config struct {
 	NoGoroutineCheck bool
 	// CheckTimeout bounds each leak check's polling; zero: 2s.
 	CheckTimeout time.Duration
-	// CancelBlocked (Postgres, with DSN and Admin) adds the fault
-	// "cancel-blocked" at every exec and query step whose SQL names a table
-	// the open transaction has not touched: another session locks the
-	// table, and once the step waits for that lock on the server the
-	// caller's context is cancelled; the call must return within
+	// NoCancelBlocked leaves out the fault "cancel-blocked", tried by
+	// default on Postgres (with DSN and Admin) at every exec and query step
+	// whose SQL names a table the open transaction has not touched: another
+	// session locks the table, and once the step waits for that lock on the
+	// server the caller's context is cancelled; the call must return within
 	// faults.CancelBlockedBound with the cancellation, its statement no
 	// longer waiting on the server. A call that ignores the caller's context
-	// is a context-honoured finding naming it. Off by default: each such
-	// case costs a lock round trip and a cancellation.
-	CancelBlocked bool
+	// is a context-honoured finding naming it.
+	NoCancelBlocked bool
 	// NoSessionCheck turns the session-state check off (Postgres: every
 	// idle connection of the case's pool must carry the session state a
 	// fresh connection carries — no session-level SET, advisory lock, temp
@@ -544,7 +543,7 @@ func unavailableFaults(cfg Config, wire, server, lock bool) []string {
 		out = append(out, "server faults (terminate, lock, stmt-timeout) left out: no Config.Admin and Config.AppName; "+
 			"give an admin pool and the application_name the operation's connections carry")
 	} else if !lock {
-		out = append(out, "lock and stmt-timeout faults left out: they take their locks on a pool of their own opened from Config.DSN; give Config.DSN")
+		out = append(out, "lock, stmt-timeout and cancel-blocked faults left out: they take their locks on a pool of their own opened from Config.DSN; give Config.DSN")
 	}
 	return out
 }
@@ -602,7 +601,7 @@ func (r *Runner) faultsAt(k faults.StepKind, earlier faults.Trace, sql string, p
 	}
 	var out []faults.Fault
 	candidates := faults.Applicable(k, r.cfg.Backend)
-	if r.cfg.CancelBlocked && r.cfg.Backend == Postgres && (k == faults.StepExec || k == faults.StepQuery) && tableRE.MatchString(sql) {
+	if !r.cfg.NoCancelBlocked && r.cfg.Backend == Postgres && (k == faults.StepExec || k == faults.StepQuery) && tableRE.MatchString(sql) {
 		candidates = append(candidates, faults.Fault{Kind: faults.KindCancelBlocked})
 	}
 	for _, f := range candidates {

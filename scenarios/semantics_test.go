@@ -316,12 +316,12 @@ func TestUnavailableSaysWhy(t *testing.T) {
 			c := base
 			c.DSN, c.Connector = "", stdlib.GetConnector(*pc)
 			return c
-		}, []string{"wire faults", "lock and stmt-timeout"}},
+		}, []string{"wire faults", "lock, stmt-timeout and cancel-blocked"}},
 		{"connector-with-wire", func() Config {
 			c := base
 			c.DSN, c.Connector, c.Wire = "", stdlib.GetConnector(wired), wire
 			return c
-		}, []string{"lock and stmt-timeout"}},
+		}, []string{"lock, stmt-timeout and cancel-blocked"}},
 		{"connector-without-admin", func() Config {
 			c := base
 			c.DSN, c.Connector, c.Wire, c.Admin, c.AppName = "", stdlib.GetConnector(wired), wire, nil, ""

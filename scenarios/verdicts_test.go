@@ -368,7 +368,7 @@ var bumpWithoutCancel = verdictOp("BumpWithoutCancel", func(ctx context.Context,
 // bumpInTx bumps in a transaction, on the caller's context.
 var bumpInTx = setInTx("BumpInTx", "SELECT 1")
 
-// TestCancelBlocked: with Config.CancelBlocked, a statement blocked on a lock
+// TestCancelBlocked: a statement blocked on a lock
 // when the caller's context is cancelled must return promptly with the
 // cancellation. Code that passes the caller's context down is clean (in and
 // out of a transaction); a call on context.WithoutCancel stays blocked and
@@ -376,7 +376,6 @@ var bumpInTx = setInTx("BumpInTx", "SELECT 1")
 // context-honoured findings naming the statement.
 func TestCancelBlocked(t *testing.T) {
 	cfg := kvConfig(t)
-	cfg.CancelBlocked = true
 	isCancelBlocked := func(c Case) bool { return c.Fault.Kind == faults.KindCancelBlocked }
 	tests := []struct {
 		name  string
