@@ -10,6 +10,15 @@ export TESTCONTAINERS_RYUK_DISABLED ?= true
 
 .PHONY: all test lint bench pg-image chaos chaos-nightly
 
+# PG_VIA prints (as a shell command in a recipe) where the Postgres of a run comes from, as
+# pgtest will choose it: SESSIONSAFE_PG_PROVIDER when set, else the DSN, the image, or what
+# is left (Docker's default image when Docker is reachable, else local binaries).
+PG_VIA = case "$${SESSIONSAFE_PG_PROVIDER:-auto}" in \
+	auto) if [ -n "$$SESSIONSAFE_PG_DSN" ]; then echo "the server of SESSIONSAFE_PG_DSN"; \
+		elif [ -n "$$SESSIONSAFE_PG_IMAGE" ]; then echo "Docker ($$SESSIONSAFE_PG_IMAGE)"; \
+		else echo "Docker, else local PostgreSQL binaries"; fi;; \
+	*) echo "the $$SESSIONSAFE_PG_PROVIDER provider";; esac
+
 all: lint test
 
 ## test: the whole suite, under the race detector, sqlmock and real Postgres.
@@ -20,11 +29,15 @@ test:
 	@set -e; \
 	if [ -z "$$SESSIONSAFE_PG_IMAGE" ] || [ "$$SESSIONSAFE_PG_IMAGE" = "$(PG_IMAGE)" ]; then \
 		if docker info >/dev/null 2>&1; then \
+			echo "make test: checking the Postgres image $(PG_IMAGE) (built from this machine's PostgreSQL; quick when unchanged)"; \
 			if scripts/pg-image.sh $(PG_IMAGE); then export SESSIONSAFE_PG_IMAGE=$(PG_IMAGE); \
 			else echo "make test: could not build $(PG_IMAGE); pgtest falls back to local PostgreSQL binaries"; fi; \
 		else echo "make test: Docker not reachable; pgtest uses local PostgreSQL binaries (or SESSIONSAFE_PG_DSN)"; fi; \
 	fi; \
 	report=$$(mktemp); export SESSIONSAFE_PG_REPORT=$$report; status=0; \
+	n=$$($(GO) list $(PKGS) | wc -l); via=$$($(PG_VIA)); \
+	echo "make test: go test -race: $$n packages, sqlmock and a real Postgres (via $$via)"; \
+	echo "make test: a package's result prints only when the whole package ends: the first after a minute or so, handlers and threadsuite last"; \
 	echo "$(GO) test -race -count=1 $(PKGS)"; \
 	$(GO) test -race -count=1 $(PKGS) || status=$$?; \
 	echo "--- Postgres servers started by pgtest (one line per package and provider):"; \
@@ -68,18 +81,22 @@ _chaos:
 	@set -e; \
 	if [ -z "$$SESSIONSAFE_PG_DSN" ] && { [ -z "$$SESSIONSAFE_PG_IMAGE" ] || [ "$$SESSIONSAFE_PG_IMAGE" = "$(PG_IMAGE)" ]; }; then \
 		if docker info >/dev/null 2>&1; then \
+			echo "make chaos: checking the Postgres image $(PG_IMAGE) (built from this machine's PostgreSQL; quick when unchanged)"; \
 			if scripts/pg-image.sh $(PG_IMAGE); then export SESSIONSAFE_PG_IMAGE=$(PG_IMAGE); \
 			else echo "make chaos: could not build $(PG_IMAGE); falling back to local PostgreSQL binaries"; export SESSIONSAFE_PG_PROVIDER=$${SESSIONSAFE_PG_PROVIDER:-local}; fi; \
 		else echo "make chaos: Docker not reachable; using local PostgreSQL binaries (or SESSIONSAFE_PG_DSN)"; fi; \
 	fi; \
+	echo "make chaos: building bin/sessionsafe"; \
 	$(GO) build -o bin/sessionsafe ./cmd/sessionsafe; \
 	rm -f $(CHAOS_DIR)/matrix/report.json $(CHAOS_DIR)/chaos/report.json; \
-	status=0; \
+	status=0; via=$$($(PG_VIA)); \
+	echo "make chaos: 1/2 the fault matrix: every step x every fault of the eight operations, on sqlmock, then on Postgres via $$via (started first); about a minute"; \
 	echo "bin/sessionsafe matrix -backend both -report-dir $(CHAOS_DIR)/matrix"; \
 	bin/sessionsafe matrix -backend both -report-dir $(CHAOS_DIR)/matrix || status=$$?; \
 	if [ $$status -ge 2 ]; then \
 		echo "make chaos: the matrix did not complete (exit $$status: interrupted or could not run); the chaos run is not started"; \
 	else \
+		echo "make chaos: 2/2 the chaos run: seeded random operations and faults from many workers at once ($(CHAOS_RUN)), backend $(CHAOS_CHAOS_BACKEND)"; \
 		echo "bin/sessionsafe chaos -backend $(CHAOS_CHAOS_BACKEND) $(CHAOS_RUN) -report-dir $(CHAOS_DIR)/chaos"; \
 		bin/sessionsafe chaos -backend $(CHAOS_CHAOS_BACKEND) $(CHAOS_RUN) -report-dir $(CHAOS_DIR)/chaos || { s=$$?; [ $$s -gt $$status ] && status=$$s; true; }; \
 	fi; \

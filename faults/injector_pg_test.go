@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/sessionsafe/sessionsafe/faults"
+	"github.com/sessionsafe/sessionsafe/internal/testkit"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 )
 
@@ -62,17 +64,12 @@ func (e *injectedPG) n(tb testing.TB) int {
 // answer to may still be running on the server), failing at the deadline.
 func (e *injectedPG) waitN(tb testing.TB, want int) {
 	tb.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		n := e.n(tb)
-		if n == want {
-			return
+	testkit.EventuallyNil(tb, func() error {
+		if n := e.n(tb); n != want {
+			return fmt.Errorf("items.n = %d; want %d (all or nothing)", n, want)
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("items.n = %d; want %d (all or nothing)", n, want)
-		}
-		runtimeYield()
-	}
+		return nil
+	}, "items.n to settle")
 }
 
 // waitGone polls until no session of the pool under test is left on the
@@ -91,8 +88,7 @@ func (e *injectedPG) waitGone(tb testing.TB) {
 // test sits in a transaction, failing at the deadline.
 func (e *injectedPG) waitNoOpenTx(tb testing.TB) {
 	tb.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testkit.EventuallyNil(tb, func() error {
 		var n int
 		var states string
 		err := e.pdb.Admin.QueryRowContext(tb.Context(),
@@ -101,14 +97,11 @@ func (e *injectedPG) waitNoOpenTx(tb testing.TB) {
 		if err != nil {
 			tb.Fatalf("read pg_stat_activity: %v", err)
 		}
-		if n == 0 {
-			return
+		if n != 0 {
+			return fmt.Errorf("session(s) of the pool under test still %s; want none in a transaction", states)
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("session(s) of the pool under test still %s; want none in a transaction", states)
-		}
-		runtimeYield()
-	}
+		return nil
+	}, "the pool under test's sessions to leave their transactions")
 }
 
 func TestInjectorFaultsOnPostgres(t *testing.T) {

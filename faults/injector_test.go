@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/sessionsafe/sessionsafe/faults"
+	"github.com/sessionsafe/sessionsafe/internal/testkit"
 )
 
 // openMockInjected opens a pool on a fresh sqlmock through inj.
@@ -273,18 +272,15 @@ func checkFired(t *testing.T, inj *faults.Injector, step int) {
 
 var driverErrBadConn = driver.ErrBadConn
 
-func runtimeYield() { runtime.Gosched() }
-
 // waitIdle polls until the pool has no conn in use, failing at the deadline.
 func waitIdle(t *testing.T, db *sql.DB) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for db.Stats().InUse != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connection(s) still in use; want 0", db.Stats().InUse)
+	testkit.EventuallyNil(t, func() error {
+		if n := db.Stats().InUse; n != 0 {
+			return fmt.Errorf("%d connection(s) still in use; want 0", n)
 		}
-		runtime.Gosched()
-	}
+		return nil
+	}, "the pool to have every connection back")
 }
 
 // TestInjectorPanic checks a panic at the steps Applicable offers it leaves
@@ -362,18 +358,12 @@ func TestInjectorConcurrent(t *testing.T) {
 		mock.ExpectExec("UPDATE").WillReturnResult(sqlmock.NewResult(0, 1))
 	}
 	inj.Arm(faults.MustParsePlan("match=exec#3:pgerr=40001"))
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for range workers {
-		wg.Go(func() {
-			_, err := db.Exec("UPDATE items SET n = 0")
-			errs <- err
-		})
-	}
-	wg.Wait()
-	close(errs)
+	errs := testkit.FanOut(workers, func(int) error {
+		_, err := db.Exec("UPDATE items SET n = 0")
+		return err
+	})
 	var failed int
-	for err := range errs {
+	for _, err := range errs {
 		if err != nil {
 			failed++
 			if pgErrCode(err) != "40001" {

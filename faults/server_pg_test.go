@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/sessionsafe/sessionsafe/faults"
+	"github.com/sessionsafe/sessionsafe/internal/testkit"
 )
 
 // pgCode returns the SQLSTATE of err, or "" when it carries none.
@@ -91,13 +92,13 @@ func TestServerPGCancel(t *testing.T) {
 		done <- err
 	}()
 	srv := faults.NewServer(db.Admin)
-	waitFor(t, "the statement to be cancelled", func() bool {
+	testkit.Eventually(t, func() bool {
 		n, err := srv.CancelBackends(ctx, db.AppName)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return n > 0
-	})
+	}, "the statement to be cancelled")
 	if err := <-done; pgCode(err) != "57014" {
 		t.Fatalf("cancelled statement: got %v; want SQLSTATE 57014", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/sessionsafe/sessionsafe/faults"
+	"github.com/sessionsafe/sessionsafe/internal/testkit"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 )
 
@@ -169,7 +170,7 @@ func TestWirePGStallReleasedByDisarm(t *testing.T) {
 		_, err := pool.ExecContext(t.Context(), `INSERT INTO items VALUES (7)`)
 		done <- err
 	}()
-	waitFor(t, "the stall to fire", func() bool { return len(w.Fired()) == 1 })
+	testkit.Eventually(t, func() bool { return len(w.Fired()) == 1 }, "the stall to fire")
 	if got := itemIDs(t, db.DB); len(got) != 0 {
 		t.Errorf("rows while stalled: got %v; want none", got)
 	}
@@ -270,25 +271,6 @@ func TestWirePGExtendedCommit(t *testing.T) {
 	}
 	if got := itemIDs(t, db.DB); !slices.Equal(got, []int{1, 2}) {
 		t.Errorf("rows: got %v; want [1 2] (the cut came after the second COMMIT)", got)
-	}
-}
-
-// waitFor polls cond until it holds or the test's deadline nears.
-func waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	if d, ok := tb.(interface{ Deadline() (time.Time, bool) }); ok {
-		if dl, ok := d.Deadline(); ok && dl.Add(-time.Second).Before(deadline) {
-			deadline = dl.Add(-time.Second)
-		}
-	}
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("gave up waiting for %s", what)
-		}
-		<-tick.C
 	}
 }
 

@@ -2,16 +2,17 @@ package faults_test
 
 import (
 	"database/sql"
+	"fmt"
 	"net/url"
 	"runtime"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/lib/pq"
 
 	"github.com/sessionsafe/sessionsafe/faults"
+	"github.com/sessionsafe/sessionsafe/internal/testkit"
 )
 
 // TestWirePQAmbiguousCommit: the Wire serves a driver that dials for itself
@@ -130,13 +131,12 @@ func TestInjectorPQDriverCleansUp(t *testing.T) {
 			if err == nil || len(inj.Fired()) == 0 {
 				t.Fatalf("got %v, fired %v; want the injected fault", err, inj.Fired())
 			}
-			deadline := time.Now().Add(5 * time.Second)
-			for pqWatchers() > before && time.Now().Before(deadline) {
-				runtime.Gosched()
-			}
-			if got := pqWatchers(); got > before {
-				t.Errorf("lib/pq context watchers: got %d; want %d (the driver's transaction never ended); trace:\n%s", got, before, inj.Trace())
-			}
+			testkit.EventuallyNil(t, func() error {
+				if got := pqWatchers(); got > before {
+					return fmt.Errorf("lib/pq context watchers: got %d; want %d (the driver's transaction never ended); trace:\n%s", got, before, inj.Trace())
+				}
+				return nil
+			}, "lib/pq's context watchers to end")
 		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"sync"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/sessionsafe/sessionsafe/internal/testkit"
 )
 
 // fakeConn is a net.Conn that records what is written to it; reads block
@@ -257,23 +259,15 @@ func TestWireReadAfterCut(t *testing.T) {
 	}
 }
 
-// waitFired polls until w has fired n rules or the test's deadline nears.
+// waitFired polls until w has fired n rules.
 func waitFired(tb testing.TB, w *Wire, n int) {
 	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	if d, ok := tb.(interface{ Deadline() (time.Time, bool) }); ok {
-		if dl, ok := d.Deadline(); ok && dl.Before(deadline) {
-			deadline = dl.Add(-time.Second)
+	testkit.EventuallyNil(tb, func() error {
+		if got := len(w.Fired()); got < n {
+			return fmt.Errorf("got %d firing(s); want %d", got, n)
 		}
-	}
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for len(w.Fired()) < n {
-		if time.Now().After(deadline) {
-			tb.Fatalf("waited for %d firing(s); got %d", n, len(w.Fired()))
-		}
-		<-tick.C
-	}
+		return nil
+	}, "the wire's rules to fire")
 }
 
 func TestWireStall(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/DATA-DOG/go-sqlmock"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/sessionsafe/sessionsafe/leakcheck"
 )
 
 // Fixture values shared by the sqlmock tests.
@@ -53,30 +54,13 @@ func (f *mockFixture) invariants() error {
 	var errs []error
 	// The pool first: a rollback database/sql makes on a cancelled context
 	// runs asynchronously and has happened once the connection is back.
-	if err := poolIdle(f.db, 500*time.Millisecond); err != nil {
+	if err := leakcheck.FindPool(context.Background(), f.db, leakcheck.WithTimeout(500*time.Millisecond)); err != nil {
 		errs = append(errs, err)
 	}
 	if err := f.mock.ExpectationsWereMet(); err != nil {
 		errs = append(errs, fmt.Errorf("sqlmock expectations: %w", err))
 	}
 	return errors.Join(errs...)
-}
-
-// poolIdle polls db until no connection is in use, or the deadline passes.
-func poolIdle(db *sql.DB, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		n := db.Stats().InUse
-		if n == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("pool: %d connection(s) still in use after %v; want 0 (a transaction, rows or *sql.Conn was not released)", n, within)
-		}
-		<-tick.C
-	}
 }
 
 // Row builders for the canned results.
@@ -197,9 +181,6 @@ func (o opCase) run(ctx context.Context, s *Service) error {
 func sendInput() SendMessageInput {
 	return SendMessageInput{Content: "hi there", ClientMessageID: "c-1"}
 }
-
-// errOnly drops an operation's result and keeps its error.
-func errOnly[T any](_ T, err error) error { return err }
 
 // result boxes an operation's result with its error.
 func result[T any](v T, err error) (any, error) { return v, err }

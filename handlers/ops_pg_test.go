@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
 )
 
 // TestPostgresOperations runs every operation's success path on a real
@@ -137,4 +139,24 @@ func ownershipCase(bugs testBug) check {
 
 func TestPostgresOwnership(t *testing.T) {
 	requireClean(t, ownershipCase(0)(context.Background(), t))
+}
+
+// TestPostgresRetriesSerializationFailure: a unit failing with 40001 or
+// 40P01 is retried whole and succeeds, leaving one effect and nothing open.
+func TestPostgresRetriesSerializationFailure(t *testing.T) {
+	for _, code := range []string{"40001", "40P01"} {
+		t.Run(code, func(t *testing.T) {
+			f := newPG(t)
+			th := f.seedThread(t, pgUser, 0)
+			f.failOnce(drvwrap.OpQuery, sqlInsertMessage, func(context.Context) error { return pgErr(code) })
+			m, err := f.svc.SendMessage(context.Background(), pgUser, th.ID, SendMessageInput{Content: "retried"})
+			if err != nil || m.Seq != 1 {
+				t.Fatalf("got %+v, %v; want the retried send to succeed with seq 1", m, err)
+			}
+			f.mustClean(t)
+			if got, err := f.svc.GetThread(context.Background(), pgUser, th.ID); err != nil || got.MessageCount != 1 {
+				t.Fatalf("message count: got %d, %v; want 1 (the failed attempt was rolled back)", got.MessageCount, err)
+			}
+		})
+	}
 }

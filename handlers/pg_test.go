@@ -3,7 +3,6 @@ package handlers
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -12,8 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
+	"github.com/sessionsafe/sessionsafe/leakcheck"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 )
 
@@ -27,6 +26,9 @@ type pgFixture struct {
 	mu    sync.Mutex
 	fault func(ctx context.Context, c *drvwrap.Call) error // nil: none armed
 }
+
+// pgUser owns the threads the Postgres tests seed.
+const pgUser = "alice"
 
 // migration is the template every handlers test database is cloned from.
 var migration = pgtest.WithMigration("handlers-v1", Migrate)
@@ -75,24 +77,6 @@ func (f *pgFixture) failOnce(op drvwrap.Op, sqlText string, act func(ctx context
 	}
 }
 
-// setHook installs a hook run before every driver call (nil: none).
-func (f *pgFixture) setHook(h func(ctx context.Context, c *drvwrap.Call) error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.fault = h
-}
-
-// terminateSession ends this test's backends from the server side, as a
-// lost connection would, and waits until they are gone.
-func (f *pgFixture) terminateSession(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if _, err := faults.NewServer(f.pg.Admin).TerminateBackends(ctx, f.pg.AppName); err != nil {
-		return fmt.Errorf("terminate session: %w", err)
-	}
-	return nil
-}
-
 // hang blocks until the statement's context ends: a query that times out.
 func hang(ctx context.Context) error {
 	<-ctx.Done()
@@ -111,60 +95,13 @@ func (f *pgFixture) hangingThread(tb testing.TB, n int, sqlText string) (Thread,
 	return th, ctx
 }
 
-// requireTimedOutClean requires err, an operation's error, to be the
-// deadline of its context, and the server and pool to be clean after it.
-func (f *pgFixture) requireTimedOutClean(tb testing.TB, err error) {
-	tb.Helper()
-	if !errors.Is(err, context.DeadlineExceeded) {
-		tb.Fatalf("got error %v; want the deadline to surface", err)
-	}
-	f.mustClean(tb)
-}
-
-// serverClean polls the server until no backend of this test's
-// application_name is idle in transaction (aborted or not) or holds a lock,
-// and no pool connection is in use; it returns what was still wrong at the
-// deadline.
+// serverClean checks, with leakcheck, until within has passed, that no
+// connection of the pool under test is in use and no backend of this test's
+// application_name is idle in transaction (aborted or not), active or
+// holding a lock; it returns what was still wrong at the deadline.
 func (f *pgFixture) serverClean(within time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), within+5*time.Second)
-	defer cancel()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		var errs []error
-		var idleInTx, locks int
-		var states string
-		err := f.pg.Admin.QueryRowContext(ctx, `
-SELECT count(*) FILTER (WHERE state IN ('idle in transaction', 'idle in transaction (aborted)')),
-       coalesce(string_agg(DISTINCT state, ', '), '')
-FROM pg_stat_activity WHERE application_name = $1`, f.pg.AppName).Scan(&idleInTx, &states)
-		if err != nil {
-			return fmt.Errorf("server check: %w", err)
-		}
-		if idleInTx > 0 {
-			errs = append(errs, fmt.Errorf("server: %d backend(s) of %s idle in transaction (states: %s); want 0", idleInTx, f.pg.AppName, states))
-		}
-		err = f.pg.Admin.QueryRowContext(ctx, `
-SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE a.application_name = $1`, f.pg.AppName).Scan(&locks)
-		if err != nil {
-			return fmt.Errorf("server check: %w", err)
-		}
-		if locks > 0 {
-			errs = append(errs, fmt.Errorf("server: backends of %s hold %d lock(s); want 0", f.pg.AppName, locks))
-		}
-		if n := f.db.Stats().InUse; n > 0 {
-			errs = append(errs, fmt.Errorf("pool: %d connection(s) in use; want 0", n))
-		}
-		if len(errs) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return errors.Join(errs...)
-		}
-		<-tick.C
-	}
+	return leakcheck.Find(context.Background(), leakcheck.WithDB(f.db),
+		leakcheck.WithServer(f.pg.Admin, f.pg.AppName), leakcheck.WithTimeout(within))
 }
 
 func (f *pgFixture) mustClean(tb testing.TB) {

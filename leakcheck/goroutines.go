@@ -36,6 +36,16 @@ var ignoredFuncs = []string{
 	// bounded by a 15 s deadline. The connection is already out of the pool;
 	// the server check sees its backend if it lingers.
 	"github.com/jackc/pgx/v5/pgconn.(*PgConn).asyncClose.func1",
+	// lib/pq sending a cancel request after the caller's context ended
+	// mid-call: on a connection of its own it sends CancelRequest and reads
+	// until the server closes that connection, which the server does as
+	// soon as it has handled it (the dial is bounded by 10 s). A loaded
+	// server may take seconds. The cancelled connection itself is marked bad
+	// and closed; the pool and server checks see it if it is not. Only the
+	// goroutine inside the cancel request is ignored: lib/pq's context
+	// watcher still waiting (watchCancel) means a transaction or rows never
+	// ended in the driver, and is reported.
+	"github.com/lib/pq.(*conn).cancel",
 	// One per pgxpool.Pool, ended by pool.Close.
 	"github.com/jackc/pgx/v5/pgxpool.(*Pool).backgroundHealthCheck",
 	// pgx's background reader: at most one per connection, started when a

@@ -4,10 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
+	"github.com/sessionsafe/sessionsafe/internal/testkit"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
+	"github.com/sessionsafe/sessionsafe/pgtest"
 )
 
 // The planted server leaks. Each leaves a backend in a state, and registers
@@ -81,27 +85,23 @@ func stillActive(t testing.TB, db *sql.DB) {
 	}()
 	<-started
 	t.Cleanup(func() { cancel(); <-done })
-	// Wait, to a deadline, until the server runs it.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.EventuallyNil(t, func() error {
+		select {
+		case <-done:
+			t.Fatalf("the query ended early")
+		default:
+		}
 		var n int
 		err := db.QueryRowContext(ctx(t), `SELECT count(*) FROM pg_stat_activity
 			WHERE state = 'active' AND query = 'SELECT pg_sleep(30)' AND datname = current_database()`).Scan(&n)
 		if err != nil {
 			t.Fatalf("pg_stat_activity: %v", err)
 		}
-		if n == 1 {
-			return
+		if n != 1 {
+			return fmt.Errorf("%d backend(s) run it; want 1", n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pg_sleep(30) not running after 10s")
-		}
-		select {
-		case <-done:
-			t.Fatalf("the query ended early")
-		case <-time.After(time.Millisecond):
-		}
-	}
+		return nil
+	}, "the server to run pg_sleep(30)")
 }
 
 // cleanServerUse does everything right.
@@ -171,6 +171,10 @@ func TestServerOnPostgres(t *testing.T) {
 	}
 }
 
+// TestServerPreparedTransaction plants a prepared transaction and requires
+// the server check to report it, then to pass once it is rolled back. The
+// servers pgtest starts allow a few prepared transactions; only an external
+// server (SESSIONSAFE_PG_DSN) may allow none, and then the test skips.
 func TestServerPreparedTransaction(t *testing.T) {
 	d := newPG(t)
 	var max int
@@ -178,15 +182,39 @@ func TestServerPreparedTransaction(t *testing.T) {
 		t.Fatalf("max_prepared_transactions: %v", err)
 	}
 	if max == 0 {
-		t.Skip("max_prepared_transactions = 0 on this server: no transaction can be prepared")
+		if os.Getenv(pgtest.EnvDSN) != "" {
+			t.Skipf("max_prepared_transactions = 0 on the server of %s: no transaction can be prepared", pgtest.EnvDSN)
+		}
+		t.Fatal("max_prepared_transactions: got 0; want the small non-zero value pgtest starts its servers with (see pgtest's serverArgs)")
 	}
+	gid := "leakcheck-" + d.Name
 	conn := rawConn(t, d.DB)
-	for _, q := range []string{"BEGIN", "UPDATE items SET name = 'p' WHERE id = 1", "PREPARE TRANSACTION 'leakcheck-" + d.Name + "'"} {
+	for _, q := range []string{"BEGIN", "UPDATE items SET name = 'p' WHERE id = 1", "PREPARE TRANSACTION '" + gid + "'"} {
 		if _, err := conn.ExecContext(ctx(t), q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	t.Cleanup(func() { _, _ = d.DB.ExecContext(context.Background(), "ROLLBACK PREPARED 'leakcheck-"+d.Name+"'") })
+	rolledBack := false
+	rollback := func() error {
+		if rolledBack {
+			return nil
+		}
+		rolledBack = true
+		_, err := d.DB.ExecContext(context.Background(), "ROLLBACK PREPARED '"+gid+"'")
+		return err
+	}
+	t.Cleanup(func() { _ = rollback() })
+
 	err := leakcheck.FindServer(ctx(t), d.Admin, d.AppName, leakcheck.WithTimeout(short))
-	mustContain(t, err, "prepared transaction \"leakcheck-"+d.Name+"\"")
+	if !leakcheck.Has(err, leakcheck.CheckPreparedTxn) {
+		t.Fatalf("FindServer with transaction %q prepared: got %v; want a %s finding", gid, err, leakcheck.CheckPreparedTxn)
+	}
+	mustContain(t, err, "prepared transaction \""+gid+"\"", "ROLLBACK PREPARED")
+
+	if err := rollback(); err != nil {
+		t.Fatalf("ROLLBACK PREPARED: %v", err)
+	}
+	if err := leakcheck.FindServer(ctx(t), d.Admin, d.AppName, leakcheck.WithTimeout(short)); err != nil {
+		t.Fatalf("FindServer once the prepared transaction is rolled back: %v; want nil", err)
+	}
 }

@@ -19,6 +19,12 @@
 //	...
 //	rep.WriteText(os.Stdout) // the kill table, then every survivor with its diff
 //
+// The report is also written as JSON (WriteJSON, schema SchemaV1), as JUnit XML for CI
+// (WriteJUnit: a test case per mutant; a survivor fails with its file:line and diff, a
+// timeout is an error, a mutant not covered is skipped with the reason) and as one
+// self-contained HTML page in the look of the matrix report (WriteHTML, through
+// report.WritePage).
+//
 // By default Run tests the mutated package and every package of its module whose tests
 // import it, directly or not, with go test -count=1 -vet=off (vet would fail some mutants
 // before a test runs, hiding whether a test catches them). WithTest replaces that with any

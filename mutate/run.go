@@ -39,7 +39,8 @@ const (
 type Result struct {
 	Mutant
 	Status Status `json:"status"`
-	// KilledBy names the failing test (TestName or TestName/subtest) of a killed mutant; a
+	// KilledBy names the failing test of a killed mutant, its deepest failing subtest (e.g.
+	// TestMatrix/sqlmock/Transfer/step-11-commit/error) when it has subtests; a
 	// failure outside any test (TestMain, a panic) is "(package PKG)".
 	KilledBy string `json:"killed_by,omitempty"`
 	// Failure is the first line of the failure that killed the mutant.
@@ -125,6 +126,10 @@ func Run(ctx context.Context, mutants []Mutant, opts ...Option) (Report, error) 
 				detail = err.Error()
 			}
 			return rep, fmt.Errorf("mutate: run: clean run of %q fails before any mutant (fix the tests first): %s", strings.Join(cmd, " "), detail)
+		}
+		if ranNoTest(out) {
+			// Every mutant would survive a command that runs no test: that proves nothing.
+			return rep, fmt.Errorf("mutate: run: clean run of %q runs no test (does its -run pattern match a test? is it quoted for a shell that is not there?)", strings.Join(cmd, " "))
 		}
 		rep.Clean = append(rep.Clean, CleanRun{Command: cmd, Duration: d})
 		timeouts[key] = c.timeout
@@ -290,9 +295,23 @@ func classify(r *Result, out []byte, err error) {
 	text := string(out)
 	if m := failRE.FindStringSubmatchIndex(text); m != nil {
 		r.Status = Killed
-		// The deepest failing subtest is reported first by go test; keep the first.
+		// go test prints a failing test, then its failing subtests nested below it: name the
+		// deepest of the first chain, whose message follows it.
 		r.KilledBy = text[m[2]:m[3]]
-		r.Failure = failureAfter(text[m[1]:])
+		rest := text[m[1]:] // from the end of the name: failureAfter skips the rest of its line
+		for {
+			nl := strings.IndexByte(rest, '\n')
+			if nl < 0 {
+				break
+			}
+			next := failRE.FindStringSubmatchIndex(rest[nl+1:])
+			if next == nil || strings.TrimSpace(rest[nl+1:nl+1+next[0]]) != "" {
+				break
+			}
+			r.KilledBy = rest[nl+1+next[2] : nl+1+next[3]]
+			rest = rest[nl+1+next[1]:]
+		}
+		r.Failure = failureAfter(rest)
 		return
 	}
 	if buildRE.MatchString(text) {
@@ -305,6 +324,20 @@ func classify(r *Result, out []byte, err error) {
 		r.KilledBy = "(package " + m[1] + ")"
 	}
 	r.Failure = firstFailure(out)
+}
+
+var okRE = regexp.MustCompile(`(?m)^ok\s+\S+.*$`)
+
+// ranNoTest reports whether go test's output says it ran no test at all: every package line
+// reads "[no tests to run]" or "[no test files]".
+func ranNoTest(out []byte) bool {
+	oks := okRE.FindAll(out, -1)
+	for _, l := range oks {
+		if !bytes.Contains(l, []byte("[no tests to run]")) {
+			return false
+		}
+	}
+	return len(oks) > 0 || bytes.Contains(out, []byte("[no test files]"))
 }
 
 // failureAfter is the first message line after a --- FAIL line (the t.Error text, with its

@@ -138,7 +138,11 @@ func TestClassify(t *testing.T) {
 		{"test-fails", "--- FAIL: TestTransfer (0.00s)\n    store_test.go:20: Transfer: got nil error\nFAIL\nFAIL\texample/store\t0.1s\n", exitErr,
 			Killed, "TestTransfer", "store_test.go:20: Transfer: got nil error"},
 		{"subtest-fails", "--- FAIL: TestOps (0.00s)\n    --- FAIL: TestOps/send (0.00s)\n        ops_test.go:9: leaked 1 connection(s)\n", exitErr,
-			Killed, "TestOps", "ops_test.go:9: leaked 1 connection(s)"},
+			Killed, "TestOps/send", "ops_test.go:9: leaked 1 connection(s)"},
+		{"nested-subtests", "--- FAIL: TestMatrix (0.50s)\n    --- FAIL: TestMatrix/sqlmock (0.40s)\n        --- FAIL: TestMatrix/sqlmock/Transfer (0.10s)\n" +
+			"            --- FAIL: TestMatrix/sqlmock/Transfer/step-11-commit/error (0.00s)\n                runner.go:953: scenarios: invariant \"error-surfaced\" broken\n" +
+			"            --- FAIL: TestMatrix/sqlmock/Transfer/step-12-rollback/error (0.00s)\n                runner.go:953: other\nFAIL\n", exitErr,
+			Killed, "TestMatrix/sqlmock/Transfer/step-11-commit/error", `runner.go:953: scenarios: invariant "error-surfaced" broken`},
 		{"package-fails", "goleak: Errors on successful test run: found unexpected goroutines\nFAIL\texample/store\t0.3s\n", exitErr,
 			Killed, "(package example/store)", "goleak: Errors on successful test run: found unexpected goroutines"},
 		{"build-fails", "# example/store\nstore/store.go:12:2: declared and not used: x\nFAIL\texample/store [build failed]\n", exitErr,
@@ -167,5 +171,28 @@ func TestUnifiedDiff(t *testing.T) {
 	}
 	if got := unifiedDiff("f.go", a, a, 1); got != "" {
 		t.Errorf("unifiedDiff of equal files: got %q; want empty", got)
+	}
+}
+
+func TestRanNoTest(t *testing.T) {
+	tests := []struct {
+		name string
+		out  string
+		want bool
+	}{
+		{"ran", "ok  \texample/store\t0.1s\n", false},
+		{"no-match", "ok  \texample/store\t0.1s [no tests to run]\n", true},
+		{"no-match-verbose", "testing: warning: no tests to run\nPASS\nok  \texample/store\t0.1s [no tests to run]\n", true},
+		{"no-files", "?   \texample/store\t[no test files]\n", true},
+		{"one-of-two", "ok  \texample/a\t0.1s [no tests to run]\nok  \texample/b\t0.2s\n", false},
+		{"files-and-run", "?   \texample/a\t[no test files]\nok  \texample/b\t0.2s\n", false},
+		{"not-go-test", "all good\n", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ranNoTest([]byte(tt.out)); got != tt.want {
+				t.Errorf("ranNoTest(%q): got %v; want %v", tt.out, got, tt.want)
+			}
+		})
 	}
 }

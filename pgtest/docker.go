@@ -107,8 +107,7 @@ func startDocker(ctx context.Context, cfg config, auto bool) (_ backend, err err
 			postgres.WithUsername("postgres"),
 			postgres.WithPassword(password),
 			postgres.WithDatabase("postgres"),
-			testcontainers.WithCmdArgs("-c", "max_connections=300", "-c", "synchronous_commit=off",
-				"-c", "full_page_writes=off", "-c", "timezone=UTC"),
+			testcontainers.WithCmdArgs(serverArgs()...),
 			testcontainers.WithLabels(map[string]string{labelPgtest: "1", labelOwner: owner, labelHost: host}),
 			testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
 				hc.ShmSize = 256 << 20 // Docker's 64 MB default starves parallel queries' shared memory

@@ -153,12 +153,12 @@ func (s *localServer) start(ctx context.Context) error {
 		return fmt.Errorf("open postgres log: %w", err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(filepath.Join(s.bindir, "postgres"),
-		"-D", s.data(), "-p", strconv.Itoa(s.port), "-k", s.socket(),
-		"-c", "listen_addresses=127.0.0.1",
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-		"-c", "max_connections=300", "-c", "shared_buffers=32MB",
-		"-c", "log_min_messages=warning", "-c", "timezone=UTC")
+	args := []string{"-D", s.data(), "-p", strconv.Itoa(s.port), "-k", s.socket()}
+	args = append(args, serverArgs()...)
+	// A local cluster is throwaway and shares the machine: no fsync, little memory, quiet.
+	args = append(args, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+		"-c", "shared_buffers=32MB", "-c", "log_min_messages=warning")
+	cmd := exec.Command(filepath.Join(s.bindir, "postgres"), args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	// Its own process group: Pause/Resume signal the whole server, and a Ctrl-C meant for

@@ -18,6 +18,20 @@ import (
 	"github.com/sessionsafe/sessionsafe/internal/redact"
 )
 
+// serverArgs is the postgres command line every provider that starts a server (local,
+// docker) passes, in one place: room for the parallel tests' pools, durability traded for
+// speed, UTC, and a few prepared-transaction slots, so that a test can plant a prepared
+// transaction and see leakcheck report it (with the default of 0, PREPARE TRANSACTION fails).
+func serverArgs() []string {
+	return []string{
+		"-c", "max_connections=300",
+		"-c", "synchronous_commit=off",
+		"-c", "full_page_writes=off",
+		"-c", "timezone=UTC",
+		"-c", "max_prepared_transactions=4",
+	}
+}
+
 // ErrNoPostgres is wrapped by every error of [Start] that means no provider could serve;
 // the error text gives each provider's reason.
 var ErrNoPostgres = errors.New("pgtest: no postgres available")

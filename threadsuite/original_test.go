@@ -18,6 +18,7 @@ import (
 	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/handlers"
 	"github.com/sessionsafe/sessionsafe/internal/mutant"
+	"github.com/sessionsafe/sessionsafe/internal/testkit"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 	"github.com/sessionsafe/sessionsafe/scenarios"
@@ -75,7 +76,12 @@ func originals() []original {
 			pg: testOriginalCommitConnectionLost},
 		{name: "02-create-constraint-violation", op: OpCreateThread, steps: []string{"query"}, sql: "INSERT INTO threads", fault: "pgerr=23505",
 			wantErr: handlers.ErrConflict},
-		{name: "03-get-timeout", op: OpGetThread, steps: []string{"query"}, sql: "FROM threads", fault: "pgerr=57014"},
+		{name: "03-get-timeout", op: OpGetThread, steps: []string{"query"}, sql: "FROM threads", fault: "pgerr=57014",
+			check: func(t testing.TB, res scenarios.Result) {
+				if !handlers.IsRetryable(res.Err) {
+					t.Errorf("handlers.IsRetryable(%v) = false; want true for a statement timeout", res.Err)
+				}
+			}},
 		{name: "04-count-in-same-transaction", op: OpGetThread, steps: []string{"clean"}, poolCap: 1},
 		{name: "05-delete-archive-fails", op: OpDeleteThread, steps: []string{"exec"}, sql: "archived_at = now()", fault: "error",
 			wantErr: faults.ErrInjected},
@@ -226,26 +232,23 @@ WHERE a.application_name = $1 AND l.pid <> pg_backend_pid()`, appName)
 // anything but idle and none holds a lock.
 func verifyServerQuiet(t testing.TB, admin *sql.DB, appName string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
-	defer cancel()
 	var last string
-	for {
-		got, err := serverSessions(ctx, admin, appName)
-		if err == nil && got == "" {
-			return
-		}
-		if err != nil && ctx.Err() == nil {
-			t.Fatal(err)
+	err := testkit.Poll(time.Now().Add(time.Second), func() error {
+		got, err := serverSessions(t.Context(), admin, appName)
+		if err != nil {
+			return err
 		}
 		if got != "" {
 			last = got
+			return errors.New("not quiet")
 		}
-		select {
-		case <-ctx.Done():
-			t.Errorf("pg_stat_activity / pg_locks for application_name %q: got\n%swant no backend open or holding a lock", appName, last)
-			return
-		case <-time.After(20 * time.Millisecond):
-		}
+		return nil
+	})
+	if err != nil && last == "" {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Errorf("pg_stat_activity / pg_locks for application_name %q: got\n%swant no backend open or holding a lock", appName, last)
 	}
 }
 
@@ -420,11 +423,14 @@ func testOriginalConcurrentUpdates(t *testing.T) {
 		_, errA = a.svc.UpdateThread(t.Context(), user, th.ID, handlers.UpdateThreadInput{Title: &ta, Metadata: map[string]any{"a": true}})
 	})
 	// B starts once A holds the row (A's UPDATE ran), and must wait for it.
+	testkit.EventuallyNil(t, func() error {
+		if !hasStep(a.inj.Trace(), faults.StepRowsClose) {
+			return fmt.Errorf("trace A:\n%s", a.inj.Trace())
+		}
+		return nil
+	}, "A to reach its UPDATE")
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	if !pollUntil(ctx, func() bool { return hasStep(a.inj.Trace(), faults.StepRowsClose) }) {
-		t.Fatalf("A never reached its UPDATE; trace A:\n%s", a.inj.Trace())
-	}
 	wg.Go(func() {
 		_, errB = b.svc.UpdateThread(t.Context(), user, th.ID, handlers.UpdateThreadInput{Title: &tb, Metadata: map[string]any{"b": true}})
 	})
@@ -446,21 +452,6 @@ func testOriginalConcurrentUpdates(t *testing.T) {
 	}
 	a.verify(t, baseline)
 	b.verify(t, baseline)
-}
-
-// pollUntil polls cond every few milliseconds until it holds (true) or ctx
-// ends (false).
-func pollUntil(ctx context.Context, cond func() bool) bool {
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-tick.C:
-		}
-	}
-	return true
 }
 
 func hasStep(tr faults.Trace, k faults.StepKind) bool {
@@ -505,10 +496,14 @@ func testOriginalConcurrentUpdatesMock(t *testing.T) {
 	ra, ca := newRunner("badconn")
 	rb, cb := newRunner("")
 	var resA, resB scenarios.Result
-	var wg sync.WaitGroup
-	wg.Go(func() { resA = ra.RunCase(t.Context(), ca) })
-	wg.Go(func() { resB = rb.RunCase(t.Context(), cb) })
-	wg.Wait()
+	testkit.FanOut(2, func(i int) error {
+		if i == 0 {
+			resA = ra.RunCase(t.Context(), ca)
+		} else {
+			resB = rb.RunCase(t.Context(), cb)
+		}
+		return nil
+	})
 	for _, f := range append(resA.Findings, resB.Findings...) {
 		t.Error(f.Error())
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"runtime"
 	"slices"
@@ -1069,7 +1070,8 @@ func probeDeleteVsSend(ctx context.Context, r *probeRun) {
 	var ackedN atomic.Int64
 	reached := make(chan struct{})
 	var once sync.Once
-	var delAck atomic.Int64 // time since t0 the delete was acknowledged; 0: not yet
+	var delAck atomic.Int64      // time since t0 the delete was acknowledged; 0: not yet
+	var atArchive map[string]int // the client ids stored right after the delete was acknowledged
 	var mu sync.Mutex
 	var recs []sendRecord
 	var deleter sync.WaitGroup
@@ -1085,6 +1087,11 @@ func probeDeleteVsSend(ctx context.Context, r *probeRun) {
 			return
 		}
 		delAck.Store(int64(time.Since(t0)))
+		// What is stored once the delete is acknowledged is all there will
+		// ever be: a send that lands later slipped past the archive.
+		if fs, err := r.facts(ctx, s.user); err == nil && fs[s.ids[0]] != nil {
+			atArchive = maps.Clone(fs[s.ids[0]].Clients)
+		}
 	})
 	workers(n, func(g int) {
 		after := 0 // sends tried after a not-found
@@ -1120,19 +1127,28 @@ func probeDeleteVsSend(ctx context.Context, r *probeRun) {
 		return
 	}
 	r.checkCounts(fs)
-	checkArchive(r, fs[s.ids[0]], time.Duration(delAck.Load()), recs)
+	checkArchive(r, fs[s.ids[0]], time.Duration(delAck.Load()), atArchive, recs)
 }
 
 // checkArchive checks the sends racing a delete acknowledged at da (time
-// since the probe began; 0: the delete failed) against the thread as stored:
-// archived; no send begun after da succeeded or is stored; every
-// acknowledged send is stored once.
-func checkArchive(r *probeRun, f *threadFacts, da time.Duration, recs []sendRecord) {
+// since the probe began; 0: the delete failed) against the thread as stored,
+// and as it was stored right after da (atArchive, client id -> messages; nil:
+// not read): archived; no send begun after da succeeded or is stored; no
+// message stored after da; every acknowledged send is stored once; no
+// refused send is stored.
+func checkArchive(r *probeRun, f *threadFacts, da time.Duration, atArchive map[string]int, recs []sendRecord) {
 	if da == 0 {
 		return // the delete failed: reported where it ran
 	}
 	if f == nil || !f.Archived {
 		r.find("archive", "the delete was acknowledged but the thread is not archived")
+	}
+	if f != nil && atArchive != nil {
+		for _, cid := range slices.Sorted(maps.Keys(f.Clients)) {
+			if f.Clients[cid] > atArchive[cid] {
+				r.find("archive", "send %s was stored after the delete was acknowledged (the archive point); want nothing stored once the thread is archived", cid)
+			}
+		}
 	}
 	for _, rec := range recs {
 		late := rec.start > da
@@ -1144,6 +1160,9 @@ func checkArchive(r *probeRun, f *threadFacts, da time.Duration, recs []sendReco
 		}
 		if rec.err == nil && (f == nil || f.Clients[rec.cid] != 1) {
 			r.find("acknowledged", "send %s was acknowledged but is not stored", rec.cid)
+		}
+		if rec.err != nil && f != nil && f.Clients[rec.cid] > 0 {
+			r.find("all-or-nothing", "send %s was refused (%v) but is stored", rec.cid, rec.err)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package threadsuite
 
 import (
+	"maps"
 	"os"
 	"strconv"
 	"testing"
@@ -119,7 +120,8 @@ func TestProbesCatchPlantedBugs(t *testing.T) {
 // TestProbeDataChecks shows each data invariant of the probes failing on
 // planted facts (a counter off by one, a seq gap, a duplicate client id, an
 // acknowledged write missing, a failed write stored, a send accepted after the
-// delete) and passing on consistent ones.
+// delete, a message stored after the archive point, a refused send stored)
+// and passing on consistent ones.
 func TestProbeDataChecks(t *testing.T) {
 	good := func() *threadFacts {
 		return &threadFacts{ID: "t1", Counter: 3, Messages: 3, MinSeq: 1, MaxSeq: 3, Metadata: `{"a": 1, "user_id": "u"}`,
@@ -147,6 +149,13 @@ func TestProbeDataChecks(t *testing.T) {
 			*recs = append(*recs, sendRecord{cid: "late", start: deleteAck + time.Millisecond, err: handlers.ErrNotFound})
 		}, check: "archive"},
 		{name: "thread-not-archived", plant: func(f *threadFacts, _ *mixedLedger, _ *[]sendRecord) { f.Archived = false }, check: "archive"},
+		{name: "send-stored-after-archive-point", plant: func(f *threadFacts, _ *mixedLedger, recs *[]sendRecord) {
+			f.Clients["slipped"] = 1 // begun before the delete returned, stored after it
+			*recs = append(*recs, sendRecord{cid: "slipped", start: deleteAck - time.Millisecond})
+		}, check: "archive"},
+		{name: "refused-send-stored", plant: func(_ *threadFacts, _ *mixedLedger, recs *[]sendRecord) {
+			(*recs)[1].err = handlers.ErrNotFound
+		}, check: "all-or-nothing"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -155,12 +164,13 @@ func TestProbeDataChecks(t *testing.T) {
 			l := &mixedLedger{acked: map[string]string{"c1": "t1"}, absent: map[string]string{},
 				keys: map[string]string{"a": "t1"}, keyAbsent: map[string]string{}}
 			recs := []sendRecord{{cid: "c1", start: time.Millisecond}, {cid: "c2", start: 2 * time.Millisecond}}
+			atArchive := maps.Clone(f.Clients)
 			tt.plant(f, l, &recs)
 			r := &probeRun{probe: "unit"}
 			fs := map[string]*threadFacts{"t1": f}
 			r.checkCounts(fs)
 			l.check(r, fs)
-			checkArchive(r, f, deleteAck, recs)
+			checkArchive(r, f, deleteAck, atArchive, recs)
 			if tt.check == "" {
 				if len(r.findings) > 0 {
 					t.Fatalf("consistent facts: got findings %v; want none", r.findings)

@@ -16,7 +16,7 @@ import (
 
 	"github.com/sessionsafe/sessionsafe/internal/chaos"
 	"github.com/sessionsafe/sessionsafe/internal/mutant"
-	"github.com/sessionsafe/sessionsafe/internal/report"
+	"github.com/sessionsafe/sessionsafe/report"
 )
 
 func noEnv(string) string { return "" }

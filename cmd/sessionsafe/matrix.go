@@ -11,7 +11,7 @@ import (
 
 	"github.com/sessionsafe/sessionsafe/internal/chaos"
 	"github.com/sessionsafe/sessionsafe/internal/redact"
-	"github.com/sessionsafe/sessionsafe/internal/report"
+	"github.com/sessionsafe/sessionsafe/report"
 	"github.com/sessionsafe/sessionsafe/scenarios"
 	"github.com/sessionsafe/sessionsafe/threadsuite"
 )
@@ -192,32 +192,17 @@ func runMatrixBackend(ctx context.Context, name string, o *options, e *env, cfg 
 			if ctx.Err() != nil {
 				return nil // cut short by Ctrl-C: not a finding
 			}
-			rc := report.Case{Name: c.Name(), Backend: c.Backend.String(), Operation: c.Operation, Step: c.Step,
-				StepKind: c.StepName(), Fault: c.FaultName(), Status: report.StatusPass, Fired: res.Fired, Seconds: res.Duration.Seconds(),
-				Replay: caseReplay(c, o)}
 			if name == "replay" {
 				fmt.Fprintf(e.stdout, "%s: %d finding(s); the operation returned %v\n", c, len(res.Findings), res.Err)
 				for _, f := range res.Findings {
 					fmt.Fprintln(e.stdout, f.Error())
 				}
 			}
-			if len(res.Findings) > 0 {
+			if res.Failed() {
 				failed.Add(1)
-				rc.Status = report.StatusFail
-				var invs, msgs []string
-				for _, f := range res.Findings {
-					invs = append(invs, string(f.Invariant))
-					msgs = append(msgs, string(f.Invariant)+": "+f.Message)
-					rep.Violations = append(rep.Violations, report.Violation{
-						ID: fmt.Sprintf("V%d", len(rep.Violations)+1), Source: "matrix", Backend: c.Backend.String(),
-						Operation: c.Operation, Step: c.Step, StepKind: c.StepName(), Fault: c.FaultName(),
-						Invariant: string(f.Invariant), Message: f.Message, Trace: f.Trace, Replay: f.Replay,
-					})
-				}
-				rc.Invariant = strings.Join(invs, ",")
-				rc.Message = strings.Join(msgs, "\n")
 			}
-			rep.Cases = append(rep.Cases, rc)
+			rep.AddResult(res)
+			rep.Cases[len(rep.Cases)-1].Replay = caseReplay(c, o) // a passing case's too
 		}
 	}
 	return nil

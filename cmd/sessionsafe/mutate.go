@@ -6,13 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 	"strings"
 	"time"
 
 	"github.com/sessionsafe/sessionsafe/internal/redact"
 	"github.com/sessionsafe/sessionsafe/mutate"
+	"github.com/sessionsafe/sessionsafe/report"
 )
 
 const mutateSummary = "plant session bugs in Go packages, one at a time, and report which the tests catch"
@@ -22,12 +22,16 @@ const mutateSummary = "plant session bugs in Go packages, one at a time, and rep
 func runMutate(ctx context.Context, args []string, e *env) int {
 	fs := flag.NewFlagSet("sessionsafe mutate", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	test := fs.String("test", "", `the test command run for every mutant, e.g. "go test ./threadsuite -run TestMatrix" (split at spaces; default: go test on each mutated package and the packages of its module whose tests import it)`)
+	test := fs.String("test", "", `the test command run for every mutant, e.g. "go test ./threadsuite -run TestMatrix" (split at spaces, with '' and "" quoting as a shell does; default: go test on each mutated package and the packages of its module whose tests import it)`)
 	parallel := fs.Int("parallel", max(runtime.GOMAXPROCS(0)/2, 1), "mutants tested at once")
 	shardRaw := fs.String("shard", "", "run only shard i of n of the mutants, e.g. 2/8 (deterministic by mutant id)")
 	ops := fs.String("operators", "", "only these operators, comma separated (default: all; see the list below)")
 	timeout := fs.Duration("timeout", 0, "bound on each mutant's test run (0: three times the clean run plus 10s)")
-	reportJSON := fs.String("report-json", "", "write the JSON report (schema "+mutate.SchemaV1+") to this file")
+	var o options // the report flags, as the other subcommands name them
+	fs.StringVar(&o.reportJSON, "report-json", "", "write the JSON report (schema "+mutate.SchemaV1+") to this file")
+	fs.StringVar(&o.reportJUnit, "report-junit", "", "write the JUnit XML report (a test case per mutant) to this file")
+	fs.StringVar(&o.reportHTML, "report-html", "", "write the HTML report to this file")
+	fs.StringVar(&o.reportDir, "report-dir", "", "write report.json, junit.xml and report.html into this directory")
 	list := fs.Bool("list", false, "print the mutants (with -v, their diffs) without running anything")
 	verbose := fs.Bool("v", false, "verbose: with -list, print each mutant's diff")
 	if err := fs.Parse(args); err != nil {
@@ -64,7 +68,10 @@ func runMutate(ctx context.Context, args []string, e *env) int {
 		runOpts = append(runOpts, mutate.WithShard(s.i, s.n))
 	}
 	if set["test"] {
-		cmd := strings.Fields(*test)
+		cmd, err := splitCommand(*test)
+		if err != nil {
+			return e.fail("mutate", usagef("-test: %v", err))
+		}
 		if len(cmd) == 0 {
 			return e.fail("mutate", usagef("-test: empty command"))
 		}
@@ -93,8 +100,12 @@ func runMutate(ctx context.Context, args []string, e *env) int {
 		}
 		findOpts = append(findOpts, mutate.WithOperators(ids...))
 	}
-	if set["report-json"] && *reportJSON == "" {
-		return e.fail("mutate", usagef("-report-json: empty path"))
+	for _, f := range []struct{ name, value string }{
+		{"report-json", o.reportJSON}, {"report-junit", o.reportJUnit}, {"report-html", o.reportHTML}, {"report-dir", o.reportDir},
+	} {
+		if set[f.name] && f.value == "" {
+			return e.fail("mutate", usagef("-%s: empty path", f.name))
+		}
 	}
 	patterns := fs.Args()
 	if len(patterns) == 0 {
@@ -143,11 +154,12 @@ func runMutate(ctx context.Context, args []string, e *env) int {
 			return e.fail("mutate", werr)
 		}
 	}
-	if *reportJSON != "" {
-		if werr := writeMutateJSON(*reportJSON, rep); werr != nil {
-			return e.fail("mutate", werr)
-		}
-		fmt.Fprintf(e.stderr, "sessionsafe mutate: report written to %s\n", *reportJSON)
+	written, werr := writeMutateReports(o.reportPaths(), rep)
+	if len(written) > 0 {
+		fmt.Fprintf(e.stderr, "sessionsafe mutate: report written to %s\n", strings.Join(written, ", "))
+	}
+	if werr != nil {
+		return e.fail("mutate", werr)
 	}
 	if interrupted {
 		fmt.Fprintf(e.stderr, "sessionsafe mutate: interrupted after %s: the report is partial\n", time.Since(start).Round(time.Second))
@@ -159,19 +171,23 @@ func runMutate(ctx context.Context, args []string, e *env) int {
 	return exitOK
 }
 
-func writeMutateJSON(path string, rep mutate.Report) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("write report: %w", err)
+// writeMutateReports writes rep to every path set in p, each renamed into place once
+// complete, and returns the paths written.
+func writeMutateReports(p report.Paths, rep mutate.Report) ([]string, error) {
+	var written []string
+	for _, f := range []struct {
+		path  string
+		write func(io.Writer) error
+	}{{p.JSON, rep.WriteJSON}, {p.JUnit, rep.WriteJUnit}, {p.HTML, rep.WriteHTML}} {
+		if f.path == "" {
+			continue
+		}
+		if err := report.WriteFile(f.path, f.write); err != nil {
+			return written, err
+		}
+		written = append(written, f.path)
 	}
-	if err := rep.WriteJSON(f); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write report: %w", err)
-	}
-	return nil
+	return written, nil
 }
 
 func countShard(ms []mutate.Mutant, sh shard) int {
@@ -203,4 +219,58 @@ func indent(s, prefix string) string {
 		}
 	}
 	return b.String()
+}
+
+// splitCommand splits a command line into words as a POSIX shell does for plain words:
+// at unquoted blanks, with '...' taken literally, "..." keeping blanks (a backslash escapes
+// " and \ in it) and a backslash outside quotes escaping the next character. It expands
+// nothing: no variables, no globs.
+func splitCommand(s string) ([]string, error) {
+	var (
+		words []string
+		cur   strings.Builder
+		in    bool // inside a word
+	)
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		switch {
+		case ch == ' ' || ch == '\t' || ch == '\n':
+			if in {
+				words = append(words, cur.String())
+				cur.Reset()
+				in = false
+			}
+		case ch == '\'':
+			j := strings.IndexByte(s[i+1:], '\'')
+			if j < 0 {
+				return nil, fmt.Errorf("unterminated ' in %q", s)
+			}
+			cur.WriteString(s[i+1 : i+1+j])
+			i += j + 1
+			in = true
+		case ch == '"':
+			i++
+			for ; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' && i+1 < len(s) && (s[i+1] == '"' || s[i+1] == '\\') {
+					i++
+				}
+				cur.WriteByte(s[i])
+			}
+			if i >= len(s) {
+				return nil, fmt.Errorf("unterminated \" in %q", s)
+			}
+			in = true
+		case ch == '\\' && i+1 < len(s):
+			i++
+			cur.WriteByte(s[i])
+			in = true
+		default:
+			cur.WriteByte(ch)
+			in = true
+		}
+	}
+	if in {
+		words = append(words, cur.String())
+	}
+	return words, nil
 }

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessionsafe/sessionsafe/internal/report"
+	"github.com/sessionsafe/sessionsafe/report"
 )
 
 // TestFinishSaysInterrupted: the last line of an interrupted run says so, violations or

@@ -32,7 +32,7 @@ func Write(r *Report, p Paths) ([]string, error) {
 		if f.path == "" {
 			continue
 		}
-		if err := writeFile(f.path, r, f.write); err != nil {
+		if err := WriteFile(f.path, func(w io.Writer) error { return f.write(w, r) }); err != nil {
 			return written, err
 		}
 		written = append(written, f.path)
@@ -40,7 +40,10 @@ func Write(r *Report, p Paths) ([]string, error) {
 	return written, nil
 }
 
-func writeFile(path string, r *Report, write func(io.Writer, *Report) error) (err error) {
+// WriteFile writes a file through write, as Write writes each report: into a temporary file
+// in path's directory (made if missing), renamed into place once complete, so that a reader
+// never sees half a file. Other sessionsafe reports (the mutation report) are written with it.
+func WriteFile(path string, write func(io.Writer) error) (err error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("write report %s: %w", path, err)
@@ -56,7 +59,7 @@ func writeFile(path string, r *Report, write func(io.Writer, *Report) error) (er
 			os.Remove(tmp.Name())
 		}
 	}()
-	if err := write(tmp, r); err != nil {
+	if err := write(tmp); err != nil {
 		return fmt.Errorf("write report %s: %w", path, err)
 	}
 	if err := tmp.Chmod(0o644); err != nil {

@@ -68,7 +68,7 @@ func WriteJUnit(w io.Writer, r *Report) error {
 		jc := junitCase{Name: c.Name, Classname: "sessionsafe.matrix." + c.Backend, Time: secs(c.Seconds)}
 		switch c.Status {
 		case StatusFail:
-			jc.Failure = &junitFailure{Message: firstLine(c.Invariant + ": " + c.Message), Type: c.Invariant,
+			jc.Failure = &junitFailure{Message: firstLine(prefixed(c.Invariant, c.Message)), Type: c.Invariant,
 				Body: c.Message + "\nreplay: " + c.Replay}
 		case StatusSkip:
 			jc.Skipped = &junitSkipped{Message: c.Message}
@@ -165,6 +165,15 @@ func (s *junitSuite) add(c junitCase, seconds float64) {
 	var total float64
 	fmt.Sscanf(s.Time, "%g", &total)
 	s.Time = secs(total + seconds)
+}
+
+// prefixed returns msg led by "inv: ", unless it is already (a Case's Message is one
+// "invariant: message" line per finding).
+func prefixed(inv, msg string) string {
+	if inv == "" || strings.HasPrefix(msg, inv+": ") {
+		return msg
+	}
+	return inv + ": " + msg
 }
 
 func firstLine(s string) string {

@@ -14,7 +14,10 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/sessionsafe/sessionsafe/internal/report"
+	"github.com/sessionsafe/sessionsafe/faults"
+	"github.com/sessionsafe/sessionsafe/scenarios"
+
+	"github.com/sessionsafe/sessionsafe/report"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -90,10 +93,10 @@ func TestJSONGolden(t *testing.T) {
 	}
 	want, err := os.ReadFile(golden)
 	if err != nil {
-		t.Fatalf("read golden file: %v (run go test ./internal/report -update to create it)", err)
+		t.Fatalf("read golden file: %v (run go test ./report -update to create it)", err)
 	}
 	if got := buf.String(); got != string(want) {
-		t.Errorf("json report mismatch (-want +got):\n-%s\n+%s\nrun go test ./internal/report -run TestJSONGolden -update if the change is intended (and bump report.Schema if a field changed meaning)", want, got)
+		t.Errorf("json report mismatch (-want +got):\n-%s\n+%s\nrun go test ./report -run TestJSONGolden -update if the change is intended (and bump report.Schema if a field changed meaning)", want, got)
 	}
 	var back report.Report
 	if err := json.Unmarshal(buf.Bytes(), &back); err != nil {
@@ -282,6 +285,85 @@ func TestSentence(t *testing.T) {
 			r.Finish(time.Unix(3, 2e8))
 			if got := r.Sentence(); got != tt.want {
 				t.Errorf("Sentence: got %q; want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestFromMatrix: a matrix run of any operation becomes cases and violations, numbered in
+// order across backends, with each failed case's replay command; a backend with no case is
+// still named.
+func TestFromMatrix(t *testing.T) {
+	caseOf := func(b faults.Backend, step int, kind faults.StepKind, f faults.Fault) scenarios.Case {
+		return scenarios.Case{Backend: b, Operation: "Transfer", Step: step, StepKind: kind, Fault: f}
+	}
+	bad := caseOf(scenarios.Sqlmock, 4, faults.StepCommit, faults.Fault{Kind: faults.KindBadConn})
+	mock := scenarios.Report{Backend: scenarios.Sqlmock, Duration: time.Second, Results: []scenarios.Result{
+		{Case: caseOf(scenarios.Sqlmock, 0, scenarios.StepClean, faults.Fault{}), Duration: 10 * time.Millisecond},
+		{Case: bad, Fired: true, Duration: 20 * time.Millisecond, Findings: []scenarios.Finding{
+			{Case: bad, Invariant: scenarios.InvPool, Message: "1 connection still in use", Replay: "go test ./bank -run X"},
+			{Case: bad, Invariant: scenarios.InvErrorSurfaced, Message: "got nil error", Replay: "go test ./bank -run X"},
+		}},
+	}}
+	pg := scenarios.Report{Backend: scenarios.Postgres}
+	r := report.FromMatrix(mock, pg)
+
+	if got, want := strings.Join(r.Backends, ","), "postgres,sqlmock"; got != want {
+		t.Errorf("Backends: got %s; want %s", got, want)
+	}
+	if r.Command != "matrix" || r.Summary.Cases != 2 || r.Summary.Failed != 1 || r.Summary.Violations != 2 || r.Summary.Faults != 1 {
+		t.Errorf("command %q, summary %+v; want matrix, 2 cases, 1 failed, 2 violations, 1 fault", r.Command, r.Summary)
+	}
+	if got := r.Summary.Seconds; got < 0.99 || got > 1.01 {
+		t.Errorf("Summary.Seconds: got %v; want the runs' 1s", got)
+	}
+	c := r.Cases[1]
+	want := report.Case{Name: "Transfer/step-4-commit/badconn", Backend: "sqlmock", Operation: "Transfer", Step: 4, StepKind: "commit",
+		Fault: "badconn", Status: report.StatusFail, Fired: true, Invariant: "pool,error-surfaced",
+		Message: "pool: 1 connection still in use\nerror-surfaced: got nil error", Replay: "go test ./bank -run X", Seconds: 0.02}
+	if c != want {
+		t.Errorf("failed case:\ngot  %+v\nwant %+v", c, want)
+	}
+	if r.Cases[0].Status != report.StatusPass || r.Cases[0].Replay != "" {
+		t.Errorf("clean case: got %+v; want a pass with no replay", r.Cases[0])
+	}
+	for i, v := range r.Violations {
+		if v.ID != fmt.Sprintf("V%d", i+1) || v.Source != "matrix" || v.Step != 4 || v.Replay != "go test ./bank -run X" {
+			t.Errorf("violation %d: got %+v; want V%d from the matrix at step 4 with its replay", i, v, i+1)
+		}
+	}
+}
+
+func TestWritePage(t *testing.T) {
+	tests := []struct {
+		name    string
+		page    report.Page
+		want    []string
+		wantErr string
+	}{
+		{"ok", report.Page{Title: "sessionsafe mutate", Meta: []string{"a <b> line"}, Command: "sessionsafe mutate ./store", Verdict: report.VerdictOK,
+			Headline: "all killed", Body: "<p id=\"body\">x</p>"},
+			[]string{"<title>sessionsafe mutate</title>", `<div class="meta">a &lt;b&gt; line</div>`, "<code>sessionsafe mutate ./store</code>",
+				`<div id="verdict" class="banner ok">all killed</div>`, `<p id="body">x</p>`, ".banner.ok{"}, ""},
+		{"bad-verdict", report.Page{Verdict: "green"}, nil, `verdict "green"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			err := report.WritePage(&buf, tt.page)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("WritePage: got error %v; want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(buf.String(), w) {
+					t.Errorf("page lacks %q:\n%s", w, buf.String())
+				}
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	"fmt"
 	"html/template"
 	"io"
@@ -125,6 +126,92 @@ func suffix(inv string) string {
 	return " (" + inv + ")"
 }
 
+// HTMLStyle is the stylesheet of every sessionsafe HTML page, the matrix report's and the
+// mutation report's alike: the verdict banner (classes banner ok, bad, partial), tables,
+// status cells (td.pass, td.fail, td.skip, td.none), finding boxes (div.violation or
+// div.finding), pre blocks, diffs (pre.diff with span.add and span.del lines) and replay
+// commands (code.replay). WritePage includes it.
+const HTMLStyle template.CSS = `body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#1d2330;background:#fafbfc}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px}h3{font-size:15px;margin:18px 0 6px}
+.meta{color:#5a6270;font-size:13px}
+.banner{padding:12px 16px;border-radius:6px;font-weight:600;margin:16px 0;color:#fff}
+.banner.ok{background:#1f8a4c}.banner.bad{background:#c62828}.banner.partial{background:#b26a00}
+table{border-collapse:collapse;font-size:13px;background:#fff}
+th,td{border:1px solid #d5d9e0;padding:4px 8px;text-align:left}
+th{background:#eef1f5;font-weight:600}
+table.grid td.cell{width:34px;text-align:center;font-weight:700}
+table.grid th.fault{writing-mode:vertical-rl;transform:rotate(180deg);white-space:nowrap;font-weight:500}
+td.pass{background:#c8ecd4;color:#17663a}td.fail{background:#f4b4b4;color:#8e1111}
+td.skip{background:#e3e5e8;color:#6b7280}td.none{background:#fff}
+td.fail a{color:#8e1111;text-decoration:none}
+.violation,.finding{border:1px solid #e2a3a3;border-left:6px solid #c62828;background:#fff;border-radius:4px;padding:10px 14px;margin:12px 0}
+pre{background:#f2f4f7;padding:8px;border-radius:4px;overflow-x:auto;font-size:12px;white-space:pre-wrap}
+code.replay{display:block;background:#1d2330;color:#e6edf3;padding:8px;border-radius:4px;font-size:12px;white-space:pre-wrap}
+.legend span{display:inline-block;padding:2px 8px;margin-right:6px;border-radius:3px;font-size:12px}
+pre.diff .add{color:#17663a}pre.diff .del{color:#8e1111}
+td.num{text-align:right}
+`
+
+// Verdicts: the colour of a page's banner.
+const (
+	VerdictOK      = "ok"      // green: nothing broke
+	VerdictBad     = "bad"     // red: something broke
+	VerdictPartial = "partial" // amber: nothing broke so far, but the run did not complete
+)
+
+// Page is one self-contained HTML page in the look of the sessionsafe reports: a heading,
+// lines of context, a coloured verdict banner, then a body of the caller's own.
+type Page struct {
+	// Title is the heading and the window's title, e.g. "sessionsafe matrix".
+	Title string
+	// Meta is lines of context under the heading, as plain text.
+	Meta []string
+	// Command, if set, is the command line shown under Meta.
+	Command string
+	// Verdict is the banner's colour: VerdictOK, VerdictBad or VerdictPartial.
+	Verdict string
+	// Headline is the banner's text.
+	Headline string
+	// Body is the rest of the page, escaped by the caller's own html/template; it may use
+	// the classes HTMLStyle defines.
+	Body template.HTML
+}
+
+var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.Title}}</title>
+<style>
+{{.Style}}</style>
+</head>
+<body>
+<h1>{{.Title}}</h1>
+{{range .Meta}}<div class="meta">{{.}}</div>
+{{end}}{{if .Command}}<div class="meta">command line: <code>{{.Command}}</code></div>
+{{end}}<div id="verdict" class="banner {{.Verdict}}">{{.Headline}}</div>
+{{.Body}}</body>
+</html>
+`))
+
+// WritePage writes p as one HTML page with HTMLStyle inline: no script, no external resource.
+func WritePage(w io.Writer, p Page) error {
+	switch p.Verdict {
+	case VerdictOK, VerdictBad, VerdictPartial:
+	default:
+		return fmt.Errorf("write html page: verdict %q; want %q, %q or %q", p.Verdict, VerdictOK, VerdictBad, VerdictPartial)
+	}
+	data := struct {
+		Page
+		Style template.CSS
+	}{p, HTMLStyle}
+	if err := pageTemplate.Execute(w, data); err != nil {
+		return fmt.Errorf("write html page: %w", err)
+	}
+	return nil
+}
+
 var htmlTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
 	"statusText": func(s string) string {
 		switch s {
@@ -138,38 +225,7 @@ var htmlTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
 		return ""
 	},
 	"f1": func(f float64) string { return fmt.Sprintf("%.1f", f) },
-}).Parse(`<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>sessionsafe {{.R.Command}} report</title>
-<style>
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#1d2330;background:#fafbfc}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px}h3{font-size:15px;margin:18px 0 6px}
-.meta{color:#5a6270;font-size:13px}
-.banner{padding:12px 16px;border-radius:6px;font-weight:600;margin:16px 0;color:#fff}
-.banner.ok{background:#1f8a4c}.banner.bad{background:#c62828}.banner.partial{background:#b26a00}
-table{border-collapse:collapse;font-size:13px;background:#fff}
-th,td{border:1px solid #d5d9e0;padding:4px 8px;text-align:left}
-th{background:#eef1f5;font-weight:600}
-table.grid td.cell{width:34px;text-align:center;font-weight:700}
-table.grid th.fault{writing-mode:vertical-rl;transform:rotate(180deg);white-space:nowrap;font-weight:500}
-td.pass{background:#c8ecd4;color:#17663a}td.fail{background:#f4b4b4;color:#8e1111}
-td.skip{background:#e3e5e8;color:#6b7280}td.none{background:#fff}
-td.fail a{color:#8e1111;text-decoration:none}
-.violation{border:1px solid #e2a3a3;border-left:6px solid #c62828;background:#fff;border-radius:4px;padding:10px 14px;margin:12px 0}
-pre{background:#f2f4f7;padding:8px;border-radius:4px;overflow-x:auto;font-size:12px;white-space:pre-wrap}
-code.replay{display:block;background:#1d2330;color:#e6edf3;padding:8px;border-radius:4px;font-size:12px;white-space:pre-wrap}
-.legend span{display:inline-block;padding:2px 8px;margin-right:6px;border-radius:3px;font-size:12px}
-</style>
-</head>
-<body>
-<h1>sessionsafe {{.R.Command}}</h1>
-<div class="meta">{{if .R.Seed}}seed {{.R.Seed}} · {{end}}backends {{range $i, $b := .R.Backends}}{{if $i}}, {{end}}{{$b}}{{end}} · started {{.R.Started.Format "2006-01-02 15:04:05 UTC"}} · {{f1 .R.Summary.Seconds}} s</div>
-<div class="meta">command line: <code>{{.Args}}</code></div>
-<div id="verdict" class="banner {{.Verdict}}" data-violations="{{.R.Summary.Violations}}">{{.Headline}}</div>
-<table id="summary">
+}).Parse(`<table id="summary">
 <tr><th>matrix cases</th><th>passed</th><th>failed</th><th>skipped</th><th>chaos operations</th><th>faults injected</th><th>violations</th></tr>
 <tr><td>{{.R.Summary.Cases}}</td><td>{{.R.Summary.Passed}}</td><td>{{.R.Summary.Failed}}</td><td>{{.R.Summary.Skipped}}</td><td>{{.R.Summary.Operations}}</td><td>{{.R.Summary.Faults}}</td><td>{{.R.Summary.Violations}}</td></tr>
 </table>
@@ -203,8 +259,6 @@ code.replay{display:block;background:#1d2330;color:#e6edf3;padding:8px;border-ra
 {{if .Shrunk}}<div>shrunk replay (smallest still failing):</div><code class="replay shrunk">{{.Shrunk}}</code>{{end}}
 </div>
 {{end}}
-</body>
-</html>
 `))
 
 // WriteHTML writes r as one self-contained HTML page (no script, no external resource):
@@ -220,19 +274,30 @@ func WriteHTML(w io.Writer, r *Report) error {
 	}{R: r, Grid: BuildGrid(r), Args: strings.Join(r.Args, " ")}
 	switch {
 	case r.Failed():
-		data.Verdict = "bad"
+		data.Verdict = VerdictBad
 		data.Headline = fmt.Sprintf("%d violation(s), %d failed case(s)", len(r.Violations), r.Summary.Failed)
 	case r.Interrupted || len(r.Errors) > 0:
-		data.Verdict = "partial"
+		data.Verdict = VerdictPartial
 		data.Headline = "no violation so far, but the run did not complete"
 	default:
-		data.Verdict = "ok"
+		data.Verdict = VerdictOK
 		data.Headline = "no violation: every session ended, every connection came back"
 	}
 	if r.Interrupted {
 		data.Headline += " (interrupted: partial report)"
 	}
-	if err := htmlTemplate.Execute(w, data); err != nil {
+	var body bytes.Buffer
+	if err := htmlTemplate.Execute(&body, data); err != nil {
+		return fmt.Errorf("write html report: %w", err)
+	}
+	var meta string
+	if r.Seed != 0 {
+		meta = fmt.Sprintf("seed %d · ", r.Seed)
+	}
+	meta += fmt.Sprintf("backends %s · started %s · %.1f s", strings.Join(r.Backends, ", "), r.Started.Format("2006-01-02 15:04:05 UTC"), r.Summary.Seconds)
+	page := Page{Title: "sessionsafe " + r.Command, Meta: []string{meta}, Command: data.Args,
+		Verdict: data.Verdict, Headline: data.Headline, Body: template.HTML(body.String())}
+	if err := WritePage(w, page); err != nil {
 		return fmt.Errorf("write html report: %w", err)
 	}
 	return nil

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessionsafe/sessionsafe/internal/report"
+	"github.com/sessionsafe/sessionsafe/report"
 )
 
 // chromium finds Debian's headless browser, or skips (fails under CI=true) with the reason.
