@@ -36,7 +36,12 @@
 //   - terminate, lock, stmt-timeout: the server terminates the session's
 //     backend, a conflicting lock makes the step wait until the server
 //     cancels it, or the statement is cancelled as a statement_timeout would
-//     (57014); these need a Server (WithServer) and real Postgres.
+//     (57014); cancel-blocked: a conflicting lock makes the step wait, and
+//     once the server shows it waiting the caller's context (from
+//     Injector.Context) is cancelled: the step must return within
+//     CancelBlockedBound, its statement no longer waiting on the server, or
+//     the firing's Unheeded says it did not (the lock is released then, so
+//     nothing hangs); these need a Server (WithServer) and real Postgres.
 //
 // # What production shows
 //

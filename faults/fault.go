@@ -22,6 +22,11 @@ var (
 	// ErrNeedsMechanism is returned (wrapped) at a step whose fault needs a
 	// Wire or a Server the Injector was not given (see WithWire, WithServer).
 	ErrNeedsMechanism = errors.New("faults: fault needs a wire or server mechanism")
+	// ErrForeignContext is wrapped by the error of a cancel fault at a step
+	// whose context does not come from Injector.Context: the call ran on a
+	// context of its own (context.Background(), say) rather than the
+	// caller's, so nothing was cancelled.
+	ErrForeignContext = errors.New("faults: the step's context does not come from Injector.Context")
 )
 
 // Kind is a kind of fault.
@@ -29,39 +34,41 @@ type Kind int
 
 // The fault kinds. See the package documentation for what each does.
 const (
-	KindError       Kind = iota + 1 // a plain error (ErrInjected)
-	KindPgErr                       // a *pgconn.PgError with Fault.Code
-	KindBadConn                     // driver.ErrBadConn, conn broken
-	KindCancel                      // cancel the caller's context
-	KindLatency                     // wait Fault.Delay, honouring the context
-	KindPanic                       // panic with *InjectedPanic
-	KindCut                         // wire: cut before the step's message reaches the server
-	KindCutAfter                    // wire: cut after the step's message was sent
-	KindAmbiguous                   // wire: cut after COMMIT was sent (commit only)
-	KindTerminate                   // server: terminate the session's backend
-	KindLock                        // server: a conflicting lock blocks the step until it is cancelled
-	KindStmtTimeout                 // server: the statement is cancelled as by statement_timeout (57014)
+	KindError         Kind = iota + 1 // a plain error (ErrInjected)
+	KindPgErr                         // a *pgconn.PgError with Fault.Code
+	KindBadConn                       // driver.ErrBadConn, conn broken
+	KindCancel                        // cancel the caller's context
+	KindLatency                       // wait Fault.Delay, honouring the context
+	KindPanic                         // panic with *InjectedPanic
+	KindCut                           // wire: cut before the step's message reaches the server
+	KindCutAfter                      // wire: cut after the step's message was sent
+	KindAmbiguous                     // wire: cut after COMMIT was sent (commit only)
+	KindTerminate                     // server: terminate the session's backend
+	KindLock                          // server: a conflicting lock blocks the step until it is cancelled
+	KindStmtTimeout                   // server: the statement is cancelled as by statement_timeout (57014)
+	KindCancelBlocked                 // server: the step waits on a lock, then the caller's context is cancelled
 )
 
 var kindNames = [...]string{
-	KindError:       "error",
-	KindPgErr:       "pgerr",
-	KindBadConn:     "badconn",
-	KindCancel:      "cancel",
-	KindLatency:     "latency",
-	KindPanic:       "panic",
-	KindCut:         "cut",
-	KindCutAfter:    "cut-after",
-	KindAmbiguous:   "ambiguous",
-	KindTerminate:   "terminate",
-	KindLock:        "lock",
-	KindStmtTimeout: "stmt-timeout",
+	KindError:         "error",
+	KindPgErr:         "pgerr",
+	KindBadConn:       "badconn",
+	KindCancel:        "cancel",
+	KindLatency:       "latency",
+	KindPanic:         "panic",
+	KindCut:           "cut",
+	KindCutAfter:      "cut-after",
+	KindAmbiguous:     "ambiguous",
+	KindTerminate:     "terminate",
+	KindLock:          "lock",
+	KindStmtTimeout:   "stmt-timeout",
+	KindCancelBlocked: "cancel-blocked",
 }
 
 // Kinds returns every fault kind, in order.
 func Kinds() []Kind {
 	ks := make([]Kind, 0, len(kindNames)-1)
-	for k := KindError; k <= KindStmtTimeout; k++ {
+	for k := KindError; k <= KindCancelBlocked; k++ {
 		ks = append(ks, k)
 	}
 	return ks
@@ -77,7 +84,7 @@ func (k Kind) String() string {
 
 // ParseKind returns the kind named s.
 func ParseKind(s string) (Kind, error) {
-	for k := KindError; k <= KindStmtTimeout; k++ {
+	for k := KindError; k <= KindCancelBlocked; k++ {
 		if kindNames[k] == s {
 			return k, nil
 		}
@@ -90,7 +97,7 @@ func (k Kind) NeedsWire() bool { return k == KindCut || k == KindCutAfter || k =
 
 // NeedsServer reports whether the kind is carried out by a Server.
 func (k Kind) NeedsServer() bool {
-	return k == KindTerminate || k == KindLock || k == KindStmtTimeout
+	return k == KindTerminate || k == KindLock || k == KindStmtTimeout || k == KindCancelBlocked
 }
 
 // Fault is one fault: its kind and, for pgerr, the SQLSTATE code, for
@@ -115,7 +122,7 @@ func (f Fault) String() string {
 
 // Validate reports whether the fault is well formed.
 func (f Fault) Validate() error {
-	if f.Kind < KindError || f.Kind > KindStmtTimeout {
+	if f.Kind < KindError || f.Kind > KindCancelBlocked {
 		return fmt.Errorf("validate fault: unknown kind %d: %w", int(f.Kind), ErrInvalidFault)
 	}
 	if f.Kind == KindPgErr {

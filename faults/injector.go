@@ -38,6 +38,7 @@ type Injector struct {
 	tx       TxState                   // conn id -> in a transaction, aborted by an injected error
 	pending  map[*drvwrap.Call]pending // cleanup of a wire or server fault, run when its step returns
 	prints   map[string]string
+	unheeded map[int]error // step index -> what a cancel-blocked step did not heed
 }
 
 type injectorConfig struct {
@@ -69,6 +70,12 @@ type Firing struct {
 	Rule Rule  // the rule that fired
 	Step Step  // the step it fired at, as recorded when it fired
 	Err  error // what the step returned to database/sql: the injected error, nil when the step went on (latency)
+	// Unheeded, for cancel-blocked, says the step did not heed the
+	// cancellation: it was still blocked CancelBlockedBound after the
+	// caller's context was cancelled (the lock was then released so that
+	// nothing hangs), or its statement still waited on the server after the
+	// call returned. Nil otherwise.
+	Unheeded error
 }
 
 // String prints the firing as "step 7 (commit): pgerr=40001 -> <error>".
@@ -93,6 +100,7 @@ func NewInjector(opts ...InjectorOption) *Injector {
 		openRows: map[uint64]int{},
 		pending:  map[*drvwrap.Call]pending{},
 		prints:   map[string]string{},
+		unheeded: map[int]error{},
 	}
 }
 
@@ -123,6 +131,7 @@ func (i *Injector) Arm(p Plan) {
 	i.steps = 0
 	i.fired = nil
 	clear(i.openRows)
+	clear(i.unheeded)
 }
 
 // Reset disarms the plan and starts a new run (Arm with an empty plan).
@@ -143,7 +152,11 @@ func (i *Injector) Trace() Trace {
 func (i *Injector) Fired() []Firing {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	return append([]Firing(nil), i.fired...)
+	out := append([]Firing(nil), i.fired...)
+	for n := range out {
+		out[n].Unheeded = i.unheeded[out[n].Step.Index]
+	}
+	return out
 }
 
 type cancelKey struct{ i *Injector }
@@ -404,7 +417,7 @@ func (i *Injector) apply(ctx context.Context, c *drvwrap.Call, st *Step, f Fault
 			cancel()
 			err = ctx.Err()
 		} else {
-			err = fmt.Errorf("cancel at step %d: the context does not come from Injector.Context, nothing was cancelled: %w", st.Index, context.Canceled)
+			err = fmt.Errorf("cancel at step %d: nothing was cancelled: %w: %w", st.Index, ErrForeignContext, context.Canceled)
 		}
 	case KindLatency:
 		t := time.NewTimer(f.Delay)

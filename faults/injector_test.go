@@ -212,8 +212,8 @@ func TestInjectorFaultsOnSqlmock(t *testing.T) {
 			}},
 		{name: "cancel/plain-context", plan: "match=query#1:cancel", reached: 2, rollback: true, atStep: 4, check: func(t *testing.T, err error) {
 			wantIs("query:", context.Canceled)(t, err)
-			if !strings.Contains(err.Error(), "Injector.Context") {
-				t.Errorf("error %v does not say the context must come from Injector.Context", err)
+			if !strings.Contains(err.Error(), "Injector.Context") || !errors.Is(err, faults.ErrForeignContext) {
+				t.Errorf("error %v does not say the context must come from Injector.Context (errors.Is faults.ErrForeignContext)", err)
 			}
 		}},
 		{name: "latency/commit", plan: "match=commit#1:latency=1ms", reached: 4, rollback: false, atStep: 7, check: func(t *testing.T, err error) {

@@ -71,6 +71,9 @@ func (i *Injector) applyMechanism(ctx context.Context, c *drvwrap.Call, st *Step
 		if i.cfg.server == nil || i.cfg.appName == "" {
 			return fmt.Errorf("inject %s at step %d: no Server (use WithServer): %w", f, st.Index, ErrNeedsMechanism)
 		}
+		if f.Kind == KindCancelBlocked {
+			return i.cancelBlocked(ctx, c, st, f)
+		}
 		if f.Kind == KindTerminate {
 			tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), mechanismTimeout)
 			defer cancel()
@@ -179,4 +182,78 @@ func (i *Injector) setPending(c *drvwrap.Call, p pending) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	i.pending[c] = p
+}
+
+// CancelBlockedBound is how long a step blocked by a cancel-blocked fault
+// has to return once the caller's context is cancelled; past it the lock is
+// released, so that nothing hangs, and the firing's Unheeded says so.
+const CancelBlockedBound = 2 * time.Second
+
+// cancelBlocked carries out cancel-blocked at an exec or query step: the
+// step's table is locked from another session, and once the session under
+// test is seen waiting for that lock (or after mechanismTimeout), the
+// caller's context (from Injector.Context) is cancelled. A step that
+// returns within CancelBlockedBound heeded it; when it returns, the lock is
+// released once its statement no longer waits on the server (bounded too).
+func (i *Injector) cancelBlocked(ctx context.Context, c *drvwrap.Call, st *Step, f Fault) error {
+	cancel, ok := ctx.Value(cancelKey{i}).(context.CancelFunc)
+	if !ok {
+		return fmt.Errorf("%s at step %d: nothing was cancelled: %w: %w", f, st.Index, ErrForeignContext, context.Canceled)
+	}
+	if st.Kind != StepExec && st.Kind != StepQuery {
+		return fmt.Errorf("inject %s at step %d: only exec and query steps can be blocked by a lock: %w", f, st.Index, ErrNeedsMechanism)
+	}
+	table := targetTable(st.SQL)
+	if table == "" {
+		return fmt.Errorf("inject %s at step %d: no table named in %q: %w", f, st.Index, shorten(st.SQL, 80), ErrNeedsMechanism)
+	}
+	lctx, lcancel := context.WithTimeout(context.WithoutCancel(ctx), mechanismTimeout)
+	defer lcancel()
+	release, err := i.cfg.server.HoldLock(lctx, "SET LOCAL lock_timeout = 1000; LOCK TABLE "+table+" IN ACCESS EXCLUSIVE MODE")
+	if err != nil {
+		return fmt.Errorf("inject %s at step %d: lock %s from another session (does the transaction under test hold a lock on it already?): %w: %w",
+			f, st.Index, table, err, ErrNeedsMechanism)
+	}
+	srv, app, idx := i.cfg.server, i.cfg.appName, st.Index
+	what := fmt.Sprintf("%s at step %d (%s)", st.Kind, idx, shorten(st.SQL, 120))
+	unheeded := func(err error) {
+		i.mu.Lock()
+		defer i.mu.Unlock()
+		if i.unheeded[idx] == nil {
+			i.unheeded[idx] = err
+		}
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), mechanismTimeout)
+	returned := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		_ = srv.WaitBlocked(wctx, app) // seen waiting, or returned (wcancel), or the bound
+		cancel()
+		t := time.NewTimer(CancelBlockedBound)
+		defer t.Stop()
+		select {
+		case <-returned:
+			return
+		case <-t.C:
+		}
+		unheeded(fmt.Errorf("the %s was still blocked on a lock %s after the caller's context was cancelled: the call does not honour the caller's context",
+			what, CancelBlockedBound))
+		_ = release()
+	}()
+	i.setPending(c, func(*drvwrap.Call) {
+		wcancel()
+		close(returned)
+		<-finished
+		// The call returned: its statement must not wait on the server any
+		// more (a cancelled call whose statement the server still runs
+		// would go on once the lock goes).
+		uctx, ucancel := context.WithTimeout(context.Background(), CancelBlockedBound)
+		defer ucancel()
+		if err := srv.WaitUnblocked(uctx, app); err != nil {
+			unheeded(fmt.Errorf("the %s returned, but its statement still waited on the server %s later: the cancellation did not reach the server", what, CancelBlockedBound))
+		}
+		_ = release()
+	})
+	return nil
 }

@@ -35,6 +35,10 @@ func TestParsePlanRoundTrip(t *testing.T) {
 			{Step: 4, Fault: faults.Fault{Kind: faults.KindStmtTimeout}},
 			{Step: 5, Fault: faults.Fault{Kind: faults.KindCut}},
 		}}},
+		{"cancel-blocked", "step=3:cancel-blocked,match=exec~UPDATE#1:cancel", "", faults.Plan{Rules: []faults.Rule{
+			{Step: 3, Fault: faults.Fault{Kind: faults.KindCancelBlocked}},
+			{Match: faults.StepExec, Pattern: "UPDATE", Nth: 1, Fault: faults.Fault{Kind: faults.KindCancel}},
+		}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

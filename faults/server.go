@@ -145,8 +145,22 @@ func (s *Server) WaitGone(ctx context.Context, appName string) error {
 // WaitBlocked polls until a backend of appName waits for a lock, or ctx ends:
 // the moment a step has reached a lock held by HoldLock.
 func (s *Server) WaitBlocked(ctx context.Context, appName string) error {
+	return s.waitLockWaiters(ctx, appName, true)
+}
+
+// WaitUnblocked polls until no backend of appName waits for a lock, or ctx
+// ends.
+func (s *Server) WaitUnblocked(ctx context.Context, appName string) error {
+	return s.waitLockWaiters(ctx, appName, false)
+}
+
+func (s *Server) waitLockWaiters(ctx context.Context, appName string, blocked bool) error {
+	what := "a blocked session"
+	if !blocked {
+		what = "no blocked session"
+	}
 	if appName == "" {
-		return fmt.Errorf("wait for a blocked session: %w", ErrServerAppName)
+		return fmt.Errorf("wait for %s: %w", what, ErrServerAppName)
 	}
 	for {
 		var n int
@@ -154,16 +168,16 @@ func (s *Server) WaitBlocked(ctx context.Context, appName string) error {
 			`SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'`,
 			serverName(appName)).Scan(&n)
 		if err != nil {
-			return fmt.Errorf("wait for a blocked session of %q: %w", appName, err)
+			return fmt.Errorf("wait for %s of %q: %w", what, appName, err)
 		}
-		if n > 0 {
+		if (n > 0) == blocked {
 			return nil
 		}
 		t := time.NewTimer(s.poll)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("wait for a blocked session of %q: %w", appName, ctx.Err())
+			return fmt.Errorf("wait for %s of %q: %w", what, appName, ctx.Err())
 		case <-t.C:
 		}
 	}

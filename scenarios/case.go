@@ -60,6 +60,16 @@ const (
 	// InvLongTx: no transaction was held open across an external call (a
 	// call the operation made through External).
 	InvLongTx Invariant = "long-transaction"
+	// InvContext: every database call ran on the caller's context (a
+	// cancel fault found no context of the operation's own, such as
+	// context.Background(), at a call) and returned promptly once that
+	// context was cancelled.
+	InvContext Invariant = "context-honoured"
+	// InvSession: on Postgres, every connection the operation gave back to
+	// the pool carries the session state a fresh connection carries: no
+	// session-level SET (SET without LOCAL), advisory lock, temporary
+	// table, LISTEN or prepared statement left for its next user.
+	InvSession Invariant = "session-state"
 )
 
 // Case is one cell of the matrix: an operation rerun with one fault armed at

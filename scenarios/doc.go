@@ -49,12 +49,27 @@
 //     transaction, aborted or active and no lock of theirs, no transaction
 //     was held open across an external call (see below), and no goroutine
 //     outlives the case;
+//   - on Postgres, every connection the operation gave back to the pool
+//     carries the session state a fresh one carries (read at recording):
+//     no session-level SET, advisory lock, temporary table, LISTEN or
+//     prepared statement left for the next user ([InvSession]; off with
+//     [Config].NoSessionCheck);
+//   - every database call ran on the caller's context: a cancel fault that
+//     finds a context of the operation's own (context.Background()) at a
+//     call is an [InvContext] finding, and so is a statement still blocked
+//     on a lock faults.CancelBlockedBound after the fault "cancel-blocked"
+//     cancelled the caller's context (off with [Config].NoCancelBlocked);
 //   - on sqlmock, the expectations generated from the operation's golden trace
 //     (the prefix before the fault, then the rollback, then the whole unit
 //     again when it retries) were met (ExpectationsWereMet).
 //
 // Every case runs under a deadline ([Config].Timeout); a hang is a finding that
-// carries the goroutine dump. The checks run while the case's context is
+// carries the goroutine dump. Every other wait of a case is bounded too —
+// Setup and the state read-back by the same timeout, the leak and session
+// checks by [Config].CheckTimeout, clearing the server — and a wait that
+// outlives its bound is a deadline finding naming the sessions waiting for
+// a lock and the ones holding it; what a case left behind is ended before
+// the next case's Setup, so one leaked lock does not stop the matrix. The checks run while the case's context is
 // still live (database/sql rolls back a forgotten transaction when its
 // context ends, which would hide it); after a case with findings the runner
 // terminates the sessions of the application name and opens a fresh pool, so

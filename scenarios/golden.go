@@ -36,6 +36,10 @@ type gstep struct {
 	Columns      []string         // query: the result columns
 	Rows         [][]driver.Value // query: every row its rows returned
 	RowsAffected int64            // exec: rows affected; -1 unknown
+	// Closed (prepare, set by expectsOnly): the clean run closed the
+	// statement (a later stmt-close step with its SQL), so sqlmock expects
+	// it closed.
+	Closed bool
 }
 
 // expects reports whether a sqlmock expectation stands for the step.

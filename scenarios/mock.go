@@ -91,10 +91,16 @@ func expectFor(e []gstep, k int, kind string, after bool, out outcome, rollback 
 // expectsOnly returns the steps a sqlmock expectation stands for.
 func expectsOnly(steps []gstep) []gstep {
 	var out []gstep
-	for _, s := range steps {
-		if s.expects() {
-			out = append(out, s)
+	for i, s := range steps {
+		if !s.expects() {
+			continue
 		}
+		if s.Kind == "prepare" {
+			for _, later := range steps[i+1:] {
+				s.Closed = s.Closed || (later.Kind == "stmt-close" && later.SQL == s.SQL)
+			}
+		}
+		out = append(out, s)
 	}
 	return out
 }
@@ -110,7 +116,10 @@ func setExpectations(mock sqlmock.Sqlmock, steps []gstep) {
 		case "rollback":
 			mock.ExpectRollback()
 		case "prepare":
-			mock.ExpectPrepare(s.SQL)
+			e := mock.ExpectPrepare(s.SQL)
+			if s.Closed {
+				e.WillBeClosed() // a statement the code never closes stays prepared on its session
+			}
 		case "exec":
 			e := mock.ExpectExec(s.SQL)
 			if s.Args > 0 {

@@ -45,6 +45,24 @@ import (
 //     broken a connection the runner opens a fresh pool, so that no case
 //     depends on what an earlier case left behind and every replay command
 //     reproduces its verdict alone (keepsConnHealthy).
+//  6. Every call the code makes runs on the caller's context. database/sql
+//     hands the driver the context of the call the code made at begin,
+//     prepare, exec, query, ping and session reset, the begin's context at
+//     commit and rollback, and the query's at rows next and close; it
+//     hands its own at connect (a connection its opener goroutine opens),
+//     statement close and connection close. A cancel fault at a step of the
+//     first kind that finds a context not derived from the caller's
+//     (context.Background(), a context of the code's own) is a finding: the
+//     caller's cancellation, deadline and values never reach that call, and
+//     the error it returns is the injector's, not a real cancellation
+//     (carriesCallerContext).
+//  7. A failed statement close need not reach the caller. database/sql
+//     closes a statement prepared on the pool (db.Prepare) when its
+//     connection is next idle and drops the driver's error (sql.go:
+//     noteUnusedDriverStatement), and `defer stmt.Close()` drops it too;
+//     the failed close frees nothing less (the driver's statement is
+//     closed all the same). The session-state check still holds the code to
+//     a statement it really closed (stmtCloseMayBeSilent).
 
 // place is where a step of a clean trace sits.
 type place struct {
@@ -163,6 +181,21 @@ func retriedAfter(trace faults.Trace, fired faults.Step) bool {
 	}
 	return false
 }
+
+// carriesCallerContext reports whether database/sql gives the driver, at a
+// step of kind k, the context of a call the code made (rule 6).
+func carriesCallerContext(k faults.StepKind) bool {
+	switch k {
+	case faults.StepBegin, faults.StepPrepare, faults.StepExec, faults.StepQuery, faults.StepNext,
+		faults.StepRowsClose, faults.StepCommit, faults.StepRollback, faults.StepPing, faults.StepReset:
+		return true
+	}
+	return false
+}
+
+// stmtCloseMayBeSilent reports whether a fault at a step of kind k may end
+// in success for the caller because database/sql drops the error (rule 7).
+func stmtCloseMayBeSilent(k faults.StepKind) bool { return k == faults.StepStmtClose }
 
 // rollbackMayBeSilent reports whether a fault at a step of kind k may end
 // in success for the caller (rule 4).

@@ -106,6 +106,12 @@ func TestOutcomeRules(t *testing.T) {
 		{"healthy/badconn", keepsConnHealthy(badconn, faults.StepQuery), false},
 		{"healthy/57P01", keepsConnHealthy(shutdown, faults.StepQuery), false},
 		{"healthy/cancel", keepsConnHealthy(faults.Fault{Kind: faults.KindCancel}, faults.StepQuery), false},
+		{"caller-context/exec", carriesCallerContext(faults.StepExec), true},
+		{"caller-context/commit", carriesCallerContext(faults.StepCommit), true},
+		{"caller-context/connect", carriesCallerContext(faults.StepConnect), false},
+		{"caller-context/stmt-close", carriesCallerContext(faults.StepStmtClose), false},
+		{"silent/stmt-close", stmtCloseMayBeSilent(faults.StepStmtClose), true},
+		{"silent/rows-close", stmtCloseMayBeSilent(faults.StepRowsClose), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -310,12 +316,12 @@ func TestUnavailableSaysWhy(t *testing.T) {
 			c := base
 			c.DSN, c.Connector = "", stdlib.GetConnector(*pc)
 			return c
-		}, []string{"wire faults", "lock and stmt-timeout"}},
+		}, []string{"wire faults", "lock, stmt-timeout and cancel-blocked"}},
 		{"connector-with-wire", func() Config {
 			c := base
 			c.DSN, c.Connector, c.Wire = "", stdlib.GetConnector(wired), wire
 			return c
-		}, []string{"lock and stmt-timeout"}},
+		}, []string{"lock, stmt-timeout and cancel-blocked"}},
 		{"connector-without-admin", func() Config {
 			c := base
 			c.DSN, c.Connector, c.Wire, c.Admin, c.AppName = "", stdlib.GetConnector(wired), wire, nil, ""
