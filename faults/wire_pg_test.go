@@ -6,12 +6,14 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/lib/pq"
 
 	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/internal/testkit"
@@ -185,7 +187,9 @@ func TestWirePGStallReleasedByDisarm(t *testing.T) {
 
 // TestWirePGAmbiguousCommit cuts the connection around the COMMIT of a
 // database/sql transaction: after it (the ambiguous commit) the row is there
-// although Commit returned an error; before it, the row is not.
+// although Commit returned an error; before it, the row is not. Through pgx
+// (the Wire installed on its config) and through lib/pq (its Connector
+// dialing through Wire.Dialer).
 func TestWirePGAmbiguousCommit(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -195,38 +199,68 @@ func TestWirePGAmbiguousCommit(t *testing.T) {
 		{name: "cut-after-commit", action: faults.WireCutAfter, wantRow: true},
 		{name: "cut-before-commit", action: faults.WireCutBefore, wantRow: false},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			db := newItemsDB(t)
-			cfg, w, app := wiredConfig(t, db)
-			pool := openPool(t, cfg)
-			if err := w.Arm(faults.WireRule{Message: faults.WireCommit, N: 1, Action: tt.action}); err != nil {
-				t.Fatal(err)
-			}
-			tx, err := pool.BeginTx(t.Context(), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := tx.ExecContext(t.Context(), `INSERT INTO items VALUES ($1)`, 42); err != nil {
-				t.Fatal(err)
-			}
-			err = tx.Commit()
-			if err == nil {
-				t.Fatal("Commit: got nil; want the error of a dead connection")
-			}
-			t.Logf("Commit: %v", err)
-			if f := w.Fired(); len(f) != 1 || f[0].Message != faults.WireQuery {
-				t.Errorf("Fired() = %+v; want one firing on the COMMIT query", f)
-			}
-			if err := faults.NewServer(db.Admin).WaitGone(t.Context(), app); err != nil {
-				t.Fatal(err)
-			}
-			got := itemIDs(t, db.DB)
-			if gotRow := slices.Equal(got, []int{42}); gotRow != tt.wantRow {
-				t.Errorf("row committed: got %v (rows %v); want %v", gotRow, got, tt.wantRow)
-			}
-		})
+	for _, driver := range []string{"pgx", "pq"} {
+		for _, tt := range tests {
+			t.Run(driver+"/"+tt.name, func(t *testing.T) {
+				db := newItemsDB(t)
+				pool, w, app := wiredPool(t, db, driver)
+				if err := w.Arm(faults.WireRule{Message: faults.WireCommit, N: 1, Action: tt.action}); err != nil {
+					t.Fatal(err)
+				}
+				tx, err := pool.BeginTx(t.Context(), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := tx.ExecContext(t.Context(), `INSERT INTO items VALUES ($1)`, 42); err != nil {
+					t.Fatal(err)
+				}
+				err = tx.Commit()
+				if err == nil {
+					t.Fatal("Commit: got nil; want the error of a dead connection")
+				}
+				t.Logf("Commit: %v", err)
+				if f := w.Fired(); len(f) != 1 || f[0].Message != faults.WireQuery {
+					t.Errorf("Fired() = %+v; want one firing on the COMMIT query", f)
+				}
+				if err := faults.NewServer(db.Admin).WaitGone(t.Context(), app); err != nil {
+					t.Fatal(err)
+				}
+				got := itemIDs(t, db.DB)
+				if gotRow := slices.Equal(got, []int{42}); gotRow != tt.wantRow {
+					t.Errorf("row committed: got %v (rows %v); want %v", gotRow, got, tt.wantRow)
+				}
+			})
+		}
 	}
+}
+
+// wiredPool opens a pool of one connection through a fresh Wire, with pgx
+// stdlib ("pgx") or lib/pq ("pq"), under its own application_name.
+func wiredPool(tb testing.TB, db *pgtest.Database, driver string) (*sql.DB, *faults.Wire, string) {
+	tb.Helper()
+	if driver == "pgx" {
+		cfg, w, app := wiredConfig(tb, db)
+		return openPool(tb, cfg), w, app
+	}
+	u, err := url.Parse(db.DSN)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	app := db.AppName + "-pq"
+	q := u.Query()
+	q.Set("application_name", app)
+	q.Set("sslmode", "disable")
+	u.RawQuery = q.Encode()
+	c, err := pq.NewConnector(u.String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := faults.NewWire()
+	c.Dialer(w.Dialer())
+	pool := sql.OpenDB(c)
+	tb.Cleanup(func() { _ = pool.Close() })
+	pool.SetMaxOpenConns(1)
+	return pool, w, app
 }
 
 // TestWirePGExtendedCommit sends COMMIT through the extended protocol as a
