@@ -396,32 +396,9 @@ func outsideRequest(typ byte) bool {
 
 // frame returns the length of the first message in b, or 0 if incomplete.
 func (c *pgxConn) frame(b []byte) int {
-	if !c.started {
-		if len(b) < 8 {
-			return 0
-		}
-		n := int(binary.BigEndian.Uint32(b))
-		if n < 8 || n > 10000 {
-			c.opaque = true
-			return 0
-		}
-		if len(b) < n {
-			return 0
-		}
-		return n
-	}
-	if len(b) < 5 {
-		return 0
-	}
-	n := int(binary.BigEndian.Uint32(b[1:]))
-	if n < 4 || n > maxWireMessageLen || wireTypeNames[b[0]] == "" {
-		c.opaque = true
-		return 0
-	}
-	if len(b) < n+1 {
-		return 0
-	}
-	return n + 1
+	n, opaque := frontendFrame(b, c.started)
+	c.opaque = c.opaque || opaque
+	return n
 }
 
 // decode takes one message; it returns the request it completes, if any.

@@ -476,32 +476,39 @@ func (c *wireConn) awaitReply() {
 // frame returns the length of the first message in b, or 0 when b holds only
 // part of it; it sets c.opaque when b cannot be a frontend message.
 func (c *wireConn) frame(b []byte) int {
-	if !c.started {
+	n, opaque := frontendFrame(b, c.started)
+	c.opaque = c.opaque || opaque
+	return n
+}
+
+// frontendFrame returns the length of the first frontend message in b — the
+// startup packet (no type byte) until started — or 0 when b holds only part
+// of it; opaque reports that b cannot be a frontend message at all.
+func frontendFrame(b []byte, started bool) (n int, opaque bool) {
+	if !started {
 		if len(b) < 4 {
-			return 0
+			return 0, false
 		}
 		n := int(binary.BigEndian.Uint32(b))
 		if n < 8 || n > 10000 {
-			c.opaque = true
-			return 0
+			return 0, true
 		}
 		if len(b) < n {
-			return 0
+			return 0, false
 		}
-		return n
+		return n, false
 	}
 	if len(b) < 5 {
-		return 0
+		return 0, false
 	}
-	n := int(binary.BigEndian.Uint32(b[1:]))
+	n = int(binary.BigEndian.Uint32(b[1:]))
 	if n < 4 || n > maxWireMessageLen || wireTypeNames[b[0]] == "" {
-		c.opaque = true
-		return 0
+		return 0, true
 	}
 	if len(b) < n+1 {
-		return 0
+		return 0, false
 	}
-	return n + 1
+	return n + 1, false
 }
 
 // decode classifies one complete message and updates the statement and
