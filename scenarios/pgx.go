@@ -238,15 +238,7 @@ func (r *Runner) runPgxCase(ctx context.Context, c Case) (res Result) {
 		find(InvDeadline, trace, "the operation did not return within %s (+2s grace); goroutines:\n%s", r.cfg.Timeout, o.dump)
 		return res
 	}
-	if !c.Clean() {
-		switch {
-		case len(fired) == 0:
-			find(InvFired, trace, "the fault never fired: the run had %d steps, step %d was not reached as %s (the trace changed; see the trace below)",
-				len(trace), c.Step, c.StepKind)
-		case fired[0].Step.Kind != c.StepKind:
-			find(InvFired, trace, "the fault fired at step %d (%s), not at a %s step: the trace changed", fired[0].Step.Index, fired[0].Step.Kind, c.StepKind)
-		}
-	}
+	checkFired(find, c, trace, fired)
 	switch {
 	case r.cfg.Disconnect:
 	case c.Clean() && res.Err != nil:
@@ -281,41 +273,14 @@ func (r *Runner) runPgxCase(ctx context.Context, c Case) (res Result) {
 	}
 	leakErr := leakcheck.Find(ctx, opts...)
 	if st, ok := <-stateCh; ok {
-		got, err := st.got, st.err
-		switch {
-		case err != nil:
-			find(InvSetup, trace, "read state back: %v", err)
-		case got != r.before && got != r.after:
-			find(InvAllOrNothing, trace, "the state read back is neither the before-state nor the after-state (-before +got):\n%s\n(-after +got):\n%s",
-				diffLines(r.before, got), diffLines(r.after, got))
-		case r.cfg.Disconnect || fault.Kind == faults.KindAmbiguous:
-		case got == r.after && afterStateMayFail(fault, at):
-		case got == r.after && r.before != r.after && res.Err != nil:
-			find(InvAllOrNothing, trace, "the write is in the database (after-state) but the caller was told it failed: %v", res.Err)
-		case got == r.before && r.before != r.after && res.Err == nil:
-			find(InvAllOrNothing, trace, "the caller was told of success but the database holds the before-state (the write was lost)")
-		}
+		r.checkState(find, trace, fault, at, res.Err, st.got, st.err)
 	}
 	if baseline != nil && leakErr == nil {
 		// (a leaked connection keeps pgx goroutines of its own: the pool
 		// finding says it all)
 		leakErr = leakcheck.Find(ctx, leakcheck.WithGoroutines(baseline, ignorePgxPoolClose), leakcheck.WithTimeout(r.cfg.CheckTimeout))
 	}
-	if leakErr != nil {
-		var le *leakcheck.Error
-		reported := false
-		for _, e := range flatten(leakErr) {
-			if errors.As(e, &le) {
-				for _, f := range le.Findings {
-					find(invariantOf(f.Check), trace, "%s", f.String())
-					reported = true
-				}
-			}
-		}
-		if !reported {
-			find(InvSetup, trace, "leak check: %v", leakErr)
-		}
-	}
+	reportLeaks(find, trace, leakErr)
 	return res
 }
 

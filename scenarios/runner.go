@@ -819,15 +819,7 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	}
 
 	// The fault fired where it was aimed.
-	if !c.Clean() {
-		switch {
-		case len(fired) == 0:
-			find(InvFired, trace, "the fault never fired: the run had %d steps, step %d was not reached as %s (the trace changed; see the trace below)",
-				len(trace), c.Step, c.StepKind)
-		case fired[0].Step.Kind != c.StepKind:
-			find(InvFired, trace, "the fault fired at step %d (%s), not at a %s step: the trace changed", fired[0].Step.Index, fired[0].Step.Kind, c.StepKind)
-		}
-	}
+	checkFired(find, c, trace, fired)
 
 	// The call ran on the caller's context.
 	if len(fired) > 0 && errors.Is(fired[0].Err, faults.ErrForeignContext) && carriesCallerContext(fired[0].Step.Kind) {
@@ -889,45 +881,14 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	defer lcancel()
 	leakErr := leakcheck.Find(lctx, opts...)
 	if st, ok := <-stateCh; ok {
-		got, err := st.got, st.err
-		switch {
-		case errors.Is(err, errBound):
-			find(InvDeadline, trace, "%v", err)
-		case err != nil:
-			find(InvSetup, trace, "read state back: %v", err)
-		case got != r.before && got != r.after:
-			find(InvAllOrNothing, trace, "the state read back is neither the before-state nor the after-state (-before +got):\n%s\n(-after +got):\n%s",
-				diffLines(r.before, got), diffLines(r.after, got))
-		case r.cfg.Disconnect || fault.Kind == faults.KindAmbiguous:
-		case got == r.after && afterStateMayFail(fault, at):
-			// an autocommit write reached the server before the fault: it
-			// is committed, whatever the caller was told
-		case got == r.after && r.before != r.after && res.Err != nil:
-			find(InvAllOrNothing, trace, "the write is in the database (after-state) but the caller was told it failed: %v", res.Err)
-		case got == r.before && r.before != r.after && res.Err == nil:
-			find(InvAllOrNothing, trace, "the caller was told of success but the database holds the before-state (the write was lost)")
-		}
+		r.checkState(find, trace, fault, at, res.Err, st.got, st.err)
 	}
 	if baseline != nil {
 		gctx, gcancel := context.WithTimeout(ctx, 2*r.cfg.CheckTimeout)
 		leakErr = errors.Join(leakErr, leakcheck.Find(gctx, leakcheck.WithGoroutines(baseline), leakcheck.WithTimeout(r.cfg.CheckTimeout)))
 		gcancel()
 	}
-	if leakErr != nil {
-		var le *leakcheck.Error
-		reported := false
-		for _, e := range flatten(leakErr) {
-			if errors.As(e, &le) {
-				for _, f := range le.Findings {
-					find(invariantOf(f.Check), trace, "%s", f.String())
-					reported = true
-				}
-			}
-		}
-		if !reported {
-			find(InvSetup, trace, "leak check: %v", leakErr)
-		}
-	}
+	reportLeaks(find, trace, leakErr)
 
 	// The connections going back to the pool carry no session state.
 	if r.session != nil {
@@ -1137,6 +1098,66 @@ func (r *Runner) expectations(c Case, f faults.Fault, out outcome) []gstep {
 	// server ends the transaction with the session)
 	exp := expectFor(r.expect, k, c.StepKind.String(), false, out, !connBreaks(f))
 	return exp
+}
+
+// finder records a finding of the case being run.
+type finder func(inv Invariant, trace faults.Trace, format string, args ...any)
+
+// checkFired: the case's fault fired at the step it was aimed at.
+func checkFired(find finder, c Case, trace faults.Trace, fired []faults.Firing) {
+	if c.Clean() {
+		return
+	}
+	switch {
+	case len(fired) == 0:
+		find(InvFired, trace, "the fault never fired: the run had %d steps, step %d was not reached as %s (the trace changed; see the trace below)",
+			len(trace), c.Step, c.StepKind)
+	case fired[0].Step.Kind != c.StepKind:
+		find(InvFired, trace, "the fault fired at step %d (%s), not at a %s step: the trace changed", fired[0].Step.Index, fired[0].Step.Kind, c.StepKind)
+	}
+}
+
+// checkState: the state read back (got, or the error reading it) is all or
+// nothing, and agrees with what the caller was told (callerErr) for fault f
+// at place at.
+func (r *Runner) checkState(find finder, trace faults.Trace, f faults.Fault, at place, callerErr error, got string, err error) {
+	switch {
+	case errors.Is(err, errBound):
+		find(InvDeadline, trace, "%v", err)
+	case err != nil:
+		find(InvSetup, trace, "read state back: %v", err)
+	case got != r.before && got != r.after:
+		find(InvAllOrNothing, trace, "the state read back is neither the before-state nor the after-state (-before +got):\n%s\n(-after +got):\n%s",
+			diffLines(r.before, got), diffLines(r.after, got))
+	case r.cfg.Disconnect || f.Kind == faults.KindAmbiguous:
+	case got == r.after && afterStateMayFail(f, at):
+		// an autocommit write reached the server before the fault: it
+		// is committed, whatever the caller was told
+	case got == r.after && r.before != r.after && callerErr != nil:
+		find(InvAllOrNothing, trace, "the write is in the database (after-state) but the caller was told it failed: %v", callerErr)
+	case got == r.before && r.before != r.after && callerErr == nil:
+		find(InvAllOrNothing, trace, "the caller was told of success but the database holds the before-state (the write was lost)")
+	}
+}
+
+// reportLeaks turns leakcheck's findings into the case's findings.
+func reportLeaks(find finder, trace faults.Trace, leakErr error) {
+	if leakErr == nil {
+		return
+	}
+	var le *leakcheck.Error
+	reported := false
+	for _, e := range flatten(leakErr) {
+		if errors.As(e, &le) {
+			for _, f := range le.Findings {
+				find(invariantOf(f.Check), trace, "%s", f.String())
+				reported = true
+			}
+		}
+	}
+	if !reported {
+		find(InvSetup, trace, "leak check: %v", leakErr)
+	}
 }
 
 // flatten returns the errors joined in err (errors.Join), or err alone.
