@@ -16,7 +16,6 @@ import (
 
 	"github.com/sessionsafe/sessionsafe/handlers"
 	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
-	"github.com/sessionsafe/sessionsafe/internal/mutant"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 )
 
@@ -104,7 +103,7 @@ type runState struct {
 	epoch   atomic.Int64 // bumped at the start and at the end of every server chaos action: odd while one runs
 	target  Target
 	slots   chan struct{}     // the run's share of the server's connections (nil: no limit)
-	clean   *handlers.Service // on a pool of its own, no fault, no planted bug: reads back the truth
+	clean   *handlers.Service // on a pool of its own, no fault: reads back the truth
 	stopped atomic.Bool
 	stopCh  chan struct{} // closed with stopped set (stop)
 	once    sync.Once
@@ -244,9 +243,6 @@ func (w *worker) step(runCtx context.Context, i int) bool {
 		w.queued += octx.queuedFor()
 	}()
 	var ctx context.Context = octx
-	if len(w.cfg.Plant) > 0 {
-		ctx = mutant.With(ctx, w.cfg.Plant...)
-	}
 	var faultRng *rand.Rand
 	if w.wantsFaults(i) {
 		faultRng = opRand(w.seed, i, saltFaults)
