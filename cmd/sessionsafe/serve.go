@@ -20,7 +20,6 @@ import (
 	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/handlers"
 	"github.com/sessionsafe/sessionsafe/internal/chaos"
-	"github.com/sessionsafe/sessionsafe/internal/mutant"
 	"github.com/sessionsafe/sessionsafe/internal/redact"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 )
@@ -34,7 +33,6 @@ type debugState struct {
 	Held     string          `json:"held"`     // what is in use now, with where it was acquired
 	Findings []debugFinding  `json:"findings"` // leaks found now: server sessions, long transactions
 	Faults   debugFaultState `json:"faults"`
-	Planted  []string        `json:"planted"`
 }
 
 type poolStats struct {
@@ -140,9 +138,6 @@ func runServe(ctx context.Context, o *options, e *env) int {
 	svc := handlers.New(s.db)
 	api := svc.Handler()
 	hs := &http.Server{Handler: s.routes(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if len(o.plant) > 0 {
-			r = r.WithContext(mutant.With(r.Context(), o.plant...))
-		}
 		if s.rate != nil {
 			// A cancel fault cancels this request's context alone.
 			ctx, cancel := s.rate.Context(r.Context())
@@ -189,10 +184,7 @@ func (s *server) sessions(w http.ResponseWriter, r *http.Request) {
 	out := debugState{Time: time.Now().UTC(), AppName: s.appName, Provider: s.provider,
 		Pool: poolStats{MaxOpen: st.MaxOpenConnections, Open: st.OpenConnections, InUse: st.InUse, Idle: st.Idle,
 			WaitCount: st.WaitCount, WaitSeconds: st.WaitDuration.Seconds(), MaxIdleClosed: st.MaxIdleClosed, MaxLifetimeClosed: st.MaxLifetimeClosed},
-		Held: s.tracker.Report(r.Context(), s.db), Findings: []debugFinding{}, Planted: []string{}}
-	for _, b := range s.o.plant {
-		out.Planted = append(out.Planted, b.String())
-	}
+		Held: s.tracker.Report(r.Context(), s.db), Findings: []debugFinding{}}
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	add := func(err error) {

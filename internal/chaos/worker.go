@@ -17,7 +17,6 @@ import (
 	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/handlers"
 	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
-	"github.com/sessionsafe/sessionsafe/internal/mutant"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 )
 
@@ -106,7 +105,7 @@ type runState struct {
 	epoch   atomic.Int64 // bumped at the start and at the end of every server chaos action: odd while one runs
 	target  Target
 	slots   chan struct{}     // the run's share of the server's connections (nil: no limit)
-	clean   *handlers.Service // on a pool of its own, no fault, no planted bug: reads back the truth
+	clean   *handlers.Service // on a pool of its own, no fault: reads back the truth
 	stopped atomic.Bool
 	stopCh  chan struct{} // closed with stopped set (stop)
 	once    sync.Once
@@ -253,9 +252,6 @@ func (w *worker) step(runCtx context.Context, i int) bool {
 	// A cancel fault cancels this operation's context alone.
 	ctx, cancel := w.inj.Context(octx)
 	defer cancel()
-	if len(w.cfg.Plant) > 0 {
-		ctx = mutant.With(ctx, w.cfg.Plant...)
-	}
 	if w.wantsFaults(i) {
 		w.inj.Use(faults.NewRate(int64(opRand(w.seed, i, saltFaults).Uint64()), w.cfg.FaultRate, Faults(w.run.target.Admin != nil)))
 	} else {
