@@ -24,7 +24,8 @@ type Workload struct {
 	// the run's clean pool (no faults) and may keep what it made in w.State.
 	Setup func(ctx context.Context, db *sql.DB, w *Worker) error
 	// Lookup reads back how many times the write named key (Op.Write) is stored, on the
-	// run's clean pool. Required when an operation calls Op.Write.
+	// run's clean pool. Nil: the ledger's writes are counted and checked by reads (Op.Saw)
+	// only — a workload with a ledger of its own checks it in an Invariant.
 	Lookup func(ctx context.Context, db *sql.DB, w *Worker, key string) (int, error)
 	// Invariants are checked on each worker's scope when its ledger is full and at
 	// quiescence (and only then: they need no operation of the worker under way).
@@ -128,6 +129,14 @@ func (o *Op) Saw(key string, n int) {
 		o.reads = append(o.reads, fmt.Sprintf("a read found %q stored %d times", key, n))
 	}
 }
+
+// Inconsistent records that a read contradicted what the worker knows: a violation (read)
+// with msg.
+func (o *Op) Inconsistent(msg string) { o.reads = append(o.reads, msg) }
+
+// Faulted reports whether the operation so far met a fault of its own or server chaos: a
+// read that fails then may be the fault's doing.
+func (o *Op) Faulted() bool { return len(o.w.fired()) > 0 || o.w.run.overlapped(o.epoch) }
 
 // Known returns the writes of the worker's scope the ledger has, of outcome out, in the
 // order they were first written.
