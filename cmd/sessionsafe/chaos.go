@@ -11,7 +11,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/sessionsafe/sessionsafe/internal/chaos"
+	"github.com/sessionsafe/sessionsafe/chaos"
 	"github.com/sessionsafe/sessionsafe/internal/redact"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 	"github.com/sessionsafe/sessionsafe/report"
@@ -179,7 +179,7 @@ func chaosPostgres(ctx context.Context, o *options, e *env, rep *report.Report, 
 	}
 	p := chaosProgress(o, e, "chaos postgres", cfg.Counters)
 	p.Run(ctx)
-	res, err := chaos.Run(ctx, cfg, target)
+	res, err := chaos.Run(ctx, threadsuite.ChaosWorkload(), cfg, target)
 	p.Stop()
 	if err != nil {
 		return err
@@ -200,7 +200,7 @@ func chaosPostgres(ctx context.Context, o *options, e *env, rep *report.Report, 
 			}
 			return chaos.Target{DSN: d.DSN, Admin: d.Admin, AppName: d.AppName, Server: target.Server}, func() { d.Close() }, nil
 		}
-		sh, err := chaos.Shrink(ctx, cfg, res, newTarget, shrinkBudget, shrinkAttempts, logw)
+		sh, err := chaos.Shrink(ctx, threadsuite.ChaosWorkload(), cfg, res, newTarget, shrinkBudget, shrinkAttempts, logw)
 		switch {
 		case err != nil:
 		case sh.Err != nil:
