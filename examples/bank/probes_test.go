@@ -1,17 +1,20 @@
 package bank
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sessionsafe/sessionsafe/pgtest"
 	"github.com/sessionsafe/sessionsafe/probes"
+	"github.com/sessionsafe/sessionsafe/report"
 	"github.com/sessionsafe/sessionsafe/scenarios"
 )
 
@@ -312,4 +315,63 @@ func runProbe(t *testing.T, name string, cfg probes.Config, op scenarios.Operati
 		return probes.PoolOfOne(t.Context(), cfg, op)
 	}
 	return probes.Concurrent(t.Context(), cfg, op)
+}
+
+// TestProbeReportLeadsWithTheLeak: the report of the lock-leaking transfer
+// leads, in JSON, JUnit and HTML, with what goroutine 2 left behind and
+// where it was acquired; the transfers that timed out waiting for its lock
+// come after, each naming it as their cause.
+func TestProbeReportLeadsWithTheLeak(t *testing.T) {
+	ops := probeCatalog(func(db *sql.DB, n Notifier) accounts { return leaksLockOnRefusal{NewStore(db, n)} })
+	op, _ := lookup(ops, opTransfer)
+	cfg := probeConfig(t)
+	cfg.FaultRate = -1
+	res := runProbe(t, probes.ProbeConcurrent, cfg, op)
+	rep := report.New("probes", nil, cfg.Seed, time.Now())
+	rep.AddProbe(res)
+	rep.Finish(time.Now())
+
+	first := rep.Violations[0]
+	if first.Kind != report.KindLeak || !strings.Contains(first.Attribution, probesPlantedAt) {
+		t.Fatalf("the report's first violation is %s %s (%s) with stack %q; want a leak acquired at %s\n%v",
+			first.ID, first.Invariant, first.Kind, first.Attribution, probesPlantedAt, res.Err())
+	}
+	leaks := map[string]bool{}
+	collateral := 0
+	for _, v := range rep.Violations {
+		switch {
+		case v.Kind == report.KindLeak:
+			if collateral > 0 {
+				t.Errorf("leak %s comes after a symptom", v.ID)
+			}
+			leaks[v.ID] = true
+		case v.Invariant == probes.CheckCollateral:
+			collateral++
+			if len(v.CausedBy) == 0 {
+				t.Errorf("collateral %s names no cause", v.ID)
+			}
+			for _, c := range v.CausedBy {
+				if !leaks[c] {
+					t.Errorf("collateral %s is caused by %s, which is no leak before it", v.ID, c)
+				}
+			}
+		}
+	}
+	if collateral == 0 {
+		t.Fatalf("no collateral violation in the report:\n%v", res.Err())
+	}
+
+	var junit, page bytes.Buffer
+	if err := report.WriteJUnit(&junit, rep); err != nil {
+		t.Fatal(err)
+	}
+	if err := report.WriteHTML(&page, rep); err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range map[string]string{"JUnit": junit.String(), "HTML": page.String()} {
+		leak, symptom := strings.Index(text, "root cause"), strings.Index(text, "may follow from the earlier leak")
+		if leak < 0 || symptom < 0 || leak > symptom {
+			t.Errorf("%s: the root cause (at %d) must come before the symptom that names it (at %d)", name, leak, symptom)
+		}
+	}
 }
