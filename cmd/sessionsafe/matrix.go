@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/sessionsafe/sessionsafe/internal/chaos"
 	"github.com/sessionsafe/sessionsafe/internal/redact"
 	"github.com/sessionsafe/sessionsafe/report"
 	"github.com/sessionsafe/sessionsafe/scenarios"
@@ -33,11 +32,7 @@ func inShard(name string, s shard) bool {
 
 // caseReplay is the command that reruns one matrix case.
 func caseReplay(c scenarios.Case, o *options) string {
-	s := fmt.Sprintf("sessionsafe replay -backend %s -case '%s'", c.Backend, c.Name())
-	if o.plantRaw != "" {
-		s += " -plant " + o.plantRaw
-	}
-	return s
+	return fmt.Sprintf("sessionsafe replay -backend %s -case '%s'", c.Backend, c.Name())
 }
 
 // matrixCommand runs the matrix (or the cases only selects) on every backend.
@@ -56,7 +51,7 @@ func matrixCommand(ctx context.Context, name string, o *options, e *env, only fu
 		}
 		return inShard(c.Name(), o.shard)
 	}
-	ops := chaos.Plant(threadsuite.Catalog(), o.plant...)
+	ops := threadsuite.Catalog()
 	for _, backend := range o.backends() {
 		if ctx.Err() != nil {
 			break
@@ -180,29 +175,30 @@ func runMatrixBackend(ctx context.Context, name string, o *options, e *env, cfg 
 	p.Run(ctx)
 	defer p.Stop()
 	for _, or := range runners {
-		for _, c := range or.cases {
-			if ctx.Err() != nil {
-				return nil
-			}
-			res := or.r.RunCase(ctx, c)
+		if ctx.Err() != nil {
+			return nil
+		}
+		results := or.r.RunCases(ctx, or.cases, o.parallel, func(res scenarios.Result) {
 			done.Add(1)
 			if res.Fired {
 				fired.Add(1)
 			}
-			if ctx.Err() != nil {
-				return nil // cut short by Ctrl-C: not a finding
+			if res.Failed() {
+				failed.Add(1)
 			}
+		})
+		if ctx.Err() != nil {
+			return nil // cut short by Ctrl-C: not a finding
+		}
+		for _, res := range results {
 			if name == "replay" {
-				fmt.Fprintf(e.stdout, "%s: %d finding(s); the operation returned %v\n", c, len(res.Findings), res.Err)
+				fmt.Fprintf(e.stdout, "%s: %d finding(s); the operation returned %v\n", res.Case, len(res.Findings), res.Err)
 				for _, f := range res.Findings {
 					fmt.Fprintln(e.stdout, f.Error())
 				}
 			}
-			if res.Failed() {
-				failed.Add(1)
-			}
 			rep.AddResult(res)
-			rep.Cases[len(rep.Cases)-1].Replay = caseReplay(c, o) // a passing case's too
+			rep.Cases[len(rep.Cases)-1].Replay = caseReplay(res.Case, o) // a passing case's too
 		}
 	}
 	return nil

@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/sessionsafe/sessionsafe/internal/chaos"
-	"github.com/sessionsafe/sessionsafe/internal/mutant"
 )
 
 // BenchmarkChaos measures chaos throughput (operations per second over all workers) with
@@ -40,28 +38,4 @@ func BenchmarkChaos(b *testing.B) {
 			})
 		}
 	}
-}
-
-// BenchmarkShrink measures shrinking a planted violation (RollbackMissingOnError, 4 workers,
-// 400 operations) to its one-worker replay. One b.N is one whole shrink.
-func BenchmarkShrink(b *testing.B) {
-	ctx := context.Background()
-	cfg := chaos.Config{Seed: 3, Workers: 4, Ops: 400, FaultRate: 0.05, Plant: []mutant.Bug{mutant.RollbackMissingOnError},
-		NoGoroutineCheck: true, CheckTimeout: 300 * time.Millisecond}
-	newTarget := func(ctx context.Context) (chaos.Target, func(), error) { return target(b), func() {}, nil }
-	var attempts int
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
-		res, err := chaos.Run(ctx, cfg, target(b))
-		if err != nil || len(res.Violations) == 0 {
-			b.Fatalf("planted run: %v, %d violations", err, len(res.Violations))
-		}
-		b.StartTimer()
-		sh, err := chaos.Shrink(ctx, cfg, res, newTarget, time.Minute, 24, nil)
-		if err != nil || !sh.Reduced {
-			b.Fatalf("shrink: %v (reduced %v)", err, sh.Reduced)
-		}
-		attempts += sh.Attempts
-	}
-	b.ReportMetric(float64(attempts)/float64(b.N), "attempts/op")
 }

@@ -126,7 +126,7 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 		res.WorkerOps[w.id] = w.next
 		res.Errors += w.errs
 		res.Queued += w.queued
-		res.Faults += w.inj.faults
+		res.Faults += w.faults
 		res.Violations = append(res.Violations, w.violations...)
 		if len(w.faultOps) > 0 {
 			res.FaultOps[w.id] = w.faultOps

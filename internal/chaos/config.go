@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
-
-	"github.com/sessionsafe/sessionsafe/internal/mutant"
 )
 
 // ServerControl is what server chaos needs of the server beyond SQL (a *pgtest.Server).
@@ -44,8 +42,6 @@ type Config struct {
 
 	From     int   // skip the operations of each stream before this index
 	FaultsAt []int // nil: faults anywhere; else only in these operations of each stream
-
-	Plant []mutant.Bug
 
 	TerminateEvery time.Duration
 	RestartEvery   time.Duration

@@ -51,23 +51,19 @@
 // On sqlmock the workers draw random cases of the step × fault matrix (package scenarios)
 // and run them concurrently; each finding is a violation whose replay is the matrix case.
 //
-// # Its own rate injector
+// # Faults
 //
-// Driver-level faults here come from a small seeded rate injector over internal/drvwrap
-// rather than faults.RandomPlan: a chaos run draws a fresh decision at every step of every
-// operation of every worker, which a per-run plan of step indexes cannot express under
-// concurrency. The fault kinds and their spelling are those of package faults
-// (faults.Fault.String), and so are the errors: an "error" fault wraps faults.ErrInjected, a
-// "pgerr" fault is faults.PgError(code). A fault faults plays as a dead connection (badconn,
-// a pgerr Postgres sends as FATAL: 57P01, 53300, 08006) closes the driver's connection here
-// too, so the server ends the session and its transaction. A pgerr fault at a commit also
-// breaks the connection (it wraps driver.ErrBadConn), so database/sql closes it and the
-// server rolls the transaction back, as pgx closes a connection whose COMMIT failed;
-// rollbacks are never faulted. As in a faults plan — the bookkeeping is faults.TxState — an
-// error injected at an exec, query, next or prepare inside a transaction aborts it: every
-// later statement in it answers 25P02 without reaching the driver, and its commit rolls the
-// real transaction back and returns pgx.ErrTxCommitRollback. That error reaching a worker is
-// a violation (swallowed-error: the code went on after an error in its transaction and
-// committed it), as in package scenarios; the write failed, so the ledger has it as not
-// stored.
+// Each worker's pool goes through a faults.Injector of its own (with a faults.Wire on its
+// connections, and a faults.Server on its application_name when the run has an admin
+// pool), whose decider for each operation is a faults.Rate seeded by (stream seed,
+// operation index): a fresh decision at every step, drawn among Faults — what
+// faults.Applicable offers on Postgres at a connect, begin, prepare, exec, query, next or
+// commit, less the lock kinds and panics, latency 2ms. So the faults are played exactly
+// as in the matrix: a dead connection stays dead, a failed commit ends the connection (the
+// server rolls the transaction back), an error inside a transaction aborts it (25P02 after
+// it, pgx.ErrTxCommitRollback at its commit). That error reaching a worker is a violation
+// (swallowed-error: the code went on after an error in its transaction and committed it),
+// as in package scenarios; the write failed, so the ledger has it as not stored. A
+// cut-after or an ambiguous commit leaves the write's outcome unknown: ambiguous in the
+// ledger. A cancel fault cancels the operation's own context (Injector.Context).
 package chaos

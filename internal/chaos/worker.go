@@ -14,9 +14,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/handlers"
 	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
-	"github.com/sessionsafe/sessionsafe/internal/mutant"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 )
 
@@ -84,7 +84,8 @@ type worker struct {
 	db      *sql.DB
 	svc     *handlers.Service
 	tracker *leakcheck.Tracker
-	inj     *injector
+	inj     *faults.Injector
+	faults  int64 // faults fired, in all
 	titles  *titleGen
 	ledger  *ledger
 
@@ -104,7 +105,7 @@ type runState struct {
 	epoch   atomic.Int64 // bumped at the start and at the end of every server chaos action: odd while one runs
 	target  Target
 	slots   chan struct{}     // the run's share of the server's connections (nil: no limit)
-	clean   *handlers.Service // on a pool of its own, no fault, no planted bug: reads back the truth
+	clean   *handlers.Service // on a pool of its own, no fault: reads back the truth
 	stopped atomic.Bool
 	stopCh  chan struct{} // closed with stopped set (stop)
 	once    sync.Once
@@ -143,13 +144,18 @@ func newWorker(id int, cfg *Config, rs *runState) (*worker, error) {
 	}
 	pc.RuntimeParams["application_name"] = w.appName
 	w.tracker = leakcheck.NewTracker()
-	w.inj = &injector{rate: cfg.FaultRate}
-	if cfg.Counters != nil {
-		w.inj.onFault = func() { cfg.Counters.Faults.Add(1) }
+	// The worker's own injector: the wire kinds through its own Wire, terminate through
+	// the admin pool, on the worker's sessions alone.
+	wire := faults.NewWire()
+	wire.Install(&pc.Config)
+	opts := []faults.InjectorOption{faults.WithMaxSteps(maxTraceSteps), faults.WithWire(wire)}
+	if rs.target.Admin != nil {
+		opts = append(opts, faults.WithServer(faults.NewServer(rs.target.Admin), w.appName))
 	}
+	w.inj = faults.NewInjector(opts...)
 	conn := drvwrap.WrapConnector(stdlib.GetConnector(*pc), newConnQueue(&w.op, rs.slots, rs.stopCh).hooks())
 	if !cfg.NoChecks {
-		conn = drvwrap.WrapConnector(w.tracker.WrapConnector(conn), w.inj.hooks())
+		conn = w.inj.WrapConnector(w.tracker.WrapConnector(conn))
 	}
 	w.db = sql.OpenDB(conn)
 	w.db.SetMaxOpenConns(2)
@@ -236,25 +242,28 @@ func (w *worker) step(runCtx context.Context, i int) bool {
 		op = handlers.OpCreateThread
 	}
 
-	octx, cancel := newOpContext(runCtx, w.cfg.OpTimeout)
-	defer cancel()
+	octx, cancelOp := newOpContext(runCtx, w.cfg.OpTimeout)
+	defer cancelOp()
 	w.op.Store(octx)
 	defer func() {
 		w.op.Store(nil)
 		w.queued += octx.queuedFor()
 	}()
-	var ctx context.Context = octx
-	if len(w.cfg.Plant) > 0 {
-		ctx = mutant.With(ctx, w.cfg.Plant...)
-	}
-	var faultRng *rand.Rand
+	// A cancel fault cancels this operation's context alone.
+	ctx, cancel := w.inj.Context(octx)
+	defer cancel()
 	if w.wantsFaults(i) {
-		faultRng = opRand(w.seed, i, saltFaults)
+		w.inj.Use(faults.NewRate(int64(opRand(w.seed, i, saltFaults).Uint64()), w.cfg.FaultRate, Faults(w.run.target.Admin != nil)))
+	} else {
+		w.inj.Use(nil)
 	}
 	epoch := w.run.epoch.Load()
-	w.inj.arm(faultRng, cancel)
 	err := w.do(ctx, choice, op, th, i, epoch)
-	fired, _ := w.inj.disarm()
+	fired := firedText(w.inj.Fired())
+	w.faults += int64(len(fired))
+	if w.cfg.Counters != nil {
+		w.cfg.Counters.Faults.Add(int64(len(fired)))
+	}
 	w.ops++
 	if w.cfg.Counters != nil {
 		w.cfg.Counters.Ops.Add(1)
@@ -367,7 +376,7 @@ func (w *worker) violate(i int, op string, fired []string, inv, msg, attribution
 		defer w.db.SetMaxIdleConns(0)
 	}
 	v := Violation{Invariant: inv, Worker: w.id, StreamSeed: w.seed, OpIndex: i, Operation: op, Faults: fired,
-		Message: msg, Trace: w.inj.trace(), Attribution: attribution}
+		Message: msg, Trace: traceText(w.inj.Trace()), Attribution: attribution}
 	w.violations = append(w.violations, v)
 	if w.cfg.Counters != nil {
 		w.cfg.Counters.Violations.Add(1)
@@ -413,8 +422,7 @@ func (w *worker) outcomeOf(err error, epoch int64) outcome {
 	if err == nil {
 		return acked
 	}
-	_, amb := w.inj.peekAmbiguous()
-	if amb || w.run.overlapped(epoch) {
+	if ambiguousFiring(w.inj.Fired()) || w.run.overlapped(epoch) {
 		return ambiguous
 	}
 	return failed
@@ -509,7 +517,7 @@ func (w *worker) do(ctx context.Context, choice *rand.Rand, op string, th *threa
 // checkRead notes a read of a thread the worker knows is live answering "not found".
 func (w *worker) checkRead(err error, th *threadLedger, epoch int64) error {
 	if errors.Is(err, handlers.ErrNotFound) && th.deleted == 0 && !w.run.overlapped(epoch) {
-		if fired, _ := w.inj.peekAmbiguous(); len(fired) == 0 {
+		if w.inj.FiredCount() == 0 {
 			w.readProblem = fmt.Sprintf("thread %s answered not found to its owner although it was never deleted", th.id)
 		}
 	}
