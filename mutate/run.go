@@ -45,6 +45,9 @@ type Result struct {
 	KilledBy string `json:"killed_by,omitempty"`
 	// Failure is the first line of the failure that killed the mutant.
 	Failure string `json:"failure,omitempty"`
+	// Failed names every test and subtest that failed with the mutant in place, in the order
+	// go test reported them.
+	Failed []string `json:"failed,omitempty"`
 	// Reason says why a mutant is not covered.
 	Reason string `json:"reason,omitempty"`
 	// Command is the test command run for the mutant.
@@ -293,6 +296,9 @@ func classify(r *Result, out []byte, err error) {
 		return
 	}
 	text := string(out)
+	for _, m := range failRE.FindAllStringSubmatch(text, -1) {
+		r.Failed = append(r.Failed, m[1])
+	}
 	if m := failRE.FindStringSubmatchIndex(text); m != nil {
 		r.Status = Killed
 		// go test prints a failing test, then its failing subtests nested below it: name the
