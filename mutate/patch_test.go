@@ -91,3 +91,32 @@ func TestRunPatch(t *testing.T) {
 	}
 	t.Logf("killed by %s: %s (failed: %v)", rep.Results[0].KilledBy, rep.Results[0].Failure, rep.Results[0].Failed)
 }
+
+// TestRunTestFor: each mutant runs the command WithTestFor gives it, after a clean run of
+// that command; a mutant it gives none runs the WithTest command.
+func TestRunTestFor(t *testing.T) {
+	ms, err := Patched(context.Background(), []Patch{commitErrorSwallowed, {
+		Name: "DebitLost", File: "testdata/src/store/store.go",
+		Old: `return fmt.Errorf("debit: %w", err)`, New: "return nil",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failsWithOverlay := []string{"sh", "-c", `case "$GOFLAGS" in *-overlay=*) exit 1;; esac`}
+	rep, err := Run(context.Background(), ms, WithTest([]string{"true"}), WithTestFor(func(m Mutant) []string {
+		if strings.HasPrefix(m.ID, "DebitLost@") {
+			return failsWithOverlay
+		}
+		return nil
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Status{}
+	for _, r := range rep.Results {
+		got[strings.SplitN(r.ID, "@", 2)[0]] = r.Status
+	}
+	if got["DebitLost"] != Killed || got["CommitErrorSwallowed"] != Survived || len(rep.Clean) != 2 {
+		t.Errorf("got %v with %d clean runs; want DebitLost killed by its own command, CommitErrorSwallowed surviving true, 2 clean runs", got, len(rep.Clean))
+	}
+}

@@ -60,9 +60,10 @@ type Result struct {
 // mutant with that mutant in place through go's -overlay, and reports the outcome of each. On
 // a cancelled context it returns the partial report and the context's error.
 //
-// Run reads WithDir, WithTest, WithParallel, WithTimeout, WithShard and WithProgress.
+// Run reads WithDir, WithTest, WithTestFor, WithParallel, WithTimeout, WithShard and
+// WithProgress.
 func Run(ctx context.Context, mutants []Mutant, opts ...Option) (Report, error) {
-	c, err := newConfig("run", []string{"WithDir", "WithTest", "WithParallel", "WithTimeout", "WithShard", "WithProgress"}, opts)
+	c, err := newConfig("run", []string{"WithDir", "WithTest", "WithTestFor", "WithParallel", "WithTimeout", "WithShard", "WithProgress"}, opts)
 	if err != nil {
 		return Report{}, err
 	}
@@ -109,6 +110,13 @@ func Run(ctx context.Context, mutants []Mutant, opts ...Option) (Report, error) 
 				continue
 			}
 			cmds[i] = append([]string{"go", "test", "-count=1", "-vet=off"}, t...)
+		}
+	}
+	if c.testFor != nil {
+		for i, m := range ms {
+			if cmd := c.testFor(m); len(cmd) > 0 {
+				cmds[i], reasons[i] = append([]string(nil), cmd...), ""
+			}
 		}
 	}
 	timeouts := map[string]time.Duration{}
