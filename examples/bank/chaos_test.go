@@ -331,8 +331,8 @@ func TestChaosShrink(t *testing.T) {
 
 // BenchmarkChaos measures the bank's chaos throughput (operations per second over all
 // workers), on each store: with faults and every check on ("checked"), next to the same
-// workload with no fault and no check ("baseline"), paired in one run on the same server.
-// One b.N is one operation.
+// workload with every check and no fault ("checks-only") and with neither ("baseline"),
+// paired in one run on the same server. One b.N is one operation.
 func BenchmarkChaos(b *testing.B) {
 	stores := []struct {
 		name string
@@ -342,12 +342,15 @@ func BenchmarkChaos(b *testing.B) {
 		{"pgx", chaosWorkload("bank-pgx", nil, thePgxStore)},
 	}
 	for _, st := range stores {
-		for _, mode := range []string{"baseline", "checked"} {
+		for _, mode := range []string{"baseline", "checks-only", "checked"} {
 			b.Run(st.name+"/workers=8/"+mode, func(b *testing.B) {
 				tg := chaosTarget(b)
 				cfg := chaos.Config{Seed: 1, Workers: 8, Ops: max(b.N, 8), FaultRate: 0.03, NoGoroutineCheck: true}
-				if mode == "baseline" {
+				switch mode {
+				case "baseline":
 					cfg.NoChecks = true
+				case "checks-only":
+					cfg.FaultRate = 0
 				}
 				b.ResetTimer()
 				res, err := chaos.Run(context.Background(), st.wl, cfg, tg)
