@@ -1,9 +1,10 @@
-package main
+package cli
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sessionsafe/sessionsafe/internal/testkit"
 )
 
 // syncBuffer is a bytes.Buffer safe to read while the server writes to it.
@@ -45,31 +48,37 @@ func startServe(t *testing.T, args ...string) (string, func() (int, string)) {
 	go func() {
 		done <- run(ctx, append([]string{"serve", "-addr", "127.0.0.1:0"}, args...), &out, &errOut, os.Getenv)
 	}()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		if m := listenRE.FindStringSubmatch(out.String()); m != nil {
-			stop := func() (int, string) {
-				cancel()
-				select {
-				case code := <-done:
-					return code, out.String() + errOut.String()
-				case <-time.After(60 * time.Second):
-					t.Fatalf("serve did not stop within 60s after the signal")
-				}
-				return -1, ""
-			}
-			return m[1], stop
-		}
+	// The server listens once it has a Postgres, which may take a container start: poll to
+	// the test's own deadline for the line that says where, or for an early exit.
+	var base string
+	err := testkit.Poll(testkit.Within(t, 90*time.Second), func() error {
 		select {
 		case code := <-done:
 			needPostgres(t, code, errOut.String())
 			t.Fatalf("serve exited %d before listening:\n%s%s", code, out.String(), errOut.String())
-		case <-time.After(20 * time.Millisecond):
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve never listened:\n%s%s", out.String(), errOut.String())
+		m := listenRE.FindStringSubmatch(out.String())
+		if m == nil {
+			return errors.New("no \"listening on\" line yet")
 		}
+		base = m[1]
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("serve never listened: %v\n%s%s", err, out.String(), errOut.String())
 	}
+	stop := func() (int, string) {
+		cancel()
+		select {
+		case code := <-done:
+			return code, out.String() + errOut.String()
+		case <-time.After(time.Until(testkit.Within(t, 60*time.Second))):
+			t.Fatalf("serve did not stop after the signal, by the test's deadline")
+		}
+		return -1, ""
+	}
+	return base, stop
 }
 
 func request(t *testing.T, method, url, body string) (int, string) {

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -123,7 +123,7 @@ func TestMakeChaosStopsAfterAnIncompleteMatrix(t *testing.T) {
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Skip("no make")
 	}
-	makefile, err := filepath.Abs(filepath.Join("..", "..", "Makefile"))
+	makefile, err := filepath.Abs(filepath.Join("..", "Makefile"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -75,6 +75,7 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{"restart-on-dsn", []string{"chaos", "-backend", "postgres", "-dsn", "postgres://u@h/db", "-restart-every", "1s"}, nil, exitUsage, "-restart-every"},
 		{"shard-format", []string{"matrix", "-shard", "2"}, nil, exitUsage, `-shard "2"`},
 		{"shard-range", []string{"matrix", "-shard", "3/2"}, nil, exitUsage, `-shard "3/2"`},
+		{"parallel-zero", []string{"matrix", "-parallel", "0"}, nil, exitUsage, `-parallel 0: want 1 or more`},
 		{"run-regexp", []string{"matrix", "-run", "("}, nil, exitUsage, `-run "("`},
 		{"positional", []string{"matrix", "extra"}, nil, exitUsage, `unexpected argument "extra"`},
 		{"empty-report-path", []string{"matrix", "-report-json", ""}, nil, exitUsage, "-report-json: empty path"},

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -42,7 +42,7 @@ func TestMutateUsage(t *testing.T) {
 }
 
 func TestMutateList(t *testing.T) {
-	code, out, errOut := runCLI(t, context.Background(), noEnv, "mutate", "-list", "-v", "-operators", "drop-stmt-close,drop-defer-cancel", "../../mutate/testdata/src/sites")
+	code, out, errOut := runCLI(t, context.Background(), noEnv, "mutate", "-list", "-v", "-operators", "drop-stmt-close,drop-defer-cancel", "../mutate/testdata/src/sites")
 	if code != exitOK {
 		t.Fatalf("exit %d; want %d\nstderr: %s", code, exitOK, errOut)
 	}
@@ -104,7 +104,7 @@ func TestMutateReports(t *testing.T) {
 	dir := t.TempDir()
 	junit := filepath.Join(dir, "ci", "mutants.xml")
 	code, out, errOut := runCLI(t, context.Background(), noEnv, "mutate", "-operators", "drop-rows-close",
-		"-report-dir", filepath.Join(dir, "reports"), "-report-junit", junit, "../../mutate/testdata/src/store")
+		"-report-dir", filepath.Join(dir, "reports"), "-report-junit", junit, "../mutate/testdata/src/store")
 	if code != exitViolations {
 		t.Fatalf("exit %d; want %d (a survivor)\nstdout: %s\nstderr: %s", code, exitViolations, out, errOut)
 	}

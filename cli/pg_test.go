@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -81,7 +81,7 @@ func TestInterruptLeavesNothingBehind(t *testing.T) {
 	}
 	work := t.TempDir()
 	bin := filepath.Join(work, "sessionsafe")
-	build := exec.Command("go", "build", "-o", bin, ".")
+	build := exec.Command("go", "build", "-o", bin, "../cmd/sessionsafe")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -251,7 +251,7 @@ func TestDockerSetupOutput(t *testing.T) {
 		t.Skip("Docker not reachable")
 	}
 	bin := filepath.Join(t.TempDir(), "sessionsafe")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/sessionsafe").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	tests := []struct {

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -175,29 +175,30 @@ func runMatrixBackend(ctx context.Context, name string, o *options, e *env, cfg 
 	p.Run(ctx)
 	defer p.Stop()
 	for _, or := range runners {
-		for _, c := range or.cases {
-			if ctx.Err() != nil {
-				return nil
-			}
-			res := or.r.RunCase(ctx, c)
+		if ctx.Err() != nil {
+			return nil
+		}
+		results := or.r.RunCases(ctx, or.cases, o.parallel, func(res scenarios.Result) {
 			done.Add(1)
 			if res.Fired {
 				fired.Add(1)
 			}
-			if ctx.Err() != nil {
-				return nil // cut short by Ctrl-C: not a finding
+			if res.Failed() {
+				failed.Add(1)
 			}
+		})
+		if ctx.Err() != nil {
+			return nil // cut short by Ctrl-C: not a finding
+		}
+		for _, res := range results {
 			if name == "replay" {
-				fmt.Fprintf(e.stdout, "%s: %d finding(s); the operation returned %v\n", c, len(res.Findings), res.Err)
+				fmt.Fprintf(e.stdout, "%s: %d finding(s); the operation returned %v\n", res.Case, len(res.Findings), res.Err)
 				for _, f := range res.Findings {
 					fmt.Fprintln(e.stdout, f.Error())
 				}
 			}
-			if res.Failed() {
-				failed.Add(1)
-			}
 			rep.AddResult(res)
-			rep.Cases[len(rep.Cases)-1].Replay = caseReplay(c, o) // a passing case's too
+			rep.Cases[len(rep.Cases)-1].Replay = caseReplay(res.Case, o) // a passing case's too
 		}
 	}
 	return nil

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -6,8 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sessionsafe/sessionsafe/internal/redact"
@@ -48,6 +51,14 @@ func usage(w io.Writer) {
 	fmt.Fprintf(w, "  %-7s %s\n", "mutate", mutateSummary)
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'sessionsafe <command> -h' for its flags. Exit codes: 0 clean, 1 violations, 2 usage/setup error or interrupted, 3 replay did not reproduce.")
+}
+
+// Main runs the command line os.Args names, stopping at the first SIGINT or SIGTERM, and
+// returns the exit code for the caller to pass to os.Exit.
+func Main() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
 }
 
 // run is the whole program, minus os.Exit: it returns the exit code.

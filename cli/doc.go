@@ -1,4 +1,4 @@
-// Command sessionsafe runs the session-safety harness from the command line: the step × fault
+// Package cli is the sessionsafe command line as a library, run by [Main]: the step × fault
 // matrix, a concurrent chaos run against real Postgres and/or sqlmock, the replay of one case
 // or one chaos seed, and the thread HTTP API as a real server with faults armed.
 //
@@ -30,4 +30,4 @@
 //
 // mutate answers "would our checks catch this session bug?": it plants the bug as a source
 // mutant of the code (go's -overlay; the tree is never written) and runs the tests against it.
-package main
+package cli

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"errors"
@@ -15,6 +15,7 @@ import (
 	"github.com/sessionsafe/sessionsafe/internal/redact"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 	"github.com/sessionsafe/sessionsafe/report"
+	"github.com/sessionsafe/sessionsafe/scenarios"
 )
 
 // Exit codes.
@@ -92,6 +93,7 @@ type options struct {
 
 	shardRaw string
 	shard    shard
+	parallel int
 	run      string
 	runRE    *regexp.Regexp
 	caseName string
@@ -200,6 +202,7 @@ func flagSet(cmd string, which int, o *options, getenv func(string) string, out 
 	if which&fMatrix != 0 {
 		fs.StringVar(&o.shardRaw, "shard", "", "run only shard i of n of the matrix cases, e.g. 2/4 (deterministic)")
 		fs.StringVar(&o.run, "run", "", "run only the matrix cases whose name matches this regexp")
+		fs.IntVar(&o.parallel, "parallel", scenarios.DefaultParallel(), "matrix cases run at once, each on a pool and application_name of its own (default: the CPU count)")
 	}
 	if which&fReplay != 0 {
 		fs.StringVar(&o.caseName, "case", "", "the matrix case to replay, e.g. UpdateThread/step-3-commit/pgerr=40001")
@@ -307,6 +310,9 @@ func (o *options) validate(fs *flag.FlagSet) error {
 	// Written as "not inside" so that NaN, which compares false with everything, fails too.
 	if has("fault-rate") && !(o.faultRate >= 0 && o.faultRate <= 1) {
 		return usagef("-fault-rate %g: want a probability in 0..1", o.faultRate)
+	}
+	if has("parallel") && o.parallel < 1 {
+		return usagef("-parallel %d: want 1 or more", o.parallel)
 	}
 	if has("shard") && o.shardRaw != "" {
 		s, err := parseShard(o.shardRaw)
