@@ -11,7 +11,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/sessionsafe/sessionsafe/internal/chaos"
+	"github.com/sessionsafe/sessionsafe/chaos"
 	"github.com/sessionsafe/sessionsafe/internal/redact"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 	"github.com/sessionsafe/sessionsafe/report"
@@ -34,7 +34,7 @@ func chaosConfig(o *options) chaos.Config {
 	at, _ := parseIndices(o.faultsAt)
 	return chaos.Config{
 		Seed: o.seed, Workers: o.workers, Ops: o.ops, Duration: o.duration, FaultRate: o.faultRate,
-		From: o.from, FaultsAt: at, Plant: o.plant, OpTimeout: o.opTimeout,
+		From: o.from, FaultsAt: at, OpTimeout: o.opTimeout,
 		TerminateEvery: o.terminateEvery, RestartEvery: o.restartEvery, PauseEvery: o.pauseEvery,
 	}
 }
@@ -66,13 +66,6 @@ func replayCommand(backend string, cfg chaos.Config) string {
 		if d > 0 {
 			args = append(args, name, d.String())
 		}
-	}
-	if len(cfg.Plant) > 0 {
-		var s []string
-		for _, b := range cfg.Plant {
-			s = append(s, b.String())
-		}
-		args = append(args, "-plant", strings.Join(s, ","))
 	}
 	return strings.Join(args, " ")
 }
@@ -132,8 +125,7 @@ func chaosMock(ctx context.Context, o *options, e *env, rep *report.Report, logw
 	cfg.Log = logw
 	p := chaosProgress(o, e, "chaos sqlmock", cfg.Counters)
 	p.Run(ctx)
-	ops := chaos.Plant(threadsuite.Catalog(), o.plant...)
-	res, err := chaos.RunMock(ctx, cfg, ops, threadsuite.GoldenFS(), func(c scenarios.Case) string { return caseReplay(c, o) })
+	res, err := chaos.RunMock(ctx, cfg, threadsuite.Catalog(), threadsuite.GoldenFS(), func(c scenarios.Case) string { return caseReplay(c, o) })
 	p.Stop()
 	if res == nil {
 		return err
@@ -187,7 +179,7 @@ func chaosPostgres(ctx context.Context, o *options, e *env, rep *report.Report, 
 	}
 	p := chaosProgress(o, e, "chaos postgres", cfg.Counters)
 	p.Run(ctx)
-	res, err := chaos.Run(ctx, cfg, target)
+	res, err := chaos.Run(ctx, threadsuite.ChaosWorkload(), cfg, target)
 	p.Stop()
 	if err != nil {
 		return err
@@ -208,7 +200,7 @@ func chaosPostgres(ctx context.Context, o *options, e *env, rep *report.Report, 
 			}
 			return chaos.Target{DSN: d.DSN, Admin: d.Admin, AppName: d.AppName, Server: target.Server}, func() { d.Close() }, nil
 		}
-		sh, err := chaos.Shrink(ctx, cfg, res, newTarget, shrinkBudget, shrinkAttempts, logw)
+		sh, err := chaos.Shrink(ctx, threadsuite.ChaosWorkload(), cfg, res, newTarget, shrinkBudget, shrinkAttempts, logw)
 		switch {
 		case err != nil:
 		case sh.Err != nil:

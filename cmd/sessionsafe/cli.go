@@ -30,10 +30,10 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"matrix", fBackend | fPostgres | fReports | fMatrix | fPlant, "the full step × fault matrix on sqlmock and/or Postgres", runMatrix},
-		{"chaos", fBackend | fPostgres | fChaos | fReports | fPlant, "a concurrent seeded run with random faults, server chaos and a data-safety ledger", runChaos},
-		{"replay", fBackend | fPostgres | fChaos | fReports | fReplay | fPlant, "rerun one matrix case (-case) or one chaos seed (-seed) exactly", runReplay},
-		{"serve", fPostgres | fServe | fPlant, "the thread HTTP API on a real Postgres, faults armed, /debug/sessions", runServe},
+		{"matrix", fBackend | fPostgres | fReports | fMatrix, "the full step × fault matrix on sqlmock and/or Postgres", runMatrix},
+		{"chaos", fBackend | fPostgres | fChaos | fReports, "a concurrent seeded run with random faults, server chaos and a data-safety ledger", runChaos},
+		{"replay", fBackend | fPostgres | fChaos | fReports | fReplay, "rerun one matrix case (-case) or one chaos seed (-seed) exactly", runReplay},
+		{"serve", fPostgres | fServe, "the thread HTTP API on a real Postgres, faults armed, /debug/sessions", runServe},
 		{"summary", fFiles, "print report.json files as one line each: cases or operations, faults, violations, time", runSummary},
 	}
 }

@@ -14,8 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessionsafe/sessionsafe/internal/chaos"
-	"github.com/sessionsafe/sessionsafe/internal/mutant"
+	"github.com/sessionsafe/sessionsafe/chaos"
 	"github.com/sessionsafe/sessionsafe/report"
 )
 
@@ -74,7 +73,6 @@ func TestUsageAndExitCodes(t *testing.T) {
 		{"faults-at", []string{"replay", "-seed", "1", "-faults-at", "1,x"}, nil, exitUsage, "-faults-at"},
 		{"server-chaos-on-sqlmock", []string{"chaos", "-backend", "sqlmock", "-terminate-every", "1s"}, nil, exitUsage, "server chaos needs -backend postgres"},
 		{"restart-on-dsn", []string{"chaos", "-backend", "postgres", "-dsn", "postgres://u@h/db", "-restart-every", "1s"}, nil, exitUsage, "-restart-every"},
-		{"plant-unknown", []string{"chaos", "-plant", "OffByOne"}, nil, exitUsage, `-plant "OffByOne": unknown bug`},
 		{"shard-format", []string{"matrix", "-shard", "2"}, nil, exitUsage, `-shard "2"`},
 		{"shard-range", []string{"matrix", "-shard", "3/2"}, nil, exitUsage, `-shard "3/2"`},
 		{"parallel-zero", []string{"matrix", "-parallel", "0"}, nil, exitUsage, `-parallel 0: want 1 or more`},
@@ -149,7 +147,7 @@ func TestReplayCommandParses(t *testing.T) {
 		cfg  chaos.Config
 	}{
 		{"ops", chaos.Config{Seed: 42, Workers: 1, Ops: 7, FaultRate: 0.05}},
-		{"shrunk", chaos.Config{Seed: -3, Workers: 1, Ops: 18, From: 17, FaultRate: 0.1, FaultsAt: []int{17}, Plant: []mutant.Bug{mutant.RowsNotClosed}}},
+		{"shrunk", chaos.Config{Seed: -3, Workers: 1, Ops: 18, From: 17, FaultRate: 0.1, FaultsAt: []int{17}}},
 		{"no-faults", chaos.Config{Seed: 5, Workers: 2, Ops: 9, FaultRate: 0}},
 		{"duration-and-chaos", chaos.Config{Seed: 8, Workers: 8, Duration: 30 * time.Second, FaultRate: 0.03, TerminateEvery: 2 * time.Second}},
 		{"op-timeout", chaos.Config{Seed: 9, Workers: 400, Ops: 800, FaultRate: 0.03, OpTimeout: 45 * time.Second}},
@@ -162,7 +160,7 @@ func TestReplayCommandParses(t *testing.T) {
 				t.Fatalf("replay command %q does not start with sessionsafe replay", cmd)
 			}
 			o := &options{}
-			fs := flagSet("replay", fBackend|fPostgres|fChaos|fReports|fReplay|fPlant, o, noEnv, io.Discard)
+			fs := flagSet("replay", fBackend|fPostgres|fChaos|fReports|fReplay, o, noEnv, io.Discard)
 			if err := fs.Parse(fields[2:]); err != nil {
 				t.Fatalf("parse %q: %v", cmd, err)
 			}
@@ -174,8 +172,8 @@ func TestReplayCommandParses(t *testing.T) {
 			if want.FaultRate == 0 {
 				want.FaultsAt = nil
 			}
-			if fmt.Sprint(got.Seed, got.Workers, got.Ops, got.Duration, got.From, got.FaultRate, got.FaultsAt, got.Plant, got.TerminateEvery, got.OpTimeout) !=
-				fmt.Sprint(want.Seed, want.Workers, want.Ops, want.Duration, want.From, want.FaultRate, want.FaultsAt, want.Plant, want.TerminateEvery, want.OpTimeout) {
+			if fmt.Sprint(got.Seed, got.Workers, got.Ops, got.Duration, got.From, got.FaultRate, got.FaultsAt, got.TerminateEvery, got.OpTimeout) !=
+				fmt.Sprint(want.Seed, want.Workers, want.Ops, want.Duration, want.From, want.FaultRate, want.FaultsAt, want.TerminateEvery, want.OpTimeout) {
 				t.Errorf("replay %q parses to %+v; want %+v", cmd, got, want)
 			}
 		})
@@ -245,7 +243,6 @@ func TestReplayNotReproduced(t *testing.T) {
 	}{
 		{"case-passes", []string{"replay", "-backend", "sqlmock", "-case", "UpdateThread/step-5-commit/pgerr=40001"}, exitNotReproduced, "NOT REPRODUCED: replay did not reproduce the violation"},
 		{"seed-passes", []string{"replay", "-backend", "sqlmock", "-seed", "1", "-workers", "1", "-ops", "3", "-progress", "off"}, exitNotReproduced, "NOT REPRODUCED: replay did not reproduce the violation"},
-		{"case-reproduces", []string{"replay", "-backend", "sqlmock", "-case", "UpdateThread/step-3-query/pgerr=40001", "-plant", "MetadataReadModifyWrite"}, exitViolations, "FAIL: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -270,8 +267,6 @@ func TestSelectionNeverPassesEmpty(t *testing.T) {
 		{"run-matches-nothing", []string{"matrix", "-backend", "sqlmock", "-run", "NoSuchCase"}, exitUsage, "no case matches -run NoSuchCase"},
 		{"run-matches-nothing-in-shard", []string{"matrix", "-backend", "sqlmock", "-run", "NoSuchCase", "-shard", "1/2"}, exitUsage, "no case matches -run NoSuchCase in -shard 1/2"},
 		{"replay-no-such-case", []string{"replay", "-backend", "sqlmock", "-case", "NoSuchCase/step-1-query/pgerr=40001"}, exitUsage, `no matrix case named "NoSuchCase/step-1-query/pgerr=40001"`},
-		{"broken-recording-run", []string{"matrix", "-backend", "sqlmock", "-run", "UpdateThread/step-3", "-plant", "MetadataReadModifyWrite"}, exitViolations, "UpdateThread/step-0-clean/clean"},
-		{"broken-recording-replay", []string{"replay", "-backend", "sqlmock", "-case", "UpdateThread/step-3-query/pgerr=40001", "-plant", "MetadataReadModifyWrite"}, exitViolations, "UpdateThread/step-0-clean/clean"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

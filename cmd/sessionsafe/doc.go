@@ -28,6 +28,6 @@
 // fault plan, armed from then on). SIGTERM or Ctrl-C drains the requests, checks that nothing
 // is left held, and exits 1 if something is.
 //
-// The planted-bug flag -plant NAME[,NAME] (names from internal/mutant, e.g. RowsNotClosed)
-// switches a known session bug on in the handlers, to prove that the harness catches it.
+// mutate answers "would our checks catch this session bug?": it plants the bug as a source
+// mutant of the code (go's -overlay; the tree is never written) and runs the tests against it.
 package main

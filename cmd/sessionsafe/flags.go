@@ -12,7 +12,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/sessionsafe/sessionsafe/internal/mutant"
 	"github.com/sessionsafe/sessionsafe/internal/redact"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 	"github.com/sessionsafe/sessionsafe/report"
@@ -90,9 +89,6 @@ type options struct {
 	pauseEvery     time.Duration
 	plan           string
 
-	plant    []mutant.Bug
-	plantRaw string
-
 	reportJSON, reportJUnit, reportHTML, reportDir string
 
 	shardRaw string
@@ -152,7 +148,6 @@ const (
 	fMatrix
 	fReplay
 	fServe
-	fPlant
 	fFiles // takes file arguments after the flags
 )
 
@@ -211,9 +206,6 @@ func flagSet(cmd string, which int, o *options, getenv func(string) string, out 
 	}
 	if which&fReplay != 0 {
 		fs.StringVar(&o.caseName, "case", "", "the matrix case to replay, e.g. UpdateThread/step-3-commit/pgerr=40001")
-	}
-	if which&fPlant != 0 {
-		fs.StringVar(&o.plantRaw, "plant", "", "plant known session bugs in the handlers (comma separated, e.g. RowsNotClosed), to prove they are caught")
 	}
 	if which&fServe != 0 {
 		fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "listen address")
@@ -335,20 +327,6 @@ func (o *options) validate(fs *flag.FlagSet) error {
 			return usagef("-run %q: %v", o.run, oneLine(err.Error()))
 		}
 		o.runRE = re
-	}
-	if has("plant") && o.plantRaw != "" {
-		for _, name := range strings.Split(o.plantRaw, ",") {
-			name = strings.TrimSpace(name)
-			b, ok := mutant.Parse(name)
-			if !ok {
-				var names []string
-				for _, b := range mutant.All() {
-					names = append(names, b.String())
-				}
-				return usagef("-plant %q: unknown bug; want one of %s", name, strings.Join(names, ", "))
-			}
-			o.plant = append(o.plant, b)
-		}
 	}
 	if has("pool-size") && o.poolSize < 1 {
 		return usagef("-pool-size %d: want at least 1", o.poolSize)

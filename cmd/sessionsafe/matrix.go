@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/sessionsafe/sessionsafe/internal/chaos"
 	"github.com/sessionsafe/sessionsafe/internal/redact"
 	"github.com/sessionsafe/sessionsafe/report"
 	"github.com/sessionsafe/sessionsafe/scenarios"
@@ -33,11 +32,7 @@ func inShard(name string, s shard) bool {
 
 // caseReplay is the command that reruns one matrix case.
 func caseReplay(c scenarios.Case, o *options) string {
-	s := fmt.Sprintf("sessionsafe replay -backend %s -case '%s'", c.Backend, c.Name())
-	if o.plantRaw != "" {
-		s += " -plant " + o.plantRaw
-	}
-	return s
+	return fmt.Sprintf("sessionsafe replay -backend %s -case '%s'", c.Backend, c.Name())
 }
 
 // matrixCommand runs the matrix (or the cases only selects) on every backend.
@@ -56,7 +51,7 @@ func matrixCommand(ctx context.Context, name string, o *options, e *env, only fu
 		}
 		return inShard(c.Name(), o.shard)
 	}
-	ops := chaos.Plant(threadsuite.Catalog(), o.plant...)
+	ops := threadsuite.Catalog()
 	for _, backend := range o.backends() {
 		if ctx.Err() != nil {
 			break

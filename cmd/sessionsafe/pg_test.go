@@ -30,56 +30,6 @@ func needPostgres(t testing.TB, code int, stderr string) {
 	}
 }
 
-var shrunkRE = regexp.MustCompile(`replay \(shrunk\): (sessionsafe replay [^\n]*)`)
-
-// TestPlantedBugExitsOneWithShrunkReplay is the proof the CLI catches a planted session bug:
-// chaos exits 1 and prints a shrunk replay command, and that command fails the same way.
-func TestPlantedBugExitsOneWithShrunkReplay(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts Postgres")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(cancel)
-	dir := t.TempDir()
-	code, stdout, stderr := runCLI(t, ctx, os.Getenv, "chaos", "-backend", "postgres", "-plant", "RollbackMissingOnError",
-		"-seed", "3", "-workers", "4", "-ops", "400", "-fault-rate", "0.05", "-progress", "off", "-report-dir", dir)
-	needPostgres(t, code, stderr)
-	if code != exitViolations {
-		t.Fatalf("chaos -plant RollbackMissingOnError: exit %d; want %d\nstdout:\n%s\nstderr:\n%s", code, exitViolations, stdout, stderr)
-	}
-	m := shrunkRE.FindStringSubmatch(stdout)
-	if m == nil {
-		t.Fatalf("no shrunk replay command in the output:\n%s", stdout)
-	}
-	replay := m[1]
-	t.Logf("shrunk replay: %s", replay)
-	for _, want := range []string{"-workers 1", "-plant RollbackMissingOnError"} {
-		if !strings.Contains(replay, want) {
-			t.Errorf("shrunk replay %q lacks %q", replay, want)
-		}
-	}
-	var rep struct {
-		Violations []struct{ Invariant, Shrunk string }
-		Summary    struct{ Violations int }
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "report.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, &rep); err != nil {
-		t.Fatal(err)
-	}
-	if rep.Summary.Violations == 0 || rep.Violations[0].Shrunk != replay {
-		t.Errorf("report.json: %d violations, first shrunk %q; want the printed %q", rep.Summary.Violations, rep.Violations[0].Shrunk, replay)
-	}
-
-	args := append(strings.Fields(replay)[1:], "-progress", "off")
-	code, stdout, stderr = runCLI(t, ctx, os.Getenv, args...)
-	if code != exitViolations {
-		t.Fatalf("the shrunk replay passes (exit %d): it does not reproduce\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
-	}
-}
-
 // TestCleanChaosExitsZero: with no planted bug, chaos finds nothing — with driver faults
 // alone, and with server chaos (terminated backends, pauses, a restart) on top.
 func TestCleanChaosExitsZero(t *testing.T) {
@@ -333,21 +283,5 @@ func TestDockerSetupOutput(t *testing.T) {
 				t.Errorf("testcontainers banner shown: %v; want %v\n%s", got, tt.wantBanner, out)
 			}
 		})
-	}
-}
-
-// TestBrokenRecordingFailsOnPostgres: with RowsNotClosed planted, GetMessages fails with no
-// fault armed on Postgres, so its recording is broken and it has no step-5 case: selecting
-// one must fail on the clean case, not pass with 0 cases.
-func TestBrokenRecordingFailsOnPostgres(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts Postgres")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(cancel)
-	code, stdout, stderr := runCLI(t, ctx, os.Getenv, "matrix", "-backend", "postgres", "-run", "GetMessages/step-5", "-plant", "RowsNotClosed")
-	needPostgres(t, code, stderr)
-	if code != exitViolations || !strings.Contains(stdout, "GetMessages/step-0-clean/clean") || strings.Contains(stdout, "PASS") {
-		t.Errorf("exit %d; want %d with the clean case failed and no PASS\nstdout:\n%s\nstderr:\n%s", code, exitViolations, stdout, stderr)
 	}
 }

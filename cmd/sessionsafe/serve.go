@@ -17,11 +17,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/sessionsafe/sessionsafe/chaos"
 	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/handlers"
-	"github.com/sessionsafe/sessionsafe/internal/chaos"
-	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
-	"github.com/sessionsafe/sessionsafe/internal/mutant"
 	"github.com/sessionsafe/sessionsafe/internal/redact"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 )
@@ -35,7 +33,6 @@ type debugState struct {
 	Held     string          `json:"held"`     // what is in use now, with where it was acquired
 	Findings []debugFinding  `json:"findings"` // leaks found now: server sessions, long transactions
 	Faults   debugFaultState `json:"faults"`
-	Planted  []string        `json:"planted"`
 }
 
 type poolStats struct {
@@ -70,7 +67,7 @@ type server struct {
 	appName  string
 	provider string
 	tracker  *leakcheck.Tracker
-	rate     *chaos.RateFaults
+	rate     *faults.Injector // faults at a seeded rate (nil: -fault-rate 0)
 	o        *options
 
 	mu    sync.Mutex
@@ -116,10 +113,16 @@ func runServe(ctx context.Context, o *options, e *env) int {
 		return e.fail("serve", err)
 	}
 	pc.RuntimeParams["application_name"] = s.appName
-	var conn driver.Connector = s.tracker.WrapConnector(stdlib.GetConnector(*pc))
 	if o.faultRate > 0 {
-		s.rate = chaos.NewRateFaults(o.seed, o.faultRate)
-		conn = drvwrap.WrapConnector(conn, s.rate.Hooks())
+		// The faults of a chaos run, at the seeded rate, for as long as the server lives.
+		wire := faults.NewWire()
+		wire.Install(&pc.Config)
+		s.rate = faults.NewInjector(faults.WithMaxSteps(64), faults.WithWire(wire), faults.WithServer(faults.NewServer(s.admin), s.appName))
+		s.rate.Use(faults.NewRate(o.seed, o.faultRate, chaos.Faults(true, false)))
+	}
+	var conn driver.Connector = s.tracker.WrapConnector(stdlib.GetConnector(*pc))
+	if s.rate != nil {
+		conn = s.rate.WrapConnector(conn)
 	}
 	// The trace is bounded (a long-lived server), firings are kept.
 	s.inj = faults.NewInjector(faults.WithMaxSteps(10000))
@@ -135,8 +138,11 @@ func runServe(ctx context.Context, o *options, e *env) int {
 	svc := handlers.New(s.db)
 	api := svc.Handler()
 	hs := &http.Server{Handler: s.routes(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if len(o.plant) > 0 {
-			r = r.WithContext(mutant.With(r.Context(), o.plant...))
+		if s.rate != nil {
+			// A cancel fault cancels this request's context alone.
+			ctx, cancel := s.rate.Context(r.Context())
+			defer cancel()
+			r = r.WithContext(ctx)
 		}
 		api.ServeHTTP(w, r)
 	})), ReadHeaderTimeout: 10 * time.Second}
@@ -178,10 +184,7 @@ func (s *server) sessions(w http.ResponseWriter, r *http.Request) {
 	out := debugState{Time: time.Now().UTC(), AppName: s.appName, Provider: s.provider,
 		Pool: poolStats{MaxOpen: st.MaxOpenConnections, Open: st.OpenConnections, InUse: st.InUse, Idle: st.Idle,
 			WaitCount: st.WaitCount, WaitSeconds: st.WaitDuration.Seconds(), MaxIdleClosed: st.MaxIdleClosed, MaxLifetimeClosed: st.MaxLifetimeClosed},
-		Held: s.tracker.Report(r.Context(), s.db), Findings: []debugFinding{}, Planted: []string{}}
-	for _, b := range s.o.plant {
-		out.Planted = append(out.Planted, b.String())
-	}
+		Held: s.tracker.Report(r.Context(), s.db), Findings: []debugFinding{}}
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	add := func(err error) {
@@ -207,9 +210,10 @@ func (s *server) sessions(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	out.Faults.Count = int64(len(out.Faults.Fired))
 	if s.rate != nil {
-		n, fired := s.rate.Fired()
-		out.Faults.Count += n
-		out.Faults.Fired = append(out.Faults.Fired, fired...)
+		out.Faults.Count += s.rate.FiredCount()
+		for _, f := range s.rate.Fired() {
+			out.Faults.Fired = append(out.Faults.Fired, f.String())
+		}
 		out.Faults.Rate, out.Faults.Seed = s.o.faultRate, s.o.seed
 	}
 	if out.Faults.Fired == nil {

@@ -2,31 +2,13 @@ package chaos
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"io/fs"
 	"sync"
 	"time"
 
-	"github.com/sessionsafe/sessionsafe/internal/mutant"
 	"github.com/sessionsafe/sessionsafe/scenarios"
 )
-
-// Plant wraps ops so that each runs with bugs planted in its context.
-func Plant(ops []scenarios.Operation, bugs ...mutant.Bug) []scenarios.Operation {
-	if len(bugs) == 0 {
-		return ops
-	}
-	out := make([]scenarios.Operation, len(ops))
-	for i, op := range ops {
-		run := op.Run
-		op.Run = func(ctx context.Context, db *sql.DB, fx scenarios.Fixture) error {
-			return run(mutant.With(ctx, bugs...), db, fx)
-		}
-		out[i] = op
-	}
-	return out
-}
 
 // MockFinding is a broken invariant of one sampled matrix case.
 type MockFinding struct {
