@@ -32,12 +32,17 @@ func pgConfig(t testing.TB) scenarios.Config {
 // TestMatrix puts every catalog operation through every applicable fault at
 // every step, on sqlmock (expectations generated from the golden traces) and
 // on real PostgreSQL.
+//
+// Cases run side by side, a CPU's worth at a time (Config.Parallel), each on
+// a pool and application_name of its own.
 func TestMatrix(t *testing.T) {
 	t.Run("sqlmock", func(t *testing.T) {
-		scenarios.RunTests(t, scenarios.Config{Backend: scenarios.Sqlmock, Golden: GoldenFS()}, Catalog()...)
+		scenarios.RunTests(t, scenarios.Config{Backend: scenarios.Sqlmock, Golden: GoldenFS(), Parallel: scenarios.DefaultParallel()}, Catalog()...)
 	})
 	t.Run("postgres", func(t *testing.T) {
-		scenarios.RunTests(t, pgConfig(t), Catalog()...)
+		cfg := pgConfig(t)
+		cfg.Parallel = scenarios.DefaultParallel()
+		scenarios.RunTests(t, cfg, Catalog()...)
 	})
 }
 
