@@ -70,8 +70,7 @@
 //     the real transaction (the conn stays usable). A rollback ends it as
 //     usual. So code that ignores an error and carries on is caught as it
 //     would be in production. Steps of an aborted transaction are recorded
-//     but no rule matches or fires at them. The bookkeeping is TxState (with
-//     EndAbortedTx), exported so that another injector plays it the same way.
+//     but no rule matches or fires at them.
 //
 // Wire level (Wire) and server level (Server) are also usable on their own;
 // see their documentation.

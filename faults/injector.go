@@ -27,16 +27,15 @@ type Injector struct {
 	connIDs atomic.Uint64 // conn ids, unique over every connector this injector wraps
 
 	mu       sync.Mutex
-	plan     Plan
-	matched  []int
-	done     []bool
+	dec      Decider  // nil: nothing fires
 	chunks   [][]Step // the kept steps, chunkSize a chunk (no large copies as the trace grows)
 	kept     int
-	steps    int // steps since Arm; the trace keeps the first maxSteps
-	fired    []Firing
+	steps    int      // steps since Arm; the trace keeps the first maxSteps
+	fired    []Firing // the latest maxSteps firings
+	nfired   int64
 	dead     map[uint64]bool
 	openRows map[uint64]int            // conn id -> index of the query step whose rows are open
-	tx       TxState                   // conn id -> in a transaction, aborted by an injected error
+	tx       txState                   // conn id -> in a transaction, aborted by an injected error
 	pending  map[*drvwrap.Call]pending // cleanup of a wire or server fault, run when its step returns
 	prints   map[string]string
 	rowBuf   []driver.Value      // where copied rows live: one array for many rows (copyRow)
@@ -124,18 +123,24 @@ func (i *Injector) WrapDriver(d driver.Driver) driver.Driver {
 
 // Arm replaces the plan and starts a new run: the trace, the firings and the
 // match counts start again from step 1. Connections broken by earlier faults
-// stay broken.
-func (i *Injector) Arm(p Plan) {
+// stay broken. It is Use(p.Decider()).
+func (i *Injector) Arm(p Plan) { i.use(p.decider()) }
+
+// Use makes d decide the steps from now on and starts a new run, as Arm
+// does: the trace and the firings start again from step 1. A nil d injects
+// nothing.
+func (i *Injector) Use(d Decider) { i.use(d) }
+
+func (i *Injector) use(d Decider) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	i.plan = Plan{Rules: append([]Rule(nil), p.Rules...)}
-	i.matched = make([]int, len(p.Rules))
-	i.done = make([]bool, len(p.Rules))
+	i.dec = d
 	i.chunks = nil
 	i.kept = 0
 	i.steps = 0
 	i.fired = nil
 	i.rowBuf, i.rowsBuf = nil, nil
+	i.nfired = 0
 	clear(i.openRows)
 	clear(i.unheeded)
 }
@@ -154,7 +159,8 @@ func (i *Injector) Trace() Trace {
 	return t
 }
 
-// Fired returns the rules that fired since the last Arm or Reset, in order.
+// Fired returns the rules that fired since the last Arm, Use or Reset, in
+// order: the latest 100000 of them (WithMaxSteps), see FiredCount.
 func (i *Injector) Fired() []Firing {
 	i.mu.Lock()
 	defer i.mu.Unlock()
@@ -163,6 +169,13 @@ func (i *Injector) Fired() []Firing {
 		out[n].Unheeded = i.unheeded[out[n].Step.Index]
 	}
 	return out
+}
+
+// FiredCount returns how many rules fired since the last Arm, Use or Reset.
+func (i *Injector) FiredCount() int64 {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.nfired
 }
 
 type cancelKey struct{ i *Injector }
@@ -319,13 +332,13 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 		return err
 	}
 	switch i.tx.Before(c.ConnID, kind) {
-	case TxFailStatement:
+	case txFailStatement:
 		err := PgError(CodeInFailedTransaction)
 		st.Err = err
 		i.record(st)
 		i.mu.Unlock()
 		return err
-	case TxCommitRollback:
+	case txCommitRollback:
 		// Postgres answers the COMMIT of an aborted transaction with a
 		// ROLLBACK: the driver's own Rollback ends it, and the conn stays
 		// usable.
@@ -334,31 +347,18 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 		i.mu.Unlock()
 		return &drvwrap.EndTx{Err: pgx.ErrTxCommitRollback, Rollback: true}
 	}
-	ri := -1
-	for n := range i.plan.Rules {
-		if i.done[n] {
-			continue
-		}
-		r := &i.plan.Rules[n]
-		hit := r.Step == st.Index
-		if r.matches(&st) {
-			i.matched[n]++
-			hit = i.matched[n] == r.Nth
-		}
-		if hit && ri < 0 {
-			ri = n
-		}
-	}
 	var rule Rule
-	if ri >= 0 {
-		i.done[ri] = true
-		rule = i.plan.Rules[ri]
+	hit := false
+	if i.dec != nil {
+		rule, hit = i.dec.Decide(&st)
+	}
+	if hit {
 		f := rule.Fault
 		st.Fault = &f
 	}
 	i.record(st)
 	i.mu.Unlock()
-	if ri < 0 {
+	if !hit {
 		return nil
 	}
 	err := i.fire(ctx, c, st, rule)
@@ -395,6 +395,10 @@ func (i *Injector) fire(ctx context.Context, c *drvwrap.Call, st Step, rule Rule
 		defer i.mu.Unlock()
 		if s := i.at(st.Index); s != nil && err != nil {
 			s.Err = err
+		}
+		i.nfired++
+		if len(i.fired) >= i.cfg.maxSteps {
+			i.fired = append(i.fired[:0], i.fired[len(i.fired)/2:]...) // keep the latest
 		}
 		i.fired = append(i.fired, Firing{Rule: rule, Step: st, Err: err})
 	}
