@@ -6,12 +6,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 	"github.com/sessionsafe/sessionsafe/probes"
 	"github.com/sessionsafe/sessionsafe/report"
@@ -161,8 +163,13 @@ func runProbes(t *testing.T, cfg probes.Config, ops []scenarios.Operation) {
 }
 
 // TestProbes runs both probes on every bank operation, through database/sql
-// (pgx stdlib) and pgx (pgxpool): correct code has no finding.
+// (pgx stdlib) and pgx (pgxpool), and the pool of one on sqlmock (the
+// catalog's operations, whose golden traces it serves): correct code has no
+// finding.
 func TestProbes(t *testing.T) {
+	t.Run("sqlmock", func(t *testing.T) {
+		probes.RunTests(t, probes.Config{Backend: faults.Mock, Golden: os.DirFS("testdata"), Seed: probeSeed}, catalog(theStore)...)
+	})
 	t.Run("database-sql", func(t *testing.T) {
 		runProbes(t, probeConfig(t), probeCatalog(theStore))
 	})
@@ -374,4 +381,19 @@ func TestProbeReportLeadsWithTheLeak(t *testing.T) {
 			t.Errorf("%s: the root cause (at %d) must come before the symptom that names it (at %d)", name, leak, symptom)
 		}
 	}
+}
+
+// TestProbesCatchPlantedSqlmock: on sqlmock, the pool of one catches the
+// planted store that tells its notifier inside the transaction, at its line.
+func TestProbesCatchPlantedSqlmock(t *testing.T) {
+	ops := catalog(func(db *sql.DB, n Notifier) accounts { return notifiesInTx{NewStore(db, n)} })
+	op, _ := lookup(ops, opTransfer)
+	res := runProbe(t, probes.ProbePoolOfOne, probes.Config{Backend: faults.Mock, Golden: os.DirFS("testdata"), Seed: probeSeed}, op)
+	for _, f := range res.Findings {
+		if f.Check == "long-transaction" && strings.Contains(f.Message+f.Stack, plantedAt) {
+			t.Logf("caught:\n%v", res.Err())
+			return
+		}
+	}
+	t.Fatalf("no long-transaction finding at %s; got:\n%v", plantedAt, res.Err())
 }
