@@ -397,3 +397,48 @@ func TestProbesCatchPlantedSqlmock(t *testing.T) {
 	}
 	t.Fatalf("no long-transaction finding at %s; got:\n%v", plantedAt, res.Err())
 }
+
+// TestProbeFaultsReplay: ten goroutines transfer at once, each under faults
+// of its own. Every armed fault fires at the step it aims at in its own run
+// (the refused transfers of goroutines 2, 5 and 8 take another path, which
+// some faults never meet), no run fails for another's fault, and the same
+// seed arms and fires the same faults on the same runs again.
+func TestProbeFaultsReplay(t *testing.T) {
+	op, _ := lookup(probeCatalog(theStore), opTransfer)
+	record := func() []string {
+		cfg := probeConfig(t)
+		cfg.Goroutines, cfg.MaxRounds = 10, 6
+		var runs []string
+		cfg.Invariant = func(ctx context.Context, db *sql.DB, r probes.Round) error {
+			for _, run := range r.Runs {
+				line := fmt.Sprintf("round %d goroutine %d: plan %s", r.Index, run.Goroutine, run.Plan)
+				for _, f := range run.Fired {
+					line += fmt.Sprintf("; fired %s at %s", f.Rule.Fault, f.Step.Kind)
+				}
+				if len(run.Plan.Rules) > 0 && len(run.Fired) == 0 && run.Goroutine%3 != 2 {
+					t.Errorf("%s: the fault never fired", line)
+				}
+				runs = append(runs, line)
+			}
+			return transfersAcknowledged(ctx, db, r)
+		}
+		res := runProbe(t, probes.ProbeConcurrent, cfg, op)
+		if err := res.Err(); err != nil {
+			t.Fatal(err)
+		}
+		t.Log(res.Summary())
+		return runs
+	}
+	first, second := record(), record()
+	if strings.Join(first, "\n") != strings.Join(second, "\n") {
+		t.Fatalf("seed %d armed or fired other faults the second time:\nfirst:\n%s\nsecond:\n%s", probeSeed,
+			strings.Join(first, "\n"), strings.Join(second, "\n"))
+	}
+	armed := 0
+	for _, l := range first {
+		if !strings.HasSuffix(l, "plan ") && !strings.Contains(l, "plan ;") {
+			armed++
+		}
+	}
+	t.Logf("%d runs, %d of them armed, the same both times", len(first), armed)
+}
