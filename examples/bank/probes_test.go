@@ -291,6 +291,7 @@ func TestProbesCatchPlanted(t *testing.T) {
 			cfg.Invariant = invariantOf(tt.op)
 			if tt.clean {
 				cfg.FaultRate = -1
+				cfg.Timeout = 2 * time.Second // the leak holds until the round's end: any deadline meets it
 			}
 			res := runProbe(t, tt.probe, cfg, op)
 			var caught *probes.Finding
@@ -333,6 +334,7 @@ func TestProbeReportLeadsWithTheLeak(t *testing.T) {
 	op, _ := lookup(ops, opTransfer)
 	cfg := probeConfig(t)
 	cfg.FaultRate = -1
+	cfg.Timeout = 2 * time.Second // the leak holds until the round's end: any deadline meets it
 	res := runProbe(t, probes.ProbeConcurrent, cfg, op)
 	rep := report.New("probes", nil, cfg.Seed, time.Now())
 	rep.AddProbe(res)
@@ -441,4 +443,25 @@ func TestProbeFaultsReplay(t *testing.T) {
 		}
 	}
 	t.Logf("%d runs, %d of them armed, the same both times", len(first), armed)
+}
+
+// TestProbesStarvedOfConnections: on pools of one connection, goroutine 2's
+// next refused transfer waits not for a lock but for its pool's only
+// connection, which the leaked transaction keeps: the collateral finding
+// says so and names where that connection was taken.
+func TestProbesStarvedOfConnections(t *testing.T) {
+	ops := probeCatalog(func(db *sql.DB, n Notifier) accounts { return leaksLockOnRefusal{NewStore(db, n)} })
+	op, _ := lookup(ops, opTransfer)
+	cfg := probeConfig(t)
+	cfg.FaultRate, cfg.PoolSize, cfg.Goroutines = -1, 1, 3
+	cfg.Timeout = 2 * time.Second // the leak holds until the round's end: any deadline meets it
+	res := runProbe(t, probes.ProbeConcurrent, cfg, op)
+	for _, f := range res.Findings {
+		if f.Check == probes.CheckCollateral && f.Goroutine == 2 && f.Holder == 2 &&
+			strings.Contains(f.Message, "every connection of its own pool (1) was taken") && strings.Contains(f.Stack, probesPlantedAt) {
+			t.Logf("caught:\n%v", res.Err())
+			return
+		}
+	}
+	t.Fatalf("no collateral finding of goroutine 2 starved of connections by its own leak at %s; got:\n%v", probesPlantedAt, res.Err())
 }
