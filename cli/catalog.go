@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/sessionsafe/sessionsafe/chaos"
 	"github.com/sessionsafe/sessionsafe/scenarios"
 )
 
@@ -36,21 +37,11 @@ type Catalog struct {
 	// Handler, if set, is the catalog's HTTP API, built on the instrumented pool db, for
 	// `serve`. Nil: the catalog has no serve.
 	Handler func(db *sql.DB) http.Handler
-	// Chaos, if set, is the catalog's chaos workload on Postgres (chaos and replay -seed).
-	// Nil: chaos runs the operations on sqlmock only. The only workload today is
-	// [ThreadChaos]; a public chaos engine will take any catalog's.
-	Chaos *ChaosWorkload
+	// Chaos, if set, is the catalog's chaos workload on Postgres (chaos and replay -seed):
+	// workers, ledger, invariants, server chaos, shrinking and replay. Nil: chaos runs the
+	// database/sql operations on sqlmock only.
+	Chaos *chaos.Workload
 }
-
-// ChaosWorkload is a concurrent chaos workload on Postgres, with its ledger, server chaos,
-// shrinking and replay. It is opaque: [ThreadChaos] is the one there is.
-type ChaosWorkload struct {
-	name string
-}
-
-// ThreadChaos is the chaos workload of the thread handlers: workers running the eight
-// thread operations against one database, checked against an acknowledged-write ledger.
-var ThreadChaos = &ChaosWorkload{name: "threads"}
 
 var catalogNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 

@@ -11,7 +11,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/sessionsafe/sessionsafe/internal/chaos"
+	"github.com/sessionsafe/sessionsafe/chaos"
 	"github.com/sessionsafe/sessionsafe/internal/redact"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 	"github.com/sessionsafe/sessionsafe/report"
@@ -178,7 +178,7 @@ func chaosPostgres(ctx context.Context, o *options, e *env, rep *report.Report, 
 	}
 	p := chaosProgress(o, e, "chaos postgres", cfg.Counters)
 	p.Run(ctx)
-	res, err := chaos.Run(ctx, cfg, target)
+	res, err := chaos.Run(ctx, o.cat.Chaos, cfg, target)
 	p.Stop()
 	if err != nil {
 		return err
@@ -199,7 +199,7 @@ func chaosPostgres(ctx context.Context, o *options, e *env, rep *report.Report, 
 			}
 			return chaos.Target{DSN: d.DSN, Admin: d.Admin, AppName: d.AppName, Server: target.Server}, func() { d.Close() }, nil
 		}
-		sh, err := chaos.Shrink(ctx, cfg, res, newTarget, shrinkBudget, shrinkAttempts, logw)
+		sh, err := chaos.Shrink(ctx, o.cat.Chaos, cfg, res, newTarget, shrinkBudget, shrinkAttempts, logw)
 		switch {
 		case err != nil:
 		case sh.Err != nil:

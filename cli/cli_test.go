@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessionsafe/sessionsafe/internal/chaos"
+	"github.com/sessionsafe/sessionsafe/chaos"
 	"github.com/sessionsafe/sessionsafe/report"
 )
 

@@ -24,7 +24,7 @@ func threadCatalog() Catalog {
 		Migration:  "sessionsafe-handlers-v1",
 		Migrate:    handlers.Migrate,
 		Handler:    func(db *sql.DB) http.Handler { return handlers.New(db).Handler() },
-		Chaos:      ThreadChaos,
+		Chaos:      threadsuite.ChaosWorkload(),
 	}
 }
 

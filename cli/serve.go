@@ -17,8 +17,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/sessionsafe/sessionsafe/chaos"
 	"github.com/sessionsafe/sessionsafe/faults"
-	"github.com/sessionsafe/sessionsafe/internal/chaos"
 	"github.com/sessionsafe/sessionsafe/internal/redact"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 )
@@ -117,7 +117,7 @@ func runServe(ctx context.Context, o *options, e *env) int {
 		wire := faults.NewWire()
 		wire.Install(&pc.Config)
 		s.rate = faults.NewInjector(faults.WithMaxSteps(64), faults.WithWire(wire), faults.WithServer(faults.NewServer(s.admin), s.appName))
-		s.rate.Use(faults.NewRate(o.seed, o.faultRate, chaos.Faults(true)))
+		s.rate.Use(faults.NewRate(o.seed, o.faultRate, chaos.Faults(true, false)))
 	}
 	var conn driver.Connector = s.tracker.WrapConnector(stdlib.GetConnector(*pc))
 	if s.rate != nil {

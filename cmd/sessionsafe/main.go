@@ -21,6 +21,6 @@ func main() {
 		Migration:  "sessionsafe-handlers-v1",
 		Migrate:    handlers.Migrate,
 		Handler:    func(db *sql.DB) http.Handler { return handlers.New(db).Handler() },
-		Chaos:      cli.ThreadChaos,
+		Chaos:      threadsuite.ChaosWorkload(),
 	}))
 }

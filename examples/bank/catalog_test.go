@@ -193,14 +193,21 @@ func catalog(store newAccounts) []scenarios.Operation {
 		// to show the write) checks the error and the leaks only.
 		bankOp(opTransferInsufficient, store, false, func(ctx context.Context, s accounts, fx fixture) error {
 			_, err := s.Transfer(ctx, fx.Poor, fx.Rich, 1)
-			var ife *InsufficientFundsError
-			switch {
-			case errors.As(err, &ife):
-				return nil
-			case err == nil:
-				return errors.New("transfer from an empty account: got success; want an *InsufficientFundsError")
-			}
-			return err
+			return refused(err)
 		}),
 	}
+}
+
+// refused returns nil for the error of a transfer from an empty account
+// (an *InsufficientFundsError), and an error for anything else: the
+// transfer's own failure, or a success.
+func refused(err error) error {
+	var ife *InsufficientFundsError
+	switch {
+	case errors.As(err, &ife):
+		return nil
+	case err == nil:
+		return errors.New("transfer from an empty account: got success; want an *InsufficientFundsError")
+	}
+	return err
 }

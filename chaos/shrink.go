@@ -41,11 +41,13 @@ type Shrunk struct {
 // again, with the same invariant, on each of Confirmations reruns of its own (these are not
 // bounded by budget or maxAttempts). One that passes a rerun is a failure the configuration
 // does not cause: Shrunk is then the original run's, with Err wrapping ErrNotReproduced.
-func Shrink(ctx context.Context, cfg Config, res *Result, newTarget NewTarget, budget time.Duration, maxAttempts int, log io.Writer) (Shrunk, error) {
-	return shrink(ctx, cfg, res, newTarget, budget, maxAttempts, log, Run)
+func Shrink(ctx context.Context, wl *Workload, cfg Config, res *Result, newTarget NewTarget, budget time.Duration, maxAttempts int, log io.Writer) (Shrunk, error) {
+	return shrink(ctx, cfg, res, newTarget, budget, maxAttempts, log, func(ctx context.Context, cfg Config, target Target) (*Result, error) {
+		return Run(ctx, wl, cfg, target)
+	})
 }
 
-// runFunc is Run, or a test's stand-in for it.
+// runFunc is Run of a workload, or a test's stand-in for it.
 type runFunc func(ctx context.Context, cfg Config, target Target) (*Result, error)
 
 func shrink(ctx context.Context, cfg Config, res *Result, newTarget NewTarget, budget time.Duration, maxAttempts int, log io.Writer, run runFunc) (Shrunk, error) {

@@ -43,6 +43,11 @@ type Config struct {
 	From     int   // skip the operations of each stream before this index
 	FaultsAt []int // nil: faults anywhere; else only in these operations of each stream
 
+	// Panics adds injected panics (faults.KindPanic, at rows-next steps, where database/sql
+	// survives them) to the faults of a database/sql run: the panic must reach the worker
+	// as the panic it is, and the operation's connection and transaction must end.
+	Panics bool
+
 	TerminateEvery time.Duration
 	RestartEvery   time.Duration
 	PauseEvery     time.Duration
@@ -59,10 +64,10 @@ type Config struct {
 	// ServerCheckEvery runs the server check every this many operations of a worker
 	// (0: 200), besides quiescence.
 	ServerCheckEvery int
-	// MaxThreads bounds the threads a worker keeps in its ledger: at it, the whole ledger is
-	// checked against the database and the worker starts afresh under a new user, so memory
-	// stays flat on a long run. Zero: 32.
-	MaxThreads int
+	// MaxWrites bounds the writes a worker keeps in its ledger: at it, the whole ledger and
+	// every invariant are checked against the database and the worker starts afresh in a new
+	// scope (Worker.Scope, Workload.Setup), so memory stays flat on a long run. Zero: 256.
+	MaxWrites int
 	// NoChecks turns every check and the ledger off and FaultRate is ignored: the baseline
 	// workload of the throughput benchmark.
 	NoChecks bool
@@ -139,8 +144,8 @@ func (c *Config) defaults() {
 	if c.CheckTimeout == 0 {
 		c.CheckTimeout = min(time.Duration(loadFactor(c.Workers))*2*time.Second, 30*time.Second)
 	}
-	if c.MaxThreads == 0 {
-		c.MaxThreads = 32
+	if c.MaxWrites == 0 {
+		c.MaxWrites = 256
 	}
 	if c.ServerCheckEvery == 0 {
 		c.ServerCheckEvery = 200
@@ -168,7 +173,7 @@ func (c *Config) opsOf(w int) int {
 
 // Violation is one broken invariant found by a run.
 type Violation struct {
-	Invariant   string // pool, server, long-transaction, goroutines, deadline, ledger, ...
+	Invariant   string // pool, server, long-transaction, goroutines, deadline, ledger, read, swallowed-panic, an invariant's name, ...
 	Worker      int    // -1: not one worker's (quiescence, goroutines)
 	StreamSeed  int64  // the seed that replays the worker's stream alone
 	OpIndex     int    // the operation of the worker's stream (-1: not one operation's)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessionsafe/sessionsafe/internal/chaos"
+	"github.com/sessionsafe/sessionsafe/chaos"
 )
 
 // TestShrinkConfirms: the shrinker accepts its smallest failing configuration only when it

@@ -10,22 +10,22 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
-	"github.com/sessionsafe/sessionsafe/handlers"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 )
 
 // TestServerCheckFails shows the periodic server check failing: a session of the worker's
 // application_name left idle in transaction (behind the pool's back) is a violation.
 func TestServerCheckFails(t *testing.T) {
-	db := pgtest.New(t, pgtest.WithMigration("handlers-v1", handlers.Migrate))
+	db := pgtest.New(t)
 	cfg := Config{Seed: 1, Workers: 1, Ops: 1, CheckTimeout: 300 * time.Millisecond}
 	cfg.defaults()
 	rs := &runState{target: Target{DSN: db.DSN, Admin: db.Admin, AppName: db.AppName}}
-	w, err := newWorker(0, &cfg, rs)
+	wl := &Workload{Operations: []Operation{{Name: "noop", Run: func(context.Context, *sql.DB, *Op) error { return nil }}}}
+	w, err := newWorker(context.Background(), 0, &cfg, wl, rs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { w.db.Close() })
+	t.Cleanup(w.close)
 	pc, err := pgx.ParseConfig(db.DSN)
 	if err != nil {
 		t.Fatal(err)

@@ -14,20 +14,25 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sessionsafe/sessionsafe/faults"
-	"github.com/sessionsafe/sessionsafe/handlers"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 )
 
 // ErrConfig is wrapped by the error of a configuration that cannot run.
 var ErrConfig = errors.New("chaos: bad config")
 
-// Run runs a chaos run on the Postgres database of target. The error is for a run that
-// could not be set up; what broke is in Result.Violations. When ctx ends (Ctrl-C) the
-// workers stop, the run is marked interrupted and the quiescence checks are skipped; every
-// pool the run opened is closed before Run returns.
-func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
+// Run runs workload wl under chaos on the Postgres database of target. The error is for a
+// run that could not be set up; what broke is in Result.Violations. When ctx ends (Ctrl-C)
+// the workers stop, the run is marked interrupted and the quiescence checks are skipped;
+// every pool the run opened is closed before Run returns.
+func Run(ctx context.Context, wl *Workload, cfg Config, target Target) (*Result, error) {
+	if err := wl.validate(); err != nil {
+		return nil, err
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	if wl.Pgx && cfg.Panics {
+		return nil, fmt.Errorf("%w: panics are injected in database/sql runs only (the pgx injector works on the wire)", ErrConfig)
 	}
 	cfg.defaults()
 	if target.DSN == "" {
@@ -49,7 +54,7 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 	cleanDB := sql.OpenDB(stdlib.GetConnector(*pc))
 	defer cleanDB.Close()
 	cleanDB.SetMaxOpenConns(cleanConns)
-	rs.clean = handlers.New(cleanDB)
+	rs.clean = cleanDB
 	n, err := connShare(ctx, target.Admin, cfg.Workers)
 	if err != nil {
 		return nil, err
@@ -68,15 +73,18 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 	workers := make([]*worker, 0, cfg.Workers)
 	defer func() {
 		for _, w := range workers {
-			w.db.Close()
+			w.close()
 		}
 	}()
 	for i := 0; i < cfg.Workers; i++ {
-		w, err := newWorker(i, &cfg, rs)
+		w, err := newWorker(ctx, i, &cfg, wl, rs)
 		if err != nil {
 			return nil, err
 		}
 		workers = append(workers, w)
+		if err := w.setup(ctx); err != nil {
+			return nil, err
+		}
 	}
 
 	start := time.Now()
@@ -146,11 +154,9 @@ func Run(ctx context.Context, cfg Config, target Target) (*Result, error) {
 			}
 		}
 	}
-	if err := quiesce(ctx, &cfg, rs, workers, res); err != nil {
-		return res, err
-	}
+	quiesce(ctx, &cfg, workers, res)
 	for _, w := range workers {
-		w.db.Close()
+		w.close()
 	}
 	workers = nil
 	cleanDB.Close()
@@ -203,9 +209,9 @@ func connShare(ctx context.Context, admin *sql.DB, workers int) (int, error) {
 }
 
 // quiesce runs the checks on the settled system: every pool, every server session, the
-// long-transaction findings, and the ledger of every worker against the database.
-func quiesce(ctx context.Context, cfg *Config, rs *runState, workers []*worker, res *Result) error {
-	svc := rs.clean
+// long-transaction findings, and the ledger and invariants of every worker against the
+// database.
+func quiesce(ctx context.Context, cfg *Config, workers []*worker, res *Result) {
 	for _, w := range workers {
 		if len(w.violations) > 0 {
 			continue // its state is already broken; its first finding says why
@@ -218,21 +224,20 @@ func quiesce(ctx context.Context, cfg *Config, rs *runState, workers []*worker, 
 			}
 		}
 		cctx, cancel := context.WithTimeout(ctx, cfg.CheckTimeout+5*time.Second)
-		if err := leakcheck.FindPool(cctx, w.db, leakcheck.WithTimeout(cfg.CheckTimeout), leakcheck.WithTracker(w.tracker)); err != nil {
-			msg, d := findings(err)
-			add("pool", msg, d)
+		opts := []leakcheck.Option{leakcheck.WithTimeout(cfg.CheckTimeout)}
+		if w.pool != nil {
+			opts = append(opts, leakcheck.WithPgxPool(w.pool, w.pgxTracker))
+		} else {
+			opts = append(opts, leakcheck.WithDB(w.db), leakcheck.WithTracker(w.tracker))
 		}
-		if rs.target.Admin != nil {
-			if err := leakcheck.FindServer(cctx, rs.target.Admin, w.appName, leakcheck.WithTimeout(cfg.CheckTimeout)); err != nil {
-				msg, d := findings(err)
-				add("server", msg, d)
-			}
+		if w.run.target.Admin != nil {
+			opts = append(opts, leakcheck.WithServer(w.run.target.Admin, w.appName))
 		}
-		if err := leakcheck.FindLongTransactions(cctx, w.tracker); err != nil {
-			msg, d := findings(err)
-			add("long-transaction", msg, d)
+		if err := leakcheck.Find(cctx, opts...); err != nil {
+			inv, msg, d := findings(err)
+			add(inv, msg, d)
 		}
-		problems, err := w.ledger.verify(cctx, svc, w.user)
+		problems, err := w.verify(cctx)
 		cancel()
 		if err != nil {
 			add("ledger", "the ledger could not be read back: "+err.Error(), "")
@@ -241,10 +246,9 @@ func quiesce(ctx context.Context, cfg *Config, rs *runState, workers []*worker, 
 		res.Acked += w.ledger.acked
 		res.Ambiguous += w.ledger.ambiguous
 		for _, p := range problems {
-			add("ledger", p, "")
+			add(p.invariant, p.message, "")
 		}
 	}
-	return nil
 }
 
 // serverChaos terminates, restarts and pauses on the configured periods until ctx ends.
