@@ -45,6 +45,7 @@ func TestCatalogSelection(t *testing.T) {
 		{"chaos-without-workload", two, []string{"chaos", "-catalog", "bare", "-backend", "postgres"}, exitUsage, "catalog bare has no chaos workload on postgres"},
 		{"chaos-on-no-backend", two, []string{"chaos", "-catalog", "bare"}, exitUsage, "catalog bare can run chaos on no backend"},
 		{"replay-seed-without-workload", two, []string{"replay", "-catalog", "bare", "-seed", "1", "-backend", "both"}, exitUsage, "catalog bare can run replay on no backend"},
+		{"bad-flag-names-program", two, []string{"matrix", "-bogus"}, exitUsage, "check matrix: flag provided but not defined: -bogus (see check matrix -h)"},
 		{"no-catalog", nil, []string{"matrix"}, exitUsage, "no catalog: Main needs at least one"},
 		{"bad-catalog", []Catalog{dup}, []string{"matrix"}, exitUsage, `catalog "a b": name "a b": want letters, digits, '-' or '_'; operation "Ping" twice; no Migrate`},
 		{"same-name-twice", []Catalog{bareCatalog(), bareCatalog()}, []string{"matrix"}, exitUsage, `catalog "bare" given twice`},

@@ -90,11 +90,21 @@ func describe(c Catalog) string {
 func Main(catalogs ...Catalog) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	return Run(ctx, os.Args, os.Stdout, os.Stderr, catalogs...)
+}
+
+// Run is [Main] for a test or a program of its own: args is the whole command line, the
+// program's name first (as os.Args); the run stops when ctx ends (as at Ctrl-C); the
+// environment comes from os.Getenv. It returns the exit code.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer, catalogs ...Catalog) int {
 	prog := "sessionsafe"
-	if len(os.Args) > 0 && os.Args[0] != "" {
-		prog = filepath.Base(os.Args[0])
+	if len(args) > 0 {
+		if args[0] != "" {
+			prog = filepath.Base(args[0])
+		}
+		args = args[1:]
 	}
-	return program{name: prog, catalogs: catalogs}.run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	return program{name: prog, catalogs: catalogs}.run(ctx, args, stdout, stderr, os.Getenv)
 }
 
 // program is one command line: its name and catalogs.
@@ -136,7 +146,7 @@ func (p program) run(ctx context.Context, args []string, stdout, stderr io.Write
 				fs.PrintDefaults()
 				return exitOK
 			}
-			fmt.Fprintf(stderr, "%s %s: %s (see %s %s -h)\n", p.name, p.name, c.name, redact.Text(oneLine(err.Error())), c.name)
+			fmt.Fprintf(stderr, "%s %s: %s (see %s %s -h)\n", p.name, c.name, redact.Text(oneLine(err.Error())), p.name, c.name)
 			return exitUsage
 		}
 		if err := o.validate(fs); err != nil {

@@ -46,7 +46,7 @@ func runMutate(ctx context.Context, args []string, e *env) int {
 			fmt.Fprintln(e.stdout, "\nExit codes: 0 no mutant survived, 1 a mutant survived, 2 usage/setup error or interrupted.")
 			return exitOK
 		}
-		fmt.Fprintf(e.stderr, "%s mutate: %s (see %s mutate -h)\n", e.prog, e.prog, redact.Text(oneLine(err.Error())))
+		fmt.Fprintf(e.stderr, "%s mutate: %s (see %s mutate -h)\n", e.prog, redact.Text(oneLine(err.Error())), e.prog)
 		return exitUsage
 	}
 	set := map[string]bool{}

@@ -3,14 +3,45 @@ package bank
 import (
 	"context"
 	"database/sql"
+	"embed"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/sessionsafe/sessionsafe/cli"
 	"github.com/sessionsafe/sessionsafe/scenarios"
 )
+
+// Catalog is the bank as the sessionsafe command line runs it (cli.Main): every method of
+// the database/sql [Store], a refused transfer, and the same calls on the [PgxStore]
+// (named with a "Pgx" prefix, Postgres only), on the schema [Migrate] creates, with the
+// golden traces of testdata/ for sqlmock.
+func Catalog() cli.Catalog {
+	ops := catalog(theStore)
+	for _, op := range pgxCatalog(thePgxStore) {
+		op.Name = "Pgx" + op.Name
+		ops = append(ops, op)
+	}
+	return cli.Catalog{Name: "bank", Operations: ops, Golden: goldenFS(), Migration: migration, Migrate: Migrate}
+}
+
+// migration names the schema Migrate applies; change it when schema.sql changes.
+const migration = "bank-v1"
+
+//go:embed testdata/*.trace
+var golden embed.FS
+
+// goldenFS is the golden traces of the database/sql operations, one <operation>.trace each.
+func goldenFS() fs.FS {
+	sub, err := fs.Sub(golden, "testdata")
+	if err != nil { // cannot happen: the directory is embedded
+		panic(err)
+	}
+	return sub
+}
 
 // accounts is what the catalog calls: the Store, or a planted copy of it.
 type accounts interface {
@@ -34,27 +65,23 @@ type fixture struct {
 	Rich, Mid, Poor int64
 }
 
-// setupAccounts creates the fixture's owner and accounts in one statement,
-// on the plain pool. The owner is numbered after the accounts already there,
-// so that a fresh database gives the same fixture — and the same golden
-// trace — every time. On sqlmock (db nil) the fixture is the one the golden
-// traces were recorded with: the first on a fresh database.
+// setupAccounts creates the fixture's three accounts, on the plain pool, and
+// names their owner after the first of them: unique when cases set up at once
+// (the matrix runs them in parallel), and the same on every fresh database —
+// the same golden trace every time. On sqlmock (db nil) the fixture is the one
+// the golden traces were recorded with: the first on a fresh database.
 func setupAccounts(ctx context.Context, db *sql.DB) (scenarios.Fixture, error) {
 	if db == nil {
 		return fixture{Owner: "owner-1", Rich: 1, Mid: 2, Poor: 3}, nil
 	}
-	var existing int64
-	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM accounts`).Scan(&existing); err != nil {
-		return nil, fmt.Errorf("setup accounts: count: %w", err)
-	}
-	fx := fixture{Owner: fmt.Sprintf("owner-%d", existing+1)}
+	var fx fixture
 	rows, err := db.QueryContext(ctx, `
 WITH a AS (
   INSERT INTO accounts (owner, balance)
-  SELECT $1, v.balance FROM (VALUES (1, 10000), (2, 5000), (3, 0)) AS v(n, balance) ORDER BY v.n
+  SELECT '', v.balance FROM (VALUES (1, 10000), (2, 5000), (3, 0)) AS v(n, balance) ORDER BY v.n
   RETURNING id
 )
-SELECT id FROM a ORDER BY id`, fx.Owner)
+SELECT id FROM a ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("setup accounts: %w", err)
 	}
@@ -75,6 +102,10 @@ SELECT id FROM a ORDER BY id`, fx.Owner)
 	}
 	if n != len(ids) {
 		return nil, fmt.Errorf("setup accounts: got %d accounts; want %d", n, len(ids))
+	}
+	fx.Owner = fmt.Sprintf("owner-%d", fx.Rich)
+	if _, err := db.ExecContext(ctx, `UPDATE accounts SET owner = $1 WHERE id IN ($2, $3, $4)`, fx.Owner, fx.Rich, fx.Mid, fx.Poor); err != nil {
+		return nil, fmt.Errorf("setup accounts: name the owner: %w", err)
 	}
 	return fx, nil
 }
