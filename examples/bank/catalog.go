@@ -65,23 +65,37 @@ type fixture struct {
 	Rich, Mid, Poor int64
 }
 
-// setupAccounts creates the fixture's three accounts, on the plain pool, and
-// names their owner after the first of them: unique when cases set up at once
-// (the matrix runs them in parallel), and the same on every fresh database —
-// the same golden trace every time. On sqlmock (db nil) the fixture is the one
+// setupAccounts creates the fixture's owner and accounts in one statement,
+// on the plain pool. The owner is numbered after the accounts already there,
+// so that a fresh database gives the same fixture — and the same golden
+// trace — every time; the count and the insert run in one transaction under
+// a lock of their own, so that two cases set up side by side (a parallel
+// matrix) never share an owner. On sqlmock (db nil) the fixture is the one
 // the golden traces were recorded with: the first on a fresh database.
 func setupAccounts(ctx context.Context, db *sql.DB) (scenarios.Fixture, error) {
 	if db == nil {
 		return fixture{Owner: "owner-1", Rich: 1, Mid: 2, Poor: 3}, nil
 	}
-	var fx fixture
-	rows, err := db.QueryContext(ctx, `
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("setup accounts: begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext('bank setup accounts'))`); err != nil {
+		return nil, fmt.Errorf("setup accounts: lock: %w", err)
+	}
+	var existing int64
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM accounts`).Scan(&existing); err != nil {
+		return nil, fmt.Errorf("setup accounts: count: %w", err)
+	}
+	fx := fixture{Owner: fmt.Sprintf("owner-%d", existing+1)}
+	rows, err := tx.QueryContext(ctx, `
 WITH a AS (
   INSERT INTO accounts (owner, balance)
-  SELECT '', v.balance FROM (VALUES (1, 10000), (2, 5000), (3, 0)) AS v(n, balance) ORDER BY v.n
+  SELECT $1, v.balance FROM (VALUES (1, 10000), (2, 5000), (3, 0)) AS v(n, balance) ORDER BY v.n
   RETURNING id
 )
-SELECT id FROM a ORDER BY id`)
+SELECT id FROM a ORDER BY id`, fx.Owner)
 	if err != nil {
 		return nil, fmt.Errorf("setup accounts: %w", err)
 	}
@@ -103,9 +117,8 @@ SELECT id FROM a ORDER BY id`)
 	if n != len(ids) {
 		return nil, fmt.Errorf("setup accounts: got %d accounts; want %d", n, len(ids))
 	}
-	fx.Owner = fmt.Sprintf("owner-%d", fx.Rich)
-	if _, err := db.ExecContext(ctx, `UPDATE accounts SET owner = $1 WHERE id IN ($2, $3, $4)`, fx.Owner, fx.Rich, fx.Mid, fx.Poor); err != nil {
-		return nil, fmt.Errorf("setup accounts: name the owner: %w", err)
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("setup accounts: commit: %w", err)
 	}
 	return fx, nil
 }
