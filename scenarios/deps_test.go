@@ -9,8 +9,8 @@ import (
 )
 
 // TestNoThreadDependencies keeps the runner generic: nothing scenarios
-// depends on, directly or not, may be the thread service (handlers) or the
-// planted bugs of the mutation proof (internal/mutant).
+// depends on, directly or not, may be the thread service (handlers) or its
+// suite (threadsuite, which holds the handlers' planted bugs).
 func TestNoThreadDependencies(t *testing.T) {
 	gomod, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
@@ -27,7 +27,7 @@ func TestNoThreadDependencies(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go list -deps ./scenarios: %v", err)
 	}
-	forbidden := []string{"/handlers", "/internal/mutant"}
+	forbidden := []string{"/handlers", "/threadsuite"}
 	for _, dep := range strings.Fields(string(out)) {
 		for _, f := range forbidden {
 			if strings.Contains(dep, f) {

@@ -17,7 +17,6 @@ import (
 
 	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/handlers"
-	"github.com/sessionsafe/sessionsafe/internal/mutant"
 	"github.com/sessionsafe/sessionsafe/internal/testkit"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 	"github.com/sessionsafe/sessionsafe/pgtest"
@@ -555,42 +554,6 @@ func (r *recorder) run(fn func(t testing.TB)) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]string(nil), r.failed...)
-}
-
-// TestOriginalCatchesPlantedBugs shows the originals' checks failing: each
-// case below, run on sqlmock with a session bug planted, must report a
-// failure.
-func TestOriginalCatchesPlantedBugs(t *testing.T) {
-	byName := map[string]original{}
-	for _, o := range originals() {
-		byName[o.name] = o
-	}
-	tests := []struct {
-		original string
-		bug      mutant.Bug
-	}{
-		{"01-update-commit-connection-lost", mutant.CommitErrorIgnored},
-		{"04-count-in-same-transaction", mutant.QueryOnPoolInsideUnit},
-		{"05-delete-archive-fails", mutant.RollbackMissingOnError},
-		{"10-failed-get-returns-connection", mutant.ConnNeverClosed},
-		{"11-failed-list-leaves-no-transaction", mutant.RowsErrUnchecked},
-	}
-	for _, tt := range tests {
-		t.Run(tt.original+"/"+tt.bug.String(), func(t *testing.T) {
-			o, ok := byName[tt.original]
-			if !ok {
-				t.Fatalf("no original %q", tt.original)
-			}
-			rec := &recorder{TB: t}
-			failed := rec.run(func(tb testing.TB) {
-				runOriginal(mutant.With(t.Context(), tt.bug), tb, o, scenarios.Config{Backend: scenarios.Sqlmock, Golden: GoldenFS()})
-			})
-			if len(failed) == 0 {
-				t.Fatalf("original %s passed with %s planted; want a failure", tt.original, tt.bug)
-			}
-			t.Logf("caught: %s", firstLineOf(failed[0]))
-		})
-	}
 }
 
 // TestServerSessionsSeesPlantedLeak shows the explicit server reading
