@@ -70,8 +70,15 @@
 //     the real transaction (the conn stays usable). A rollback ends it as
 //     usual. So code that ignores an error and carries on is caught as it
 //     would be in production. Steps of an aborted transaction are recorded
-//     but no rule matches or fires at them. The bookkeeping is TxState (with
-//     EndAbortedTx), exported so that another injector plays it the same way.
+//     but no rule matches or fires at them.
+//
+// # Deciders
+//
+// What fires where is the injector's Decider: a Plan (Arm, or Use(plan.Decider())) fires
+// its rules at their steps; a Rate (NewRate, installed with Use) fails each step with a
+// seeded probability, drawing the fault among a FaultSet (e.g. Applicable narrowed to what
+// a run wants) — what a chaos run, where a fresh decision is needed at every step of every
+// operation, uses. Both injectors play every decider's faults the same way.
 //
 // Wire level (Wire) and server level (Server) are also usable on their own;
 // see their documentation.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,19 +27,21 @@ type Injector struct {
 	connIDs atomic.Uint64 // conn ids, unique over every connector this injector wraps
 
 	mu       sync.Mutex
-	plan     Plan
-	matched  []int
-	done     []bool
+	dec      Decider  // nil: nothing fires
 	chunks   [][]Step // the kept steps, chunkSize a chunk (no large copies as the trace grows)
 	kept     int
-	steps    int // steps since Arm; the trace keeps the first maxSteps
-	fired    []Firing
+	steps    int      // steps since Arm; the trace keeps the first maxSteps
+	fired    []Firing // the latest maxSteps firings
+	nfired   int64
 	dead     map[uint64]bool
 	openRows map[uint64]int            // conn id -> index of the query step whose rows are open
-	tx       TxState                   // conn id -> in a transaction, aborted by an injected error
+	tx       txState                   // conn id -> in a transaction, aborted by an injected error
 	pending  map[*drvwrap.Call]pending // cleanup of a wire or server fault, run when its step returns
 	prints   map[string]string
-	unheeded map[int]error // step index -> what a cancel-blocked step did not heed
+	rowBuf   []driver.Value      // where copied rows live: one array for many rows (copyRow)
+	rowsBuf  [][]driver.Value    // where a query step's first row goes: one array for many queries
+	cols     map[string][]string // SQL -> the column names last recorded for it, shared by its steps
+	unheeded map[int]error       // step index -> what a cancel-blocked step did not heed
 }
 
 type injectorConfig struct {
@@ -100,6 +103,7 @@ func NewInjector(opts ...InjectorOption) *Injector {
 		openRows: map[uint64]int{},
 		pending:  map[*drvwrap.Call]pending{},
 		prints:   map[string]string{},
+		cols:     map[string][]string{},
 		unheeded: map[int]error{},
 	}
 }
@@ -119,17 +123,24 @@ func (i *Injector) WrapDriver(d driver.Driver) driver.Driver {
 
 // Arm replaces the plan and starts a new run: the trace, the firings and the
 // match counts start again from step 1. Connections broken by earlier faults
-// stay broken.
-func (i *Injector) Arm(p Plan) {
+// stay broken. It is Use(p.Decider()).
+func (i *Injector) Arm(p Plan) { i.use(p.decider()) }
+
+// Use makes d decide the steps from now on and starts a new run, as Arm
+// does: the trace and the firings start again from step 1. A nil d injects
+// nothing.
+func (i *Injector) Use(d Decider) { i.use(d) }
+
+func (i *Injector) use(d Decider) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	i.plan = Plan{Rules: append([]Rule(nil), p.Rules...)}
-	i.matched = make([]int, len(p.Rules))
-	i.done = make([]bool, len(p.Rules))
+	i.dec = d
 	i.chunks = nil
 	i.kept = 0
 	i.steps = 0
 	i.fired = nil
+	i.rowBuf, i.rowsBuf = nil, nil
+	i.nfired = 0
 	clear(i.openRows)
 	clear(i.unheeded)
 }
@@ -148,7 +159,8 @@ func (i *Injector) Trace() Trace {
 	return t
 }
 
-// Fired returns the rules that fired since the last Arm or Reset, in order.
+// Fired returns the rules that fired since the last Arm, Use or Reset, in
+// order: the latest 100000 of them (WithMaxSteps), see FiredCount.
 func (i *Injector) Fired() []Firing {
 	i.mu.Lock()
 	defer i.mu.Unlock()
@@ -157,6 +169,13 @@ func (i *Injector) Fired() []Firing {
 		out[n].Unheeded = i.unheeded[out[n].Step.Index]
 	}
 	return out
+}
+
+// FiredCount returns how many rules fired since the last Arm, Use or Reset.
+func (i *Injector) FiredCount() int64 {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.nfired
 }
 
 type cancelKey struct{ i *Injector }
@@ -269,7 +288,6 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 		Conn:     c.ConnID,
 		Prepared: c.Op == drvwrap.OpStmtExec || c.Op == drvwrap.OpStmtQuery,
 	}
-	st.Fingerprint = i.fingerprintLocked(c.SQL)
 	switch kind {
 	case StepBegin:
 		st.ReadOnly = c.TxOptions.ReadOnly
@@ -279,12 +297,16 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 	case StepNext, StepRowsClose:
 		if qs := i.at(i.openRows[c.ConnID]); qs != nil {
 			if qs.Columns == nil {
-				qs.Columns = append([]string{}, c.Columns...)
+				qs.Columns = i.columnsLocked(c.SQL, c.Columns)
 			}
 			st.Columns = qs.Columns
+			st.Fingerprint = qs.Fingerprint // the query's: no lookup per row
 		} else {
-			st.Columns = append([]string{}, c.Columns...)
+			st.Columns = i.columnsLocked(c.SQL, c.Columns)
 		}
+	}
+	if st.Fingerprint == "" {
+		st.Fingerprint = i.fingerprintLocked(c.SQL)
 	}
 	c.Tag = st.Index
 	if i.dead[c.ConnID] && kind != StepConnect {
@@ -310,13 +332,13 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 		return err
 	}
 	switch i.tx.Before(c.ConnID, kind) {
-	case TxFailStatement:
+	case txFailStatement:
 		err := PgError(CodeInFailedTransaction)
 		st.Err = err
 		i.record(st)
 		i.mu.Unlock()
 		return err
-	case TxCommitRollback:
+	case txCommitRollback:
 		// Postgres answers the COMMIT of an aborted transaction with a
 		// ROLLBACK: the driver's own Rollback ends it, and the conn stays
 		// usable.
@@ -325,31 +347,18 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 		i.mu.Unlock()
 		return &drvwrap.EndTx{Err: pgx.ErrTxCommitRollback, Rollback: true}
 	}
-	ri := -1
-	for n := range i.plan.Rules {
-		if i.done[n] {
-			continue
-		}
-		r := &i.plan.Rules[n]
-		hit := r.Step == st.Index
-		if r.matches(&st) {
-			i.matched[n]++
-			hit = i.matched[n] == r.Nth
-		}
-		if hit && ri < 0 {
-			ri = n
-		}
-	}
 	var rule Rule
-	if ri >= 0 {
-		i.done[ri] = true
-		rule = i.plan.Rules[ri]
+	hit := false
+	if i.dec != nil {
+		rule, hit = i.dec.Decide(&st)
+	}
+	if hit {
 		f := rule.Fault
 		st.Fault = &f
 	}
 	i.record(st)
 	i.mu.Unlock()
-	if ri < 0 {
+	if !hit {
 		return nil
 	}
 	err := i.fire(ctx, c, st, rule)
@@ -386,6 +395,10 @@ func (i *Injector) fire(ctx context.Context, c *drvwrap.Call, st Step, rule Rule
 		defer i.mu.Unlock()
 		if s := i.at(st.Index); s != nil && err != nil {
 			s.Err = err
+		}
+		i.nfired++
+		if len(i.fired) >= i.cfg.maxSteps {
+			i.fired = append(i.fired[:0], i.fired[len(i.fired)/2:]...) // keep the latest
 		}
 		i.fired = append(i.fired, Firing{Rule: rule, Step: st, Err: err})
 	}
@@ -492,9 +505,13 @@ func (i *Injector) after(_ context.Context, c *drvwrap.Call, err error) error {
 		if err != nil || c.Row == nil {
 			break
 		}
-		row := copyRow(c.Row)
+		row := i.copyRow(c.Row)
 		if qs := i.at(i.openRows[c.ConnID]); qs != nil && len(qs.Rows) < i.cfg.maxRows {
-			qs.Rows = append(qs.Rows, row)
+			if qs.Rows == nil {
+				qs.Rows = i.firstRow(row)
+			} else {
+				qs.Rows = append(qs.Rows, row)
+			}
 			n := len(qs.Rows)
 			st.Rows = qs.Rows[n-1 : n : n] // shares the query step's array: no allocation
 		} else {
@@ -512,13 +529,48 @@ func (i *Injector) after(_ context.Context, c *drvwrap.Call, err error) error {
 	return err
 }
 
-func copyRow(row []driver.Value) []driver.Value {
-	out := make([]driver.Value, len(row))
-	for n, v := range row {
+// copyRow returns a copy of row (the driver reuses its slice, and may reuse
+// a []byte's memory) cut from the injector's row buffer: many rows share one
+// allocation. Rows once returned are never written again.
+func (i *Injector) copyRow(row []driver.Value) []driver.Value {
+	if cap(i.rowBuf)-len(i.rowBuf) < len(row) {
+		i.rowBuf = make([]driver.Value, 0, max(rowBufSize, len(row)))
+	}
+	start := len(i.rowBuf)
+	for _, v := range row {
 		if b, ok := v.([]byte); ok {
 			v = append([]byte(nil), b...)
 		}
-		out[n] = v
+		i.rowBuf = append(i.rowBuf, v)
 	}
-	return out
+	return i.rowBuf[start:len(i.rowBuf):len(i.rowBuf)]
 }
+
+// firstRow returns a one-row slice holding row, cut from the injector's
+// buffer of row headers (most queries read one row: one allocation serves
+// many of them); appending to it copies it out as usual.
+func (i *Injector) firstRow(row []driver.Value) [][]driver.Value {
+	if len(i.rowsBuf) == cap(i.rowsBuf) {
+		i.rowsBuf = make([][]driver.Value, 0, rowBufSize)
+	}
+	n := len(i.rowsBuf)
+	i.rowsBuf = append(i.rowsBuf, row)
+	return i.rowsBuf[n : n+1 : n+1]
+}
+
+// columnsLocked returns a copy of cols, the column names of sql's rows,
+// shared with the earlier steps of the same SQL that had the same names
+// (one copy per SQL text, not per query).
+func (i *Injector) columnsLocked(sql string, cols []string) []string {
+	if c, ok := i.cols[sql]; ok && slices.Equal(c, cols) {
+		return c
+	}
+	c := append([]string{}, cols...)
+	if len(i.cols) < 4096 {
+		i.cols[sql] = c
+	}
+	return c
+}
+
+// rowBufSize is how many values (or rows) one buffer holds.
+const rowBufSize = 128

@@ -77,15 +77,13 @@ import (
 // counted and faulted: install it on the pool under test alone. A
 // PgxInjector is safe for concurrent use; create it with NewPgxInjector.
 type PgxInjector struct {
-	mu      sync.Mutex
-	plan    Plan
-	matched []int
-	done    []bool
-	trace   Trace
-	steps   int
-	fired   []Firing
-	cancel  context.CancelFunc
-	prints  map[string]string
+	mu     sync.Mutex
+	dec    Decider // nil: nothing fires
+	trace  Trace
+	steps  int
+	fired  []Firing
+	cancel context.CancelFunc
+	prints map[string]string
 
 	nextConn atomic.Uint64
 	armed    atomic.Bool
@@ -129,17 +127,33 @@ func (i *PgxInjector) Arm(p Plan) error {
 			break
 		}
 	}
+	if bad != nil {
+		i.use(nil)
+		return bad
+	}
+	d := p.decider()
+	d.commitAmbiguous = true // cut-after-commit has no meaning at another step
+	if len(p.Rules) == 0 {
+		i.use(nil)
+	} else {
+		i.use(d)
+	}
+	return nil
+}
+
+// Use makes d decide the steps from now on and starts a new run, as Arm
+// does. A fault d returns that the wire cannot apply (error, badconn,
+// panic, lock, stmt-timeout; ambiguous at a step other than a commit) is
+// not fired: give d a FaultSet built on ApplicablePgx. A nil d injects
+// nothing.
+func (i *PgxInjector) Use(d Decider) { i.use(d) }
+
+func (i *PgxInjector) use(d Decider) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	if bad != nil {
-		p = Plan{}
-	}
-	i.plan = Plan{Rules: append([]Rule(nil), p.Rules...)}
-	i.matched = make([]int, len(p.Rules))
-	i.done = make([]bool, len(p.Rules))
+	i.dec = d
 	i.trace, i.steps, i.fired = nil, 0, nil
-	i.armed.Store(len(p.Rules) > 0)
-	return bad
+	i.armed.Store(d != nil)
 }
 
 // Reset disarms the plan and starts a new run.
@@ -236,24 +250,14 @@ func (i *PgxInjector) step(conn uint64, r pgxRequest) (Step, *Fault) {
 	}
 	var fire *Fault
 	if i.armed.Load() {
-		for n, rule := range i.plan.Rules {
-			if i.done[n] {
-				continue
-			}
-			hit := rule.Step == st.Index
-			if rule.Step == 0 && rule.matches(&st) {
-				i.matched[n]++
-				hit = i.matched[n] == rule.Nth
-			}
-			if !hit || (rule.Fault.Kind == KindAmbiguous && st.Kind != StepCommit) {
-				continue
-			}
-			i.done[n] = true
+		if rule, ok := i.dec.Decide(&st); ok && pgxKind(rule.Fault.Kind) && (rule.Fault.Kind != KindAmbiguous || st.Kind == StepCommit) {
 			f := rule.Fault
 			fire = &f
 			st.Fault = &f
+			if len(i.fired) >= 100000 {
+				i.fired = append(i.fired[:0], i.fired[len(i.fired)/2:]...) // keep the latest
+			}
 			i.fired = append(i.fired, Firing{Rule: rule, Step: st})
-			break
 		}
 	}
 	if len(i.trace) < 100000 {

@@ -3,15 +3,16 @@ package faults_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sessionsafe/sessionsafe/faults"
+	"github.com/sessionsafe/sessionsafe/internal/testkit"
 )
 
 // pgxPool opens a pgxpool on a fresh items database with a PgxInjector
@@ -126,9 +127,12 @@ func TestPgxInjectorFaults(t *testing.T) {
 				t.Errorf("got row present %v; want %v", present, tt.present)
 			}
 			// pgxpool gives a broken connection back asynchronously: poll
-			if n := pollAcquired(t.Context(), pool); n != 0 {
-				t.Errorf("got %d acquired connections after 2s; want 0", n)
-			}
+			testkit.EventuallyNil(t, func() error {
+				if n := pool.Stat().AcquiredConns(); n != 0 {
+					return fmt.Errorf("%d acquired connection(s); want 0", n)
+				}
+				return nil
+			}, "the pool to take every connection back")
 		})
 	}
 }
@@ -165,26 +169,6 @@ func TestPgxInjectorRejectsDriverFaults(t *testing.T) {
 	}
 	if err := inj.Arm(p); !errors.Is(err, faults.ErrInvalidFault) {
 		t.Errorf("got %v; want faults.ErrInvalidFault", err)
-	}
-}
-
-// pollAcquired waits (2s at most) for the pool to hold no acquired
-// connection and returns how many it holds.
-func pollAcquired(ctx context.Context, pool *pgxpool.Pool) int32 {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		n := pool.Stat().AcquiredConns()
-		if n == 0 {
-			return 0
-		}
-		select {
-		case <-ctx.Done():
-			return n
-		case <-tick.C:
-		}
 	}
 }
 

@@ -16,6 +16,12 @@
 // report with New, AddResult per case and Finish. Chaos runs are added as ChaosRun and
 // Violation values, which take nothing but strings and numbers.
 //
+// Root causes come first in every format: a violation about something left behind (a
+// connection, rows, a transaction, a lock, a goroutine: KindLeak) comes before every
+// symptom (KindSymptom), and a symptom names the leaks it may follow from (CausedBy) —
+// Finish orders them with RootCausesFirst, classifying by invariant (LeakInvariant) any
+// violation whose Kind is not set, and linking by Backend, Source, Scope and Seq.
+//
 // The page's look — its stylesheet, banner and table classes — is shared with other
 // sessionsafe reports through HTMLStyle, so that every page reads alike.
 //

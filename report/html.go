@@ -129,7 +129,8 @@ func suffix(inv string) string {
 // HTMLStyle is the stylesheet of every sessionsafe HTML page, the matrix report's and the
 // mutation report's alike: the verdict banner (classes banner ok, bad, partial), tables,
 // status cells (td.pass, td.fail, td.skip, td.none), finding boxes (div.violation or
-// div.finding), pre blocks, diffs (pre.diff with span.add and span.del lines) and replay
+// div.finding; div.violation.leak with span.kind for a root cause, div.caused-by for its
+// link), pre blocks, diffs (pre.diff with span.add and span.del lines) and replay
 // commands (code.replay). WritePage includes it.
 const HTMLStyle template.CSS = `body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#1d2330;background:#fafbfc}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px}h3{font-size:15px;margin:18px 0 6px}
@@ -145,6 +146,8 @@ td.pass{background:#c8ecd4;color:#17663a}td.fail{background:#f4b4b4;color:#8e111
 td.skip{background:#e3e5e8;color:#6b7280}td.none{background:#fff}
 td.fail a{color:#8e1111;text-decoration:none}
 .violation,.finding{border:1px solid #e2a3a3;border-left:6px solid #c62828;background:#fff;border-radius:4px;padding:10px 14px;margin:12px 0}
+.violation.leak{border-left-color:#6a1b9a}.violation .kind{background:#6a1b9a;color:#fff;border-radius:3px;padding:1px 6px;font-size:12px}
+.caused-by{font-size:13px;margin:4px 0}
 pre{background:#f2f4f7;padding:8px;border-radius:4px;overflow-x:auto;font-size:12px;white-space:pre-wrap}
 code.replay{display:block;background:#1d2330;color:#e6edf3;padding:8px;border-radius:4px;font-size:12px;white-space:pre-wrap}
 .legend span{display:inline-block;padding:2px 8px;margin-right:6px;border-radius:3px;font-size:12px}
@@ -247,11 +250,12 @@ var htmlTemplate = template.Must(template.New("report").Funcs(template.FuncMap{
 {{range .R.Chaos}}<tr><td>{{.Backend}}</td><td>{{.Provider}}</td><td>{{.Seed}}</td><td>{{.Workers}}</td><td>{{.Operations}}</td><td>{{f1 .OpsPerSec}}</td><td>{{.Errors}}</td><td>{{.Faults}}</td><td>{{.Terminated}}</td><td>{{.Restarts}}</td><td>{{.Pauses}}</td><td>{{.Acked}}</td><td>{{.Ambiguous}}</td><td>{{.Violations}}</td></tr>
 {{end}}</table>
 {{end}}
-<h2>Violations ({{len .R.Violations}})</h2>
+<h2>Violations ({{len .R.Violations}}){{with .R.RootCauses}}: {{len .}} root cause(s) first{{end}}</h2>
 {{if not .R.Violations}}<p id="no-violations">None: every session ended, every connection came back.</p>{{end}}
 {{range .R.Violations}}
-<div class="violation" id="v-{{.ID}}">
-<h3>{{.ID}} · {{.Invariant}} · {{.Operation}}{{if .StepKind}} at step {{.Step}} ({{.StepKind}}){{end}}{{if .Fault}} under {{.Fault}}{{end}} · {{.Backend}} · {{.Source}}</h3>
+<div class="violation {{.Kind}}" id="v-{{.ID}}">
+<h3>{{if eq .Kind "leak"}}<span class="kind">root cause</span> {{end}}{{.ID}} · {{.Invariant}} · {{.Operation}}{{if .StepKind}} at step {{.Step}} ({{.StepKind}}){{end}}{{if .Fault}} under {{.Fault}}{{end}} · {{.Backend}} · {{.Source}}</h3>
+{{if .CausedBy}}<div class="caused-by">may follow from the earlier leak {{range $i, $c := .CausedBy}}{{if $i}}, {{end}}<a href="#v-{{$c}}">{{$c}}</a>{{end}}</div>{{end}}
 <pre>{{.Message}}</pre>
 {{if .Attribution}}<div>where it was acquired:</div><pre>{{.Attribution}}</pre>{{end}}
 {{if .Trace}}<details><summary>trace</summary><pre>{{.Trace}}</pre></details>{{end}}

@@ -87,7 +87,7 @@ func WriteJUnit(w io.Writer, r *Report) error {
 				continue
 			}
 			n++
-			body := v.Message
+			body := r.lead(v) + v.Message
 			if v.Trace != "" {
 				body += "\n\ntrace:\n" + v.Trace
 			}
@@ -112,8 +112,12 @@ func WriteJUnit(w io.Writer, r *Report) error {
 			continue
 		}
 		s := junitSuite{Name: v.Source}
-		s.add(junitCase{Name: v.ID, Classname: "sessionsafe." + v.Source, Time: "0.000",
-			Failure: &junitFailure{Message: firstLine(v.Message), Type: v.Invariant, Body: v.Message + "\nreplay: " + v.Replay}}, 0)
+		body := r.lead(v) + v.Message
+		if v.Attribution != "" {
+			body += "\n\nacquired at:\n" + v.Attribution
+		}
+		s.add(junitCase{Name: v.ID + " " + v.Operation + " " + v.Invariant, Classname: "sessionsafe." + v.Source, Time: "0.000",
+			Failure: &junitFailure{Message: firstLine(v.Invariant + ": " + v.Message), Type: v.Invariant, Body: body + "\nreplay: " + v.Replay}}, 0)
 		top.Suites = append(top.Suites, s)
 	}
 	for _, e := range r.Errors {
@@ -181,4 +185,16 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// lead is what a violation's JUnit body starts with: "root cause (leak)" for a leak, the
+// leaks a symptom may follow from, or nothing.
+func (r *Report) lead(v Violation) string {
+	if KindOf(v) == KindLeak {
+		return "root cause (leak): later violations may follow from it\n\n"
+	}
+	if f := r.followsFrom(v); f != "" {
+		return f + "\n\n"
+	}
+	return ""
 }

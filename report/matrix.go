@@ -47,16 +47,23 @@ func (r *Report) AddResult(res scenarios.Result) {
 		Seconds: res.Duration.Seconds(),
 	}
 	var invs, msgs []string
-	for _, f := range res.Findings {
+	// The case's message leads with what it left behind: a symptom (an unexpected error,
+	// a wrong state) may follow from it.
+	for _, f := range leaksFirst(res.Findings) {
 		invs = append(invs, string(f.Invariant))
 		msgs = append(msgs, string(f.Invariant)+": "+f.Message)
 		if rc.Replay == "" {
 			rc.Replay = f.Replay
 		}
+	}
+	seq := int64(len(r.Cases) + 1) // one run: its findings were all there at once
+	for _, f := range res.Findings {
+		n := len(r.Violations) + 1
 		r.Violations = append(r.Violations, Violation{
-			ID: fmt.Sprintf("V%d", len(r.Violations)+1), Source: "matrix", Backend: c.Backend.String(),
+			ID: fmt.Sprintf("V%d", n), Source: "matrix", Backend: c.Backend.String(),
 			Operation: c.Operation, Step: c.Step, StepKind: c.StepName(), Fault: c.FaultName(),
 			Invariant: string(f.Invariant), Message: f.Message, Trace: f.Trace, Replay: f.Replay,
+			Seq: seq, Scope: c.String(),
 		})
 	}
 	if len(res.Findings) > 0 {
@@ -65,4 +72,18 @@ func (r *Report) AddResult(res scenarios.Result) {
 		rc.Message = strings.Join(msgs, "\n")
 	}
 	r.Cases = append(r.Cases, rc)
+}
+
+// leaksFirst returns fs with the findings about something left behind first, each group in
+// its order.
+func leaksFirst(fs []scenarios.Finding) []scenarios.Finding {
+	out := make([]scenarios.Finding, 0, len(fs))
+	for _, leak := range []bool{true, false} {
+		for _, f := range fs {
+			if LeakInvariant(string(f.Invariant)) == leak {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
 }

@@ -104,6 +104,23 @@ type Violation struct {
 	Seed        int64  `json:"seed"`
 	Replay      string `json:"replay"`
 	Shrunk      string `json:"shrunk,omitempty"` // the shrunk replay command, when shrinking ran
+	// Kind is KindLeak (something left behind: a root cause) or KindSymptom; Finish sets
+	// it from the Invariant when empty (KindOf), and puts every leak before every symptom.
+	Kind string `json:"kind,omitempty"`
+	// Seq is when the run saw the violation: any number that grows over the run (a
+	// counter, time.Time.UnixNano), the same for the findings of one run of an operation
+	// (a leak is found by the checks after the run, yet was there during it); 0 when
+	// unknown (the order of Violations is taken then). A leak seen no later than a symptom
+	// may be its cause.
+	Seq int64 `json:"seq,omitempty"`
+	// Scope names where a leak can do harm and where a symptom was seen: a matrix case, a
+	// chaos worker's pool, a probe's goroutine. A leak with an empty Scope (a lock, which
+	// every session meets) reaches every scope of its backend.
+	Scope string `json:"scope,omitempty"`
+	// CausedBy lists the IDs of the leaks a symptom may follow from: set by the producer
+	// when it knows (the session that held the lock it waited for), otherwise by Finish
+	// (RootCausesFirst): the leaks seen before it in its scope.
+	CausedBy []string `json:"caused_by,omitempty"`
 }
 
 // New returns an empty report for command with the schema set.
@@ -117,8 +134,9 @@ func New(command string, args []string, seed int64, started time.Time) *Report {
 	}
 }
 
-// Finish sets the finish time, sorts cases and violations into a stable order, redacts every
-// free-text field, and computes the summary. It may be called more than once.
+// Finish sets the finish time, sorts cases into a stable order and the violations root
+// causes first (RootCausesFirst), redacts every free-text field, and computes the summary.
+// It may be called more than once.
 func (r *Report) Finish(finished time.Time) {
 	r.Finished = finished.UTC()
 	sort.SliceStable(r.Cases, func(i, j int) bool {
@@ -163,6 +181,7 @@ func (r *Report) Finish(finished time.Time) {
 		v.Replay = redact.Text(v.Replay)
 		v.Shrunk = redact.Text(v.Shrunk)
 	}
+	RootCausesFirst(r.Violations)
 	for i := range r.Errors {
 		r.Errors[i] = redact.Text(r.Errors[i])
 	}

@@ -32,3 +32,17 @@ func External(ctx context.Context, name string, fn func(context.Context) error) 
 	}
 	return fn(ctx)
 }
+
+// WithTracker returns ctx carrying t, so that External called with ctx (or a
+// context derived from it) runs its call through t (Tracker.External). The
+// matrix does this for every case; a harness of its own that runs an
+// Operation (the concurrency probes, a chaos run) does it for each run.
+func WithTracker(ctx context.Context, t *leakcheck.Tracker) context.Context {
+	return withTracker(ctx, t)
+}
+
+// WithPgxTracker is WithTracker for a RunPgx operation: External called
+// with ctx runs its call through t (PgxTracker.External).
+func WithPgxTracker(ctx context.Context, t *leakcheck.PgxTracker) context.Context {
+	return withPgxTracker(ctx, t)
+}

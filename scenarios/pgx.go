@@ -4,26 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"go.uber.org/goleak"
 
 	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 )
-
-// pgxRun is the pgx side of a Runner whose operation sets RunPgx: the
-// pool configuration every case's pool is opened from, the injector on its
-// wire, and the pool of the case under way.
-type pgxRun struct {
-	base    *pgxpool.Config
-	inj     *faults.PgxInjector
-	tracker *leakcheck.PgxTracker
-	pool    *pgxpool.Pool
-}
 
 // pgxPoolCloseWait bounds how long the runner waits for a case's pool to
 // close: pgxpool.Pool.Close waits for every acquired connection, forever for
@@ -40,9 +28,7 @@ func newPgxRunner(ctx context.Context, cfg Config, op Operation) (*Runner, error
 	// out: a step the recording may have and a case not. Never ping.
 	pc.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
 	pc.MinConns, pc.MinIdleConns = 0, 0
-	px := &pgxRun{base: pc, inj: faults.NewPgxInjector()}
-	px.inj.Install(&pc.ConnConfig.Config)
-	r := &Runner{cfg: cfg, op: op, px: px}
+	r := &Runner{cfg: cfg, op: op, pxBase: pc}
 	if cfg.Admin == nil {
 		r.unavailable = append(r.unavailable, "server check left out: no Config.Admin and Config.AppName")
 	}
@@ -53,15 +39,14 @@ func newPgxRunner(ctx context.Context, cfg Config, op Operation) (*Runner, error
 	return r, nil
 }
 
-// openPgxPool opens a fresh pool for one run: each run starts, as the
+// openPgxPool opens a fresh pool for one run on l: each run starts, as the
 // recording did, by connecting and preparing its statements (pgx caches
 // them per connection, so a warm pool would change the trace).
-func (r *Runner) openPgxPool(ctx context.Context) error {
-	px := r.px
-	r.closePgxPool()
-	if r.dirty {
-		r.clearServer(ctx)
-		r.dirty = false
+func (r *Runner) openPgxPool(ctx context.Context, l *lane) error {
+	px := l.px
+	l.closePgxPool()
+	if err := r.clearIfDirty(ctx, l); err != nil {
+		return err
 	}
 	c := px.base.Copy()
 	px.tracker = leakcheck.NewPgxTracker()
@@ -75,15 +60,15 @@ func (r *Runner) openPgxPool(ctx context.Context) error {
 	return nil
 }
 
-// closePgxPool closes the case's pool, waiting pgxPoolCloseWait at most: a
+// closePgxPool closes the lane's pool, waiting pgxPoolCloseWait at most: a
 // pool with a leaked connection never closes, and is left behind (its
 // Close still waiting).
-func (r *Runner) closePgxPool() {
-	pool := r.px.pool
+func (l *lane) closePgxPool() {
+	pool := l.px.pool
 	if pool == nil {
 		return
 	}
-	r.px.pool = nil
+	l.px.pool = nil
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -99,6 +84,8 @@ func (r *Runner) closePgxPool() {
 
 // recordPgx runs the operation once with no fault on a fresh pool.
 func (r *Runner) recordPgx(ctx context.Context) error {
+	l := r.takeLane()
+	defer r.putLane(l)
 	fx, err := r.op.Setup(ctx, r.cfg.DB)
 	if err != nil {
 		return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
@@ -108,16 +95,16 @@ func (r *Runner) recordPgx(ctx context.Context) error {
 			return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
 		}
 	}
-	if err := r.openPgxPool(ctx); err != nil {
+	if err := r.openPgxPool(ctx, l); err != nil {
 		return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
 	}
-	rctx, cancel := r.px.inj.Context(withPgxTracker(ctx, r.px.tracker))
-	err = r.op.RunPgx(rctx, r.px.pool, fx)
+	rctx, cancel := l.px.inj.Context(withPgxTracker(ctx, l.px.tracker))
+	err = r.op.RunPgx(rctx, l.px.pool, fx)
 	cancel()
-	trace := r.px.inj.Trace()
-	r.closePgxPool()
+	trace := l.px.inj.Trace()
+	l.closePgxPool()
 	if err != nil {
-		r.broken, r.clean, r.dirty = err, trace, true
+		r.broken, r.clean, l.dirty = err, trace, true
 		return nil
 	}
 	if len(trace) == 0 {
@@ -170,8 +157,8 @@ func pgxOutcomeOf(c Case, f faults.Fault, retries func(error) bool, disconnect b
 	return outSurfaces
 }
 
-// runPgxCase is RunCase for an operation with RunPgx.
-func (r *Runner) runPgxCase(ctx context.Context, c Case) (res Result) {
+// runPgxCase is RunCase on lane l for an operation with RunPgx.
+func (r *Runner) runPgxCase(ctx context.Context, l *lane, c Case) (res Result) {
 	start := time.Now()
 	res = Result{Case: c}
 	replay := ""
@@ -193,30 +180,32 @@ func (r *Runner) runPgxCase(ctx context.Context, c Case) (res Result) {
 		}
 		plan = faults.Plan{Rules: []faults.Rule{{Step: c.Step, Fault: fault}}}
 	}
-	var baseline goleak.Option
-	if !r.cfg.NoGoroutineCheck {
-		baseline = goleak.IgnoreCurrent()
-	}
 	fx, err := r.op.Setup(ctx, r.cfg.DB)
 	if err != nil {
 		find(InvSetup, nil, "setup: %v", err)
 		return res
 	}
+	release, err := r.claimFixture(l, fx)
+	if err != nil {
+		find(InvSetup, nil, "%v", err)
+		return res
+	}
+	defer release()
 	var at place
 	if !c.Clean() {
 		at = placeOf(r.clean, c.Step)
 	}
 	out := pgxOutcomeOf(c, fault, r.op.Retries, r.cfg.Disconnect)
-	if err := r.openPgxPool(ctx); err != nil {
+	if err := r.openPgxPool(ctx, l); err != nil {
 		find(InvSetup, nil, "%v", err)
 		return res
 	}
-	pool, inj, tracker := r.px.pool, r.px.inj, r.px.tracker
+	pool, inj, tracker := l.px.pool, l.px.inj, l.px.tracker
 	defer func() {
 		if len(res.Findings) > 0 {
-			r.dirty = true
+			l.dirty = true
 		}
-		r.closePgxPool()
+		l.closePgxPool()
 	}()
 	if err := inj.Arm(plan); err != nil {
 		find(InvSetup, nil, "%v", err)
@@ -269,51 +258,27 @@ func (r *Runner) runPgxCase(ctx context.Context, c Case) (res Result) {
 	}
 	opts := []leakcheck.Option{leakcheck.WithPgxPool(pool, tracker), leakcheck.WithTimeout(r.cfg.CheckTimeout)}
 	if r.cfg.Admin != nil {
-		opts = append(opts, leakcheck.WithServer(r.cfg.Admin, r.cfg.AppName))
+		opts = append(opts, leakcheck.WithServer(r.cfg.Admin, l.app))
 	}
 	leakErr := leakcheck.Find(ctx, opts...)
 	if st, ok := <-stateCh; ok {
 		r.checkState(find, trace, fault, at, res.Err, st.got, st.err)
 	}
-	if baseline != nil && leakErr == nil {
+	if !r.cfg.NoGoroutineCheck && leakErr == nil {
 		// (a leaked connection keeps pgx goroutines of its own: the pool
 		// finding says it all)
-		leakErr = leakcheck.Find(ctx, leakcheck.WithGoroutines(baseline, ignorePgxPoolClose), leakcheck.WithTimeout(r.cfg.CheckTimeout))
+		leakErr = leakcheck.Find(ctx, leakcheck.WithScope(o.scope), leakcheck.WithTimeout(r.cfg.CheckTimeout))
 	}
 	reportLeaks(find, trace, leakErr)
 	return res
 }
-
-// ignorePgxPoolClose ignores the Close of a pool an earlier case leaked a
-// connection from: it waits forever, and is that case's finding.
-var ignorePgxPoolClose = goleak.IgnoreAnyFunction("github.com/jackc/pgx/v5/pgxpool.(*Pool).Close")
 
 // runPgx runs RunPgx once under the case's deadline, as run does.
 func (r *Runner) runPgx(ctx context.Context, pool *pgxpool.Pool, inj *faults.PgxInjector, tr *leakcheck.PgxTracker, fx Fixture) (runOutcome, context.CancelFunc) {
 	ctx, cancelT := context.WithTimeout(ctx, r.cfg.Timeout)
 	rctx, cancelR := inj.Context(withPgxTracker(ctx, tr))
 	cancel := func() { cancelR(); cancelT() }
-	done := make(chan runOutcome, 1)
-	start := time.Now()
-	go func() {
-		var o runOutcome
-		defer func() {
-			o.panicked = recover()
-			o.runTime = time.Since(start)
-			done <- o
-		}()
-		o.err = r.op.RunPgx(rctx, pool, fx)
-	}()
-	grace := time.NewTimer(r.cfg.Timeout + 2*time.Second)
-	defer grace.Stop()
-	select {
-	case o := <-done:
-		return o, cancel
-	case <-grace.C:
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		return runOutcome{hung: true, dump: string(buf), runTime: time.Since(start)}, cancel
-	}
+	return r.runScoped(ctx, func() error { return r.op.RunPgx(rctx, pool, fx) }), cancel
 }
 
 // pgxTrackerKey is the context key of the case's leakcheck.PgxTracker.

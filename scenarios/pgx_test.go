@@ -13,7 +13,9 @@ import (
 	"github.com/sessionsafe/sessionsafe/scenarios"
 )
 
-func TestRunPgxConfig(t *testing.T) {
+// TestConfigErrors: a configuration the runner cannot run is ErrConfig,
+// before anything runs.
+func TestConfigErrors(t *testing.T) {
 	setup := func(context.Context, *sql.DB) (scenarios.Fixture, error) { return nil, nil }
 	run := func(context.Context, *sql.DB, scenarios.Fixture) error { return nil }
 	runPgx := func(context.Context, *pgxpool.Pool, scenarios.Fixture) error { return nil }
@@ -31,6 +33,11 @@ func TestRunPgxConfig(t *testing.T) {
 			scenarios.Operation{Name: "Op", Setup: setup, RunPgx: runPgx}},
 		{"RunPgx with a Connector and no DSN", scenarios.Config{Backend: scenarios.Postgres, Connector: nopConnector{}, DB: db},
 			scenarios.Operation{Name: "Op", Setup: setup, RunPgx: runPgx}},
+		{"Parallel below 0", scenarios.Config{Backend: scenarios.Sqlmock, Golden: os.DirFS("."), Parallel: -1},
+			scenarios.Operation{Name: "Op", Setup: setup, Run: run}},
+		// each parallel lane names its sessions on a config of the DSN's
+		{"Parallel with a Connector", scenarios.Config{Backend: scenarios.Postgres, Connector: nopConnector{}, DB: db, Parallel: 2},
+			scenarios.Operation{Name: "Op", Setup: setup, Run: run}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

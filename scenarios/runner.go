@@ -20,7 +20,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
-	"go.uber.org/goleak"
 
 	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
@@ -117,9 +116,11 @@ type Config struct {
 	// Replay returns the command that replays one case; nil: the go test
 	// command of RunTests, or none outside a test.
 	Replay func(Case) string
-	// NoGoroutineCheck turns the goroutine check off (for runs that share
-	// the process with other goroutines that come and go, e.g. parallel
-	// tests or a progress display).
+	// NoGoroutineCheck turns the goroutine check off. The check counts
+	// the goroutines the case's own run started (a leakcheck.Scope on the
+	// goroutine that calls the operation, inherited by every goroutine it
+	// starts), so other goroutines of the process, parallel cases and
+	// parallel tests included, never count against it.
 	NoGoroutineCheck bool
 	// CheckTimeout bounds each leak check's polling; zero: 2s.
 	CheckTimeout time.Duration
@@ -137,30 +138,42 @@ type Config struct {
 	// fresh connection carries — no session-level SET, advisory lock, temp
 	// table, LISTEN or prepared statement left for the next user).
 	NoSessionCheck bool
+	// Parallel is how many cases Run and RunTests run at once (RunTests
+	// marks each case's subtest parallel, so go test's -parallel bounds it
+	// too); 0 or 1: one after another. Each case runs on an instrumented
+	// pool and application_name of its own, and its checks see that case
+	// alone: the verdicts are those of the sequential run. Needs Config.DSN
+	// on Postgres (the runner names each pool's sessions); DefaultParallel
+	// is the machine's CPU count.
+	Parallel int
 }
 
 // Runner runs the matrix of one operation on one backend. Create it with
-// NewRunner. It is not safe for concurrent use: cases run one at a time,
-// since the goroutine and server checks look at the whole process and at
-// every session of the application name.
+// NewRunner. RunCase may be called from several goroutines at once: each
+// call runs on a lane of its own (an instrumented pool, injector and, on
+// Postgres with a DSN, application_name of its own), so that the pool,
+// server and goroutine checks of one case never see another's (see
+// RunCases). With a Config.Connector the runner cannot give a lane an
+// application_name of its own: run its cases one at a time.
 type Runner struct {
 	cfg Config
 	op  Operation
 
-	// Postgres: one injector and instrumented pool, kept warm across cases
-	// and rebuilt after a case that left something behind.
-	base    driver.Connector
-	wire    *faults.Wire   // wire kinds (DSN given)
-	server  *faults.Server // server kinds (DSN and Admin given)
-	lockDB  *sql.DB        // where the lock kinds take their locks
-	inj     *faults.Injector
-	tracker *leakcheck.Tracker // attribution of pool leaks
-	pool    *sql.DB
-	dirty   bool // a case left something behind: end the sessions, then a fresh pool
-	stale   bool // a case's fault may have broken a pooled conn: a fresh pool
+	// Postgres: what every lane is made from.
+	connCfg *pgx.ConnConfig // DSN given: each lane's connections, under a name of their own
+	pxBase  *pgxpool.Config // RunPgx: each lane's pool configuration
+	server  *faults.Server  // server kinds (DSN and Admin given)
+	lockDB  *sql.DB         // where the lock kinds take their locks
+	hasWire bool            // the lanes' connections go through a faults.Wire
 
-	// RunPgx: its pool, injector and tracker (scenarios/pgx.go).
-	px *pgxRun
+	lanesMu sync.Mutex
+	lanes   []*lane           // every lane made, for Close
+	free    []*lane           // the lanes no case runs on
+	live    map[*lane]Fixture // Postgres: the fixture of the case under way on each lane
+	// gate: a case whose fault locks a table from another session holds it
+	// alone (every other case touching the table would wait for the lock),
+	// every other case shares it.
+	gate sync.RWMutex
 
 	// Sqlmock: the golden trace's expectation-bearing steps.
 	expect []gstep
@@ -196,36 +209,27 @@ func NewRunner(ctx context.Context, cfg Config, op Operation) (*Runner, error) {
 	r := &Runner{cfg: cfg, op: op}
 	switch cfg.Backend {
 	case Postgres:
-		base := cfg.Connector
-		if base == nil {
-			pc, err := pgx.ParseConfig(cfg.DSN)
+		if cfg.Connector == nil {
+			pc, err := parseConnConfig(cfg, op)
 			if err != nil {
-				return nil, fmt.Errorf("scenarios: new runner for %s: parse DSN: %w", op.Name, err)
+				return nil, err
 			}
-			r.wire = faults.NewWire()
-			r.wire.Install(&pc.Config)
-			base = stdlib.GetConnector(*pc)
+			r.connCfg, r.hasWire = pc, true
 			if cfg.Admin != nil {
 				// The lock faults take their locks from a pool of their own
 				// on the database under test, under another name.
-				lc, err := pgx.ParseConfig(cfg.DSN)
-				if err != nil {
-					return nil, fmt.Errorf("scenarios: new runner for %s: parse DSN: %w", op.Name, err)
-				}
+				lc := pc.Copy()
 				lc.RuntimeParams["application_name"] = "sessionsafe-lock-holder"
 				r.lockDB = stdlib.OpenDB(*lc)
 				r.server = faults.NewServer(cfg.Admin, faults.WithLockDB(r.lockDB))
 			}
-		}
-		if cfg.Connector != nil {
-			r.wire = cfg.Wire
+		} else {
+			r.hasWire = cfg.Wire != nil
 			if cfg.Admin != nil {
 				r.server = faults.NewServer(cfg.Admin)
 			}
 		}
-		r.base = base
-		r.unavailable = unavailableFaults(cfg, r.wire != nil, r.server != nil, r.lockDB != nil)
-		r.newPool()
+		r.unavailable = unavailableFaults(cfg, r.hasWire, r.server != nil, r.lockDB != nil)
 	case Sqlmock:
 		g, err := loadGolden(cfg.Golden, op.Name)
 		if err != nil {
@@ -247,6 +251,9 @@ func checkConfig(cfg Config, op Operation) error {
 	if !nameRE.MatchString(op.Name) {
 		probs = append(probs, fmt.Sprintf("operation name %q: want letters, digits, '-' or '_'", op.Name))
 	}
+	if cfg.Parallel < 0 {
+		probs = append(probs, fmt.Sprintf("Parallel %d: want 0 or more", cfg.Parallel))
+	}
 	if op.Setup == nil || (op.Run == nil) == (op.RunPgx == nil) {
 		probs = append(probs, "operation needs Setup and exactly one of Run and RunPgx")
 	}
@@ -260,6 +267,9 @@ func checkConfig(cfg Config, op Operation) error {
 		}
 		if cfg.DB == nil {
 			probs = append(probs, "postgres needs DB (the plain pool for fixtures and state)")
+		}
+		if cfg.Connector != nil && cfg.Parallel > 1 {
+			probs = append(probs, fmt.Sprintf("Parallel %d needs DSN, not Connector (each pool of a case running beside others carries an application_name of its own, set on the DSN's config): give DSN, or Parallel 1", cfg.Parallel))
 		}
 		if (cfg.Admin == nil) != (cfg.AppName == "") {
 			probs = append(probs, "Admin and AppName go together")
@@ -277,23 +287,23 @@ func checkConfig(cfg Config, op Operation) error {
 	return nil
 }
 
-// newPool (Postgres) opens a fresh injector and instrumented pool.
-func (r *Runner) newPool() {
-	if r.pool != nil {
-		_ = r.pool.Close()
+// newPool (Postgres) opens a fresh injector and instrumented pool for l.
+func (r *Runner) newPool(l *lane) {
+	if l.pool != nil {
+		_ = l.pool.Close()
 	}
 	var opts []faults.InjectorOption
-	if r.wire != nil {
-		opts = append(opts, faults.WithWire(r.wire))
+	if l.wire != nil {
+		opts = append(opts, faults.WithWire(l.wire))
 	}
 	if r.server != nil {
-		opts = append(opts, faults.WithServer(r.server, r.cfg.AppName))
+		opts = append(opts, faults.WithServer(r.server, l.app))
 	}
-	r.inj = faults.NewInjector(opts...)
-	r.tracker = leakcheck.NewTracker()
-	r.pool = sql.OpenDB(r.inj.WrapConnector(r.tracker.WrapConnector(r.base)))
-	r.pool.SetMaxIdleConns(1)
-	r.dirty, r.stale = false, false
+	l.inj = faults.NewInjector(opts...)
+	l.tracker = leakcheck.NewTracker()
+	l.pool = sql.OpenDB(l.inj.WrapConnector(l.tracker.WrapConnector(l.base)))
+	l.pool.SetMaxIdleConns(1)
+	l.dirty, l.stale = false, false
 }
 
 // plainDB is the pool Setup and State get: nil on sqlmock.
@@ -307,8 +317,10 @@ func (r *Runner) plainDB() *sql.DB {
 // record runs the operation twice with no fault: warm (the trace the cases
 // target) and on an empty pool (the trace of the connect cases).
 func (r *Runner) record(ctx context.Context) error {
+	l := r.takeLane()
+	defer r.putLane(l)
 	for _, cold := range []bool{false, true} {
-		if err := r.clearIfDirty(ctx); err != nil {
+		if err := r.clearIfDirty(ctx, l); err != nil {
 			return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
 		}
 		var fx Fixture
@@ -324,7 +336,7 @@ func (r *Runner) record(ctx context.Context) error {
 		if err := r.readState(ctx, fx, &before); err != nil {
 			return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
 		}
-		env, err := r.env(ctx, cold, r.expect)
+		env, err := r.env(ctx, l, cold, r.expect)
 		if err != nil {
 			return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
 		}
@@ -346,7 +358,7 @@ func (r *Runner) record(ctx context.Context) error {
 		if r.cfg.Backend == Postgres && env.pool.Stats().InUse > 0 {
 			// The run kept a connection (its cases report it): its session
 			// may hold a lock the next Setup needs.
-			r.dirty = true
+			l.dirty = true
 		}
 		env.close()
 		if err != nil || mockErr != nil {
@@ -354,7 +366,7 @@ func (r *Runner) record(ctx context.Context) error {
 			// alone runs, and reports what broke.
 			r.broken = errors.Join(err, mockErr)
 			r.clean, r.cold = trace, nil
-			r.dirty = true
+			l.dirty = true
 			return nil
 		}
 		if len(trace) == 0 {
@@ -372,7 +384,7 @@ func (r *Runner) record(ctx context.Context) error {
 					// The run left something the read waits for (a lock of
 					// a session it kept): the clean case alone runs, and
 					// reports it.
-					r.broken, r.cold, r.dirty = err, nil, true
+					r.broken, r.cold, l.dirty = err, nil, true
 					return nil
 				}
 				return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
@@ -406,7 +418,7 @@ func (e caseEnv) close() {
 // sqlmock a fresh mock with exp as its expectations. The pool holds one idle
 // connection (warm) or none (cold); the injector is reset after that, so the
 // run's trace starts with the run.
-func (r *Runner) env(ctx context.Context, cold bool, exp []gstep) (caseEnv, error) {
+func (r *Runner) env(ctx context.Context, l *lane, cold bool, exp []gstep) (caseEnv, error) {
 	var e caseEnv
 	if r.cfg.Backend == Sqlmock {
 		m, err := newMockDB(r.op.Name)
@@ -420,15 +432,15 @@ func (r *Runner) env(ctx context.Context, cold bool, exp []gstep) (caseEnv, erro
 		e.pool.SetMaxIdleConns(1)
 		setExpectations(m.mock, exp)
 	} else {
-		if r.dirty {
-			if err := r.clearServer(ctx); err != nil {
+		if l.dirty {
+			if err := r.clearServer(ctx, l); err != nil {
 				return e, err
 			}
 		}
-		if r.dirty || r.stale {
-			r.newPool()
+		if l.pool == nil || l.dirty || l.stale {
+			r.newPool(l)
 		}
-		e.inj, e.pool, e.tracker = r.inj, r.pool, r.tracker
+		e.inj, e.pool, e.tracker = l.inj, l.pool, l.tracker
 	}
 	if cold {
 		e.pool.SetMaxIdleConns(0)
@@ -452,34 +464,41 @@ func (r *Runner) env(ctx context.Context, cold bool, exp []gstep) (caseEnv, erro
 	return e, nil
 }
 
-// clearServer ends every session of the application name (what a broken
-// case left open) and drops the plain pool's idle connections with them,
-// waiting at most the case timeout for the sessions to go.
-func (r *Runner) clearServer(ctx context.Context) error {
+// clearServer ends every session of l's application name (what a broken
+// case left open) — and, when the plain pool's sessions share that name,
+// drops the plain pool's idle connections with them — waiting at most the
+// case timeout for the sessions to go.
+func (r *Runner) clearServer(ctx context.Context, l *lane) error {
 	if r.cfg.Admin == nil {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	_, err := faults.NewServer(r.cfg.Admin).TerminateBackends(ctx, r.cfg.AppName)
-	r.cfg.DB.SetMaxIdleConns(0)
-	r.cfg.DB.SetMaxIdleConns(2)
+	_, err := faults.NewServer(r.cfg.Admin).TerminateBackends(ctx, l.app)
+	if l.sharesAppName(r.cfg) {
+		r.cfg.DB.SetMaxIdleConns(0)
+		r.cfg.DB.SetMaxIdleConns(2)
+	}
 	if err != nil {
 		return fmt.Errorf("clear the sessions the last case left: %w", err)
 	}
 	return nil
 }
 
-// clearIfDirty (Postgres), after a run that left something behind, ends
-// the sessions of the application name and opens a fresh pool.
-func (r *Runner) clearIfDirty(ctx context.Context) error {
-	if r.cfg.Backend != Postgres || !r.dirty {
+// clearIfDirty (Postgres), after a run on l that left something behind,
+// ends the sessions of l's application name and opens a fresh pool.
+func (r *Runner) clearIfDirty(ctx context.Context, l *lane) error {
+	if r.cfg.Backend != Postgres || !l.dirty {
 		return nil
 	}
-	if err := r.clearServer(ctx); err != nil {
+	if err := r.clearServer(ctx, l); err != nil {
 		return err
 	}
-	r.newPool()
+	if l.px != nil {
+		l.dirty = false // a pgx case opens a fresh pool anyway
+		return nil
+	}
+	r.newPool(l)
 	return nil
 }
 
@@ -611,7 +630,7 @@ func (r *Runner) Cases() []Case {
 // faultsAt returns the faults tried at a step of kind k with SQL sql at
 // place p, after the steps earlier.
 func (r *Runner) faultsAt(k faults.StepKind, earlier faults.Trace, sql string, p place) []faults.Fault {
-	if r.px != nil {
+	if r.pxBase != nil {
 		return r.pgxFaultsAt(k, p)
 	}
 	if r.cfg.Disconnect {
@@ -628,7 +647,7 @@ func (r *Runner) faultsAt(k faults.StepKind, earlier faults.Trace, sql string, p
 	for _, f := range candidates {
 		locks := f.Kind == faults.KindLock || f.Kind == faults.KindStmtTimeout || f.Kind == faults.KindCancelBlocked
 		switch {
-		case f.Kind.NeedsWire() && r.wire == nil, f.Kind.NeedsServer() && r.server == nil,
+		case f.Kind.NeedsWire() && !r.hasWire, f.Kind.NeedsServer() && r.server == nil,
 			locks && r.lockDB == nil:
 			continue // no mechanism: see Unavailable
 		case !faultPossible(f, k, p):
@@ -683,15 +702,21 @@ func touchedInTx(earlier faults.Trace, sql string) bool {
 // behind, it ends the sessions of the application name (bounded by the
 // case timeout), so that nothing stays on the server.
 func (r *Runner) Close() error {
-	if r.px != nil {
-		r.closePgxPool()
-	}
+	r.lanesMu.Lock()
+	lanes := r.lanes
+	r.lanes, r.free = nil, nil
+	r.lanesMu.Unlock()
 	var errs []error
-	if r.cfg.Backend == Postgres && r.dirty {
-		errs = append(errs, r.clearServer(context.Background()))
-	}
-	if r.pool != nil {
-		errs = append(errs, r.pool.Close())
+	for _, l := range lanes {
+		if l.px != nil {
+			l.closePgxPool()
+		}
+		if r.cfg.Backend == Postgres && l.dirty {
+			errs = append(errs, r.clearServer(context.Background(), l))
+		}
+		if l.pool != nil {
+			errs = append(errs, l.pool.Close())
+		}
 	}
 	if r.lockDB != nil {
 		errs = append(errs, r.lockDB.Close())
@@ -706,14 +731,37 @@ type runOutcome struct {
 	hung     bool
 	dump     string
 	runTime  time.Duration
+	scope    *leakcheck.Scope // marks the goroutines the run started
 }
 
 // RunCase reruns the operation on fresh state with the case's fault armed and
-// checks every invariant.
-func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
-	if r.px != nil {
-		return r.runPgxCase(ctx, c) // scenarios/pgx.go
+// checks every invariant. It is safe to call from several goroutines at
+// once (see RunCases).
+func (r *Runner) RunCase(ctx context.Context, c Case) Result {
+	if lockingFault(c.Fault) {
+		r.gate.Lock()
+		defer r.gate.Unlock()
+	} else {
+		r.gate.RLock()
+		defer r.gate.RUnlock()
 	}
+	l := r.takeLane()
+	defer r.putLane(l)
+	var res Result
+	if r.pxBase != nil {
+		res = r.runPgxCase(ctx, l, c) // scenarios/pgx.go
+	} else {
+		res = r.runCase(ctx, l, c)
+	}
+	// What the case left on the server goes now, not before the lane's
+	// next case: a session it leaked may hold a lock a case on another
+	// lane needs. (Failing that, the lane's next case tries again.)
+	_ = r.clearIfDirty(context.WithoutCancel(ctx), l)
+	return res
+}
+
+// runCase is RunCase on lane l for an operation with Run.
+func (r *Runner) runCase(ctx context.Context, l *lane, c Case) (res Result) {
 	start := time.Now()
 	res = Result{Case: c}
 	replay := ""
@@ -739,24 +787,11 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 
 	// What the last case left on the server goes first: a session it
 	// leaked may hold a lock this case's Setup needs.
-	if err := r.clearIfDirty(ctx); err != nil {
+	if err := r.clearIfDirty(ctx, l); err != nil {
 		find(InvSetup, nil, "%v", err)
 		return res
 	}
 
-	// The goroutine baseline (a stack dump of every goroutine, which stops
-	// the world) is taken while the fixture's statement waits on the server.
-	var baseline goleak.Option
-	baseDone := make(chan struct{})
-	if r.cfg.NoGoroutineCheck {
-		close(baseDone)
-	} else {
-		go func() {
-			defer close(baseDone)
-			baseline = goleak.IgnoreCurrent() // what exists now is not this case's doing
-		}()
-	}
-	defer func() { <-baseDone }()
 	var fx Fixture
 	err := r.bounded(ctx, r.cfg.Timeout, "setup", func(ctx context.Context) error {
 		var err error
@@ -771,6 +806,12 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 		find(inv, nil, "setup: %v", err)
 		return res
 	}
+	release, err := r.claimFixture(l, fx)
+	if err != nil {
+		find(InvSetup, nil, "%v", err)
+		return res
+	}
+	defer release()
 	// On sqlmock the expectations are set before the run: the model of a
 	// correct unit of work, from the golden trace.
 	var exp []gstep
@@ -782,18 +823,17 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	if r.cfg.Backend == Sqlmock {
 		exp = r.expectations(c, fault, out)
 	}
-	env, err := r.env(ctx, cold, exp)
+	env, err := r.env(ctx, l, cold, exp)
 	if err != nil {
 		find(InvSetup, nil, "%v", err)
 		return res
 	}
 	defer env.close()
 
-	<-baseDone
 	env.inj.Arm(plan)
 	o, cancel := r.run(ctx, env, fx)
 	defer cancel()
-	if fault.Kind == faults.KindTerminate && r.cfg.DB != nil {
+	if fault.Kind == faults.KindTerminate && l.sharesAppName(r.cfg) {
 		// the plain pool's sessions share the application name: they were
 		// terminated too
 		r.cfg.DB.SetMaxIdleConns(0)
@@ -805,7 +845,7 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	res.Fired = len(fired) > 0
 	if res.Fired && !keepsConnHealthy(fault, c.StepKind) {
 		// the next case starts on a fresh pool, as its replay would
-		r.stale = true
+		l.stale = true
 	}
 	if o.panicked != nil {
 		res.Err = fmt.Errorf("panic: %v", o.panicked)
@@ -814,7 +854,7 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	}
 	if o.hung {
 		find(InvDeadline, trace, "the operation did not return within %s (+2s grace); goroutines:\n%s", r.cfg.Timeout, o.dump)
-		r.dirty = true
+		l.dirty = true
 		return res
 	}
 
@@ -873,7 +913,7 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	}
 	opts := []leakcheck.Option{leakcheck.WithDB(env.pool), leakcheck.WithTracker(env.tracker), leakcheck.WithTimeout(r.cfg.CheckTimeout)}
 	if r.cfg.Backend == Postgres && r.cfg.Admin != nil {
-		opts = append(opts, leakcheck.WithServer(r.cfg.Admin, r.cfg.AppName))
+		opts = append(opts, leakcheck.WithServer(r.cfg.Admin, l.app))
 	}
 	// Every check polls to its own bound; the server's answers are bounded
 	// here too.
@@ -883,16 +923,17 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 	if st, ok := <-stateCh; ok {
 		r.checkState(find, trace, fault, at, res.Err, st.got, st.err)
 	}
-	if baseline != nil {
+	if !r.cfg.NoGoroutineCheck {
+		// the goroutines this case's run started, and no other's
 		gctx, gcancel := context.WithTimeout(ctx, 2*r.cfg.CheckTimeout)
-		leakErr = errors.Join(leakErr, leakcheck.Find(gctx, leakcheck.WithGoroutines(baseline), leakcheck.WithTimeout(r.cfg.CheckTimeout)))
+		leakErr = errors.Join(leakErr, leakcheck.Find(gctx, leakcheck.WithScope(o.scope), leakcheck.WithTimeout(r.cfg.CheckTimeout)))
 		gcancel()
 	}
 	reportLeaks(find, trace, leakErr)
 
 	// The connections going back to the pool carry no session state.
 	if r.session != nil {
-		leaks, errs := r.checkSessions(ctx, env)
+		leaks, errs := r.checkSessions(ctx, l, env)
 		for _, m := range leaks {
 			find(InvSession, trace, "%s", m)
 		}
@@ -910,7 +951,7 @@ func (r *Runner) RunCase(ctx context.Context, c Case) (res Result) {
 		}
 	}
 	if len(res.Findings) > 0 {
-		r.dirty = true
+		l.dirty = true
 	}
 	return res
 }
@@ -962,7 +1003,7 @@ func (r *Runner) snapshotBaseline(ctx context.Context, env caseEnv) error {
 // not meet the case's fault). A connection the check cannot read is
 // reported only when the case's fault leaves connections healthy (rule 5);
 // otherwise the fault may have ended it, and it is skipped.
-func (r *Runner) checkSessions(ctx context.Context, env caseEnv) (leaks []string, errs []error) {
+func (r *Runner) checkSessions(ctx context.Context, l *lane, env caseEnv) (leaks []string, errs []error) {
 	env.inj.Reset()
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.CheckTimeout)
 	defer cancel()
@@ -975,7 +1016,7 @@ func (r *Runner) checkSessions(ctx context.Context, env caseEnv) (leaks []string
 	for range env.pool.Stats().Idle {
 		conn, err := env.pool.Conn(ctx)
 		if err != nil {
-			if !r.stale {
+			if !l.stale {
 				errs = append(errs, fmt.Errorf("take an idle connection of the pool: %w", err))
 			}
 			break
@@ -983,7 +1024,7 @@ func (r *Runner) checkSessions(ctx context.Context, env caseEnv) (leaks []string
 		held = append(held, conn) // held until the end: the next Conn takes another one
 		after, err := leakcheck.SnapshotSession(ctx, conn)
 		if err != nil {
-			if !r.stale {
+			if !l.stale {
 				errs = append(errs, err)
 			}
 			continue
@@ -998,9 +1039,7 @@ func (r *Runner) checkSessions(ctx context.Context, env caseEnv) (leaks []string
 	return leaks, errs
 }
 
-// run runs the operation once under the case's deadline, recovering a panic;
-// a run that outlives the deadline by 2s is reported as hung with the
-// goroutine dump (and left running).
+// run runs the operation once under the case's deadline (see runScoped).
 //
 // The run's context stays live until the caller calls the returned cancel,
 // after the checks: database/sql rolls back a transaction and closes rows
@@ -1010,8 +1049,19 @@ func (r *Runner) run(ctx context.Context, env caseEnv, fx Fixture) (runOutcome, 
 	ctx, cancelT := context.WithTimeout(ctx, r.cfg.Timeout)
 	rctx, cancelR := env.inj.Context(withTracker(ctx, env.tracker))
 	cancel := func() { cancelR(); cancelT() }
+	return r.runScoped(ctx, func() error { return r.op.Run(rctx, env.pool, fx) }), cancel
+}
+
+// runScoped calls call on a goroutine of its own, marked with a new
+// leakcheck.Scope (every goroutine it starts carries the mark, so that the
+// goroutine check counts this run's goroutines and no other case's),
+// recovering a panic; a call that outlives the case's deadline by 2s is
+// reported as hung with the goroutine dump (and left running). ctx carries
+// the caller's pprof labels, if any.
+func (r *Runner) runScoped(ctx context.Context, call func() error) runOutcome {
 	done := make(chan runOutcome, 1)
 	start := time.Now()
+	scope := leakcheck.EnterScope(ctx)
 	go func() {
 		var o runOutcome
 		defer func() {
@@ -1019,18 +1069,21 @@ func (r *Runner) run(ctx context.Context, env caseEnv, fx Fixture) (runOutcome, 
 			o.runTime = time.Since(start)
 			done <- o
 		}()
-		o.err = r.op.Run(rctx, env.pool, fx)
+		o.err = call()
 	}()
+	scope.Exit()
 	grace := time.NewTimer(r.cfg.Timeout + 2*time.Second)
 	defer grace.Stop()
+	var o runOutcome
 	select {
-	case o := <-done:
-		return o, cancel
+	case o = <-done:
 	case <-grace.C:
 		buf := make([]byte, 1<<20)
 		buf = buf[:runtime.Stack(buf, true)]
-		return runOutcome{hung: true, dump: string(buf), runTime: time.Since(start)}, cancel
+		o = runOutcome{hung: true, dump: string(buf), runTime: time.Since(start)}
 	}
+	o.scope = scope
+	return o
 }
 
 // outcomeOf says what a correct operation does with the case's fault.
@@ -1251,12 +1304,7 @@ func Run(ctx context.Context, cfg Config, ops ...Operation) (Report, error) {
 				rep.Unavailable = append(rep.Unavailable, u)
 			}
 		}
-		for _, c := range r.Cases() {
-			if ctx.Err() != nil {
-				break
-			}
-			rep.Results = append(rep.Results, r.RunCase(ctx, c))
-		}
+		rep.Results = append(rep.Results, r.RunCases(ctx, r.Cases(), cfg.Parallel, nil)...)
 		if err := r.Close(); err != nil {
 			return rep, fmt.Errorf("scenarios: %s: close: %w", op.Name, err)
 		}
@@ -1268,8 +1316,14 @@ func Run(ctx context.Context, cfg Config, ops ...Operation) (Report, error) {
 // RunTests runs the matrix of each operation as subtests of t named
 // "operation/step-N-kind/fault"; a broken invariant fails the subtest with the
 // finding's message, which ends with the go test command that replays it.
+// With Config.Parallel above 1 the case subtests are parallel (t.Parallel),
+// at most Config.Parallel of them (and go test's -parallel) at once.
 func RunTests(t *testing.T, cfg Config, ops ...Operation) {
 	t.Helper()
+	var slots chan struct{}
+	if cfg.Parallel > 1 {
+		slots = make(chan struct{}, cfg.Parallel)
+	}
 	for _, op := range ops {
 		t.Run(op.Name, func(t *testing.T) {
 			r, err := NewRunner(t.Context(), cfg, op)
@@ -1285,6 +1339,11 @@ func RunTests(t *testing.T, cfg Config, ops ...Operation) {
 			}
 			for _, c := range r.Cases() {
 				t.Run(strings.TrimPrefix(c.Name(), op.Name+"/"), func(t *testing.T) {
+					if slots != nil {
+						t.Parallel()
+						slots <- struct{}{}
+						defer func() { <-slots }()
+					}
 					res := r.RunCase(t.Context(), c)
 					for _, f := range res.Findings {
 						t.Error(f.Error())

@@ -1274,13 +1274,9 @@ func (g externalGenerator) GenerateTitle(ctx context.Context, first string) (str
 	var title string
 	err := g.tracker.External(ctx, "title generator", func(ctx context.Context) error {
 		if g.r.env.Admin != nil {
-			var n int
-			var q sql.NullString
-			err := g.r.env.Admin.QueryRowContext(ctx, `
-SELECT count(*), string_agg(left(query, 120), ' | ')
-FROM pg_stat_activity WHERE application_name = $1 AND state LIKE 'idle in transaction%'`, g.r.env.AppName).Scan(&n, &q)
-			if err == nil && n > 0 {
-				g.r.find("server", "while the title generator ran, %d backend(s) of the request sat idle in transaction (last query: %s)", n, q.String)
+			// One reading (a millisecond to settle): the call is under way now.
+			if err := leakcheck.FindServer(ctx, g.r.env.Admin, g.r.env.AppName, leakcheck.WithTimeout(time.Millisecond)); err != nil {
+				g.r.find("server", "while the title generator ran: %v", err)
 			}
 		}
 		var err error

@@ -1,15 +1,11 @@
+// Command sessionsafe runs the session-safety harness from the command line: see package
+// cli for its subcommands, flags and exit codes.
 package main
 
 import (
-	"context"
 	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/sessionsafe/sessionsafe/cli"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
-	stop()
-	os.Exit(code)
-}
+func main() { os.Exit(cli.Main()) }

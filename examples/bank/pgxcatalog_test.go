@@ -21,15 +21,19 @@ func thePgxStore(pool *pgxpool.Pool, n Notifier) accounts { return NewPgxStore(p
 
 // pgxCatalog is the bank catalog with each operation run on the pgx store
 // store builds (RunPgx instead of Run): same names, fixtures and states.
-func pgxCatalog(store newPgxAccounts) []scenarios.Operation {
-	ops := catalog(nil)
+func pgxCatalog(store newPgxAccounts) []scenarios.Operation { return onPgx(catalog, store) }
+
+// onPgx returns the operations of a database/sql catalog (catalog or
+// probeCatalog), each run on the pgx store that store builds instead.
+func onPgx(ofStore func(newAccounts) []scenarios.Operation, store newPgxAccounts) []scenarios.Operation {
+	ops := ofStore(nil)
 	for i := range ops {
 		name := ops[i].Name
 		ops[i].Run = nil
 		ops[i].RunPgx = func(ctx context.Context, pool *pgxpool.Pool, fx scenarios.Fixture) error {
 			// the database/sql catalog's call, on the pgx store
 			on := func(_ *sql.DB, n Notifier) accounts { return store(pool, n) }
-			for _, op := range catalog(on) {
+			for _, op := range ofStore(on) {
 				if op.Name == name {
 					return op.Run(ctx, nil, fx)
 				}

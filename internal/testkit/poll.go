@@ -65,8 +65,13 @@ func Poll(deadline time.Time, check func() error) error {
 // Deadline is when polling on behalf of t must give up: MaxWait from now, or t's own
 // deadline (from go test -timeout) less a margin to report, when that is nearer. t need
 // only have a Deadline method to be asked.
-func Deadline(t any) time.Time {
-	limit := time.Now().Add(MaxWait)
+func Deadline(t any) time.Time { return Within(t, MaxWait) }
+
+// Within is [Deadline] for a wait that may legitimately take longer than MaxWait (a
+// Postgres to start, a server to drain): d from now, or t's own deadline less a margin to
+// report, when that is nearer.
+func Within(t any, d time.Duration) time.Time {
+	limit := time.Now().Add(d)
 	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
 		if dl, ok := d.Deadline(); ok {
 			// Keep a tenth of what is left (at most 5s) to report the failure and clean up.

@@ -81,7 +81,13 @@ func TestDeadline(t *testing.T) {
 	if got := time.Until(Deadline(struct{}{})); got > MaxWait || got < MaxWait-time.Second {
 		t.Errorf("with no test deadline: %v from now; want MaxWait (%v)", got, MaxWait)
 	}
+	if got := time.Until(Within(struct{}{}, time.Minute)); got > time.Minute || got < time.Minute-time.Second {
+		t.Errorf("Within a minute, with no test deadline: %v from now; want a minute", got)
+	}
 	near := time.Now().Add(2 * time.Second)
+	if got := Within(&fakeT{deadline: near}, time.Minute); !got.Before(near) {
+		t.Errorf("Within a minute, with a test deadline 2s away: got %v; want before it", time.Until(got))
+	}
 	if got := Deadline(&fakeT{deadline: near}); !got.Before(near) {
 		t.Errorf("with a test deadline 2s away: got %v; want before it (a margin to report)", time.Until(got))
 	}
