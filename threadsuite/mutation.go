@@ -106,7 +106,16 @@ var checks = []struct {
 	{"GetMessages-error", killer{backends: both, op: OpGetMessages, steps: []string{"next", "query"}, faults: []string{"error"}}},
 	{"ListThreads-next-error", killer{backends: both, op: OpListThreads, steps: []string{"next"}, faults: []string{"error"}}},
 	{"GetThread-clean-pool-1", killer{backends: both, op: OpGetThread, steps: clean, poolCap: 1}},
-	{"GetThread-cancel", killer{backends: pgOnly, op: OpGetThread, steps: []string{"query"}, faults: []string{"cancel"}}},
+	// A cancel at each statement of each operation: a statement given a context that is
+	// never cancelled runs on (context-honoured).
+	{"ListThreads-cancel", killer{backends: pgOnly, op: OpListThreads, steps: []string{"query", "exec"}, faults: []string{"cancel"}}},
+	{"CreateThread-cancel", killer{backends: pgOnly, op: OpCreateThread, steps: []string{"query", "exec"}, faults: []string{"cancel"}}},
+	{"GetThread-cancel", killer{backends: pgOnly, op: OpGetThread, steps: []string{"query", "exec"}, faults: []string{"cancel"}}},
+	{"UpdateThread-cancel", killer{backends: pgOnly, op: OpUpdateThread, steps: []string{"query", "exec"}, faults: []string{"cancel"}}},
+	{"DeleteThread-cancel", killer{backends: pgOnly, op: OpDeleteThread, steps: []string{"query", "exec"}, faults: []string{"cancel"}}},
+	{"AutoRename-cancel", killer{backends: pgOnly, op: OpAutoRename, steps: []string{"query", "exec"}, faults: []string{"cancel"}}},
+	{"GetMessages-cancel", killer{backends: pgOnly, op: OpGetMessages, steps: []string{"query", "exec"}, faults: []string{"cancel"}}},
+	{"SendMessage-cancel", killer{backends: pgOnly, op: OpSendMessage, steps: []string{"query", "exec"}, faults: []string{"cancel"}}},
 	{"GetThread-cancel-blocked", killer{backends: pgOnly, op: OpGetThread, cancelBlocked: true}},
 	{"DeleteThread-cancel-blocked", killer{backends: pgOnly, op: OpDeleteThread, cancelBlocked: true}},
 	{"AutoRename-clean", killer{backends: both, op: OpAutoRename, steps: clean}},
