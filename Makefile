@@ -81,8 +81,10 @@ bench-all:
 ## chaos: the main command. The fault matrix (every step x every fault of the eight
 ## operations) on sqlmock and on a real Postgres it provisions itself (as `make test` does:
 ## the offline image when Docker is reachable, else local PostgreSQL binaries, or
-## SESSIONSAFE_PG_DSN), then a short seeded chaos run on both; prints a summary and the
-## report paths (JSON, JUnit XML, HTML). Exit 1 on any violation.
+## SESSIONSAFE_PG_DSN), then a short seeded chaos run on both, then the bank's chaos
+## workloads (examples/bank, its database/sql and pgx stores: money conserved, no
+## acknowledged transfer lost, no leak); prints a summary and the report paths (JSON,
+## JUnit XML, HTML). Exit 1 on any violation.
 CHAOS_DIR   ?= reports
 CHAOS_FLAGS ?= -duration 20s -workers 8 -fault-rate 0.03
 chaos:
@@ -108,15 +110,20 @@ _chaos:
 	$(GO) build -o bin/sessionsafe ./cmd/sessionsafe; \
 	rm -f $(CHAOS_DIR)/matrix/report.json $(CHAOS_DIR)/chaos/report.json; \
 	status=0; via=$$($(PG_VIA)); \
-	echo "make chaos: 1/2 the fault matrix: every step x every fault of the eight operations, on sqlmock, then on Postgres via $$via (started first); about a minute"; \
+	echo "make chaos: 1/3 the fault matrix: every step x every fault of the eight operations, on sqlmock, then on Postgres via $$via (started first); about a minute"; \
 	echo "bin/sessionsafe matrix -backend both -report-dir $(CHAOS_DIR)/matrix"; \
 	bin/sessionsafe matrix -backend both -report-dir $(CHAOS_DIR)/matrix || status=$$?; \
 	if [ $$status -ge 2 ]; then \
 		echo "make chaos: the matrix did not complete (exit $$status: interrupted or could not run); the chaos run is not started"; \
 	else \
-		echo "make chaos: 2/2 the chaos run: seeded random operations and faults from many workers at once ($(CHAOS_RUN)), backend $(CHAOS_CHAOS_BACKEND)"; \
+		echo "make chaos: 2/3 the chaos run: seeded random operations and faults from many workers at once ($(CHAOS_RUN)), backend $(CHAOS_CHAOS_BACKEND)"; \
 		echo "bin/sessionsafe chaos -backend $(CHAOS_CHAOS_BACKEND) $(CHAOS_RUN) -report-dir $(CHAOS_DIR)/chaos"; \
 		bin/sessionsafe chaos -backend $(CHAOS_CHAOS_BACKEND) $(CHAOS_RUN) -report-dir $(CHAOS_DIR)/chaos || { s=$$?; [ $$s -gt $$status ] && status=$$s; true; }; \
+		echo "make chaos: 3/3 the bank under chaos: its database/sql and pgx stores, 4 workers, 400 operations each"; \
+		echo "$(GO) test -count=1 -run '^TestChaos$$' -v ./examples/bank"; \
+		bank=0; out=$$($(GO) test -count=1 -run '^TestChaos$$' -v ./examples/bank 2>&1) || bank=1; \
+		echo "$$out" | grep -E '^(\s*--- |ok|FAIL|\s+chaos_test.go.*(seed|violation|replay))' || true; \
+		if [ $$bank -ne 0 ] && [ $$status -lt 1 ]; then status=1; fi; \
 	fi; \
 	echo; echo "=== make chaos: summary"; \
 	for d in matrix chaos; do \

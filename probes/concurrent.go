@@ -28,6 +28,11 @@ func Concurrent(ctx context.Context, cfg Config, op scenarios.Operation) (res Re
 		p.find(p.base(-1, CheckSetup, err.Error()))
 		return
 	}
+	if cfg.Backend == faults.Mock {
+		p.find(p.base(-1, CheckSetup, fmt.Sprintf("probes: %s: the concurrent probe runs on Postgres only: sqlmock serves one expected "+
+			"sequence of statements, which concurrent runs would interleave: %v", op.Name, ErrConfig)))
+		return
+	}
 	p.baseline()
 	for g := range cfg.Goroutines {
 		l, err := openLane(ctx, cfg, op, g, cfg.PoolSize)

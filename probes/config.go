@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"time"
 
@@ -18,6 +19,15 @@ var ErrConfig = errors.New("probes: bad config")
 // Config says where the probes run and how hard they push. The zero value of
 // each optional field takes the default written next to it.
 type Config struct {
+	// Backend is faults.Postgres (the zero value means it) or faults.Mock:
+	// on sqlmock only PoolOfOne runs (sqlmock serves one expected sequence
+	// of statements, which concurrent runs would interleave), with the
+	// operation's golden trace as its expectations and no server check.
+	Backend faults.Backend
+	// Golden (sqlmock) holds the golden traces, "<operation>.trace", as
+	// scenarios.RecordGolden writes them.
+	Golden fs.FS
+
 	// DSN opens the probes' pools: pgx stdlib for an operation's Run, a
 	// pgxpool.Pool for its RunPgx. Each pool gets an application_name of its
 	// own, AppName + "-g<N>" (N the goroutine), whatever DSN says.
@@ -90,6 +100,9 @@ type Run struct {
 }
 
 func (c Config) withDefaults() Config {
+	if c.Backend == 0 {
+		c.Backend = faults.Postgres
+	}
 	if c.Goroutines <= 0 {
 		c.Goroutines = 4
 	}
@@ -123,17 +136,29 @@ func (c Config) withDefaults() Config {
 // check returns what keeps c and op from running, or nil.
 func (c Config) check(op scenarios.Operation) error {
 	var probs []string
-	if c.DSN == "" {
-		probs = append(probs, "DSN is empty (the probes open their pools from it)")
-	}
-	if c.DB == nil {
-		probs = append(probs, "DB is nil (Setup and the Invariant run on it)")
-	}
-	if c.Admin == nil || c.AppName == "" {
-		probs = append(probs, "Admin and AppName are needed (the server check and the lock waits)")
-	}
 	if op.Setup == nil || (op.Run == nil) == (op.RunPgx == nil) {
 		probs = append(probs, "operation "+op.Name+" needs Setup and exactly one of Run and RunPgx")
+	}
+	switch {
+	case c.Backend == faults.Mock:
+		if c.Golden == nil {
+			probs = append(probs, "sqlmock needs Golden (the file system holding "+op.Name+".trace: record it with scenarios.RecordGolden)")
+		}
+		if op.RunPgx != nil {
+			probs = append(probs, "sqlmock mocks database/sql, which RunPgx does not go through")
+		}
+	case c.Backend != faults.Postgres:
+		probs = append(probs, fmt.Sprintf("backend %v: want faults.Postgres or faults.Mock", c.Backend))
+	case c.DSN == "":
+		probs = append(probs, "DSN is empty (the probes open their pools from it)")
+		fallthrough
+	default:
+		if c.DB == nil {
+			probs = append(probs, "DB is nil (Setup and the Invariant run on it)")
+		}
+		if c.Admin == nil || c.AppName == "" {
+			probs = append(probs, "Admin and AppName are needed (the server check and the lock waits)")
+		}
 	}
 	if c.FaultRate > 1 {
 		probs = append(probs, fmt.Sprintf("FaultRate %v: want at most 1", c.FaultRate))

@@ -11,14 +11,15 @@
 //     the probe sees the wait as it begins (database/sql's WaitCount, pgxpool's
 //     acquire on a full pool), and reports a "second-connection" finding with
 //     where the held connection was acquired and the waiting goroutine's
-//     stack, then cancels the run.
+//     stack, then cancels the run. It runs on sqlmock too (Config.Backend
+//     faults.Mock), the operation's golden trace as its expectations.
 //   - Concurrent runs the operation from several goroutines at once, in
 //     rounds, all of a round on one fixture (Setup once per round), each run
 //     under a seeded fault of its own. After each round it checks that no run
 //     failed without a fault of its own (a "collateral" finding: it waited on
 //     a lock, or for a connection, until the probe's deadline), that nothing
 //     was left behind (pool, server, long-transaction: leakcheck), and the
-//     user's Invariant.
+//     user's Invariant. Postgres only.
 //
 // # Fault streams of their own
 //

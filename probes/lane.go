@@ -3,6 +3,7 @@ package probes
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,9 @@ type lane struct {
 	inj     *faults.Injector
 	tracker *leakcheck.Tracker
 	db      *sql.DB
+	// sqlmock: whether its expectations were met, and its release
+	met       func() error
+	closeMock func() error
 
 	// pgx (Operation.RunPgx)
 	pinj     *faults.PgxInjector
@@ -81,14 +85,24 @@ func openLane(ctx context.Context, cfg Config, op scenarios.Operation, g, size i
 		l.pool = pool
 		return l, nil
 	}
-	cc, err := pgx.ParseConfig(cfg.DSN)
-	if err != nil {
-		return nil, fmt.Errorf("probes: parse DSN: %w", err)
+	var base driver.Connector
+	if cfg.Backend == faults.Mock {
+		c, met, closeMock, err := scenarios.MockConnector(cfg.Golden, op.Name)
+		if err != nil {
+			return nil, fmt.Errorf("probes: %w", err)
+		}
+		base, l.met, l.closeMock = c, met, closeMock
+	} else {
+		cc, err := pgx.ParseConfig(cfg.DSN)
+		if err != nil {
+			return nil, fmt.Errorf("probes: parse DSN: %w", err)
+		}
+		cc.RuntimeParams["application_name"] = l.app
+		base = stdlib.GetConnector(*cc)
 	}
-	cc.RuntimeParams["application_name"] = l.app
 	l.inj = faults.NewInjector(faults.WithMaxRows(16))
 	l.tracker = leakcheck.NewTracker()
-	l.db = sql.OpenDB(l.inj.WrapConnector(l.tracker.WrapConnector(stdlib.GetConnector(*cc))))
+	l.db = sql.OpenDB(l.inj.WrapConnector(l.tracker.WrapConnector(base)))
 	l.db.SetMaxOpenConns(size)
 	l.db.SetMaxIdleConns(size)
 	return l, nil
@@ -187,7 +201,10 @@ func (l *lane) inUse() int {
 // connection still taken was acquired), its backends on the server, and the
 // transactions held across an external call.
 func (l *lane) leaks(ctx context.Context, cfg Config) error {
-	opts := []leakcheck.Option{leakcheck.WithServer(cfg.Admin, l.app), leakcheck.WithTimeout(cfg.CheckTimeout)}
+	opts := []leakcheck.Option{leakcheck.WithTimeout(cfg.CheckTimeout)}
+	if cfg.Admin != nil {
+		opts = append(opts, leakcheck.WithServer(cfg.Admin, l.app))
+	}
 	if l.db != nil {
 		opts = append(opts, leakcheck.WithDB(l.db), leakcheck.WithTracker(l.tracker))
 	} else {
@@ -207,6 +224,9 @@ const poolCloseWait = 2 * time.Second
 func (l *lane) close() {
 	if l.db != nil {
 		_ = l.db.Close()
+		if l.closeMock != nil {
+			_ = l.closeMock()
+		}
 		return
 	}
 	done := make(chan struct{})

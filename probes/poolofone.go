@@ -13,7 +13,8 @@ import (
 	"github.com/sessionsafe/sessionsafe/scenarios"
 )
 
-// PoolOfOne runs op once, with no fault, on a pool of one connection, and
+// PoolOfOne runs op once, with no fault, on a pool of one connection (on
+// sqlmock: serving the operation's golden trace), and
 // reports a second connection taken while the one is held — the run asking
 // the pool for a connection while its only one is taken, which on any pool
 // waits for ever once as many runs hold one each — with where the held
@@ -64,6 +65,13 @@ func PoolOfOne(ctx context.Context, cfg Config, op scenarios.Operation) (res Res
 			f.Stack = o.stack
 		}
 		p.find(f)
+	}
+	if l.met != nil && len(p.findings) == 0 {
+		if err := l.met(); err != nil {
+			f := base
+			f.Check, f.Message = "sqlmock-expectations", fmt.Sprintf("the run did not follow %s's golden trace: %v", op.Name, err)
+			p.find(f)
+		}
 	}
 	for _, f := range leakFindings(l.leaks(ctx, cfg), base) {
 		p.find(f)

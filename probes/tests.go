@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/scenarios"
 )
 
 // RunTests runs both probes on each operation as subtests of t named
-// "operation/pool-of-one" and "operation/concurrent"; a finding fails the
+// "operation/pool-of-one" and "operation/concurrent" (on sqlmock the pool
+// of one alone); a finding fails the
 // subtest with Result.Err — the root causes first, the seed and the go test
 // command that replays it (cfg.Seed is the seed: keep it fixed in the test,
 // or print the one you draw).
@@ -23,6 +25,9 @@ func RunTests(t *testing.T, cfg Config, ops ...scenarios.Operation) {
 				{ProbePoolOfOne, func(c Config) Result { return PoolOfOne(t.Context(), c, op) }},
 				{ProbeConcurrent, func(c Config) Result { return Concurrent(t.Context(), c, op) }},
 			} {
+				if cfg.Backend == faults.Mock && probe.name == ProbeConcurrent {
+					continue // Postgres only
+				}
 				t.Run(probe.name, func(t *testing.T) {
 					c := cfg
 					if c.Replay == nil {

@@ -301,8 +301,9 @@ func TestFromMatrix(t *testing.T) {
 	mock := scenarios.Report{Backend: scenarios.Sqlmock, Duration: time.Second, Results: []scenarios.Result{
 		{Case: caseOf(scenarios.Sqlmock, 0, scenarios.StepClean, faults.Fault{}), Duration: 10 * time.Millisecond},
 		{Case: bad, Fired: true, Duration: 20 * time.Millisecond, Findings: []scenarios.Finding{
-			{Case: bad, Invariant: scenarios.InvPool, Message: "1 connection still in use", Replay: "go test ./bank -run X"},
+			// found in this order: the symptom first, the leak by the checks after the run
 			{Case: bad, Invariant: scenarios.InvErrorSurfaced, Message: "got nil error", Replay: "go test ./bank -run X"},
+			{Case: bad, Invariant: scenarios.InvPool, Message: "1 connection still in use", Replay: "go test ./bank -run X"},
 		}},
 	}}
 	pg := scenarios.Report{Backend: scenarios.Postgres}
@@ -331,6 +332,13 @@ func TestFromMatrix(t *testing.T) {
 		if v.ID != fmt.Sprintf("V%d", i+1) || v.Source != "matrix" || v.Step != 4 || v.Replay != "go test ./bank -run X" {
 			t.Errorf("violation %d: got %+v; want V%d from the matrix at step 4 with its replay", i, v, i+1)
 		}
+	}
+	// the leak leads; the symptom of the same case names it
+	if v := r.Violations[0]; v.Invariant != "pool" || v.Kind != report.KindLeak {
+		t.Errorf("first violation: got %s (%s); want the pool leak", v.Invariant, v.Kind)
+	}
+	if v := r.Violations[1]; v.Invariant != "error-surfaced" || v.Kind != report.KindSymptom || strings.Join(v.CausedBy, ",") != "V1" {
+		t.Errorf("second violation: got %s (%s) caused by %v; want error-surfaced caused by V1", v.Invariant, v.Kind, v.CausedBy)
 	}
 }
 

@@ -8,9 +8,10 @@ import (
 	"testing"
 )
 
-// TestNoThreadDependencies keeps the runner generic: nothing scenarios
-// depends on, directly or not, may be the thread service (handlers) or the
-// planted bugs of the mutation proof (internal/mutant).
+// TestNoThreadDependencies keeps the runner and the probes generic: nothing
+// scenarios or probes depends on, directly or not, may be the thread
+// service (handlers), the bank example or the planted bugs of the mutation
+// proof (internal/mutant).
 func TestNoThreadDependencies(t *testing.T) {
 	gomod, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
@@ -21,17 +22,19 @@ func TestNoThreadDependencies(t *testing.T) {
 		t.Fatalf("go env GOMOD: %q; want the module's go.mod", mod)
 	}
 	root := filepath.Dir(mod)
-	cmd := exec.Command("go", "list", "-deps", "./scenarios")
-	cmd.Dir = root
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go list -deps ./scenarios: %v", err)
-	}
-	forbidden := []string{"/handlers", "/internal/mutant"}
-	for _, dep := range strings.Fields(string(out)) {
-		for _, f := range forbidden {
-			if strings.Contains(dep, f) {
-				t.Errorf("scenarios depends on %s; want no package whose path contains %q (the runner must stay generic)", dep, f)
+	for _, pkg := range []string{"./scenarios", "./probes"} {
+		cmd := exec.Command("go", "list", "-deps", pkg)
+		cmd.Dir = root
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", pkg, err)
+		}
+		forbidden := []string{"/handlers", "/examples/", "/internal/mutant"}
+		for _, dep := range strings.Fields(string(out)) {
+			for _, f := range forbidden {
+				if strings.Contains(dep, f) {
+					t.Errorf("%s depends on %s; want no package whose path contains %q (it must stay generic)", pkg, dep, f)
+				}
 			}
 		}
 	}

@@ -6,12 +6,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 	"github.com/sessionsafe/sessionsafe/probes"
 	"github.com/sessionsafe/sessionsafe/report"
@@ -161,8 +163,13 @@ func runProbes(t *testing.T, cfg probes.Config, ops []scenarios.Operation) {
 }
 
 // TestProbes runs both probes on every bank operation, through database/sql
-// (pgx stdlib) and pgx (pgxpool): correct code has no finding.
+// (pgx stdlib) and pgx (pgxpool), and the pool of one on sqlmock (the
+// catalog's operations, whose golden traces it serves): correct code has no
+// finding.
 func TestProbes(t *testing.T) {
+	t.Run("sqlmock", func(t *testing.T) {
+		probes.RunTests(t, probes.Config{Backend: faults.Mock, Golden: os.DirFS("testdata"), Seed: probeSeed}, catalog(theStore)...)
+	})
 	t.Run("database-sql", func(t *testing.T) {
 		runProbes(t, probeConfig(t), probeCatalog(theStore))
 	})
@@ -284,6 +291,7 @@ func TestProbesCatchPlanted(t *testing.T) {
 			cfg.Invariant = invariantOf(tt.op)
 			if tt.clean {
 				cfg.FaultRate = -1
+				cfg.Timeout = 2 * time.Second // the leak holds until the round's end: any deadline meets it
 			}
 			res := runProbe(t, tt.probe, cfg, op)
 			var caught *probes.Finding
@@ -326,6 +334,7 @@ func TestProbeReportLeadsWithTheLeak(t *testing.T) {
 	op, _ := lookup(ops, opTransfer)
 	cfg := probeConfig(t)
 	cfg.FaultRate = -1
+	cfg.Timeout = 2 * time.Second // the leak holds until the round's end: any deadline meets it
 	res := runProbe(t, probes.ProbeConcurrent, cfg, op)
 	rep := report.New("probes", nil, cfg.Seed, time.Now())
 	rep.AddProbe(res)
@@ -374,4 +383,85 @@ func TestProbeReportLeadsWithTheLeak(t *testing.T) {
 			t.Errorf("%s: the root cause (at %d) must come before the symptom that names it (at %d)", name, leak, symptom)
 		}
 	}
+}
+
+// TestProbesCatchPlantedSqlmock: on sqlmock, the pool of one catches the
+// planted store that tells its notifier inside the transaction, at its line.
+func TestProbesCatchPlantedSqlmock(t *testing.T) {
+	ops := catalog(func(db *sql.DB, n Notifier) accounts { return notifiesInTx{NewStore(db, n)} })
+	op, _ := lookup(ops, opTransfer)
+	res := runProbe(t, probes.ProbePoolOfOne, probes.Config{Backend: faults.Mock, Golden: os.DirFS("testdata"), Seed: probeSeed}, op)
+	for _, f := range res.Findings {
+		if f.Check == "long-transaction" && strings.Contains(f.Message+f.Stack, plantedAt) {
+			t.Logf("caught:\n%v", res.Err())
+			return
+		}
+	}
+	t.Fatalf("no long-transaction finding at %s; got:\n%v", plantedAt, res.Err())
+}
+
+// TestProbeFaultsReplay: ten goroutines transfer at once, each under faults
+// of its own. Every armed fault fires at the step it aims at in its own run
+// (the refused transfers of goroutines 2, 5 and 8 take another path, which
+// some faults never meet), no run fails for another's fault, and the same
+// seed arms and fires the same faults on the same runs again.
+func TestProbeFaultsReplay(t *testing.T) {
+	op, _ := lookup(probeCatalog(theStore), opTransfer)
+	record := func() []string {
+		cfg := probeConfig(t)
+		cfg.Goroutines, cfg.MaxRounds = 10, 6
+		var runs []string
+		cfg.Invariant = func(ctx context.Context, db *sql.DB, r probes.Round) error {
+			for _, run := range r.Runs {
+				line := fmt.Sprintf("round %d goroutine %d: plan %s", r.Index, run.Goroutine, run.Plan)
+				for _, f := range run.Fired {
+					line += fmt.Sprintf("; fired %s at %s", f.Rule.Fault, f.Step.Kind)
+				}
+				if len(run.Plan.Rules) > 0 && len(run.Fired) == 0 && run.Goroutine%3 != 2 {
+					t.Errorf("%s: the fault never fired", line)
+				}
+				runs = append(runs, line)
+			}
+			return transfersAcknowledged(ctx, db, r)
+		}
+		res := runProbe(t, probes.ProbeConcurrent, cfg, op)
+		if err := res.Err(); err != nil {
+			t.Fatal(err)
+		}
+		t.Log(res.Summary())
+		return runs
+	}
+	first, second := record(), record()
+	if strings.Join(first, "\n") != strings.Join(second, "\n") {
+		t.Fatalf("seed %d armed or fired other faults the second time:\nfirst:\n%s\nsecond:\n%s", probeSeed,
+			strings.Join(first, "\n"), strings.Join(second, "\n"))
+	}
+	armed := 0
+	for _, l := range first {
+		if !strings.HasSuffix(l, "plan ") && !strings.Contains(l, "plan ;") {
+			armed++
+		}
+	}
+	t.Logf("%d runs, %d of them armed, the same both times", len(first), armed)
+}
+
+// TestProbesStarvedOfConnections: on pools of one connection, goroutine 2's
+// next refused transfer waits not for a lock but for its pool's only
+// connection, which the leaked transaction keeps: the collateral finding
+// says so and names where that connection was taken.
+func TestProbesStarvedOfConnections(t *testing.T) {
+	ops := probeCatalog(func(db *sql.DB, n Notifier) accounts { return leaksLockOnRefusal{NewStore(db, n)} })
+	op, _ := lookup(ops, opTransfer)
+	cfg := probeConfig(t)
+	cfg.FaultRate, cfg.PoolSize, cfg.Goroutines = -1, 1, 3
+	cfg.Timeout = 2 * time.Second // the leak holds until the round's end: any deadline meets it
+	res := runProbe(t, probes.ProbeConcurrent, cfg, op)
+	for _, f := range res.Findings {
+		if f.Check == probes.CheckCollateral && f.Goroutine == 2 && f.Holder == 2 &&
+			strings.Contains(f.Message, "every connection of its own pool (1) was taken") && strings.Contains(f.Stack, probesPlantedAt) {
+			t.Logf("caught:\n%v", res.Err())
+			return
+		}
+	}
+	t.Fatalf("no collateral finding of goroutine 2 starved of connections by its own leak at %s; got:\n%v", probesPlantedAt, res.Err())
 }

@@ -3,12 +3,45 @@ package bank
 import (
 	"context"
 	"database/sql"
+	"embed"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sessionsafe/sessionsafe/cli"
 	"github.com/sessionsafe/sessionsafe/scenarios"
 )
+
+// Catalog is the bank as the sessionsafe command line runs it (cli.Main): every method of
+// the database/sql [Store], a refused transfer, and the same calls on the [PgxStore]
+// (named with a "Pgx" prefix, Postgres only), on the schema [Migrate] creates, with the
+// golden traces of testdata/ for sqlmock.
+func Catalog() cli.Catalog {
+	ops := catalog(theStore)
+	for _, op := range pgxCatalog(thePgxStore) {
+		op.Name = "Pgx" + op.Name
+		ops = append(ops, op)
+	}
+	return cli.Catalog{Name: "bank", Operations: ops, Golden: goldenFS(), Migration: migration, Migrate: Migrate}
+}
+
+// migration names the schema Migrate applies; change it when schema.sql changes.
+const migration = "bank-v1"
+
+//go:embed testdata/*.trace
+var golden embed.FS
+
+// goldenFS is the golden traces of the database/sql operations, one <operation>.trace each.
+func goldenFS() fs.FS {
+	sub, err := fs.Sub(golden, "testdata")
+	if err != nil { // cannot happen: the directory is embedded
+		panic(err)
+	}
+	return sub
+}
 
 // accounts is what the catalog calls: the Store, or a planted copy of it.
 type accounts interface {
@@ -35,18 +68,28 @@ type fixture struct {
 // setupAccounts creates the fixture's owner and accounts in one statement,
 // on the plain pool. The owner is numbered after the accounts already there,
 // so that a fresh database gives the same fixture — and the same golden
-// trace — every time. On sqlmock (db nil) the fixture is the one the golden
-// traces were recorded with: the first on a fresh database.
+// trace — every time; the count and the insert run in one transaction under
+// a lock of their own, so that two cases set up side by side (a parallel
+// matrix) never share an owner. On sqlmock (db nil) the fixture is the one
+// the golden traces were recorded with: the first on a fresh database.
 func setupAccounts(ctx context.Context, db *sql.DB) (scenarios.Fixture, error) {
 	if db == nil {
 		return fixture{Owner: "owner-1", Rich: 1, Mid: 2, Poor: 3}, nil
 	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("setup accounts: begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext('bank setup accounts'))`); err != nil {
+		return nil, fmt.Errorf("setup accounts: lock: %w", err)
+	}
 	var existing int64
-	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM accounts`).Scan(&existing); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM accounts`).Scan(&existing); err != nil {
 		return nil, fmt.Errorf("setup accounts: count: %w", err)
 	}
 	fx := fixture{Owner: fmt.Sprintf("owner-%d", existing+1)}
-	rows, err := db.QueryContext(ctx, `
+	rows, err := tx.QueryContext(ctx, `
 WITH a AS (
   INSERT INTO accounts (owner, balance)
   SELECT $1, v.balance FROM (VALUES (1, 10000), (2, 5000), (3, 0)) AS v(n, balance) ORDER BY v.n
@@ -73,6 +116,9 @@ SELECT id FROM a ORDER BY id`, fx.Owner)
 	}
 	if n != len(ids) {
 		return nil, fmt.Errorf("setup accounts: got %d accounts; want %d", n, len(ids))
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("setup accounts: commit: %w", err)
 	}
 	return fx, nil
 }
@@ -210,4 +256,36 @@ func refused(err error) error {
 		return errors.New("transfer from an empty account: got success; want an *InsufficientFundsError")
 	}
 	return err
+}
+
+// newPgxAccounts builds the pgx store under test on a case's instrumented
+// pool.
+type newPgxAccounts func(pool *pgxpool.Pool, n Notifier) accounts
+
+// thePgxStore is the PgxStore itself.
+func thePgxStore(pool *pgxpool.Pool, n Notifier) accounts { return NewPgxStore(pool, n) }
+
+// pgxCatalog is the bank catalog with each operation run on the pgx store
+// store builds (RunPgx instead of Run): same names, fixtures and states.
+func pgxCatalog(store newPgxAccounts) []scenarios.Operation { return onPgx(catalog, store) }
+
+// onPgx returns the operations of a database/sql catalog (catalog or
+// probeCatalog), each run on the pgx store that store builds instead.
+func onPgx(ofStore func(newAccounts) []scenarios.Operation, store newPgxAccounts) []scenarios.Operation {
+	ops := ofStore(nil)
+	for i := range ops {
+		name := ops[i].Name
+		ops[i].Run = nil
+		ops[i].RunPgx = func(ctx context.Context, pool *pgxpool.Pool, fx scenarios.Fixture) error {
+			// the database/sql catalog's call, on the pgx store
+			on := func(_ *sql.DB, n Notifier) accounts { return store(pool, n) }
+			for _, op := range ofStore(on) {
+				if op.Name == name {
+					return op.Run(ctx, nil, fx)
+				}
+			}
+			return fmt.Errorf("pgx catalog: no operation %s", name)
+		}
+	}
+	return ops
 }
