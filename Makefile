@@ -73,7 +73,7 @@ bench:
 	run -bench 'SessionCheck' -benchtime 200x -count $(BENCH_COUNT) ./scenarios; \
 	run -bench 'HarnessRatio|HarnessParts' -benchtime 100x -count $(BENCH_COUNT) ./threadsuite; \
 	run -bench 'Matrix' -benchtime 1x -count $(BENCH_COUNT) ./threadsuite; \
-	uptime | tee -a $(BENCH_OUT); echo "make bench: results in $(BENCH_OUT) (go run golang.org/x/perf/cmd/benchstat $(BENCH_OUT))"
+	uptime | tee -a $(BENCH_OUT); echo "make bench: results in $(BENCH_OUT); compare two with benchstat (go install golang.org/x/perf/cmd/benchstat@latest): benchstat old.txt $(BENCH_OUT)"
 
 bench-all:
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) $(PKGS)
