@@ -55,6 +55,11 @@ func Run(ctx context.Context, wl *Workload, cfg Config, target Target) (*Result,
 	defer cleanDB.Close()
 	cleanDB.SetMaxOpenConns(cleanConns)
 	rs.clean = cleanDB
+	if !cfg.NoChecks {
+		if rs.fresh, err = freshSession(ctx, cleanDB); err != nil {
+			return nil, err
+		}
+	}
 	n, err := connShare(ctx, target.Admin, cfg.Workers)
 	if err != nil {
 		return nil, err

@@ -68,6 +68,7 @@ type bugs struct {
 	recoverPanic bool // get recovers a panic and reports success
 	ignoreError  bool // put ignores the insert's error and commits
 	extraRow     bool // put stores a row the invariant forbids
+	setSession   bool // put changes a setting for the whole session
 }
 
 func workload(b bugs) *chaos.Workload {
@@ -100,6 +101,10 @@ func workload(b bugs) *chaos.Workload {
 						return err
 					}
 					return nil
+				case b.setSession:
+					if _, err := db.ExecContext(ctx, `SET work_mem = '8MB'`); err != nil {
+						return err
+					}
 				case b.extraRow:
 					if err := put(ctx, db, o.Worker.Scope, "stray"+key); err != nil {
 						return err
@@ -143,6 +148,7 @@ func TestChecks(t *testing.T) {
 		{"swallowed-panic", bugs{recoverPanic: true}, "swallowed-panic"},
 		{"swallowed-error", bugs{ignoreError: true}, "swallowed-error"},
 		{"invariant", bugs{extraRow: true}, "no-stray-rows"},
+		{"session", bugs{setSession: true}, "session"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

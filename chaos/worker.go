@@ -65,8 +65,9 @@ type worker struct {
 type runState struct {
 	epoch   atomic.Int64 // bumped at the start and at the end of every server chaos action: odd while one runs
 	target  Target
-	slots   chan struct{} // the run's share of the server's connections (nil: no limit)
-	clean   *sql.DB       // a pool of its own, no fault: reads back the truth
+	slots   chan struct{}     // the run's share of the server's connections (nil: no limit)
+	clean   *sql.DB           // a pool of its own, no fault: reads back the truth
+	fresh   leakcheck.Session // the session state of a fresh connection
 	stopped atomic.Bool
 	stopCh  chan struct{} // closed with stopped set (stop)
 	once    sync.Once
@@ -459,9 +460,13 @@ func (w *worker) retire(runCtx context.Context, i int) bool {
 
 type problem struct{ invariant, message string }
 
-// verify reads the worker's scope back: its ledger and every invariant.
+// verify checks the worker's pooled sessions and reads its scope back: its ledger and every
+// invariant.
 func (w *worker) verify(ctx context.Context) ([]problem, error) {
-	var out []problem
+	out, err := w.checkSessions(ctx, w.run.fresh)
+	if err != nil {
+		return nil, err
+	}
 	ps, err := w.ledger.verify(ctx, w.run.clean, &w.pub, w.wl.Lookup)
 	if err != nil {
 		return nil, err

@@ -34,7 +34,7 @@ func chaosConfig(o *options) chaos.Config {
 	at, _ := parseIndices(o.faultsAt)
 	return chaos.Config{
 		Seed: o.seed, Workers: o.workers, Ops: o.ops, Duration: o.duration, FaultRate: o.faultRate,
-		From: o.from, FaultsAt: at, OpTimeout: o.opTimeout,
+		From: o.from, FaultsAt: at, OpTimeout: o.opTimeout, Panics: true,
 		TerminateEvery: o.terminateEvery, RestartEvery: o.restartEvery, PauseEvery: o.pauseEvery,
 	}
 }

@@ -169,6 +169,7 @@ func TestReplayCommandParses(t *testing.T) {
 			}
 			got := chaosConfig(o)
 			want := tt.cfg
+			want.Panics = true // the CLI's runs inject panics
 			if want.FaultRate == 0 {
 				want.FaultsAt = nil
 			}

@@ -72,6 +72,14 @@
 //     would be in production. Steps of an aborted transaction are recorded
 //     but no rule matches or fires at them.
 //
+// # Deciders
+//
+// What fires where is the injector's Decider: a Plan (Arm, or Use(plan.Decider())) fires
+// its rules at their steps; a Rate (NewRate, installed with Use) fails each step with a
+// seeded probability, drawing the fault among a FaultSet (e.g. Applicable narrowed to what
+// a run wants) — what a chaos run, where a fresh decision is needed at every step of every
+// operation, uses. Both injectors play every decider's faults the same way.
+//
 // Wire level (Wire) and server level (Server) are also usable on their own;
 // see their documentation.
 //

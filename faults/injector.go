@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,7 +38,10 @@ type Injector struct {
 	tx       txState                   // conn id -> in a transaction, aborted by an injected error
 	pending  map[*drvwrap.Call]pending // cleanup of a wire or server fault, run when its step returns
 	prints   map[string]string
-	unheeded map[int]error // step index -> what a cancel-blocked step did not heed
+	rowBuf   []driver.Value      // where copied rows live: one array for many rows (copyRow)
+	rowsBuf  [][]driver.Value    // where a query step's first row goes: one array for many queries
+	cols     map[string][]string // SQL -> the column names last recorded for it, shared by its steps
+	unheeded map[int]error       // step index -> what a cancel-blocked step did not heed
 }
 
 type injectorConfig struct {
@@ -99,6 +103,7 @@ func NewInjector(opts ...InjectorOption) *Injector {
 		openRows: map[uint64]int{},
 		pending:  map[*drvwrap.Call]pending{},
 		prints:   map[string]string{},
+		cols:     map[string][]string{},
 		unheeded: map[int]error{},
 	}
 }
@@ -134,6 +139,7 @@ func (i *Injector) use(d Decider) {
 	i.kept = 0
 	i.steps = 0
 	i.fired = nil
+	i.rowBuf, i.rowsBuf = nil, nil
 	i.nfired = 0
 	clear(i.openRows)
 	clear(i.unheeded)
@@ -282,7 +288,6 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 		Conn:     c.ConnID,
 		Prepared: c.Op == drvwrap.OpStmtExec || c.Op == drvwrap.OpStmtQuery,
 	}
-	st.Fingerprint = i.fingerprintLocked(c.SQL)
 	switch kind {
 	case StepBegin:
 		st.ReadOnly = c.TxOptions.ReadOnly
@@ -292,12 +297,16 @@ func (i *Injector) before(ctx context.Context, c *drvwrap.Call) error {
 	case StepNext, StepRowsClose:
 		if qs := i.at(i.openRows[c.ConnID]); qs != nil {
 			if qs.Columns == nil {
-				qs.Columns = append([]string{}, c.Columns...)
+				qs.Columns = i.columnsLocked(c.SQL, c.Columns)
 			}
 			st.Columns = qs.Columns
+			st.Fingerprint = qs.Fingerprint // the query's: no lookup per row
 		} else {
-			st.Columns = append([]string{}, c.Columns...)
+			st.Columns = i.columnsLocked(c.SQL, c.Columns)
 		}
+	}
+	if st.Fingerprint == "" {
+		st.Fingerprint = i.fingerprintLocked(c.SQL)
 	}
 	c.Tag = st.Index
 	if i.dead[c.ConnID] && kind != StepConnect {
@@ -496,9 +505,13 @@ func (i *Injector) after(_ context.Context, c *drvwrap.Call, err error) error {
 		if err != nil || c.Row == nil {
 			break
 		}
-		row := copyRow(c.Row)
+		row := i.copyRow(c.Row)
 		if qs := i.at(i.openRows[c.ConnID]); qs != nil && len(qs.Rows) < i.cfg.maxRows {
-			qs.Rows = append(qs.Rows, row)
+			if qs.Rows == nil {
+				qs.Rows = i.firstRow(row)
+			} else {
+				qs.Rows = append(qs.Rows, row)
+			}
 			n := len(qs.Rows)
 			st.Rows = qs.Rows[n-1 : n : n] // shares the query step's array: no allocation
 		} else {
@@ -516,13 +529,48 @@ func (i *Injector) after(_ context.Context, c *drvwrap.Call, err error) error {
 	return err
 }
 
-func copyRow(row []driver.Value) []driver.Value {
-	out := make([]driver.Value, len(row))
-	for n, v := range row {
+// copyRow returns a copy of row (the driver reuses its slice, and may reuse
+// a []byte's memory) cut from the injector's row buffer: many rows share one
+// allocation. Rows once returned are never written again.
+func (i *Injector) copyRow(row []driver.Value) []driver.Value {
+	if cap(i.rowBuf)-len(i.rowBuf) < len(row) {
+		i.rowBuf = make([]driver.Value, 0, max(rowBufSize, len(row)))
+	}
+	start := len(i.rowBuf)
+	for _, v := range row {
 		if b, ok := v.([]byte); ok {
 			v = append([]byte(nil), b...)
 		}
-		out[n] = v
+		i.rowBuf = append(i.rowBuf, v)
 	}
-	return out
+	return i.rowBuf[start:len(i.rowBuf):len(i.rowBuf)]
 }
+
+// firstRow returns a one-row slice holding row, cut from the injector's
+// buffer of row headers (most queries read one row: one allocation serves
+// many of them); appending to it copies it out as usual.
+func (i *Injector) firstRow(row []driver.Value) [][]driver.Value {
+	if len(i.rowsBuf) == cap(i.rowsBuf) {
+		i.rowsBuf = make([][]driver.Value, 0, rowBufSize)
+	}
+	n := len(i.rowsBuf)
+	i.rowsBuf = append(i.rowsBuf, row)
+	return i.rowsBuf[n : n+1 : n+1]
+}
+
+// columnsLocked returns a copy of cols, the column names of sql's rows,
+// shared with the earlier steps of the same SQL that had the same names
+// (one copy per SQL text, not per query).
+func (i *Injector) columnsLocked(sql string, cols []string) []string {
+	if c, ok := i.cols[sql]; ok && slices.Equal(c, cols) {
+		return c
+	}
+	c := append([]string{}, cols...)
+	if len(i.cols) < 4096 {
+		i.cols[sql] = c
+	}
+	return c
+}
+
+// rowBufSize is how many values (or rows) one buffer holds.
+const rowBufSize = 128

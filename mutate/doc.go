@@ -19,6 +19,12 @@
 //	...
 //	rep.WriteText(os.Stdout) // the kill table, then every survivor with its diff
 //
+// A known bug that no operator makes is written by hand as a Patch — a file, an exact
+// snippet and its replacement — and Patched turns patches into mutants that Run treats like
+// the operators' ones (operator "patch"). A patch whose snippet no longer occurs exactly once
+// is an error, so it cannot drift silently from the code it mutates. Each Result names every
+// test that failed (Failed), so a caller can check that the tests meant to catch a bug do.
+//
 // The report is also written as JSON (WriteJSON, schema SchemaV1), as JUnit XML for CI
 // (WriteJUnit: a test case per mutant; a survivor fails with its file:line and diff, a
 // timeout is an error, a mutant not covered is skipped with the reason) and as one

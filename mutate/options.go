@@ -14,6 +14,7 @@ type config struct {
 	dir       string
 	operators []string
 	test      []string
+	testFor   func(Mutant) []string
 	parallel  int
 	timeout   time.Duration
 	shardI    int
@@ -79,6 +80,13 @@ func WithOperators(ids ...string) Option {
 // The overlay and -count=1 reach it through GOFLAGS, so it must run the go tool.
 func WithTest(cmd []string) Option {
 	return func(c *config) { c.test, c.given["WithTest"] = append([]string(nil), cmd...), true }
+}
+
+// WithTestFor runs, for each mutant, the command f returns for it (Run), e.g. only the tests
+// meant to catch a hand-written mutant; where f returns nil, the command of WithTest or the
+// default. Each distinct command has a clean run of its own, as with WithTest.
+func WithTestFor(f func(Mutant) []string) Option {
+	return func(c *config) { c.testFor, c.given["WithTestFor"] = f, true }
 }
 
 // WithParallel runs up to n mutants at once (Run; default GOMAXPROCS/2, at least 1). Each

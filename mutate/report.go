@@ -27,7 +27,7 @@ type Report struct {
 	Clean []CleanRun `json:"clean"`
 	// Summary counts the results by status.
 	Summary Summary `json:"summary"`
-	// Operators counts the results by operator, in the order of Operators().
+	// Operators counts the results by operator, in the order of Operators(), then PatchOperator.
 	Operators []OperatorSummary `json:"operators"`
 	// Results is one entry per mutant run, in the order given to Run.
 	Results []Result `json:"results"`
@@ -84,9 +84,9 @@ func (r *Report) summarize() {
 		by[res.Operator].count(res.Status)
 	}
 	r.Operators = nil
-	for _, op := range operators {
-		if s := by[op.id]; s != nil {
-			r.Operators = append(r.Operators, OperatorSummary{Operator: op.id, Summary: *s})
+	for _, op := range append(operatorIDs(), PatchOperator) {
+		if s := by[op]; s != nil {
+			r.Operators = append(r.Operators, OperatorSummary{Operator: op, Summary: *s})
 		}
 	}
 }

@@ -45,6 +45,9 @@ type Result struct {
 	KilledBy string `json:"killed_by,omitempty"`
 	// Failure is the first line of the failure that killed the mutant.
 	Failure string `json:"failure,omitempty"`
+	// Failed names every test and subtest that failed with the mutant in place, in the order
+	// go test reported them.
+	Failed []string `json:"failed,omitempty"`
 	// Reason says why a mutant is not covered.
 	Reason string `json:"reason,omitempty"`
 	// Command is the test command run for the mutant.
@@ -57,9 +60,10 @@ type Result struct {
 // mutant with that mutant in place through go's -overlay, and reports the outcome of each. On
 // a cancelled context it returns the partial report and the context's error.
 //
-// Run reads WithDir, WithTest, WithParallel, WithTimeout, WithShard and WithProgress.
+// Run reads WithDir, WithTest, WithTestFor, WithParallel, WithTimeout, WithShard and
+// WithProgress.
 func Run(ctx context.Context, mutants []Mutant, opts ...Option) (Report, error) {
-	c, err := newConfig("run", []string{"WithDir", "WithTest", "WithParallel", "WithTimeout", "WithShard", "WithProgress"}, opts)
+	c, err := newConfig("run", []string{"WithDir", "WithTest", "WithTestFor", "WithParallel", "WithTimeout", "WithShard", "WithProgress"}, opts)
 	if err != nil {
 		return Report{}, err
 	}
@@ -106,6 +110,13 @@ func Run(ctx context.Context, mutants []Mutant, opts ...Option) (Report, error) 
 				continue
 			}
 			cmds[i] = append([]string{"go", "test", "-count=1", "-vet=off"}, t...)
+		}
+	}
+	if c.testFor != nil {
+		for i, m := range ms {
+			if cmd := c.testFor(m); len(cmd) > 0 {
+				cmds[i], reasons[i] = append([]string(nil), cmd...), ""
+			}
 		}
 	}
 	timeouts := map[string]time.Duration{}
@@ -293,6 +304,9 @@ func classify(r *Result, out []byte, err error) {
 		return
 	}
 	text := string(out)
+	for _, m := range failRE.FindAllStringSubmatch(text, -1) {
+		r.Failed = append(r.Failed, m[1])
+	}
 	if m := failRE.FindStringSubmatchIndex(text); m != nil {
 		r.Status = Killed
 		// go test prints a failing test, then its failing subtests nested below it: name the

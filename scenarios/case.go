@@ -2,6 +2,8 @@ package scenarios
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -195,6 +197,51 @@ func (r Report) Failed() bool {
 		}
 	}
 	return false
+}
+
+// Verdicts maps each case's name to the invariants it broke, sorted and
+// joined with "," ("" for a case that passed): what two runs of the same
+// matrix — one case at a time and in parallel, or a whole run and a replay
+// — must agree on.
+func (r Report) Verdicts() map[string]string {
+	out := make(map[string]string, len(r.Results))
+	for _, res := range r.Results {
+		invs := make([]string, 0, len(res.Findings))
+		for _, f := range res.Findings {
+			invs = append(invs, string(f.Invariant))
+		}
+		slices.Sort(invs)
+		out[res.Case.Name()] = strings.Join(invs, ",")
+	}
+	return out
+}
+
+// VerdictDiff returns one line per case on which r and other disagree (a
+// case one of them did not run included), in case-name order; none when
+// they agree on every case.
+func (r Report) VerdictDiff(other Report) []string {
+	a, b := r.Verdicts(), other.Verdicts()
+	names := slices.Sorted(maps.Keys(a))
+	for n := range b {
+		if _, ok := a[n]; !ok {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	var out []string
+	for _, n := range names {
+		va, inA := a[n]
+		vb, inB := b[n]
+		switch {
+		case !inB:
+			out = append(out, fmt.Sprintf("%s: broke [%s] in the first run; not run in the second", n, va))
+		case !inA:
+			out = append(out, fmt.Sprintf("%s: broke [%s] in the second run; not run in the first", n, vb))
+		case va != vb:
+			out = append(out, fmt.Sprintf("%s: broke [%s] in the first run, [%s] in the second", n, va, vb))
+		}
+	}
+	return out
 }
 
 // oneLine collapses whitespace and cuts s to at most n bytes.

@@ -48,7 +48,9 @@
 //     server holds no backend of the case's application_name idle in
 //     transaction, aborted or active and no lock of theirs, no transaction
 //     was held open across an external call (see below), and no goroutine
-//     outlives the case;
+//     the case's run started (a leakcheck.Scope, inherited by every
+//     goroutine it starts) outlives the case — goroutines of other cases
+//     and other tests do not count;
 //   - on Postgres, every connection the operation gave back to the pool
 //     carries the session state a fresh one carries (read at recording):
 //     no session-level SET, advisory lock, temporary table, LISTEN or
@@ -134,7 +136,11 @@
 //
 // On [Postgres] the runner opens its instrumented pools from [Config].DSN (or
 // [Config].Connector), reads fixtures and state on [Config].DB and checks the
-// server through [Config].Admin for [Config].AppName. On [Sqlmock] there is no
+// server through [Config].Admin. With a DSN each instrumented pool's sessions
+// carry an application_name of their own, derived from [Config].AppName
+// ("<AppName>-c<n>"), and the server check, the terminate fault and the
+// clearing of a broken case's sessions look at that name alone; with a
+// Connector they carry [Config].AppName, as the plain pool's do. On [Sqlmock] there is no
 // database: Setup is called with a nil *sql.DB and returns placeholder values,
 // State is not called, and the rows every query returns come from the
 // operation's golden trace, a file "<operation>.trace" in [Config].Golden.
@@ -155,6 +161,29 @@
 // `go test -run TestGolden -update` records them; the sqlmock matrix then reads
 // them with Config{Backend: Sqlmock, Golden: os.DirFS("testdata")} (or an
 // embedded copy, for programs).
+//
+// # Parallel cases
+//
+// [Config].Parallel (the CLI's -parallel, default [DefaultParallel], the CPU
+// count) runs that many cases at once: [Run] and [Runner.RunCases] on
+// goroutines, [RunTests] as parallel subtests (t.Parallel; go test's
+// -parallel bounds them too, and -run still picks one case). Each case runs
+// on a lane of its own — an instrumented pool, injector, wire and, on
+// Postgres, application_name — so its pool, server and goroutine checks see
+// that case alone, and a leak in one case is never blamed on another; a case
+// whose fault locks a table from another session (lock, stmt-timeout,
+// cancel-blocked) runs alone, since every case touching that table would
+// wait for the lock. The verdicts are those of the sequential run
+// ([Report.VerdictDiff] compares two runs). Cases of one operation run side
+// by side, operations one after another.
+//
+// What the runner cannot isolate is the operation's own data: each case's
+// Setup must create state no other case reads or writes (a new user, a new
+// key — unique under concurrency: a sequence or a random id, not "the count
+// of rows plus one" read without a lock), and State must read that state
+// alone. A Setup that returns the fixture of a case running beside it is a
+// setup finding. Parallel needs a DSN on Postgres (the runner names each
+// lane's sessions on the DSN's config).
 //
 // # Client disconnects
 //

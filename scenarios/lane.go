@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
+	"reflect"
 	"runtime"
 	"strconv"
 	"sync"
@@ -107,6 +108,33 @@ func (r *Runner) newLane() *lane {
 // name of the plain pool's sessions too (a Config.Connector, whose
 // application_name the runner cannot change).
 func (l *lane) sharesAppName(cfg Config) bool { return l.app == cfg.AppName && cfg.DB != nil }
+
+// claimFixture (Postgres) records fx as the fixture of the case on l until
+// the returned release, and fails when a case running beside it on another
+// lane has an equal one: both would write and read back the same state, and
+// each would see the other's writes.
+func (r *Runner) claimFixture(l *lane, fx Fixture) (release func(), err error) {
+	if r.cfg.Backend != Postgres {
+		return func() {}, nil
+	}
+	r.lanesMu.Lock()
+	defer r.lanesMu.Unlock()
+	for other, ofx := range r.live {
+		if other != l && reflect.DeepEqual(ofx, fx) {
+			return nil, fmt.Errorf("the operation's Setup gave this case the same fixture as a case running beside it (%v): cases that run side by side (Config.Parallel) "+
+				"each need state of their own, or each sees the other's writes; make what Setup creates unique under concurrency (a sequence, a random id), or run one case at a time", fx)
+		}
+	}
+	if r.live == nil {
+		r.live = map[*lane]Fixture{}
+	}
+	r.live[l] = fx
+	return func() {
+		r.lanesMu.Lock()
+		defer r.lanesMu.Unlock()
+		delete(r.live, l)
+	}, nil
+}
 
 // lockingFault reports whether f takes a lock on a table from another
 // session: every other case touching that table would wait for it, so a

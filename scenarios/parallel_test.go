@@ -4,12 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"io/fs"
-	"maps"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"testing/fstest"
-	"time"
+
+	"github.com/sessionsafe/sessionsafe/faults"
 )
 
 // leaksOnError is a bug: when its write fails it starts a goroutine that
@@ -69,38 +70,89 @@ func TestParallelVerdicts(t *testing.T) {
 			} else {
 				ops = append(ops, swallowsOnConn, preparedNeverClosed, setInTx("SessionSet", "SET statement_timeout = 4321"))
 			}
-			var took []time.Duration
-			run := func(parallel int) map[string]string {
+			run := func(parallel int) Report {
 				c := cfg
 				c.Parallel = parallel
 				rep, err := Run(t.Context(), c, ops...)
 				if err != nil {
 					t.Fatal(err)
 				}
-				took = append(took, rep.Duration)
-				return verdicts(rep)
+				return rep
 			}
 			seq, par := run(1), run(4)
-			failing := 0
-			for _, name := range slices.Sorted(maps.Keys(seq)) {
-				if seq[name] != "" {
-					failing++
-				}
-				if got, ok := par[name]; !ok {
-					t.Errorf("%s: broke [%s] one at a time; not run in parallel", name, seq[name])
-				} else if got != seq[name] {
-					t.Errorf("%s: broke [%s] in parallel; want [%s], as one at a time", name, got, seq[name])
-				}
+			for _, d := range seq.VerdictDiff(par) {
+				t.Errorf("one at a time, then four at a time: %s", d)
 			}
-			for name := range par {
-				if _, ok := seq[name]; !ok {
-					t.Errorf("%s: run in parallel only", name)
+			failing := 0
+			for _, res := range seq.Results {
+				if res.Failed() {
+					failing++
 				}
 			}
 			if failing == 0 {
-				t.Fatalf("no case of %d failed; want the planted bugs caught", len(seq))
+				t.Fatalf("no case of %d failed; want the planted bugs caught", len(seq.Results))
 			}
-			t.Logf("%d cases, %d failing, the same verdicts in parallel (one at a time %s, four at a time %s)", len(seq), failing, took[0], took[1])
+			t.Logf("%d cases, %d failing; one at a time %s, four at a time %s", len(seq.Results), failing, seq.Duration, par.Duration)
 		})
+	}
+}
+
+// TestSharedFixtureRefused: on Postgres, a case whose Setup returns the
+// fixture of a case running beside it on another lane is refused (both
+// would read back each other's writes); once that case is done, or on
+// sqlmock, where fixtures are placeholders, the same fixture is fine.
+func TestSharedFixtureRefused(t *testing.T) {
+	type fx struct{ Owner string }
+	r := &Runner{cfg: Config{Backend: Postgres}}
+	a, b := &lane{}, &lane{}
+	releaseA, err := r.claimFixture(a, fx{"owner-1"})
+	if err != nil {
+		t.Fatalf("first claim: %v", err)
+	}
+	if _, err := r.claimFixture(b, fx{"owner-1"}); err == nil || !strings.Contains(err.Error(), "same fixture as a case running beside it") {
+		t.Fatalf("claim of an equal fixture beside it = %v; want the shared fixture refused", err)
+	}
+	releaseB, err := r.claimFixture(b, fx{"owner-2"})
+	if err != nil {
+		t.Fatalf("claim of another fixture: %v", err)
+	}
+	releaseA()
+	releaseB()
+	if _, err := r.claimFixture(b, fx{"owner-1"}); err != nil {
+		t.Fatalf("claim after the first case ended: %v", err)
+	}
+	mock := &Runner{cfg: Config{Backend: Sqlmock}}
+	for _, l := range []*lane{a, b} {
+		if _, err := mock.claimFixture(l, fx{"mock"}); err != nil {
+			t.Fatalf("sqlmock claim: %v", err)
+		}
+	}
+}
+
+// TestVerdictDiff: two reports that disagree on a case, or where one ran a
+// case the other did not, differ on exactly those cases.
+func TestVerdictDiff(t *testing.T) {
+	c := func(step int) Case {
+		return Case{Operation: "Op", Step: step, StepKind: faults.StepExec, Fault: faults.Fault{Kind: faults.KindError}}
+	}
+	res := func(step int, invs ...Invariant) Result {
+		r := Result{Case: c(step)}
+		for _, inv := range invs {
+			r.Findings = append(r.Findings, Finding{Case: c(step), Invariant: inv})
+		}
+		return r
+	}
+	a := Report{Results: []Result{res(1), res(2, InvPool, InvGoroutines), res(3, InvServer)}}
+	b := Report{Results: []Result{res(1), res(2, InvGoroutines, InvPool), res(3), res(4)}}
+	got := a.VerdictDiff(b)
+	want := []string{
+		"Op/step-3-exec/error: broke [server] in the first run, [] in the second",
+		"Op/step-4-exec/error: broke [] in the second run; not run in the first",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("VerdictDiff = %q; want %q", got, want)
+	}
+	if d := a.VerdictDiff(a); len(d) != 0 {
+		t.Errorf("a report against itself: %q; want no difference", d)
 	}
 }

@@ -185,6 +185,12 @@ func (r *Runner) runPgxCase(ctx context.Context, l *lane, c Case) (res Result) {
 		find(InvSetup, nil, "setup: %v", err)
 		return res
 	}
+	release, err := r.claimFixture(l, fx)
+	if err != nil {
+		find(InvSetup, nil, "%v", err)
+		return res
+	}
+	defer release()
 	var at place
 	if !c.Clean() {
 		at = placeOf(r.clean, c.Step)

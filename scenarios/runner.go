@@ -167,8 +167,9 @@ type Runner struct {
 	hasWire bool            // the lanes' connections go through a faults.Wire
 
 	lanesMu sync.Mutex
-	lanes   []*lane // every lane made, for Close
-	free    []*lane // the lanes no case runs on
+	lanes   []*lane           // every lane made, for Close
+	free    []*lane           // the lanes no case runs on
+	live    map[*lane]Fixture // Postgres: the fixture of the case under way on each lane
 	// gate: a case whose fault locks a table from another session holds it
 	// alone (every other case touching the table would wait for the lock),
 	// every other case shares it.
@@ -805,6 +806,12 @@ func (r *Runner) runCase(ctx context.Context, l *lane, c Case) (res Result) {
 		find(inv, nil, "setup: %v", err)
 		return res
 	}
+	release, err := r.claimFixture(l, fx)
+	if err != nil {
+		find(InvSetup, nil, "%v", err)
+		return res
+	}
+	defer release()
 	// On sqlmock the expectations are set before the run: the model of a
 	// correct unit of work, from the golden trace.
 	var exp []gstep

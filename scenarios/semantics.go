@@ -203,15 +203,24 @@ func rollbackMayBeSilent(k faults.StepKind) bool { return k == faults.StepRollba
 
 // keepsConnHealthy reports whether a correct caller's connection is back in
 // the pool, usable, after fault f fired at a step of kind k (rule 5): an
-// error the server would send on a live session, or a delay, at a statement.
-// Everything else — a commit or rollback that failed (the injector closes
-// the conn, as pgx does), badconn, a session-ending SQLSTATE, a cancel (lib/pq
-// closes a conn whose context ended mid-call), the wire and server kinds, a
+// error the server would send on a live session, or a delay, at a statement;
+// and the server faults that end in such an error — a lock or a
+// statement_timeout at an exec or query (55P03 or 57014 from a session that
+// stays up; the fault's SET ends with the transaction, or is reset when the
+// step returns, and its lock is released). Everything else — a commit or
+// rollback that failed (the injector closes the conn, as pgx does), badconn,
+// a session-ending SQLSTATE, a cancel (pgx ends a transaction whose context
+// is cancelled by closing the conn; lib/pq closes a conn whose context ended
+// mid-call), the wire kinds, terminate, cancel-blocked (a cancel mid-call), a
 // panic — may leave a conn the next case would trip over.
+// TestKeepsConnHealthyOnPostgres holds every harmless case to it: the same
+// session serves the case and the next one.
 func keepsConnHealthy(f faults.Fault, k faults.StepKind) bool {
 	switch f.Kind {
 	case faults.KindLatency:
 		return true
+	case faults.KindLock, faults.KindStmtTimeout:
+		return k == faults.StepExec || k == faults.StepQuery
 	case faults.KindError:
 	case faults.KindPgErr:
 		if connEnding(f.Code) {

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -106,6 +105,10 @@ func TestOutcomeRules(t *testing.T) {
 		{"healthy/badconn", keepsConnHealthy(badconn, faults.StepQuery), false},
 		{"healthy/57P01", keepsConnHealthy(shutdown, faults.StepQuery), false},
 		{"healthy/cancel", keepsConnHealthy(faults.Fault{Kind: faults.KindCancel}, faults.StepQuery), false},
+		{"healthy/lock-at-exec", keepsConnHealthy(faults.Fault{Kind: faults.KindLock}, faults.StepExec), true},
+		{"healthy/stmt-timeout-at-query", keepsConnHealthy(faults.Fault{Kind: faults.KindStmtTimeout}, faults.StepQuery), true},
+		{"healthy/cancel-blocked", keepsConnHealthy(faults.Fault{Kind: faults.KindCancelBlocked}, faults.StepExec), false},
+		{"healthy/terminate", keepsConnHealthy(faults.Fault{Kind: faults.KindTerminate}, faults.StepExec), false},
 		{"caller-context/exec", carriesCallerContext(faults.StepExec), true},
 		{"caller-context/commit", carriesCallerContext(faults.StepCommit), true},
 		{"caller-context/connect", carriesCallerContext(faults.StepConnect), false},
@@ -184,20 +187,6 @@ var (
 	})
 )
 
-// verdicts maps each case of rep to its broken invariants ("" when clean).
-func verdicts(rep Report) map[string]string {
-	out := map[string]string{}
-	for _, res := range rep.Results {
-		var invs []string
-		for _, f := range res.Findings {
-			invs = append(invs, string(f.Invariant))
-		}
-		sort.Strings(invs)
-		out[res.Case.Name()] = strings.Join(invs, ",")
-	}
-	return out
-}
-
 // TestAutocommitCorrectCodeIsClean: correct autocommit code — through the
 // pool (database/sql retries a bad connection) and through a *sql.Conn (it
 // does not), a write that commits before its rows are read — passes every
@@ -257,7 +246,7 @@ func TestReplayReproducesAlone(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			whole := verdicts(rep)
+			whole := rep.Verdicts()
 			for _, res := range rep.Results {
 				alone := cfg
 				name := res.Case.Name()
@@ -266,7 +255,7 @@ func TestReplayReproducesAlone(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				got := verdicts(one)
+				got := one.Verdicts()
 				if len(got) != 1 || got[name] != whole[name] {
 					t.Errorf("%s: alone got %q (%d cases); in the whole matrix %q", name, got[name], len(got), whole[name])
 				}

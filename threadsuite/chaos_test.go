@@ -25,7 +25,7 @@ func TestChaos(t *testing.T) {
 	t.Cleanup(cancel)
 	const seed = 7
 	t.Logf("seed %d", seed)
-	res, err := chaos.Run(ctx, threadsuite.ChaosWorkload(), chaos.Config{Seed: seed, Workers: 4, Ops: 200, FaultRate: 0.05, NoGoroutineCheck: true}, chaosTarget(t))
+	res, err := chaos.Run(ctx, threadsuite.ChaosWorkload(), chaos.Config{Seed: seed, Workers: 4, Ops: 400, FaultRate: 0.05, Panics: true, NoGoroutineCheck: true}, chaosTarget(t))
 	if err != nil {
 		t.Fatal(err)
 	}

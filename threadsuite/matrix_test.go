@@ -32,12 +32,17 @@ func pgConfig(t testing.TB) scenarios.Config {
 // TestMatrix puts every catalog operation through every applicable fault at
 // every step, on sqlmock (expectations generated from the golden traces) and
 // on real PostgreSQL.
+//
+// Cases run side by side, a CPU's worth at a time (Config.Parallel), each on
+// a pool and application_name of its own.
 func TestMatrix(t *testing.T) {
 	t.Run("sqlmock", func(t *testing.T) {
-		scenarios.RunTests(t, scenarios.Config{Backend: scenarios.Sqlmock, Golden: GoldenFS()}, Catalog()...)
+		scenarios.RunTests(t, scenarios.Config{Backend: scenarios.Sqlmock, Golden: GoldenFS(), Parallel: scenarios.DefaultParallel()}, Catalog()...)
 	})
 	t.Run("postgres", func(t *testing.T) {
-		scenarios.RunTests(t, pgConfig(t), Catalog()...)
+		cfg := pgConfig(t)
+		cfg.Parallel = scenarios.DefaultParallel()
+		scenarios.RunTests(t, cfg, Catalog()...)
 	})
 }
 
@@ -234,8 +239,8 @@ func TestInvariantsCatchPlantedBugs(t *testing.T) {
 	}
 }
 
-// benchMatrix runs every case of every catalog operation once per iteration
-// and reports matrix cases per second.
+// benchMatrix runs every case of every catalog operation once per iteration,
+// cfg.Parallel at a time, and reports matrix cases per second.
 func benchMatrix(b *testing.B, cfg scenarios.Config) {
 	var runners []*scenarios.Runner
 	for _, op := range Catalog() {
@@ -249,8 +254,8 @@ func benchMatrix(b *testing.B, cfg scenarios.Config) {
 	cases := 0
 	for b.Loop() {
 		for _, r := range runners {
-			for _, c := range r.Cases() {
-				if res := r.RunCase(b.Context(), c); res.Failed() {
+			for _, res := range r.RunCases(b.Context(), r.Cases(), cfg.Parallel, nil) {
+				if res.Failed() {
 					b.Fatal(res.Findings[0].Error())
 				}
 				cases++
@@ -263,10 +268,19 @@ func benchMatrix(b *testing.B, cfg scenarios.Config) {
 
 // BenchmarkMatrix measures matrix cases per second: every catalog operation
 // × every step × every applicable fault, with all checks, on sqlmock and on
-// real PostgreSQL.
+// real PostgreSQL, one case at a time and several at once (parallel=N:
+// Config.Parallel).
 func BenchmarkMatrix(b *testing.B) {
-	b.Run("sqlmock", func(b *testing.B) { benchMatrix(b, scenarios.Config{Backend: scenarios.Sqlmock, Golden: GoldenFS()}) })
-	b.Run("postgres", func(b *testing.B) { benchMatrix(b, pgConfig(b)) })
+	for _, p := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("sqlmock/parallel=%d", p), func(b *testing.B) {
+			benchMatrix(b, scenarios.Config{Backend: scenarios.Sqlmock, Golden: GoldenFS(), Parallel: p})
+		})
+		b.Run(fmt.Sprintf("postgres/parallel=%d", p), func(b *testing.B) {
+			cfg := pgConfig(b)
+			cfg.Parallel = p
+			benchMatrix(b, cfg)
+		})
+	}
 }
 
 // BenchmarkHarnessRatio compares, per catalog operation on the same

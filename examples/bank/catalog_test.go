@@ -35,18 +35,28 @@ type fixture struct {
 // setupAccounts creates the fixture's owner and accounts in one statement,
 // on the plain pool. The owner is numbered after the accounts already there,
 // so that a fresh database gives the same fixture — and the same golden
-// trace — every time. On sqlmock (db nil) the fixture is the one the golden
-// traces were recorded with: the first on a fresh database.
+// trace — every time; the count and the insert run in one transaction under
+// a lock of their own, so that two cases set up side by side (a parallel
+// matrix) never share an owner. On sqlmock (db nil) the fixture is the one
+// the golden traces were recorded with: the first on a fresh database.
 func setupAccounts(ctx context.Context, db *sql.DB) (scenarios.Fixture, error) {
 	if db == nil {
 		return fixture{Owner: "owner-1", Rich: 1, Mid: 2, Poor: 3}, nil
 	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("setup accounts: begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext('bank setup accounts'))`); err != nil {
+		return nil, fmt.Errorf("setup accounts: lock: %w", err)
+	}
 	var existing int64
-	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM accounts`).Scan(&existing); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM accounts`).Scan(&existing); err != nil {
 		return nil, fmt.Errorf("setup accounts: count: %w", err)
 	}
 	fx := fixture{Owner: fmt.Sprintf("owner-%d", existing+1)}
-	rows, err := db.QueryContext(ctx, `
+	rows, err := tx.QueryContext(ctx, `
 WITH a AS (
   INSERT INTO accounts (owner, balance)
   SELECT $1, v.balance FROM (VALUES (1, 10000), (2, 5000), (3, 0)) AS v(n, balance) ORDER BY v.n
@@ -73,6 +83,9 @@ SELECT id FROM a ORDER BY id`, fx.Owner)
 	}
 	if n != len(ids) {
 		return nil, fmt.Errorf("setup accounts: got %d accounts; want %d", n, len(ids))
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("setup accounts: commit: %w", err)
 	}
 	return fx, nil
 }

@@ -292,3 +292,77 @@ func untilDeadline(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// TestChaosShrink shrinks a planted store's violation to one worker's short stream, and the
+// shrunk configuration replays it.
+func TestChaosShrink(t *testing.T) {
+	ctx := untilDeadline(t)
+	wl := chaosWorkload("bank", func(db *sql.DB, n Notifier) accounts { return noDeferredRollback{NewStore(db, n)} }, nil)
+	cfg := chaos.Config{Seed: 11, Workers: 2, Ops: 200, FaultRate: 0.1, Panics: true, NoGoroutineCheck: true, CheckTimeout: 500 * time.Millisecond}
+	res, err := chaos.Run(ctx, wl, cfg, chaosTarget(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Violations) == 0 {
+		t.Fatalf("seed %d: the planted store gave no violation in %d operations", cfg.Seed, res.Operations)
+	}
+	newTarget := func(context.Context) (chaos.Target, func(), error) { return chaosTarget(t), func() {}, nil }
+	var log strings.Builder
+	deadline, _ := ctx.Deadline()
+	sh, err := chaos.Shrink(ctx, wl, cfg, res, newTarget, time.Until(deadline), 20, &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("shrunk in %s, %d attempts: %s\n%s", sh.Took, sh.Attempts, chaos.Describe(sh.Config), log.String())
+	if sh.Err != nil {
+		t.Errorf("shrink: %v", sh.Err)
+	}
+	if !sh.Reduced || sh.Config.Workers != 1 {
+		t.Errorf("shrunk to %s; want one worker", chaos.Describe(sh.Config))
+	}
+	again, err := chaos.Run(ctx, wl, sh.Config, chaosTarget(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again.Violations) == 0 || again.Violations[0].Invariant != sh.Violation.Invariant {
+		t.Errorf("the shrunk configuration %s gave %v; want a %s violation again", chaos.Describe(sh.Config), again.Violations, sh.Violation.Invariant)
+	}
+}
+
+// BenchmarkChaos measures the bank's chaos throughput (operations per second over all
+// workers), on each store: with faults and every check on ("checked"), next to the same
+// workload with every check and no fault ("checks-only") and with neither ("baseline"),
+// paired in one run on the same server. One b.N is one operation.
+func BenchmarkChaos(b *testing.B) {
+	stores := []struct {
+		name string
+		wl   *chaos.Workload
+	}{
+		{"database-sql", chaosWorkload("bank", theStore, nil)},
+		{"pgx", chaosWorkload("bank-pgx", nil, thePgxStore)},
+	}
+	for _, st := range stores {
+		for _, mode := range []string{"baseline", "checks-only", "checked"} {
+			b.Run(st.name+"/workers=8/"+mode, func(b *testing.B) {
+				tg := chaosTarget(b)
+				cfg := chaos.Config{Seed: 1, Workers: 8, Ops: max(b.N, 8), FaultRate: 0.03, NoGoroutineCheck: true}
+				switch mode {
+				case "baseline":
+					cfg.NoChecks = true
+				case "checks-only":
+					cfg.FaultRate = 0
+				}
+				b.ResetTimer()
+				res, err := chaos.Run(context.Background(), st.wl, cfg, tg)
+				b.StopTimer()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(res.Violations) > 0 {
+					b.Fatalf("violation in a clean run: %s", res.Violations[0])
+				}
+				b.ReportMetric(res.OpsPerSec(), "ops/s")
+			})
+		}
+	}
+}

@@ -56,14 +56,21 @@ func TestGolden(t *testing.T) {
 
 // TestMatrix puts every bank operation through every applicable fault at
 // every step: on sqlmock (expectations generated from the golden traces),
-// and on real PostgreSQL through pgx stdlib and through lib/pq.
+// and on real PostgreSQL through pgx stdlib and through lib/pq; cases run
+// side by side (a CPU's worth) but through lib/pq, whose Connector the
+// runner cannot give each case's sessions a name of their own.
 func TestMatrix(t *testing.T) {
 	t.Run("sqlmock", func(t *testing.T) {
-		scenarios.RunTests(t, scenarios.Config{Backend: scenarios.Sqlmock, Golden: os.DirFS("testdata")}, catalog(theStore)...)
+		scenarios.RunTests(t, scenarios.Config{Backend: scenarios.Sqlmock, Golden: os.DirFS("testdata"), Parallel: scenarios.DefaultParallel()},
+			catalog(theStore)...)
 	})
 	for _, driver := range drivers {
 		t.Run(driver, func(t *testing.T) {
-			scenarios.RunTests(t, pgConfig(t, driver), catalog(theStore)...)
+			cfg := pgConfig(t, driver)
+			if cfg.Connector == nil {
+				cfg.Parallel = scenarios.DefaultParallel()
+			}
+			scenarios.RunTests(t, cfg, catalog(theStore)...)
 		})
 	}
 }

@@ -86,6 +86,11 @@ func itoa(n int) string {
 // Call describes one driver call. The same value is passed to Before and
 // After; After sees the result fields filled in. Slices in a Call alias the
 // driver's own memory and are valid only during the hook: copy what you keep.
+// A connection's calls (its own, and those of its statements, rows and
+// transactions) share one Call value, which the next call overwrites:
+// database/sql makes one driver call at a time on a connection (it holds the
+// connection's lock around each), so a Call is never in use twice at once,
+// and a hook must keep no pointer to it once After has returned.
 type Call struct {
 	Op           Op
 	ConnID       uint64              // the wrapper's id of the connection (1, 2, ... per wrapped connector or driver)
@@ -267,6 +272,13 @@ type conn struct {
 	inner driver.Conn
 	id    uint64
 	s     *shared
+	call  Call // the call in progress on this conn (see Call): no call allocates one
+}
+
+// newCall returns the conn's Call, reset for a call of op.
+func (c *conn) newCall(op Op) *Call {
+	c.call = Call{Op: op, ConnID: c.id, Conn: c.inner}
+	return &c.call
 }
 
 type connR struct{ *conn }
@@ -302,7 +314,7 @@ func (c *conn) resetSession(ctx context.Context) error {
 	if !h.active() {
 		return r.ResetSession(ctx)
 	}
-	call := &Call{Op: OpResetSession, ConnID: c.id, Conn: c.inner}
+	call := c.newCall(OpResetSession)
 	if err := h.before(ctx, call); err != nil {
 		return err
 	}
@@ -316,7 +328,7 @@ func (c *conn) isValid() bool {
 		return v.IsValid()
 	}
 	ctx := context.Background()
-	call := &Call{Op: OpIsValid, ConnID: c.id, Conn: c.inner}
+	call := c.newCall(OpIsValid)
 	if err := h.before(ctx, call); err != nil {
 		return false
 	}
@@ -335,7 +347,8 @@ func (c *conn) PrepareContext(ctx context.Context, query string) (driver.Stmt, e
 	h := &c.s.hooks
 	var call *Call
 	if h.active() {
-		call = &Call{Op: OpPrepare, ConnID: c.id, Conn: c.inner, SQL: query}
+		call = c.newCall(OpPrepare)
+		call.SQL = query
 		if err := h.before(ctx, call); err != nil {
 			return nil, err
 		}
@@ -375,7 +388,7 @@ func (c *conn) Close() error {
 		return c.inner.Close()
 	}
 	ctx := context.Background()
-	call := &Call{Op: OpClose, ConnID: c.id, Conn: c.inner}
+	call := c.newCall(OpClose)
 	if err := h.before(ctx, call); err != nil {
 		if errors.Is(err, ErrHandled) {
 			return nil
@@ -427,7 +440,8 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 	h := &c.s.hooks
 	var call *Call
 	if h.active() {
-		call = &Call{Op: OpBegin, ConnID: c.id, Conn: c.inner, TxOptions: opts}
+		call = c.newCall(OpBegin)
+		call.TxOptions = opts
 		if err := h.before(ctx, call); err != nil {
 			return nil, err
 		}
@@ -446,39 +460,57 @@ func (c *conn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, e
 }
 
 func (c *conn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	if e, ok := c.inner.(driver.ExecerContext); ok && !c.s.hooks.active() {
-		return e.ExecContext(ctx, query, args) // the fast path: no closure, no Call
-	}
-	var exec func() (driver.Result, error)
-	switch e := c.inner.(type) {
+	switch c.inner.(type) {
 	case driver.ExecerContext:
-		exec = func() (driver.Result, error) { return e.ExecContext(ctx, query, args) }
-	case driver.Execer: //nolint:staticcheck // the fallback database/sql itself uses
-		exec = func() (driver.Result, error) {
-			dargs, err := namedToValues(args)
-			if err != nil {
-				return nil, err
-			}
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			return e.Exec(query, dargs)
+		if !c.s.hooks.active() {
+			return c.inner.(driver.ExecerContext).ExecContext(ctx, query, args) // the fast path: no Call
 		}
+	case driver.Execer: //nolint:staticcheck // the fallback database/sql itself uses
 	default:
 		return nil, driver.ErrSkip
 	}
-	return c.s.exec(ctx, &Call{Op: OpExec, ConnID: c.id, Conn: c.inner, SQL: query, Args: args}, exec)
+	call := c.newCall(OpExec)
+	call.SQL, call.Args = query, args
+	return c.s.exec(ctx, call, c)
 }
 
-func (s *shared) exec(ctx context.Context, call *Call, exec func() (driver.Result, error)) (driver.Result, error) {
+// runExec runs call (OpExec) on the driver's conn.
+func (c *conn) runExec(ctx context.Context, call *Call) (driver.Result, error) {
+	switch e := c.inner.(type) {
+	case driver.ExecerContext:
+		return e.ExecContext(ctx, call.SQL, call.Args)
+	case driver.Execer: //nolint:staticcheck // the fallback database/sql itself uses
+		dargs, err := namedToValues(call.Args)
+		if err != nil {
+			return nil, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return e.Exec(call.SQL, dargs)
+	}
+	return nil, driver.ErrSkip
+}
+
+// execer and querier run a call on the driver: a conn's exec or query, or
+// a statement's. (Interfaces rather than closures: a call allocates none.)
+type execer interface {
+	runExec(ctx context.Context, call *Call) (driver.Result, error)
+}
+
+type querier interface {
+	runQuery(ctx context.Context, call *Call) (driver.Rows, error)
+}
+
+func (s *shared) exec(ctx context.Context, call *Call, e execer) (driver.Result, error) {
 	h := &s.hooks
 	if !h.active() {
-		return exec()
+		return e.runExec(ctx, call)
 	}
 	if err := h.before(ctx, call); err != nil {
 		return nil, err
 	}
-	res, err := exec()
+	res, err := e.runExec(ctx, call)
 	call.RowsAffected = -1
 	if err == nil && res != nil {
 		if n, rerr := res.RowsAffected(); rerr == nil {
@@ -495,47 +527,56 @@ func (s *shared) exec(ctx context.Context, call *Call, exec func() (driver.Resul
 }
 
 func (c *conn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	if e, ok := c.inner.(driver.QueryerContext); ok && !c.s.hooks.active() {
-		ri, err := e.QueryContext(ctx, query, args) // the fast path: no closure, no Call
-		if err != nil {
-			return nil, err
-		}
-		return &rows{inner: ri, c: c, ctx: ctx, sql: query}, nil
-	}
-	var q func() (driver.Rows, error)
-	switch e := c.inner.(type) {
+	switch c.inner.(type) {
 	case driver.QueryerContext:
-		q = func() (driver.Rows, error) { return e.QueryContext(ctx, query, args) }
-	case driver.Queryer: //nolint:staticcheck // the fallback database/sql itself uses
-		q = func() (driver.Rows, error) {
-			dargs, err := namedToValues(args)
+		if !c.s.hooks.active() {
+			ri, err := c.inner.(driver.QueryerContext).QueryContext(ctx, query, args) // the fast path: no Call
 			if err != nil {
 				return nil, err
 			}
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			return e.Query(query, dargs)
+			return &rows{inner: ri, c: c, ctx: ctx, sql: query}, nil
 		}
+	case driver.Queryer: //nolint:staticcheck // the fallback database/sql itself uses
 	default:
 		return nil, driver.ErrSkip
 	}
-	return c.s.query(ctx, c, &Call{Op: OpQuery, ConnID: c.id, Conn: c.inner, SQL: query, Args: args}, q)
+	call := c.newCall(OpQuery)
+	call.SQL, call.Args = query, args
+	return c.s.query(ctx, c, call, c)
 }
 
-func (s *shared) query(ctx context.Context, c *conn, call *Call, q func() (driver.Rows, error)) (driver.Rows, error) {
+// runQuery runs call (OpQuery) on the driver's conn.
+func (c *conn) runQuery(ctx context.Context, call *Call) (driver.Rows, error) {
+	switch e := c.inner.(type) {
+	case driver.QueryerContext:
+		return e.QueryContext(ctx, call.SQL, call.Args)
+	case driver.Queryer: //nolint:staticcheck // the fallback database/sql itself uses
+		dargs, err := namedToValues(call.Args)
+		if err != nil {
+			return nil, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return e.Query(call.SQL, dargs)
+	}
+	return nil, driver.ErrSkip
+}
+
+func (s *shared) query(ctx context.Context, c *conn, call *Call, q querier) (driver.Rows, error) {
 	h := &s.hooks
 	if !h.active() {
-		ri, err := q()
+		ri, err := q.runQuery(ctx, call)
 		if err != nil {
 			return nil, err
 		}
 		return &rows{inner: ri, c: c, ctx: ctx, sql: call.SQL}, nil
 	}
+	sql := call.SQL // the Call is the conn's: read what rows need before the hooks run
 	if err := h.before(ctx, call); err != nil {
 		return nil, err
 	}
-	ri, err := q()
+	ri, err := q.runQuery(ctx, call)
 	if err == driver.ErrSkip {
 		return nil, err
 	}
@@ -545,7 +586,7 @@ func (s *shared) query(ctx context.Context, c *conn, call *Call, q func() (drive
 		}
 		return nil, err
 	}
-	return &rows{inner: ri, c: c, ctx: ctx, sql: call.SQL}, nil
+	return &rows{inner: ri, c: c, ctx: ctx, sql: sql}, nil
 }
 
 func namedToValues(named []driver.NamedValue) ([]driver.Value, error) {
@@ -568,7 +609,7 @@ func (c *conn) Ping(ctx context.Context) error {
 	if !h.active() {
 		return p.Ping(ctx)
 	}
-	call := &Call{Op: OpPing, ConnID: c.id, Conn: c.inner}
+	call := c.newCall(OpPing)
 	if err := h.before(ctx, call); err != nil {
 		return err
 	}
@@ -597,7 +638,7 @@ func (t *tx) end(op Op, f func() error) error {
 	if !h.active() {
 		return f()
 	}
-	call := &Call{Op: op, ConnID: t.c.id, Conn: t.c.inner}
+	call := t.c.newCall(op)
 	if err := h.before(t.ctx, call); err != nil {
 		var end *EndTx
 		if errors.As(err, &end) {
@@ -641,7 +682,8 @@ func (s *stmt) Close() error {
 		return s.inner.Close()
 	}
 	ctx := context.Background()
-	call := &Call{Op: OpStmtClose, ConnID: s.c.id, Conn: s.c.inner, SQL: s.sql}
+	call := s.c.newCall(OpStmtClose)
+	call.SQL = s.sql
 	if err := h.before(ctx, call); err != nil {
 		if errors.Is(err, ErrHandled) {
 			return nil
@@ -676,37 +718,45 @@ func (s *stmt) Query(args []driver.Value) (driver.Rows, error) {
 }
 
 func (s *stmt) ExecContext(ctx context.Context, args []driver.NamedValue) (driver.Result, error) {
-	exec := func() (driver.Result, error) {
-		if e, ok := s.inner.(driver.StmtExecContext); ok {
-			return e.ExecContext(ctx, args)
-		}
-		dargs, err := namedToValues(args)
-		if err != nil {
-			return nil, err
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		return s.inner.Exec(dargs) //nolint:staticcheck // the fallback database/sql itself uses
+	call := s.c.newCall(OpStmtExec)
+	call.SQL, call.Args = s.sql, args
+	return s.c.s.exec(ctx, call, s)
+}
+
+// runExec runs call (OpStmtExec) on the driver's statement.
+func (s *stmt) runExec(ctx context.Context, call *Call) (driver.Result, error) {
+	if e, ok := s.inner.(driver.StmtExecContext); ok {
+		return e.ExecContext(ctx, call.Args)
 	}
-	return s.c.s.exec(ctx, &Call{Op: OpStmtExec, ConnID: s.c.id, Conn: s.c.inner, SQL: s.sql, Args: args}, exec)
+	dargs, err := namedToValues(call.Args)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return s.inner.Exec(dargs) //nolint:staticcheck // the fallback database/sql itself uses
 }
 
 func (s *stmt) QueryContext(ctx context.Context, args []driver.NamedValue) (driver.Rows, error) {
-	q := func() (driver.Rows, error) {
-		if e, ok := s.inner.(driver.StmtQueryContext); ok {
-			return e.QueryContext(ctx, args)
-		}
-		dargs, err := namedToValues(args)
-		if err != nil {
-			return nil, err
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		return s.inner.Query(dargs) //nolint:staticcheck // the fallback database/sql itself uses
+	call := s.c.newCall(OpStmtQuery)
+	call.SQL, call.Args = s.sql, args
+	return s.c.s.query(ctx, s.c, call, s)
+}
+
+// runQuery runs call (OpStmtQuery) on the driver's statement.
+func (s *stmt) runQuery(ctx context.Context, call *Call) (driver.Rows, error) {
+	if e, ok := s.inner.(driver.StmtQueryContext); ok {
+		return e.QueryContext(ctx, call.Args)
 	}
-	return s.c.s.query(ctx, s.c, &Call{Op: OpStmtQuery, ConnID: s.c.id, Conn: s.c.inner, SQL: s.sql, Args: args}, q)
+	dargs, err := namedToValues(call.Args)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return s.inner.Query(dargs) //nolint:staticcheck // the fallback database/sql itself uses
 }
 
 // rows wraps driver.Rows; every optional rows interface is implemented with
@@ -733,7 +783,8 @@ func (r *rows) Close() error {
 	if !h.active() {
 		return r.inner.Close()
 	}
-	call := &Call{Op: OpRowsClose, ConnID: r.c.id, Conn: r.c.inner, SQL: r.sql, Columns: r.columns()}
+	call := r.c.newCall(OpRowsClose)
+	call.SQL, call.Columns = r.sql, r.columns()
 	if err := h.before(r.ctx, call); err != nil {
 		if errors.Is(err, ErrHandled) {
 			return nil
@@ -749,7 +800,8 @@ func (r *rows) Next(dest []driver.Value) error {
 	if !h.active() {
 		return r.inner.Next(dest)
 	}
-	call := &Call{Op: OpRowsNext, ConnID: r.c.id, Conn: r.c.inner, SQL: r.sql, Columns: r.columns()}
+	call := r.c.newCall(OpRowsNext)
+	call.SQL, call.Columns = r.sql, r.columns()
 	if err := h.before(r.ctx, call); err != nil {
 		return err
 	}

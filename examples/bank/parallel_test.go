@@ -1,0 +1,114 @@
+package bank
+
+import (
+	"database/sql"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sessionsafe/sessionsafe/scenarios"
+)
+
+// parallelCases are the cases the parallel test runs of each operation: the
+// clean case and a plain error, a panic, a retried serialization failure and
+// a cancel at every step where they apply — the planted bugs' cases among
+// correct ones. noCancel leaves the cancels out: a store that returns its
+// rollback's error instead of the first (swallowed-error) reports a
+// cancelled transaction as a success or not depending on whether
+// database/sql's own rollback on the cancelled context wins the race with
+// it — a verdict that varies one case at a time too.
+var (
+	parallelCases = regexp.MustCompile(`^step-0-clean/clean$|/(error|panic|pgerr=40001|cancel)$`)
+	noCancel      = regexp.MustCompile(`^step-0-clean/clean$|/(error|panic|pgerr=40001)$`)
+)
+
+// TestParallelVerdicts runs the planted stores' operations one case at a
+// time and four at a time — through database/sql on sqlmock and on
+// PostgreSQL (pgx stdlib), and through pgx itself on PostgreSQL — and
+// requires the same verdict for every case: a planted leak is caught in the
+// same cases either way, and never blamed on a case running beside it.
+func TestParallelVerdicts(t *testing.T) {
+	sqlStores := []struct {
+		name  string
+		store newAccounts
+		op    string
+		cases *regexp.Regexp
+	}{
+		{"no-deferred-rollback", func(db *sql.DB, n Notifier) accounts { return noDeferredRollback{NewStore(db, n)} }, opTransfer, parallelCases},
+		{"rows-left-open", func(db *sql.DB, n Notifier) accounts { return rowsLeftOpen{NewStore(db, n)} }, opListAccounts, parallelCases},
+		{"notifies-in-tx", func(db *sql.DB, n Notifier) accounts { return notifiesInTx{NewStore(db, n)} }, opTransfer, parallelCases},
+		{"swallowed-error", func(db *sql.DB, n Notifier) accounts { return swallowedError{NewStore(db, n)} }, opTransfer, noCancel},
+	}
+	pgxStores := []struct {
+		name  string
+		store newPgxAccounts
+		op    string
+	}{
+		{"pgx-panic-no-deferred-rollback", func(p *pgxpool.Pool, n Notifier) accounts { return pgxPanicNoRollback{NewPgxStore(p, n)} }, opTransfer},
+		{"pgx-rows-left-open", func(p *pgxpool.Pool, n Notifier) accounts { return pgxRowsLeftOpen{NewPgxStore(p, n)} }, opListAccounts},
+		{"pgx-notifies-in-tx", func(p *pgxpool.Pool, n Notifier) accounts { return pgxNotifiesInTx{NewPgxStore(p, n)} }, opTransfer},
+	}
+	pick := func(t *testing.T, ops []scenarios.Operation, name string) scenarios.Operation {
+		t.Helper()
+		op, ok := lookup(ops, name)
+		if !ok {
+			t.Fatalf("no operation %s in the catalog", name)
+		}
+		return op
+	}
+	type planted struct {
+		name  string
+		op    func(t *testing.T) scenarios.Operation
+		cases *regexp.Regexp
+	}
+	var viaSQL, viaPgx []planted
+	for _, s := range sqlStores {
+		viaSQL = append(viaSQL, planted{s.name, func(t *testing.T) scenarios.Operation { return pick(t, catalog(s.store), s.op) }, s.cases})
+	}
+	for _, s := range pgxStores {
+		viaPgx = append(viaPgx, planted{s.name, func(t *testing.T) scenarios.Operation { return pick(t, pgxCatalog(s.store), s.op) }, parallelCases})
+	}
+	backends := []struct {
+		name   string
+		cfg    func(t *testing.T) scenarios.Config
+		stores []planted
+	}{
+		{"sqlmock", func(*testing.T) scenarios.Config {
+			return scenarios.Config{Backend: scenarios.Sqlmock, Golden: os.DirFS("testdata")}
+		}, viaSQL},
+		{"postgres", func(t *testing.T) scenarios.Config { return pgConfig(t, "pgx") }, viaSQL},
+		{"pgx", pgConfigPgx, viaPgx},
+	}
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			for _, s := range b.stores {
+				t.Run(s.name, func(t *testing.T) {
+					op := s.op(t)
+					cfg := b.cfg(t)
+					cfg.Only = func(c scenarios.Case) bool {
+						return s.cases.MatchString(strings.TrimPrefix(c.Name(), c.Operation+"/"))
+					}
+					run := func(parallel int) scenarios.Report {
+						c := cfg
+						c.Parallel = parallel
+						rep, err := scenarios.Run(t.Context(), c, op)
+						if err != nil {
+							t.Fatal(err)
+						}
+						return rep
+					}
+					seq, par := run(1), run(4)
+					for _, d := range seq.VerdictDiff(par) {
+						t.Errorf("one at a time, then four at a time: %s", d)
+					}
+					if !seq.Failed() {
+						t.Fatalf("no case of %d failed; want the planted bug caught", len(seq.Results))
+					}
+				})
+			}
+		})
+	}
+}
