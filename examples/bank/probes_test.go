@@ -458,7 +458,7 @@ func TestProbesStarvedOfConnections(t *testing.T) {
 	res := runProbe(t, probes.ProbeConcurrent, cfg, op)
 	for _, f := range res.Findings {
 		if f.Check == probes.CheckCollateral && f.Goroutine == 2 && f.Holder == 2 &&
-			strings.Contains(f.Message, "every connection of its own pool (1) was taken (its run 0 of round 0 returned with 1 connection(s) still taken)") &&
+			strings.Contains(f.Message, "every connection of its own pool (1) was taken: it waited for one (its run 0 of round 0 returned with 1 connection(s) still taken)") &&
 			strings.Contains(f.Stack, probesPlantedAt) {
 			t.Logf("caught:\n%v", res.Err())
 			return
