@@ -16,7 +16,6 @@ import (
 	"github.com/sessionsafe/sessionsafe/pgtest"
 	"github.com/sessionsafe/sessionsafe/report"
 	"github.com/sessionsafe/sessionsafe/scenarios"
-	"github.com/sessionsafe/sessionsafe/threadsuite"
 )
 
 // shrinkBudget bounds the time spent shrinking one violation.
@@ -40,8 +39,8 @@ func chaosConfig(o *options) chaos.Config {
 }
 
 // replayCommand prints the command line that reruns cfg on backend exactly.
-func replayCommand(backend string, cfg chaos.Config) string {
-	args := []string{"sessionsafe", "replay", "-backend", backend, "-seed", strconv.FormatInt(cfg.Seed, 10),
+func replayCommand(o *options, backend string, cfg chaos.Config) string {
+	args := []string{o.prog + " replay" + o.catalogArg, "-backend", backend, "-seed", strconv.FormatInt(cfg.Seed, 10),
 		"-workers", strconv.Itoa(cfg.Workers)}
 	if cfg.Ops > 0 {
 		args = append(args, "-ops", strconv.Itoa(cfg.Ops))
@@ -79,7 +78,7 @@ func chaosCommand(ctx context.Context, name string, o *options, e *env) int {
 	if name == "replay" {
 		o.shrink = false
 	}
-	fmt.Fprintf(e.stdout, "sessionsafe %s: seed %d (rerun with -seed %d)\n", name, o.seed, o.seed)
+	fmt.Fprintf(e.stdout, "%s %s: seed %d (rerun with -seed %d)\n", e.prog, name, o.seed, o.seed)
 	rep := report.New(name, o.args, o.seed, e.now())
 	logw := io.Discard
 	if o.verbose {
@@ -103,7 +102,7 @@ func chaosCommand(ctx context.Context, name string, o *options, e *env) int {
 			}
 			if ctx.Err() == nil {
 				rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", backend, err))
-				fmt.Fprintf(e.stderr, "sessionsafe %s: %s: %s\n", name, backend, redact.Text(oneLine(err.Error())))
+				fmt.Fprintf(e.stderr, "%s %s: %s: %s\n", e.prog, name, backend, redact.Text(oneLine(err.Error())))
 			}
 		}
 	}
@@ -125,7 +124,7 @@ func chaosMock(ctx context.Context, o *options, e *env, rep *report.Report, logw
 	cfg.Log = logw
 	p := chaosProgress(o, e, "chaos sqlmock", cfg.Counters)
 	p.Run(ctx)
-	res, err := chaos.RunMock(ctx, cfg, threadsuite.Catalog(), threadsuite.GoldenFS(), func(c scenarios.Case) string { return caseReplay(c, o) })
+	res, err := chaos.RunMock(ctx, cfg, o.cat.sqlmockOperations(), o.cat.Golden, func(c scenarios.Case) string { return caseReplay(c, o) })
 	p.Stop()
 	if res == nil {
 		return err
@@ -156,7 +155,7 @@ func chaosPostgres(ctx context.Context, o *options, e *env, rep *report.Report, 
 		return err
 	}
 	defer srv.Close()
-	db, err := newDatabase(ctx, srv)
+	db, err := newDatabase(ctx, srv, o.cat)
 	if err != nil {
 		return err
 	}
@@ -179,7 +178,7 @@ func chaosPostgres(ctx context.Context, o *options, e *env, rep *report.Report, 
 	}
 	p := chaosProgress(o, e, "chaos postgres", cfg.Counters)
 	p.Run(ctx)
-	res, err := chaos.Run(ctx, threadsuite.ChaosWorkload(), cfg, target)
+	res, err := chaos.Run(ctx, o.cat.Chaos, cfg, target)
 	p.Stop()
 	if err != nil {
 		return err
@@ -189,18 +188,18 @@ func chaosPostgres(ctx context.Context, o *options, e *env, rep *report.Report, 
 		Restarts: res.Restarts, Pauses: res.Pauses, Acked: res.Acked, Ambiguous: res.Ambiguous,
 		Violations: len(res.Violations), Seconds: res.Duration.Seconds(), OpsPerSec: res.OpsPerSec(), Interrupted: res.Interrupted}
 	rep.Chaos = append(rep.Chaos, run)
-	full := replayCommand("postgres", cfg)
+	full := replayCommand(o, "postgres", cfg)
 	var shrunk string
 	if len(res.Violations) > 0 && o.shrink && ctx.Err() == nil {
 		fmt.Fprintf(e.stdout, "shrinking %d violation(s) of seed %d ...\n", len(res.Violations), o.seed)
 		newTarget := func(ctx context.Context) (chaos.Target, func(), error) {
-			d, err := newDatabase(ctx, srv)
+			d, err := newDatabase(ctx, srv, o.cat)
 			if err != nil {
 				return chaos.Target{}, nil, err
 			}
 			return chaos.Target{DSN: d.DSN, Admin: d.Admin, AppName: d.AppName, Server: target.Server}, func() { d.Close() }, nil
 		}
-		sh, err := chaos.Shrink(ctx, threadsuite.ChaosWorkload(), cfg, res, newTarget, shrinkBudget, shrinkAttempts, logw)
+		sh, err := chaos.Shrink(ctx, o.cat.Chaos, cfg, res, newTarget, shrinkBudget, shrinkAttempts, logw)
 		switch {
 		case err != nil:
 		case sh.Err != nil:
@@ -208,7 +207,7 @@ func chaosPostgres(ctx context.Context, o *options, e *env, rep *report.Report, 
 			// its own. The violation stands, with the whole run's replay.
 			fmt.Fprintf(e.stdout, "%s\n  the violation stands; replay the whole run\n", sh.Err)
 		case sh.Reduced:
-			shrunk = replayCommand("postgres", sh.Config)
+			shrunk = replayCommand(o, "postgres", sh.Config)
 			fmt.Fprintf(e.stdout, "shrunk in %s (%d attempts, the smallest failing %d more times alone) to %s\n  %s\n",
 				sh.Took.Round(time.Millisecond), sh.Attempts, chaos.Confirmations, chaos.Describe(sh.Config), shrunk)
 		default:
@@ -227,7 +226,7 @@ func chaosPostgres(ctx context.Context, o *options, e *env, rep *report.Report, 
 		if v.Worker >= 0 && v.OpIndex >= 0 && cfg.Workers > 1 {
 			c := cfg
 			c.Seed, c.Workers, c.Ops, c.Duration = v.StreamSeed, 1, v.OpIndex+1, 0
-			replay = replayCommand("postgres", c) + "   # worker " + strconv.Itoa(v.Worker) + "'s stream alone; the whole run: " + full
+			replay = replayCommand(o, "postgres", c) + "   # worker " + strconv.Itoa(v.Worker) + "'s stream alone; the whole run: " + full
 		}
 		msg := v.Message
 		switch {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 
 // env is what a subcommand may touch of the outside world: everything else comes in flags.
 type env struct {
+	prog           string // the program's name, as its replay commands call it
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	now            func() time.Time
@@ -33,16 +35,16 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"matrix", fBackend | fPostgres | fReports | fMatrix, "the full step × fault matrix on sqlmock and/or Postgres", runMatrix},
-		{"chaos", fBackend | fPostgres | fChaos | fReports, "a concurrent seeded run with random faults, server chaos and a data-safety ledger", runChaos},
-		{"replay", fBackend | fPostgres | fChaos | fReports | fReplay, "rerun one matrix case (-case) or one chaos seed (-seed) exactly", runReplay},
-		{"serve", fPostgres | fServe, "the thread HTTP API on a real Postgres, faults armed, /debug/sessions", runServe},
+		{"matrix", fCatalog | fBackend | fPostgres | fReports | fMatrix, "the full step × fault matrix on sqlmock and/or Postgres", runMatrix},
+		{"chaos", fCatalog | fBackend | fPostgres | fChaos | fReports, "a concurrent seeded run with random faults, server chaos and a data-safety ledger", runChaos},
+		{"replay", fCatalog | fBackend | fPostgres | fChaos | fReports | fReplay, "rerun one matrix case (-case) or one chaos seed (-seed) exactly", runReplay},
+		{"serve", fCatalog | fPostgres | fServe, "the catalog's HTTP API on a real Postgres, faults armed, /debug/sessions", runServe},
 		{"summary", fFiles, "print report.json files as one line each: cases or operations, faults, violations, time", runSummary},
 	}
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: sessionsafe <command> [flags]")
+func usage(w io.Writer, prog string, cats []Catalog) {
+	fmt.Fprintf(w, "usage: %s <command> [flags]\n", prog)
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "commands:")
 	for _, c := range commands() {
@@ -50,29 +52,83 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  %-7s %s\n", "mutate", mutateSummary)
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Run 'sessionsafe <command> -h' for its flags. Exit codes: 0 clean, 1 violations, 2 usage/setup error or interrupted, 3 replay did not reproduce.")
+	fmt.Fprintln(w, "catalogs (-catalog NAME; the first by default):")
+	for _, c := range cats {
+		fmt.Fprintf(w, "  %-7s %s\n", c.Name, describe(c))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "Run '%s <command> -h' for its flags. Exit codes: 0 clean, 1 violations, 2 usage/setup error or interrupted, 3 replay did not reproduce.\n", prog)
 }
 
-// Main runs the command line os.Args names, stopping at the first SIGINT or SIGTERM, and
-// returns the exit code for the caller to pass to os.Exit.
-func Main() int {
+// describe says in one line what c has.
+func describe(c Catalog) string {
+	var sql, pgx int
+	for _, op := range c.Operations {
+		if op.RunPgx != nil {
+			pgx++
+		} else {
+			sql++
+		}
+	}
+	s := fmt.Sprintf("%d database/sql and %d pgx operations", sql, pgx)
+	if c.Handler != nil {
+		s += "; serve"
+	}
+	if c.Chaos != nil {
+		s += "; chaos on Postgres"
+	}
+	return s
+}
+
+// Main runs the command line os.Args names on the catalogs, stopping at the first SIGINT or
+// SIGTERM, and returns the exit code for the caller to pass to os.Exit:
+//
+//	func main() { os.Exit(cli.Main(myCatalog)) }
+//
+// With several catalogs, -catalog NAME picks one (the first by default). Replay commands
+// in the output and the reports name the program as os.Args[0] does.
+func Main(catalogs ...Catalog) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	return Run(ctx, os.Args, os.Stdout, os.Stderr, catalogs...)
+}
+
+// Run is [Main] for a test or a program of its own: args is the whole command line, the
+// program's name first (as os.Args); the run stops when ctx ends (as at Ctrl-C); the
+// environment comes from os.Getenv. It returns the exit code.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer, catalogs ...Catalog) int {
+	prog := "sessionsafe"
+	if len(args) > 0 {
+		if args[0] != "" {
+			prog = filepath.Base(args[0])
+		}
+		args = args[1:]
+	}
+	return program{name: prog, catalogs: catalogs}.run(ctx, args, stdout, stderr, os.Getenv)
+}
+
+// program is one command line: its name and catalogs.
+type program struct {
+	name     string
+	catalogs []Catalog
 }
 
 // run is the whole program, minus os.Exit: it returns the exit code.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+func (p program) run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	// The interrupt notice is written from its own goroutine, beside the run's own errors.
 	stderr = &lockedWriter{w: stderr}
-	e := &env{stdout: stdout, stderr: stderr, getenv: getenv, now: time.Now, isTerminal: isTerminal(stdout)}
+	if err := checkCatalogs(p.catalogs); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", p.name, err)
+		return exitUsage
+	}
+	e := &env{prog: p.name, stdout: stdout, stderr: stderr, getenv: getenv, now: time.Now, isTerminal: isTerminal(stdout)}
 	if len(args) == 0 {
-		usage(stderr)
+		usage(stderr, p.name, p.catalogs)
 		return exitUsage
 	}
 	switch args[0] {
 	case "-h", "-help", "--help", "help":
-		usage(stdout)
+		usage(stdout, p.name, p.catalogs)
 		return exitOK
 	case "mutate":
 		return runMutate(ctx, args[1:], e)
@@ -85,17 +141,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fs := flagSet(c.name, c.flags, o, getenv, io.Discard)
 		if err := fs.Parse(args[1:]); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprintf(stdout, "usage: sessionsafe %s [flags]\n\n%s.\n\nflags:\n", c.name, c.summary)
+				fmt.Fprintf(stdout, "usage: %s %s [flags]\n\n%s.\n\nflags:\n", p.name, c.name, c.summary)
 				fs.SetOutput(stdout)
 				fs.PrintDefaults()
 				return exitOK
 			}
-			fmt.Fprintf(stderr, "sessionsafe %s: %s (see sessionsafe %s -h)\n", c.name, redact.Text(oneLine(err.Error())), c.name)
+			fmt.Fprintf(stderr, "%s %s: %s (see %s %s -h)\n", p.name, c.name, redact.Text(oneLine(err.Error())), p.name, c.name)
 			return exitUsage
 		}
 		if err := o.validate(fs); err != nil {
-			fmt.Fprintf(stderr, "sessionsafe %s: %s\n", c.name, redact.Text(err.Error()))
+			fmt.Fprintf(stderr, "%s %s: %s\n", p.name, c.name, redact.Text(err.Error()))
 			return exitUsage
+		}
+		if c.flags&fCatalog != 0 {
+			cat, err := findCatalog(p.catalogs, o.catalogName)
+			if err == nil {
+				err = o.checkCatalog(cat)
+			}
+			if err != nil {
+				fmt.Fprintf(stderr, "%s %s: %s\n", p.name, c.name, err)
+				return exitUsage
+			}
+			o.cat, o.prog, o.catalogArg = cat, p.name, ""
+			if len(p.catalogs) > 1 {
+				o.catalogArg = " -catalog " + cat.Name
+			}
 		}
 		what := "stopping, writing the partial report, cleaning up"
 		if c.name == "serve" {
@@ -104,7 +174,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		noticed := make(chan struct{})
 		stop := context.AfterFunc(ctx, func() {
 			defer close(noticed)
-			fmt.Fprintf(stderr, "\nsessionsafe %s: interrupted: %s\n", c.name, what)
+			fmt.Fprintf(stderr, "\n%s %s: interrupted: %s\n", p.name, c.name, what)
 		})
 		code := c.run(ctx, o, e)
 		if !stop() {
@@ -112,7 +182,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		}
 		return code
 	}
-	fmt.Fprintf(stderr, "sessionsafe: unknown command %q; want one of %s\n", args[0], commandNames())
+	fmt.Fprintf(stderr, "%s: unknown command %q; want one of %s\n", p.name, args[0], commandNames())
 	return exitUsage
 }
 
@@ -126,7 +196,7 @@ func commandNames() string {
 
 // fail prints a one-line error for err (redacted) and returns its exit code.
 func (e *env) fail(cmd string, err error) int {
-	fmt.Fprintf(e.stderr, "sessionsafe %s: %s\n", cmd, redact.Text(oneLine(err.Error())))
+	fmt.Fprintf(e.stderr, "%s %s: %s\n", e.prog, cmd, redact.Text(oneLine(err.Error())))
 	return exitUsage
 }
 

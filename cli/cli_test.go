@@ -154,15 +154,18 @@ func TestReplayCommandParses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd := replayCommand("postgres", tt.cfg)
+			cmd := replayCommand(&options{prog: "sessionsafe", catalogArg: " -catalog threads"}, "postgres", tt.cfg)
 			fields := strings.Fields(cmd)
 			if fields[0] != "sessionsafe" || fields[1] != "replay" {
 				t.Fatalf("replay command %q does not start with sessionsafe replay", cmd)
 			}
 			o := &options{}
-			fs := flagSet("replay", fBackend|fPostgres|fChaos|fReports|fReplay, o, noEnv, io.Discard)
+			fs := flagSet("replay", fCatalog|fBackend|fPostgres|fChaos|fReports|fReplay, o, noEnv, io.Discard)
 			if err := fs.Parse(fields[2:]); err != nil {
 				t.Fatalf("parse %q: %v", cmd, err)
+			}
+			if o.catalogName != "threads" {
+				t.Errorf("replay command %q: catalog %q; want threads", cmd, o.catalogName)
 			}
 			if err := o.validate(fs); err != nil {
 				t.Fatalf("validate %q: %v", cmd, err)

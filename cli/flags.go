@@ -71,6 +71,11 @@ type options struct {
 	cmd  string
 	args []string // the command line, for the report (redacted there)
 
+	prog        string // the program's name, for replay commands
+	catalogName string
+	cat         *Catalog // the catalog -catalog names
+	catalogArg  string   // " -catalog NAME" when the program has several, for replay commands
+
 	backend  string
 	provider string
 	dsn      string
@@ -130,14 +135,59 @@ func (o *options) reportPaths() report.Paths {
 	return p
 }
 
-// backends returns the backends the -backend flag names.
+// backends returns the backends the -backend flag names. Left to its default, it leaves
+// out a backend the catalog cannot run on (sqlmock without golden traces, Postgres chaos
+// without a workload); checkCatalog refuses one named explicitly.
 func (o *options) backends() []string {
 	switch o.backend {
 	case "both":
-		return []string{"sqlmock", "postgres"}
+		var out []string
+		for _, b := range []string{"sqlmock", "postgres"} {
+			if o.cat == nil || o.catalogRuns(b) == nil {
+				out = append(out, b)
+			}
+		}
+		return out
 	default:
 		return []string{o.backend}
 	}
+}
+
+// catalogRuns says why the catalog cannot run this command on backend b (nil: it can).
+func (o *options) catalogRuns(b string) error {
+	chaos := o.cmd == "chaos" || (o.cmd == "replay" && o.seedSet)
+	switch {
+	case b == "sqlmock" && o.cat.Golden == nil:
+		return usagef("catalog %s has no golden traces (Catalog.Golden): it runs on postgres only", o.cat.Name)
+	case b == "sqlmock" && chaos && len(o.cat.sqlmockOperations()) == 0:
+		return usagef("catalog %s has no database/sql operation for chaos on sqlmock", o.cat.Name)
+	case b == "postgres" && chaos && o.cat.Chaos == nil:
+		return usagef("catalog %s has no chaos workload on postgres (Catalog.Chaos): use -backend sqlmock", o.cat.Name)
+	}
+	return nil
+}
+
+// checkCatalog refuses a command the catalog cannot run: a backend named on the command
+// line it lacks what for, serve without a Handler.
+func (o *options) checkCatalog(c *Catalog) error {
+	o.cat = c
+	if o.cmd == "serve" && c.Handler == nil {
+		return usagef("catalog %s has no HTTP API to serve (Catalog.Handler)", c.Name)
+	}
+	if o.set["backend"] && o.backend != "both" {
+		return o.catalogRuns(o.backend)
+	}
+	if len(o.backends()) == 0 {
+		return usagef("catalog %s can run %s on no backend: %v; %v", c.Name, o.cmd, o.catalogRuns("sqlmock"), o.catalogRuns("postgres"))
+	}
+	if o.set["backend"] {
+		for _, b := range []string{"sqlmock", "postgres"} {
+			if err := o.catalogRuns(b); err != nil {
+				return fmt.Errorf("-backend both: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 const (
@@ -148,7 +198,8 @@ const (
 	fMatrix
 	fReplay
 	fServe
-	fFiles // takes file arguments after the flags
+	fFiles   // takes file arguments after the flags
+	fCatalog // runs a catalog
 )
 
 // flagSet builds the flag set of one subcommand into o. getenv supplies the defaults read
@@ -158,8 +209,11 @@ func flagSet(cmd string, which int, o *options, getenv func(string) string, out 
 	fs.SetOutput(out)
 	o.cmd = cmd
 	o.takesFiles = which&fFiles != 0
+	if which&fCatalog != 0 {
+		fs.StringVar(&o.catalogName, "catalog", "", "the catalog to run, by name (default: the first; see -h of the program)")
+	}
 	if which&fBackend != 0 {
-		fs.StringVar(&o.backend, "backend", "both", "where the handlers run: sqlmock, postgres or both")
+		fs.StringVar(&o.backend, "backend", "both", "where the catalog runs: sqlmock, postgres or both")
 	}
 	if which&fPostgres != 0 {
 		prov := getenv("SESSIONSAFE_PG_PROVIDER")

@@ -12,7 +12,6 @@ import (
 	"github.com/sessionsafe/sessionsafe/internal/redact"
 	"github.com/sessionsafe/sessionsafe/report"
 	"github.com/sessionsafe/sessionsafe/scenarios"
-	"github.com/sessionsafe/sessionsafe/threadsuite"
 )
 
 func runMatrix(ctx context.Context, o *options, e *env) int {
@@ -32,7 +31,7 @@ func inShard(name string, s shard) bool {
 
 // caseReplay is the command that reruns one matrix case.
 func caseReplay(c scenarios.Case, o *options) string {
-	return fmt.Sprintf("sessionsafe replay -backend %s -case '%s'", c.Backend, c.Name())
+	return fmt.Sprintf("%s replay%s -backend %s -case '%s'", o.prog, o.catalogArg, c.Backend, c.Name())
 }
 
 // matrixCommand runs the matrix (or the cases only selects) on every backend.
@@ -51,16 +50,17 @@ func matrixCommand(ctx context.Context, name string, o *options, e *env, only fu
 		}
 		return inShard(c.Name(), o.shard)
 	}
-	ops := threadsuite.Catalog()
 	for _, backend := range o.backends() {
 		if ctx.Err() != nil {
 			break
 		}
 		cfg := scenarios.Config{Only: filter, Replay: func(c scenarios.Case) string { return caseReplay(c, o) }}
 		var cleanup func()
+		ops := o.cat.Operations
 		switch backend {
 		case "sqlmock":
-			cfg.Backend, cfg.Golden = scenarios.Sqlmock, threadsuite.GoldenFS()
+			cfg.Backend, cfg.Golden = scenarios.Sqlmock, o.cat.Golden
+			ops = o.cat.sqlmockOperations()
 		case "postgres":
 			srv, err := startPostgres(ctx, o, logw)
 			if err != nil && ctx.Err() != nil {
@@ -68,10 +68,10 @@ func matrixCommand(ctx context.Context, name string, o *options, e *env, only fu
 			}
 			if err != nil {
 				rep.Errors = append(rep.Errors, "postgres: "+err.Error())
-				fmt.Fprintf(e.stderr, "sessionsafe %s: postgres: %s\n", name, redact.Text(oneLine(err.Error())))
+				fmt.Fprintf(e.stderr, "%s %s: postgres: %s\n", e.prog, name, redact.Text(oneLine(err.Error())))
 				continue
 			}
-			db, err := newDatabase(ctx, srv)
+			db, err := newDatabase(ctx, srv, o.cat)
 			if err != nil && ctx.Err() != nil {
 				srv.Close()
 				continue
@@ -79,7 +79,7 @@ func matrixCommand(ctx context.Context, name string, o *options, e *env, only fu
 			if err != nil {
 				srv.Close()
 				rep.Errors = append(rep.Errors, "postgres: "+err.Error())
-				fmt.Fprintf(e.stderr, "sessionsafe %s: postgres: %s\n", name, redact.Text(oneLine(err.Error())))
+				fmt.Fprintf(e.stderr, "%s %s: postgres: %s\n", e.prog, name, redact.Text(oneLine(err.Error())))
 				continue
 			}
 			cleanup = func() { db.Close(); srv.Close() }
@@ -88,7 +88,7 @@ func matrixCommand(ctx context.Context, name string, o *options, e *env, only fu
 		}
 		if err := runMatrixBackend(ctx, name, o, e, cfg, ops, rep); err != nil && ctx.Err() == nil {
 			rep.Errors = append(rep.Errors, backend+": "+err.Error())
-			fmt.Fprintf(e.stderr, "sessionsafe %s: %s: %s\n", name, backend, redact.Text(oneLine(err.Error())))
+			fmt.Fprintf(e.stderr, "%s %s: %s: %s\n", e.prog, name, backend, redact.Text(oneLine(err.Error())))
 		}
 		if cleanup != nil {
 			cleanup()
@@ -108,7 +108,7 @@ func matrixCommand(ctx context.Context, name string, o *options, e *env, only fu
 			msg += " (names look like UpdateThread/step-7-commit/pgerr=40001; see the matrix report)"
 		}
 		rep.Errors = append(rep.Errors, msg)
-		fmt.Fprintf(e.stderr, "sessionsafe %s: %s\n", name, msg)
+		fmt.Fprintf(e.stderr, "%s %s: %s\n", e.prog, name, msg)
 	}
 	return finish(e, o, rep)
 }

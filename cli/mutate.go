@@ -36,7 +36,7 @@ func runMutate(ctx context.Context, args []string, e *env) int {
 	verbose := fs.Bool("v", false, "verbose: with -list, print each mutant's diff")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(e.stdout, "usage: sessionsafe mutate [flags] [packages]\n\n%s.\nPackages are go patterns (default ./...).\n\nflags:\n", mutateSummary)
+			fmt.Fprintf(e.stdout, "usage: %s mutate [flags] [packages]\n\n%s.\nPackages are go patterns (default ./...).\n\nflags:\n", e.prog, mutateSummary)
 			fs.SetOutput(e.stdout)
 			fs.PrintDefaults()
 			fmt.Fprintln(e.stdout, "\noperators:")
@@ -46,7 +46,7 @@ func runMutate(ctx context.Context, args []string, e *env) int {
 			fmt.Fprintln(e.stdout, "\nExit codes: 0 no mutant survived, 1 a mutant survived, 2 usage/setup error or interrupted.")
 			return exitOK
 		}
-		fmt.Fprintf(e.stderr, "sessionsafe mutate: %s (see sessionsafe mutate -h)\n", redact.Text(oneLine(err.Error())))
+		fmt.Fprintf(e.stderr, "%s mutate: %s (see %s mutate -h)\n", e.prog, redact.Text(oneLine(err.Error())), e.prog)
 		return exitUsage
 	}
 	set := map[string]bool{}
@@ -143,7 +143,7 @@ func runMutate(ctx context.Context, args []string, e *env) int {
 		}
 		fmt.Fprintf(e.stderr, "[%d/%d] %s: %s (%s)\n", done, total, r.ID, what, r.Duration.Round(100*time.Millisecond))
 	}))
-	fmt.Fprintf(e.stderr, "sessionsafe mutate: %d mutants%s, %d at a time; clean run first\n", countShard(ms, sh), shardNote(sh), *parallel)
+	fmt.Fprintf(e.stderr, "%s mutate: %d mutants%s, %d at a time; clean run first\n", e.prog, countShard(ms, sh), shardNote(sh), *parallel)
 	rep, err := mutate.Run(ctx, ms, runOpts...)
 	interrupted := ctx.Err() != nil
 	if err != nil && !interrupted {
@@ -156,13 +156,13 @@ func runMutate(ctx context.Context, args []string, e *env) int {
 	}
 	written, werr := writeMutateReports(o.reportPaths(), rep)
 	if len(written) > 0 {
-		fmt.Fprintf(e.stderr, "sessionsafe mutate: report written to %s\n", strings.Join(written, ", "))
+		fmt.Fprintf(e.stderr, "%s mutate: report written to %s\n", e.prog, strings.Join(written, ", "))
 	}
 	if werr != nil {
 		return e.fail("mutate", werr)
 	}
 	if interrupted {
-		fmt.Fprintf(e.stderr, "sessionsafe mutate: interrupted after %s: the report is partial\n", time.Since(start).Round(time.Second))
+		fmt.Fprintf(e.stderr, "%s mutate: interrupted after %s: the report is partial\n", e.prog, time.Since(start).Round(time.Second))
 		return exitUsage
 	}
 	if rep.Summary.Survived > 0 {

@@ -14,7 +14,7 @@ func finish(e *env, o *options, rep *report.Report) int {
 	paths, err := report.Write(rep, o.reportPaths())
 	s := rep.Summary
 	fmt.Fprintln(e.stdout)
-	head := "sessionsafe " + rep.Command + ":"
+	head := e.prog + " " + rep.Command + ":"
 	if o.seedSet || rep.Command == "chaos" {
 		head += fmt.Sprintf(" seed %d,", rep.Seed)
 	}
@@ -44,7 +44,7 @@ func finish(e *env, o *options, rep *report.Report) int {
 		fmt.Fprintf(e.stdout, "  report: %s\n", p)
 	}
 	if err != nil {
-		fmt.Fprintf(e.stderr, "sessionsafe %s: %s\n", rep.Command, err)
+		fmt.Fprintf(e.stderr, "%s %s: %s\n", e.prog, rep.Command, err)
 		return exitUsage
 	}
 	switch {
@@ -82,14 +82,14 @@ func firstLine(s string) string {
 // violations, 3.2s". make chaos prints its summary with it.
 func runSummary(_ context.Context, o *options, e *env) int {
 	if len(o.files) == 0 {
-		fmt.Fprintln(e.stderr, "sessionsafe summary: want one or more report.json files")
+		fmt.Fprintf(e.stderr, "%s summary: want one or more report.json files\n", e.prog)
 		return exitUsage
 	}
 	code := exitOK
 	for _, path := range o.files {
 		rep, err := report.ReadJSON(path)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "sessionsafe summary: %s\n", oneLine(err.Error()))
+			fmt.Fprintf(e.stderr, "%s summary: %s\n", e.prog, oneLine(err.Error()))
 			code = exitUsage
 			continue
 		}

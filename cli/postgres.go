@@ -9,13 +9,8 @@ import (
 
 	tclog "github.com/testcontainers/testcontainers-go/log"
 
-	"github.com/sessionsafe/sessionsafe/handlers"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 )
-
-// migration names the template the CLI's databases are cloned from; bump it when the
-// handlers' schema changes.
-const migration = "sessionsafe-handlers-v1"
 
 // startPostgres provisions the Postgres server the flags ask for. Close it when done: it
 // removes the container or the cluster and its temporary directory.
@@ -38,9 +33,9 @@ func startPostgres(ctx context.Context, o *options, log io.Writer) (*pgtest.Serv
 	return srv, nil
 }
 
-// newDatabase returns a fresh database migrated for the handlers.
-func newDatabase(ctx context.Context, srv *pgtest.Server) (*pgtest.Database, error) {
-	db, err := srv.NewDatabase(ctx, pgtest.WithMigration(migration, handlers.Migrate))
+// newDatabase returns a fresh database migrated for the catalog.
+func newDatabase(ctx context.Context, srv *pgtest.Server, cat *Catalog) (*pgtest.Database, error) {
+	db, err := srv.NewDatabase(ctx, pgtest.WithMigration(cat.Migration, cat.Migrate))
 	if err != nil {
 		return nil, &setupError{fmt.Errorf("create database: %w", err)}
 	}

@@ -11,7 +11,7 @@ import (
 func runReplay(ctx context.Context, o *options, e *env) int {
 	switch {
 	case o.caseName != "" && o.seedSet:
-		fmt.Fprintln(e.stderr, "sessionsafe replay: -case and -seed: give one of them")
+		fmt.Fprintf(e.stderr, "%s replay: -case and -seed: give one of them\n", e.prog)
 		return exitUsage
 	case o.caseName != "":
 		if !o.set["backend"] {
@@ -23,6 +23,6 @@ func runReplay(ctx context.Context, o *options, e *env) int {
 	case o.seedSet:
 		return chaosCommand(ctx, "replay", o, e)
 	}
-	fmt.Fprintln(e.stderr, "sessionsafe replay: want -case NAME (a matrix case) or -seed N (a chaos run)")
+	fmt.Fprintf(e.stderr, "%s replay: want -case NAME (a matrix case) or -seed N (a chaos run)\n", e.prog)
 	return exitUsage
 }

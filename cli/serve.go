@@ -19,7 +19,6 @@ import (
 
 	"github.com/sessionsafe/sessionsafe/chaos"
 	"github.com/sessionsafe/sessionsafe/faults"
-	"github.com/sessionsafe/sessionsafe/handlers"
 	"github.com/sessionsafe/sessionsafe/internal/redact"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 )
@@ -84,14 +83,14 @@ func runServe(ctx context.Context, o *options, e *env) int {
 	if o.plan != "" {
 		p, err := faults.ParsePlan(o.plan)
 		if err != nil {
-			fmt.Fprintf(e.stderr, "sessionsafe serve: -plan %q: %s\n", o.plan, oneLine(err.Error()))
+			fmt.Fprintf(e.stderr, "%s serve: -plan %q: %s\n", e.prog, o.plan, oneLine(err.Error()))
 			return exitUsage
 		}
 		plan = p
 	}
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
-		fmt.Fprintf(e.stderr, "sessionsafe serve: -addr %s: %s\n", o.addr, oneLine(err.Error()))
+		fmt.Fprintf(e.stderr, "%s serve: -addr %s: %s\n", e.prog, o.addr, oneLine(err.Error()))
 		return exitUsage
 	}
 	defer ln.Close()
@@ -101,7 +100,7 @@ func runServe(ctx context.Context, o *options, e *env) int {
 		return e.fail("serve", err)
 	}
 	defer srvPG.Close()
-	db, err := newDatabase(ctx, srvPG)
+	db, err := newDatabase(ctx, srvPG, o.cat)
 	if err != nil {
 		return e.fail("serve", err)
 	}
@@ -135,8 +134,7 @@ func runServe(ctx context.Context, o *options, e *env) int {
 	defer s.db.Close()
 	s.db.SetMaxOpenConns(o.poolSize)
 
-	svc := handlers.New(s.db)
-	api := svc.Handler()
+	api := o.cat.Handler(s.db)
 	hs := &http.Server{Handler: s.routes(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.rate != nil {
 			// A cancel fault cancels this request's context alone.
@@ -146,24 +144,23 @@ func runServe(ctx context.Context, o *options, e *env) int {
 		}
 		api.ServeHTTP(w, r)
 	})), ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(e.stdout, "sessionsafe serve: listening on http://%s (postgres: %s, application_name %s, fault rate %g, seed %d, plan %q)\n",
+	fmt.Fprintf(e.stdout, "%s serve: listening on http://%s (postgres: %s, application_name %s, fault rate %g, seed %d, plan %q)\n", e.prog,
 		ln.Addr(), srvPG.Provider(), s.appName, o.faultRate, o.seed, s.plan)
-	fmt.Fprintf(e.stdout, "  try: curl -s -H 'X-User-ID: alice' -d '{\"title\":\"hello\"}' http://%s/api/threads\n", ln.Addr())
-	fmt.Fprintf(e.stdout, "       curl -s http://%s/debug/sessions\n", ln.Addr())
+	fmt.Fprintf(e.stdout, "  try: curl -s http://%s/debug/sessions\n", ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
 	case err := <-errc:
 		if !errors.Is(err, http.ErrServerClosed) {
-			fmt.Fprintf(e.stderr, "sessionsafe serve: %s\n", err)
+			fmt.Fprintf(e.stderr, "%s serve: %s\n", e.prog, err)
 			return exitUsage
 		}
 	case <-ctx.Done():
-		fmt.Fprintln(e.stdout, "sessionsafe serve: shutting down (draining requests)")
+		fmt.Fprintf(e.stdout, "%s serve: shutting down (draining requests)\n", e.prog)
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := hs.Shutdown(sctx); err != nil {
-			fmt.Fprintf(e.stderr, "sessionsafe serve: shutdown: %s\n", err)
+			fmt.Fprintf(e.stderr, "%s serve: shutdown: %s\n", e.prog, err)
 		}
 		<-errc
 	}
@@ -171,10 +168,10 @@ func runServe(ctx context.Context, o *options, e *env) int {
 	fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := leakcheck.Find(fctx, leakcheck.WithDB(s.db), leakcheck.WithTracker(s.tracker), leakcheck.WithServer(s.admin, s.appName), leakcheck.WithTimeout(2*time.Second)); err != nil {
-		fmt.Fprintf(e.stdout, "sessionsafe serve: leaks at shutdown:\n%s\n", redact.Text(err.Error()))
+		fmt.Fprintf(e.stdout, "%s serve: leaks at shutdown:\n%s\n", e.prog, redact.Text(err.Error()))
 		return exitViolations
 	}
-	fmt.Fprintln(e.stdout, "sessionsafe serve: stopped; nothing leaked")
+	fmt.Fprintf(e.stdout, "%s serve: stopped; nothing leaked\n", e.prog)
 	return exitOK
 }
 

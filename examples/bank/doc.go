@@ -5,7 +5,9 @@
 // accounts in id order inside one transaction and tells a [Notifier] once it
 // is committed.
 //
-// It knows nothing of sessionsafe. Its tests put every method through the
+// The store knows nothing of sessionsafe; [Catalog] describes it to the sessionsafe
+// command line (cmd/bankcheck is a main that runs it, `go run ./examples/bank/cmd/bankcheck
+// matrix`). Its tests put every method through the
 // fault matrix (every fault at every driver step) on real PostgreSQL, once
 // through pgx's database/sql driver and once through lib/pq, and show that
 // the matrix catches session bugs planted in copies of the same code: a

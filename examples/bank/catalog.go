@@ -3,12 +3,47 @@ package bank
 import (
 	"context"
 	"database/sql"
+	"embed"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sessionsafe/sessionsafe/cli"
 	"github.com/sessionsafe/sessionsafe/scenarios"
 )
+
+// Catalog is the bank as the sessionsafe command line runs it (cli.Main): every method of
+// the database/sql [Store], a refused transfer, and the same calls on the [PgxStore]
+// (named with a "Pgx" prefix, Postgres only), on the schema [Migrate] creates, with the
+// golden traces of testdata/ for sqlmock, and the database/sql store's chaos workload
+// (money conserved, no acknowledged transfer lost).
+func Catalog() cli.Catalog {
+	ops := catalog(theStore)
+	for _, op := range pgxCatalog(thePgxStore) {
+		op.Name = "Pgx" + op.Name
+		ops = append(ops, op)
+	}
+	return cli.Catalog{Name: "bank", Operations: ops, Golden: goldenFS(), Migration: migration, Migrate: Migrate,
+		Chaos: chaosWorkload("bank", theStore, nil)}
+}
+
+// migration names the schema Migrate applies; change it when schema.sql changes.
+const migration = "bank-v1"
+
+//go:embed testdata/*.trace
+var golden embed.FS
+
+// goldenFS is the golden traces of the database/sql operations, one <operation>.trace each.
+func goldenFS() fs.FS {
+	sub, err := fs.Sub(golden, "testdata")
+	if err != nil { // cannot happen: the directory is embedded
+		panic(err)
+	}
+	return sub
+}
 
 // accounts is what the catalog calls: the Store, or a planted copy of it.
 type accounts interface {
@@ -223,4 +258,36 @@ func refused(err error) error {
 		return errors.New("transfer from an empty account: got success; want an *InsufficientFundsError")
 	}
 	return err
+}
+
+// newPgxAccounts builds the pgx store under test on a case's instrumented
+// pool.
+type newPgxAccounts func(pool *pgxpool.Pool, n Notifier) accounts
+
+// thePgxStore is the PgxStore itself.
+func thePgxStore(pool *pgxpool.Pool, n Notifier) accounts { return NewPgxStore(pool, n) }
+
+// pgxCatalog is the bank catalog with each operation run on the pgx store
+// store builds (RunPgx instead of Run): same names, fixtures and states.
+func pgxCatalog(store newPgxAccounts) []scenarios.Operation { return onPgx(catalog, store) }
+
+// onPgx returns the operations of a database/sql catalog (catalog or
+// probeCatalog), each run on the pgx store that store builds instead.
+func onPgx(ofStore func(newAccounts) []scenarios.Operation, store newPgxAccounts) []scenarios.Operation {
+	ops := ofStore(nil)
+	for i := range ops {
+		name := ops[i].Name
+		ops[i].Run = nil
+		ops[i].RunPgx = func(ctx context.Context, pool *pgxpool.Pool, fx scenarios.Fixture) error {
+			// the database/sql catalog's call, on the pgx store
+			on := func(_ *sql.DB, n Notifier) accounts { return store(pool, n) }
+			for _, op := range ofStore(on) {
+				if op.Name == name {
+					return op.Run(ctx, nil, fx)
+				}
+			}
+			return fmt.Errorf("pgx catalog: no operation %s", name)
+		}
+	}
+	return ops
 }
