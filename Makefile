@@ -73,7 +73,7 @@ bench:
 	run -bench 'SessionCheck' -benchtime 200x -count $(BENCH_COUNT) ./scenarios; \
 	run -bench 'HarnessRatio|HarnessParts' -benchtime 100x -count $(BENCH_COUNT) ./threadsuite; \
 	run -bench 'Matrix' -benchtime 1x -count $(BENCH_COUNT) ./threadsuite; \
-	uptime | tee -a $(BENCH_OUT); echo "make bench: results in $(BENCH_OUT) (go run golang.org/x/perf/cmd/benchstat $(BENCH_OUT))"
+	uptime | tee -a $(BENCH_OUT); echo "make bench: results in $(BENCH_OUT); compare two with benchstat (go install golang.org/x/perf/cmd/benchstat@latest): benchstat old.txt $(BENCH_OUT)"
 
 bench-all:
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) $(PKGS)
@@ -119,7 +119,7 @@ _chaos:
 		echo "make chaos: 2/3 the chaos run: seeded random operations and faults from many workers at once ($(CHAOS_RUN)), backend $(CHAOS_CHAOS_BACKEND)"; \
 		echo "bin/sessionsafe chaos -backend $(CHAOS_CHAOS_BACKEND) $(CHAOS_RUN) -report-dir $(CHAOS_DIR)/chaos"; \
 		bin/sessionsafe chaos -backend $(CHAOS_CHAOS_BACKEND) $(CHAOS_RUN) -report-dir $(CHAOS_DIR)/chaos || { s=$$?; [ $$s -gt $$status ] && status=$$s; true; }; \
-		echo "make chaos: 3/3 the bank under chaos: its database/sql and pgx stores, 4 workers, 400 operations each"; \
+		echo "make chaos: 3/3 the bank under chaos: its database/sql and pgx stores, 4 workers, 200 operations each"; \
 		echo "$(GO) test -count=1 -run '^TestChaos$$' -v ./examples/bank"; \
 		bank=0; out=$$($(GO) test -count=1 -run '^TestChaos$$' -v ./examples/bank 2>&1) || bank=1; \
 		echo "$$out" | grep -E '^(\s*--- |ok|FAIL|\s+chaos_test.go.*(seed|violation|replay))' || true; \

@@ -10,7 +10,7 @@
 //
 // Usage:
 //
-//	sessionsafe matrix [-catalog NAME] [-backend sqlmock|postgres|both] [-shard i/n] [-run regexp] [report flags]
+//	sessionsafe matrix [-catalog NAME] [-backend sqlmock|postgres|both] [-shard i/n] [-run regexp] [-parallel n] [report flags]
 //	sessionsafe chaos  [-seed N] [-duration d] [-ops N] [-workers N] [-backend ...] [-provider ...] [-dsn DSN] [report flags]
 //	sessionsafe replay -case NAME | -seed N [chaos flags]
 //	sessionsafe serve  [-addr :8080] [-provider ...] [-dsn DSN] [-fault-rate r | -plan PLAN]

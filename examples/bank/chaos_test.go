@@ -35,7 +35,7 @@ func TestChaos(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			t.Cleanup(cancel)
 			const seed = 7
-			cfg := chaos.Config{Seed: seed, Workers: 4, Ops: 400, FaultRate: 0.05, NoGoroutineCheck: true, MaxWrites: 64, Panics: !tt.wl.Pgx}
+			cfg := chaos.Config{Seed: seed, Workers: 4, Ops: 200, FaultRate: 0.05, NoGoroutineCheck: true, MaxWrites: 32, Panics: !tt.wl.Pgx}
 			res, err := chaos.Run(ctx, tt.wl, cfg, chaosTarget(t))
 			if err != nil {
 				t.Fatal(err)
@@ -81,7 +81,7 @@ func TestChaosPlanted(t *testing.T) {
 			ctx := untilDeadline(t)
 			var ops, fired int64
 			for seed := int64(11); ctx.Err() == nil; seed++ {
-				cfg := chaos.Config{Seed: seed, Workers: 2, Ops: 200, FaultRate: 0.1, NoGoroutineCheck: true, MaxWrites: 32, Panics: !tt.wl.Pgx}
+				cfg := chaos.Config{Seed: seed, Workers: 2, Ops: 120, FaultRate: 0.1, NoGoroutineCheck: true, MaxWrites: 32, Panics: !tt.wl.Pgx}
 				res, err := chaos.Run(ctx, tt.wl, cfg, chaosTarget(t))
 				if err != nil {
 					t.Fatal(err)
@@ -119,7 +119,7 @@ func untilDeadline(t *testing.T) context.Context {
 func TestChaosShrink(t *testing.T) {
 	ctx := untilDeadline(t)
 	wl := chaosWorkload("bank", func(db *sql.DB, n Notifier) accounts { return noDeferredRollback{NewStore(db, n)} }, nil)
-	cfg := chaos.Config{Seed: 11, Workers: 2, Ops: 200, FaultRate: 0.1, Panics: true, NoGoroutineCheck: true, CheckTimeout: 500 * time.Millisecond}
+	cfg := chaos.Config{Seed: 11, Workers: 2, Ops: 120, FaultRate: 0.1, Panics: true, NoGoroutineCheck: true, CheckTimeout: 500 * time.Millisecond}
 	res, err := chaos.Run(ctx, wl, cfg, chaosTarget(t))
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +130,7 @@ func TestChaosShrink(t *testing.T) {
 	newTarget := func(context.Context) (chaos.Target, func(), error) { return chaosTarget(t), func() {}, nil }
 	var log strings.Builder
 	deadline, _ := ctx.Deadline()
-	sh, err := chaos.Shrink(ctx, wl, cfg, res, newTarget, time.Until(deadline), 20, &log)
+	sh, err := chaos.Shrink(ctx, wl, cfg, res, newTarget, time.Until(deadline), 12, &log)
 	if err != nil {
 		t.Fatal(err)
 	}
