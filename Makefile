@@ -19,6 +19,12 @@ PG_VIA = case "$${SESSIONSAFE_PG_PROVIDER:-auto}" in \
 		else echo "Docker, else local PostgreSQL binaries"; fi;; \
 	*) echo "the $$SESSIONSAFE_PG_PROVIDER provider";; esac
 
+# TEST_TIMEOUT bounds a whole test binary (go test's -timeout). Every wait inside a test has
+# a deadline of its own and names what it waited for; this is only the package's budget,
+# and the largest packages (the bank, the thread suite) run their real-Postgres matrices
+# under the race detector for longer than go test's default 10 minutes on a loaded 2-core machine.
+TEST_TIMEOUT ?= 30m
+
 all: lint test
 
 ## test: the whole suite, under the race detector, sqlmock and real Postgres.
@@ -38,8 +44,8 @@ test:
 	n=$$($(GO) list $(PKGS) | wc -l); via=$$($(PG_VIA)); \
 	echo "make test: go test -race: $$n packages, sqlmock and a real Postgres (via $$via)"; \
 	echo "make test: a package's result prints only when the whole package ends: the first after a minute or so, handlers and threadsuite last"; \
-	echo "$(GO) test -race -count=1 $(PKGS)"; \
-	$(GO) test -race -count=1 $(PKGS) || status=$$?; \
+	echo "$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)"; \
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS) || status=$$?; \
 	echo "--- Postgres servers started by pgtest (one line per package and provider):"; \
 	cat $$report; rm -f $$report; exit $$status
 
@@ -73,7 +79,7 @@ bench:
 	run -bench 'SessionCheck' -benchtime 200x -count $(BENCH_COUNT) ./scenarios; \
 	run -bench 'HarnessRatio|HarnessParts' -benchtime 100x -count $(BENCH_COUNT) ./threadsuite; \
 	run -bench 'Matrix' -benchtime 1x -count $(BENCH_COUNT) ./threadsuite; \
-	uptime | tee -a $(BENCH_OUT); echo "make bench: results in $(BENCH_OUT) (go run golang.org/x/perf/cmd/benchstat $(BENCH_OUT))"
+	uptime | tee -a $(BENCH_OUT); echo "make bench: results in $(BENCH_OUT); compare two with benchstat (go install golang.org/x/perf/cmd/benchstat@latest): benchstat old.txt $(BENCH_OUT)"
 
 bench-all:
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) $(PKGS)
@@ -119,7 +125,7 @@ _chaos:
 		echo "make chaos: 2/3 the chaos run: seeded random operations and faults from many workers at once ($(CHAOS_RUN)), backend $(CHAOS_CHAOS_BACKEND)"; \
 		echo "bin/sessionsafe chaos -backend $(CHAOS_CHAOS_BACKEND) $(CHAOS_RUN) -report-dir $(CHAOS_DIR)/chaos"; \
 		bin/sessionsafe chaos -backend $(CHAOS_CHAOS_BACKEND) $(CHAOS_RUN) -report-dir $(CHAOS_DIR)/chaos || { s=$$?; [ $$s -gt $$status ] && status=$$s; true; }; \
-		echo "make chaos: 3/3 the bank under chaos: its database/sql and pgx stores, 4 workers, 400 operations each"; \
+		echo "make chaos: 3/3 the bank under chaos: its database/sql and pgx stores, 4 workers, 200 operations each"; \
 		echo "$(GO) test -count=1 -run '^TestChaos$$' -v ./examples/bank"; \
 		bank=0; out=$$($(GO) test -count=1 -run '^TestChaos$$' -v ./examples/bank 2>&1) || bank=1; \
 		echo "$$out" | grep -E '^(\s*--- |ok|FAIL|\s+chaos_test.go.*(seed|violation|replay))' || true; \

@@ -449,9 +449,27 @@ func (w *worker) retire(runCtx context.Context, i int) bool {
 	old := w.ledger
 	w.ledger = newLedger()
 	w.ledger.acked, w.ledger.ambiguous = old.acked, old.ambiguous
-	w.gen++
-	w.pub = Worker{ID: w.id, Seed: w.seed, Scope: w.scope(), ledger: w.ledger}
-	if err := w.setup(runCtx); err != nil {
+	// With server chaos the server may be restarting or paused: try again, each attempt in
+	// a scope of its own (a half-made one is left behind), until it answers.
+	deadline := time.Now().Add(max(w.cfg.OpTimeout, time.Minute))
+	for {
+		w.gen++
+		w.pub = Worker{ID: w.id, Seed: w.seed, Scope: w.scope(), ledger: w.ledger}
+		err = w.setup(runCtx)
+		if err == nil || !w.cfg.serverChaos() || runCtx.Err() != nil || time.Now().After(deadline) {
+			break
+		}
+		t := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-runCtx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	if err != nil {
+		if runCtx.Err() != nil {
+			return false
+		}
 		w.violate(i, "", nil, "setup", err.Error(), "")
 		return false
 	}
@@ -463,10 +481,7 @@ type problem struct{ invariant, message string }
 // verify checks the worker's pooled sessions and reads its scope back: its ledger and every
 // invariant.
 func (w *worker) verify(ctx context.Context) ([]problem, error) {
-	out, err := w.checkSessions(ctx, w.run.fresh)
-	if err != nil {
-		return nil, err
-	}
+	out := w.checkSessions(ctx, w.run.fresh)
 	ps, err := w.ledger.verify(ctx, w.run.clean, &w.pub, w.wl.Lookup)
 	if err != nil {
 		return nil, err

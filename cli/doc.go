@@ -1,10 +1,16 @@
-// Package cli is the sessionsafe command line as a library, run by [Main]: the step × fault
-// matrix, a concurrent chaos run against real Postgres and/or sqlmock, the replay of one case
-// or one chaos seed, and the thread HTTP API as a real server with faults armed.
+// Package cli is the sessionsafe command line as a library, run by [Main] on one or more
+// [Catalog]s — anyone's operations, database/sql or pgx: the step × fault matrix, a
+// concurrent chaos run against real Postgres and/or sqlmock, the replay of one case or one
+// chaos seed, and a catalog's HTTP API as a real server with faults armed. A program of
+// one's own is one line:
+//
+//	func main() { os.Exit(cli.Main(myCatalog)) }
+//
+// With several catalogs, -catalog NAME picks one (the first by default).
 //
 // Usage:
 //
-//	sessionsafe matrix [-backend sqlmock|postgres|both] [-shard i/n] [-run regexp] [-parallel n] [report flags]
+//	sessionsafe matrix [-catalog NAME] [-backend sqlmock|postgres|both] [-shard i/n] [-run regexp] [-parallel n] [report flags]
 //	sessionsafe chaos  [-seed N] [-duration d] [-ops N] [-workers N] [-backend ...] [-provider ...] [-dsn DSN] [report flags]
 //	sessionsafe replay -case NAME | -seed N [chaos flags]
 //	sessionsafe serve  [-addr :8080] [-provider ...] [-dsn DSN] [-fault-rate r | -plan PLAN]
@@ -22,7 +28,7 @@
 // again, so its passing is not a clean run either. Every bad flag or DSN gets a one-line error naming it, and DSN
 // passwords never appear in output or reports.
 //
-// serve listens with the thread HTTP API (header X-User-ID names the caller) plus
+// serve listens with the catalog's HTTP API (Catalog.Handler) plus
 // GET /debug/sessions (JSON: pool stats, what is held now with where it was acquired, server
 // and long-transaction findings, the faults fired) and POST /debug/faults (the body is a
 // fault plan, armed from then on). SIGTERM or Ctrl-C drains the requests, checks that nothing

@@ -21,9 +21,6 @@
 // so existence never leaks. Input is validated before any database call and
 // rejected with a *ValidationError naming the field.
 //
-// Known session bugs can be planted per call through internal/mutant; with
-// none planted the code is the correct version.
-//
 // Errors of bad input are returned as *ValidationError (match with errors.As
 // and a *ValidationError target). StatusOf and the Code* constants are the
 // HTTP error mapping; the Op* operation names prefix every error. An

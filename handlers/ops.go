@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"maps"
 	"strings"
-
-	"github.com/sessionsafe/sessionsafe/internal/mutant"
 )
 
 // Operation names, as they appear in errors and logs.
@@ -90,11 +88,7 @@ func (s *Service) GetThread(ctx context.Context, userID, threadID string) (Threa
 		if t, err = getThread(ctx, q, userID, threadID); err != nil {
 			return err
 		}
-		counter := q
-		if mutant.Has(ctx, mutant.QueryOnPoolInsideUnit) {
-			counter = s.db
-		}
-		t.MessageCount, err = countMessages(ctx, counter, threadID)
+		t.MessageCount, err = countMessages(ctx, q, threadID)
 		return err
 	})
 	if err != nil {
@@ -127,11 +121,7 @@ func (s *Service) UpdateThread(ctx context.Context, userID, threadID string, in 
 	var t Thread
 	err = s.inTx(ctx, OpUpdateThread, readWrite, func(ctx context.Context, q DBTX) error {
 		var err error
-		if mutant.Has(ctx, mutant.MetadataReadModifyWrite) {
-			t, err = updateThreadRMW(ctx, q, userID, threadID, in.Title, patch)
-		} else {
-			t, err = updateThread(ctx, q, userID, threadID, in.Title, b)
-		}
+		t, err = updateThread(ctx, q, userID, threadID, in.Title, b)
 		return err
 	})
 	if err != nil {
@@ -159,9 +149,6 @@ func (s *Service) DeleteThread(ctx context.Context, userID, threadID string) err
 func (s *Service) AutoRename(ctx context.Context, userID, threadID string) (Thread, error) {
 	if err := checkOwnerAndThread(userID, threadID); err != nil {
 		return Thread{}, err
-	}
-	if mutant.Has(ctx, mutant.TxHeldAcrossTitleGenerator) {
-		return s.autoRenameInOneTx(ctx, userID, threadID)
 	}
 	var first string
 	err := s.inTx(ctx, OpAutoRename, readOnly, func(ctx context.Context, q DBTX) error {
@@ -200,24 +187,6 @@ func (s *Service) renameAndNotify(ctx context.Context, rename func(ctx context.C
 	return t, nil
 }
 
-// autoRenameInOneTx is the planted TxHeldAcrossTitleGenerator bug.
-func (s *Service) autoRenameInOneTx(ctx context.Context, userID, threadID string) (Thread, error) {
-	return s.renameAndNotify(ctx, func(ctx context.Context, q DBTX) (Thread, error) {
-		if err := threadExists(ctx, q, userID, threadID); err != nil {
-			return Thread{}, err
-		}
-		first, err := firstUserMessage(ctx, q, threadID)
-		if err != nil {
-			return Thread{}, err
-		}
-		title, err := s.generateTitle(ctx, first)
-		if err != nil {
-			return Thread{}, err
-		}
-		return renameThread(ctx, q, userID, threadID, title)
-	})
-}
-
 // generateTitle asks the generator and cleans its answer to a valid title.
 func (s *Service) generateTitle(ctx context.Context, first string) (string, error) {
 	title, err := s.gen.GenerateTitle(ctx, first)
@@ -238,10 +207,6 @@ func (s *Service) notify(ctx context.Context, t Thread) {
 	if s.notifier == nil {
 		return
 	}
-	if mutant.Has(ctx, mutant.GoroutineWithoutRequestContext) {
-		go func() { _ = s.notifier.ThreadRenamed(context.Background(), t) }()
-		return
-	}
 	if err := s.notifier.ThreadRenamed(ctx, t); err != nil {
 		s.log.LogAttrs(ctx, slog.LevelWarn, "notify thread renamed failed",
 			slog.String("operation", OpAutoRename), slog.String("thread_id", t.ID), slog.Any("error", err))
@@ -258,14 +223,7 @@ func (s *Service) GetMessages(ctx context.Context, userID, threadID string, p Pa
 	}
 	var out []Message
 	err := s.inTx(ctx, OpGetMessages, readOnly, func(ctx context.Context, q DBTX) error {
-		check := threadExists
-		switch {
-		case mutant.Has(ctx, mutant.RowsNotClosed):
-			check = threadExistsRowsLeftOpen
-		case s.bugs&bugNoOwnerFilter != 0:
-			check = threadLiveAnyOwner
-		}
-		if err := check(ctx, q, userID, threadID); err != nil {
+		if err := threadExists(ctx, q, userID, threadID); err != nil {
 			return err
 		}
 		var err error
@@ -293,19 +251,8 @@ func (s *Service) SendMessage(ctx context.Context, userID, threadID string, in S
 	if err != nil {
 		return Message{}, err
 	}
-	if mutant.Has(ctx, mutant.SendRetryWithoutClientID) {
-		in.ClientMessageID = ""
-	}
 	var m Message
 	err = s.inTx(ctx, OpSendMessage, readWrite, func(ctx context.Context, q DBTX) error {
-		if s.bugs&bugSendWithoutLock != 0 {
-			seq, err := nextSeqWithoutLock(ctx, q, userID, threadID)
-			if err != nil {
-				return err
-			}
-			m, err = insertMessage(ctx, q, threadID, in, meta, seq)
-			return err
-		}
 		if err := lockThread(ctx, q, userID, threadID); err != nil {
 			return err
 		}

@@ -102,43 +102,41 @@ func everyThreadOperation(s *Service) map[string]func(ctx context.Context, user,
 
 // ownershipCase: another user's thread, an archived thread and a missing
 // one all answer ErrNotFound, for every operation, and change nothing.
-func ownershipCase(bugs testBug) check {
-	return func(ctx context.Context, tb testing.TB) error {
-		tb.Helper()
-		f := newPG(tb, withTestBugs(bugs))
-		mine := f.seedThread(tb, pgUser, 1)
-		archived := f.seedThread(tb, pgUser, 1)
-		if err := f.svc.DeleteThread(ctx, pgUser, archived.ID); err != nil {
-			return err
-		}
-		cases := []struct{ name, user, id string }{
-			{"other-user", "bob", mine.ID},
-			{"archived", pgUser, archived.ID},
-			{"missing", pgUser, "00000000-0000-4000-8000-000000000000"},
-		}
-		var errs []error
-		ops := everyThreadOperation(f.svc)
-		names := slices.Sorted(maps.Keys(ops))
-		for _, c := range cases {
-			for _, name := range names {
-				if err := ops[name](ctx, c.user, c.id); !errors.Is(err, ErrNotFound) {
-					errs = append(errs, fmt.Errorf("%s/%s: got %v; want ErrNotFound", c.name, name, err))
-				}
+func ownershipCase(ctx context.Context, tb testing.TB) error {
+	tb.Helper()
+	f := newPG(tb)
+	mine := f.seedThread(tb, pgUser, 1)
+	archived := f.seedThread(tb, pgUser, 1)
+	if err := f.svc.DeleteThread(ctx, pgUser, archived.ID); err != nil {
+		return err
+	}
+	cases := []struct{ name, user, id string }{
+		{"other-user", "bob", mine.ID},
+		{"archived", pgUser, archived.ID},
+		{"missing", pgUser, "00000000-0000-4000-8000-000000000000"},
+	}
+	var errs []error
+	ops := everyThreadOperation(f.svc)
+	names := slices.Sorted(maps.Keys(ops))
+	for _, c := range cases {
+		for _, name := range names {
+			if err := ops[name](ctx, c.user, c.id); !errors.Is(err, ErrNotFound) {
+				errs = append(errs, fmt.Errorf("%s/%s: got %v; want ErrNotFound", c.name, name, err))
 			}
 		}
-		if ts, err := f.svc.ListThreads(ctx, "bob", Page{Limit: 10}); err != nil || len(ts) != 0 {
-			errs = append(errs, fmt.Errorf("other-user/ListThreads: got %d threads, %v; want none of alice's", len(ts), err))
-		}
-		got, err := f.svc.GetThread(ctx, pgUser, mine.ID)
-		if err != nil || got.Title != "seed" || got.MessageCount != 1 {
-			errs = append(errs, fmt.Errorf("alice's thread after the others' attempts: %+v, %v; want it unchanged", got, err))
-		}
-		return errors.Join(append(errs, f.serverClean(2*time.Second))...)
 	}
+	if ts, err := f.svc.ListThreads(ctx, "bob", Page{Limit: 10}); err != nil || len(ts) != 0 {
+		errs = append(errs, fmt.Errorf("other-user/ListThreads: got %d threads, %v; want none of alice's", len(ts), err))
+	}
+	got, err := f.svc.GetThread(ctx, pgUser, mine.ID)
+	if err != nil || got.Title != "seed" || got.MessageCount != 1 {
+		errs = append(errs, fmt.Errorf("alice's thread after the others' attempts: %+v, %v; want it unchanged", got, err))
+	}
+	return errors.Join(append(errs, f.serverClean(2*time.Second))...)
 }
 
 func TestPostgresOwnership(t *testing.T) {
-	requireClean(t, ownershipCase(0)(context.Background(), t))
+	requireClean(t, ownershipCase(context.Background(), t))
 }
 
 // TestPostgresRetriesSerializationFailure: a unit failing with 40001 or

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-
-	"github.com/sessionsafe/sessionsafe/internal/mutant"
 )
 
 // The SQL of every repository call. Tests match these strings exactly.
@@ -30,12 +28,6 @@ WHERE id = $1 AND user_id = $2 AND archived_at IS NULL`
 	// key; the owner key is stripped from the patch.
 	sqlUpdateThread = `UPDATE threads
 SET title = COALESCE($3, title), metadata = metadata || ($4::jsonb - 'user_id'), updated_at = now()
-WHERE id = $1 AND user_id = $2 AND archived_at IS NULL
-RETURNING ` + threadColumns
-
-	sqlSelectMetadata = `SELECT metadata FROM threads WHERE id = $1 AND user_id = $2 AND archived_at IS NULL`
-
-	sqlWriteMetadata = `UPDATE threads SET title = COALESCE($3, title), metadata = $4::jsonb, updated_at = now()
 WHERE id = $1 AND user_id = $2 AND archived_at IS NULL
 RETURNING ` + threadColumns
 
@@ -64,11 +56,6 @@ WHERE thread_id = $1 AND client_message_id = $2`
 
 	sqlNextSeq = `UPDATE threads SET message_count = message_count + 1, updated_at = now()
 WHERE id = $1 RETURNING message_count`
-
-	// The statements of the test-planted bugs (seams.go).
-	sqlReadCounter          = `SELECT message_count FROM threads WHERE id = $1 AND user_id = $2 AND archived_at IS NULL`
-	sqlWriteCounter         = `UPDATE threads SET message_count = $2, updated_at = now() WHERE id = $1`
-	sqlThreadExistsAnyOwner = `SELECT 1 FROM threads WHERE id = $1 AND archived_at IS NULL`
 
 	sqlInsertMessage = `INSERT INTO messages (thread_id, role, content, client_message_id, metadata, seq)
 VALUES ($1, $2, $3, NULLIF($4, ''), $5::jsonb, $6)
@@ -142,7 +129,7 @@ func listThreads(ctx context.Context, q DBTX, userID string, p Page) ([]Thread, 
 		}
 		out = append(out, t)
 	}
-	if err := rows.Err(); err != nil && !mutant.Has(ctx, mutant.RowsErrUnchecked) {
+	if err := rows.Err(); err != nil {
 		return nil, stepErr("select threads: rows", err)
 	}
 	return out, nil
@@ -184,33 +171,6 @@ func updateThread(ctx context.Context, q DBTX, userID, threadID string, title *s
 	t, err := scanThread(q.QueryRowContext(ctx, sqlUpdateThread, threadID, userID, nullString(title), string(patch)))
 	if err != nil {
 		return Thread{}, stepErr("merge metadata", err)
-	}
-	return t, nil
-}
-
-// updateThreadRMW is the planted MetadataReadModifyWrite bug: read, merge in
-// Go, write back — a concurrent patch between the read and the write is lost.
-func updateThreadRMW(ctx context.Context, q DBTX, userID, threadID string, title *string, patch map[string]any) (Thread, error) {
-	var raw []byte
-	if err := q.QueryRowContext(ctx, sqlSelectMetadata, threadID, userID).Scan(&raw); err != nil {
-		return Thread{}, stepErr("read metadata", err)
-	}
-	var meta map[string]any
-	if err := decodeMetadata(raw, &meta); err != nil {
-		return Thread{}, err
-	}
-	for k, v := range patch {
-		if k != metadataOwnerKey {
-			meta[k] = v
-		}
-	}
-	b, err := json.Marshal(meta)
-	if err != nil {
-		return Thread{}, fmt.Errorf("encode metadata: %w", err)
-	}
-	t, err := scanThread(q.QueryRowContext(ctx, sqlWriteMetadata, threadID, userID, nullString(title), string(b)))
-	if err != nil {
-		return Thread{}, stepErr("write metadata", err)
 	}
 	return t, nil
 }
@@ -258,22 +218,6 @@ func threadExists(ctx context.Context, q DBTX, userID, threadID string) error {
 	return nil
 }
 
-// threadExistsRowsLeftOpen is the planted RowsNotClosed bug: the rows of the
-// ownership check are never closed, so the session stays busy with them.
-func threadExistsRowsLeftOpen(ctx context.Context, q DBTX, userID, threadID string) error {
-	rows, err := q.QueryContext(ctx, sqlThreadExists, threadID, userID)
-	if err != nil {
-		return stepErr("check thread", err)
-	}
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return stepErr("check thread", err)
-		}
-		return fmt.Errorf("check thread: %w", ErrNotFound)
-	}
-	return nil
-}
-
 func listMessages(ctx context.Context, q DBTX, threadID string, p Page) ([]Message, error) {
 	rows, err := q.QueryContext(ctx, sqlListMessages, threadID, p.Limit, p.Offset)
 	if err != nil {
@@ -288,32 +232,10 @@ func listMessages(ctx context.Context, q DBTX, threadID string, p Page) ([]Messa
 		}
 		out = append(out, m)
 	}
-	if err := rows.Err(); err != nil && !mutant.Has(ctx, mutant.RowsErrUnchecked) {
+	if err := rows.Err(); err != nil {
 		return nil, stepErr("list messages: rows", err)
 	}
 	return out, nil
-}
-
-// nextSeqWithoutLock is the test-planted bugSendWithoutLock: read the
-// counter, write counter+1 — two sends can read the same value.
-func nextSeqWithoutLock(ctx context.Context, q DBTX, userID, threadID string) (int64, error) {
-	var n int64
-	if err := q.QueryRowContext(ctx, sqlReadCounter, threadID, userID).Scan(&n); err != nil {
-		return 0, stepErr("read counter", err)
-	}
-	if _, err := q.ExecContext(ctx, sqlWriteCounter, threadID, n+1); err != nil {
-		return 0, stepErr("write counter", err)
-	}
-	return n + 1, nil
-}
-
-// threadLiveAnyOwner is the test-planted bugNoOwnerFilter.
-func threadLiveAnyOwner(ctx context.Context, q DBTX, _, threadID string) error {
-	var one int
-	if err := q.QueryRowContext(ctx, sqlThreadExistsAnyOwner, threadID).Scan(&one); err != nil {
-		return stepErr("check thread", err)
-	}
-	return nil
 }
 
 func lockThread(ctx context.Context, q DBTX, userID, threadID string) error {

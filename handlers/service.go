@@ -29,7 +29,6 @@ type Service struct {
 	notifier   Notifier
 	log        *slog.Logger
 	maxRetries int
-	bugs       testBug // planted by this package's tests only; see seams.go
 }
 
 // Option configures a Service.

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-
-	"github.com/sessionsafe/sessionsafe/internal/mutant"
 )
 
 // DBTX is the querier repositories run on: *sql.DB, *sql.Tx and *sql.Conn all
@@ -42,37 +40,13 @@ func (s *Service) inTx(ctx context.Context, op string, mode txMode, fn func(ctx 
 // inTxOnce is one attempt: begin, run, commit; on error, panic or cancelled
 // context, roll back (and re-panic after the rollback).
 func (s *Service) inTxOnce(ctx context.Context, op string, mode txMode, fn func(ctx context.Context, q DBTX) error) (err error) {
-	dbctx := ctx
-	if mutant.Has(ctx, mutant.ContextNotPassed) {
-		dbctx = context.WithoutCancel(ctx)
-	}
-	var begin func(context.Context, *sql.TxOptions) (*sql.Tx, error) = s.db.BeginTx
-	if mutant.Has(ctx, mutant.ConnNeverClosed) {
-		conn, cerr := s.db.Conn(dbctx)
-		if cerr != nil {
-			return fmt.Errorf("take connection: %w", cerr)
-		}
-		defer func() {
-			if err == nil { // the bug: a failed unit never gives its connection back
-				_ = conn.Close()
-			}
-		}()
-		begin = conn.BeginTx
-	}
-
-	tx, err := begin(dbctx, &sql.TxOptions{ReadOnly: bool(mode)})
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: bool(mode)})
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer func() {
 		p := recover()
 		if p == nil && err == nil {
-			return
-		}
-		if p != nil && mutant.Has(ctx, mutant.RollbackSkippedOnPanic) {
-			panic(p)
-		}
-		if p == nil && mutant.Has(ctx, mutant.RollbackMissingOnError) {
 			return
 		}
 		rbErr := tx.Rollback()
@@ -98,13 +72,13 @@ func (s *Service) inTxOnce(ctx context.Context, op string, mode txMode, fn func(
 		}
 	}()
 
-	if err := fn(dbctx, tx); err != nil {
+	if err := fn(ctx, tx); err != nil {
 		return err
 	}
-	if err := dbctx.Err(); err != nil {
+	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("before commit: %w", err)
 	}
-	if err := tx.Commit(); err != nil && !mutant.Has(ctx, mutant.CommitErrorIgnored) {
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil

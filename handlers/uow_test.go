@@ -7,8 +7,6 @@ import (
 	"reflect"
 	"testing"
 	"time"
-
-	"github.com/sessionsafe/sessionsafe/internal/mutant"
 )
 
 // TestOperationSuccess runs every operation's success path.
@@ -236,5 +234,3 @@ func TestErrorNamesOperation(t *testing.T) {
 		})
 	}
 }
-
-var _ = mutant.All

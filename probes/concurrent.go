@@ -86,10 +86,12 @@ func (p *probe) round1(ctx context.Context, plans [][]faults.Plan) bool {
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for g, l := range p.lanes {
+		l.kept.Store(nil)
 		wg.Go(func() {
 			<-start
-			for _, plan := range plans[g] {
+			for k, plan := range plans[g] {
 				o := runOne(ctx, l, p.op, fx, plan, opts)
+				l.noteKept(p.round, k)
 				outs[g] = append(outs[g], o)
 				if o.hung {
 					return

@@ -42,6 +42,19 @@ type lane struct {
 	// waits counts acquisitions that began with every connection of the
 	// pool taken (pgx; database/sql counts them in DBStats.WaitCount).
 	waits atomic.Int64
+	// kept names the first run of the round that returned with a
+	// connection of the pool still taken ("run 0 of round 3 returned with 1
+	// connection still taken"); nil when none did.
+	kept atomic.Pointer[string]
+}
+
+// noteKept records, after run k of round r returned, that it left
+// connections taken, unless an earlier run of the round did.
+func (l *lane) noteKept(r, k int) {
+	if n := l.inUse(); n > 0 {
+		s := fmt.Sprintf("its run %d of round %d returned with %d connection(s) still taken", k, r, n)
+		l.kept.CompareAndSwap(nil, &s)
+	}
 }
 
 // maxAppName is the longest application_name PostgreSQL keeps (NAMEDATALEN

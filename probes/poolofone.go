@@ -162,18 +162,22 @@ func (p *probe) describeWait(ctx context.Context, l *lane) (waited, stack string
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.CheckTimeout)
 	defer cancel()
 	var b, s strings.Builder
-	waits, err := lockWaits(ctx, p.cfg.Admin, l.app)
+	waits, err := p.waitChain(ctx, l.app)
 	if err != nil {
 		fmt.Fprintf(&b, "(the lock waits could not be read: %v)\n", err)
 	}
 	seen := map[int]bool{}
+	idleHolder := false // a holder idle in its transaction is the root of a chain of waits
 	for _, w := range waits {
 		b.WriteString(w.String())
 		h := p.laneOf(w.holderApp)
 		if h != nil {
 			fmt.Fprintf(&b, ": goroutine %d's", h.g)
-			if holder < 0 {
-				holder = h.g
+			if kept := h.kept.Load(); kept != nil {
+				fmt.Fprintf(&b, " (%s)", *kept)
+			}
+			if idle := strings.HasPrefix(w.state, "idle"); holder < 0 || (idle && !idleHolder) {
+				holder, idleHolder = h.g, idle
 			}
 		}
 		b.WriteByte('\n')
@@ -185,7 +189,11 @@ func (p *probe) describeWait(ctx context.Context, l *lane) (waited, stack string
 		}
 	}
 	if len(waits) == 0 && l.inUse() >= l.size {
-		fmt.Fprintf(&b, "no lock wait; every connection of its own pool (%d) was taken: it waited for one\n", l.size)
+		fmt.Fprintf(&b, "no lock wait; every connection of its own pool (%d) was taken: it waited for one", l.size)
+		if kept := l.kept.Load(); kept != nil {
+			fmt.Fprintf(&b, " (%s)", *kept)
+		}
+		b.WriteByte('\n')
 		if held := l.held(ctx); held != "" {
 			fmt.Fprintf(&s, "goroutine %d's pool (application_name %q) held then:\n%s\n", l.g, l.app, held)
 		}
@@ -199,6 +207,37 @@ func (p *probe) describeWait(ctx context.Context, l *lane) (waited, stack string
 		s.WriteString("the runs' goroutines then:\n" + runStacks())
 	}
 	return strings.TrimRight(b.String(), "\n"), s.String(), holder
+}
+
+// maxChain bounds how far waitChain follows a chain of waits.
+const maxChain = 4
+
+// waitChain returns the lock waits of the backends of app and, where one
+// waits for a backend of another of the probe's goroutines that itself
+// waits, that goroutine's waits too: a chain of waits ends at the session
+// that holds its lock without waiting (the leak, idle in its transaction).
+func (p *probe) waitChain(ctx context.Context, app string) ([]lockWait, error) {
+	var out []lockWait
+	seen := map[string]bool{app: true}
+	next := []string{app}
+	for depth := 0; depth < maxChain && len(next) > 0; depth++ {
+		var more []string
+		for _, a := range next {
+			ws, err := lockWaits(ctx, p.cfg.Admin, a)
+			if err != nil {
+				return out, err
+			}
+			for _, w := range ws {
+				if w.state == "active" && p.laneOf(w.holderApp) != nil && !seen[w.holderApp] {
+					seen[w.holderApp] = true
+					more = append(more, w.holderApp)
+				}
+			}
+			out = append(out, ws...)
+		}
+		next = more
+	}
+	return out, nil
 }
 
 // laneOf returns the probe's lane of application_name app, or nil.

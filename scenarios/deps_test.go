@@ -10,8 +10,8 @@ import (
 
 // TestNoThreadDependencies keeps the runner and the probes generic: nothing
 // scenarios or probes depends on, directly or not, may be the thread
-// service (handlers), the bank example or the planted bugs of the mutation
-// proof (internal/mutant).
+// service (handlers), the bank example or the thread suite (threadsuite,
+// which holds the handlers' planted bugs).
 func TestNoThreadDependencies(t *testing.T) {
 	gomod, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
@@ -29,7 +29,7 @@ func TestNoThreadDependencies(t *testing.T) {
 		if err != nil {
 			t.Fatalf("go list -deps %s: %v", pkg, err)
 		}
-		forbidden := []string{"/handlers", "/examples/", "/internal/mutant"}
+		forbidden := []string{"/handlers", "/examples/", "/threadsuite"}
 		for _, dep := range strings.Fields(string(out)) {
 			for _, f := range forbidden {
 				if strings.Contains(dep, f) {

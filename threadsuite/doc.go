@@ -24,9 +24,13 @@
 //     PostgreSQL: small pools that expose a second connection taken while one
 //     is held, lost updates, message ordering, delete racing send, requests
 //     cancelled mid-transaction, external calls inside a transaction.
-//   - The mutation proof ([MutationProof]): every known session bug is
-//     planted in the handlers and must be caught by the matrix or a probe; the
-//     result is a [KillTable].
+//   - Focused checks ([Checks], [Check.Run]): matrix cases and probes aimed at
+//     the kinds of session bug, all passing on the correct handlers (TestKills).
+//   - The mutation proof (TestMutationProof): the handlers' known session bugs
+//     ([PlantedBugs]) are source mutants — patches of handlers that package
+//     mutate applies through go's -overlay, never writing the tree — and each
+//     must fail the checks and original cases its CaughtBy names. Handlers
+//     itself carries no planted-bug switch.
 //
 // A failing matrix case names the command that replays it alone, e.g.
 //

@@ -9,148 +9,52 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
-	"text/tabwriter"
 	"time"
 
 	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/handlers"
-	"github.com/sessionsafe/sessionsafe/internal/mutant"
 	"github.com/sessionsafe/sessionsafe/scenarios"
 )
 
-// The mutation proof: every session bug of internal/mutant is planted in the
-// handlers (through the context, mutant.With) and the harness must catch it —
-// the matrix runner on the operations the bug can affect, or the concurrency
-// probe that targets it. The result is a KillTable: bug × backend → the check
-// that caught it.
+// The checks of the mutation proof: focused matrix cases and probes, each aimed at a kind of
+// session bug, run on the handlers as they are built. On the correct handlers every check
+// finds nothing; the mutation proof (TestMutationProof) builds the handlers with one known
+// bug at a time (a source mutant, PlantedBugs, through go's -overlay) and requires the checks
+// named for it to find it.
 
-// Verdict is the outcome of one bug on one backend.
-type Verdict string
-
-// The verdicts.
-const (
-	// Killed: a check reported a finding with the bug planted.
-	Killed Verdict = "killed"
-	// Survived: every check of the bug on the backend passed: the harness
-	// missed the bug there.
-	Survived Verdict = "SURVIVED"
-	// NotApplicable: the backend cannot show the bug (the reason says why).
-	NotApplicable Verdict = "n/a"
-	// Broken: a check could not run (setup or environment error).
-	Broken Verdict = "ERROR"
-)
-
-// Bug names a session bug the mutation proof plants in the handlers, e.g.
-// "RollbackMissingOnError"; Bugs lists every one.
-type Bug string
-
-// Bugs returns every bug the mutation proof plants, in a fixed order.
-func Bugs() []Bug {
-	var out []Bug
-	for _, b := range mutant.All() {
-		out = append(out, Bug(b.String()))
-	}
-	return out
-}
-
-// Kill is one cell of the kill table: one planted bug on one backend.
-type Kill struct {
-	Bug     Bug
+// Check is one focused check: some matrix cases of one catalog operation, or one probe, on
+// one backend.
+type Check struct {
+	// Name says what the check runs, e.g. "UpdateThread-error-live" or "probe-lost-update".
+	Name    string
 	Backend faults.Backend
-	Verdict Verdict
-	Check   string        // what caught it: "matrix/<invariant>" or "probe/<probe>:<check>"
-	Where   string        // the matrix case or probe that caught it, e.g. "UpdateThread/step-5-query/error"
-	Detail  string        // the finding's first line, or why the bug is not applicable / survived
-	Tried   int           // cases or probes run
-	Elapsed time.Duration // time spent on this cell
+	k       killer
 }
 
-// KillTable is the result of the mutation proof, one Kill per bug and
-// backend, in Bugs() order.
-type KillTable struct {
-	Kills []Kill
+// String returns the check as backend/name, the name of its subtest in TestKills.
+func (c Check) String() string { return c.Backend.String() + "/" + c.Name }
+
+// CheckFinding is what a check found: one broken invariant (a matrix invariant, "live-pool",
+// or a probe's check) with where it broke.
+type CheckFinding struct {
+	Invariant string // e.g. "pool", "error-surfaced", "live-pool", "lost-update"
+	Where     string // the matrix case or the probe with its seed
+	Message   string // the finding's first line
 }
 
-// Survivors returns the bugs no backend caught, and the cells that could not
-// run (a check that cannot run proves nothing).
-func (t KillTable) Survivors() []Kill {
-	killed := map[Bug]bool{}
-	for _, k := range t.Kills {
-		if k.Verdict == Killed {
-			killed[k.Bug] = true
-		}
-	}
-	var out []Kill
-	for _, k := range t.Kills {
-		if k.Verdict == Broken || (k.Verdict == Survived && !killed[k.Bug]) {
-			out = append(out, k)
-		}
-	}
-	return out
-}
-
-// Missed returns every cell where a check was expected to catch the bug and
-// did not (Survived or Broken), even when another backend caught it.
-func (t KillTable) Missed() []Kill {
-	var out []Kill
-	for _, k := range t.Kills {
-		if k.Verdict == Survived || k.Verdict == Broken {
-			out = append(out, k)
-		}
-	}
-	return out
-}
-
-// String prints the table: one line per bug and backend, with the check that
-// caught the bug and where.
-func (t KillTable) String() string {
-	var b strings.Builder
-	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "BUG\tBACKEND\tVERDICT\tCAUGHT BY\tWHERE\tTRIED\tTIME")
-	for _, k := range t.Kills {
-		check, where := k.Check, k.Where
-		if k.Verdict != Killed {
-			check, where = "-", oneLine(k.Detail, 70)
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", k.Bug, k.Backend, k.Verdict, check, where, k.Tried, k.Elapsed.Round(time.Millisecond))
-	}
-	_ = w.Flush()
-	killed, bugs := 0, map[Bug]bool{}
-	for _, k := range t.Kills {
-		bugs[k.Bug] = bugs[k.Bug] || k.Verdict == Killed
-	}
-	for _, ok := range bugs {
-		if ok {
-			killed++
-		}
-	}
-	fmt.Fprintf(&b, "%d of %d planted bugs killed", killed, len(bugs))
-	if s := t.Survivors(); len(s) > 0 {
-		fmt.Fprintf(&b, "; %d cell(s) survived or could not run", len(s))
-	}
-	return b.String()
-}
-
-// MutationConfig says where the mutation proof runs.
-type MutationConfig struct {
-	// Backends to run on; nil: Sqlmock, and Postgres when DSN is set.
-	Backends []faults.Backend
-	// The Postgres database (migrated with handlers.Migrate), as a
-	// pgtest.Database gives it: DSN (with application_name=AppName), DB a
-	// plain pool on it, Admin a pool on the same server with another
-	// application_name.
+// CheckEnv says where checks run: the Postgres database (migrated with handlers.Migrate), as
+// a pgtest.Database gives it — DSN (with application_name=AppName), DB a plain pool on it,
+// Admin a pool on the same server with another application_name. Sqlmock checks need none of
+// it.
+type CheckEnv struct {
 	DSN     string
 	DB      *sql.DB
 	Admin   *sql.DB
 	AppName string
-	// Bugs to plant; nil: every one (Bugs()).
-	Bugs []Bug
 	// Seed of the probes' random choices.
 	Seed int64
 	// Timeout bounds each matrix case (default 5s).
 	Timeout time.Duration
-	// Logf, if set, is told each cell's verdict as it is reached.
-	Logf func(format string, args ...any)
 }
 
 // killer is one way to catch a bug on one backend: some matrix cases of a
@@ -158,11 +62,12 @@ type MutationConfig struct {
 type killer struct {
 	backends []faults.Backend
 	// matrix: the cases of op at these step kinds ("clean": the clean case)
-	// with these faults.
-	op     string
-	steps  []string
-	faults []string
-	opts   func(lingering *atomic.Int64) []handlers.Option
+	// with these faults; with cancelBlocked, its cancel-blocked cases instead.
+	op            string
+	steps         []string
+	faults        []string
+	cancelBlocked bool
+	opts          func(lingering *atomic.Int64) []handlers.Option
 	// poolCap limits the case's pool to that many connections while the
 	// operation runs (a second connection taken while one is held then
 	// waits until the operation's one-second deadline).
@@ -176,10 +81,6 @@ type killer struct {
 	cfg   ProbeConfig
 }
 
-func (k killer) on(b faults.Backend) bool {
-	return slices.Contains(k.backends, b)
-}
-
 var both = []faults.Backend{scenarios.Sqlmock, scenarios.Postgres}
 var pgOnly = []faults.Backend{scenarios.Postgres}
 
@@ -187,67 +88,184 @@ var pgOnly = []faults.Backend{scenarios.Postgres}
 // invariant checked.
 var clean = []string{"clean"}
 
-// mutationCatalog says, per bug, which checks are run to catch it (in order;
-// the first that reports a finding — and passes without the bug — kills it)
-// and, per backend where none applies, why.
-var mutationCatalog = map[mutant.Bug]struct {
-	killers []killer
-	na      map[faults.Backend]string
+// checks are the focused checks by name, in a fixed order.
+var checks = []struct {
+	name string
+	k    killer
 }{
-	mutant.RollbackMissingOnError: {killers: []killer{
-		{backends: both, op: OpUpdateThread, steps: []string{"query", "exec"}, faults: []string{"error"}, live: true},
-		{backends: pgOnly, probe: "error-path"},
-	}},
+	{"UpdateThread-error-live", killer{backends: both, op: OpUpdateThread, steps: []string{"query", "exec"}, faults: []string{"error"}, live: true}},
+	{"DeleteThread-exec-error", killer{backends: both, op: OpDeleteThread, steps: []string{"exec"}, faults: []string{"error"}}},
 	// The panic is injected at a rows-next step: a panic inside a driver
 	// query or exec call leaves database/sql's transaction lock held, so
 	// even a correct rollback would then wait for ever.
-	mutant.RollbackSkippedOnPanic: {killers: []killer{
-		{backends: both, op: OpUpdateThread, steps: []string{"next"}, faults: []string{"panic"}, live: true},
-		{backends: both, op: OpGetMessages, steps: []string{"next"}, faults: []string{"panic"}, live: true},
-	}},
-	mutant.CommitErrorIgnored: {killers: []killer{
-		{backends: both, op: OpUpdateThread, steps: []string{"commit"}, faults: []string{"badconn", "error"}},
-	}},
-	mutant.RowsNotClosed: {killers: []killer{
-		{backends: both, op: OpGetMessages, steps: clean},
-		{backends: both, op: OpGetMessages, steps: []string{"next", "query"}, faults: []string{"error"}},
-	}},
-	mutant.RowsErrUnchecked: {killers: []killer{
-		{backends: both, op: OpListThreads, steps: []string{"next"}, faults: []string{"error"}},
-		{backends: both, op: OpGetMessages, steps: []string{"next"}, faults: []string{"error"}},
-	}},
-	mutant.QueryOnPoolInsideUnit: {killers: []killer{
-		{backends: both, op: OpGetThread, steps: clean, poolCap: 1},
-		{backends: pgOnly, probe: "pool", cfg: ProbeConfig{PoolSize: 1, OpTimeout: time.Second}},
-	}},
-	mutant.TxHeldAcrossTitleGenerator: {killers: []killer{
-		{backends: pgOnly, probe: "external-call"},
-		{backends: both, op: OpAutoRename, steps: clean},
-	}},
-	mutant.GoroutineWithoutRequestContext: {killers: []killer{
-		{backends: pgOnly, probe: "notify"},
-		{backends: both, op: OpAutoRename, steps: clean,
-			opts: func(running *atomic.Int64) []handlers.Option {
-				return []handlers.Option{handlers.WithNotifier(lingeringNotifier{d: 3 * time.Second, running: running})}
-			}},
-	}},
-	mutant.ConnNeverClosed: {killers: []killer{
-		{backends: both, op: OpUpdateThread, steps: []string{"query", "exec"}, faults: []string{"error"}, live: true},
-	}},
-	mutant.ContextNotPassed: {killers: []killer{
-		{backends: pgOnly, op: OpGetThread, steps: []string{"query"}, faults: []string{"cancel"}},
-		{backends: pgOnly, probe: "cancellation"},
-	}, na: map[faults.Backend]string{
-		scenarios.Sqlmock: "sqlmock's expectations for a cancel end the run at the fault, so the statement the bug runs after it fails there and an error surfaces either way",
-	}},
-	mutant.MetadataReadModifyWrite: {killers: []killer{
-		{backends: pgOnly, probe: "lost-update", cfg: ProbeConfig{Workers: 12, Ops: 3}},
-		{backends: both, op: OpUpdateThread, steps: clean},
-	}},
-	mutant.SendRetryWithoutClientID: {killers: []killer{
-		{backends: pgOnly, probe: "send-order", cfg: ProbeConfig{Workers: 4, Ops: 2}},
-		{backends: both, op: OpSendMessage, steps: clean},
-	}},
+	{"UpdateThread-panic-live", killer{backends: both, op: OpUpdateThread, steps: []string{"next"}, faults: []string{"panic"}, live: true}},
+	{"GetMessages-panic-live", killer{backends: both, op: OpGetMessages, steps: []string{"next"}, faults: []string{"panic"}, live: true}},
+	{"UpdateThread-commit-fails", killer{backends: both, op: OpUpdateThread, steps: []string{"commit"}, faults: []string{"badconn", "error"}}},
+	{"UpdateThread-clean", killer{backends: both, op: OpUpdateThread, steps: clean}},
+	{"GetMessages-clean", killer{backends: both, op: OpGetMessages, steps: clean}},
+	{"GetMessages-error", killer{backends: both, op: OpGetMessages, steps: []string{"next", "query"}, faults: []string{"error"}}},
+	{"ListThreads-next-error", killer{backends: both, op: OpListThreads, steps: []string{"next"}, faults: []string{"error"}}},
+	{"GetThread-clean-pool-1", killer{backends: both, op: OpGetThread, steps: clean, poolCap: 1}},
+	// A cancel at each statement of each operation: a statement given a context that is
+	// never cancelled runs on (context-honoured).
+	{"ListThreads-cancel", killer{backends: pgOnly, op: OpListThreads, steps: []string{"query", "exec"}, faults: []string{"cancel"}}},
+	{"CreateThread-cancel", killer{backends: pgOnly, op: OpCreateThread, steps: []string{"query", "exec"}, faults: []string{"cancel"}}},
+	{"GetThread-cancel", killer{backends: pgOnly, op: OpGetThread, steps: []string{"query", "exec"}, faults: []string{"cancel"}}},
+	{"UpdateThread-cancel", killer{backends: pgOnly, op: OpUpdateThread, steps: []string{"query", "exec"}, faults: []string{"cancel"}}},
+	{"DeleteThread-cancel", killer{backends: pgOnly, op: OpDeleteThread, steps: []string{"query", "exec"}, faults: []string{"cancel"}}},
+	{"AutoRename-cancel", killer{backends: pgOnly, op: OpAutoRename, steps: []string{"query", "exec"}, faults: []string{"cancel"}}},
+	{"GetMessages-cancel", killer{backends: pgOnly, op: OpGetMessages, steps: []string{"query", "exec"}, faults: []string{"cancel"}}},
+	{"SendMessage-cancel", killer{backends: pgOnly, op: OpSendMessage, steps: []string{"query", "exec"}, faults: []string{"cancel"}}},
+	{"GetThread-cancel-blocked", killer{backends: pgOnly, op: OpGetThread, cancelBlocked: true}},
+	{"DeleteThread-cancel-blocked", killer{backends: pgOnly, op: OpDeleteThread, cancelBlocked: true}},
+	{"AutoRename-clean", killer{backends: both, op: OpAutoRename, steps: clean}},
+	{"AutoRename-lingering-notifier", killer{backends: both, op: OpAutoRename, steps: clean,
+		opts: func(running *atomic.Int64) []handlers.Option {
+			return []handlers.Option{handlers.WithNotifier(lingeringNotifier{d: 3 * time.Second, running: running})}
+		}}},
+	{"SendMessage-clean", killer{backends: both, op: OpSendMessage, steps: clean}},
+	{"probe-error-path", killer{backends: pgOnly, probe: "error-path", cfg: ProbeConfig{OpTimeout: time.Second}}},
+	{"probe-pool", killer{backends: pgOnly, probe: "pool", cfg: ProbeConfig{PoolSize: 1, OpTimeout: time.Second}}},
+	{"probe-external-call", killer{backends: pgOnly, probe: "external-call"}},
+	{"probe-notify", killer{backends: pgOnly, probe: "notify"}},
+	{"probe-cancellation", killer{backends: pgOnly, probe: "cancellation"}},
+	{"probe-lost-update", killer{backends: pgOnly, probe: "lost-update", cfg: ProbeConfig{Workers: 12, Ops: 3}}},
+	{"probe-send-order", killer{backends: pgOnly, probe: "send-order", cfg: ProbeConfig{Workers: 4, Ops: 2}}},
+	{"probe-mixed", killer{backends: pgOnly, probe: "mixed", cfg: ProbeConfig{Workers: 2, Ops: 10}}},
+}
+
+// Checks returns every check on every backend it runs on, in a fixed order.
+func Checks() []Check {
+	var out []Check
+	for _, b := range both {
+		for _, c := range checks {
+			if slices.Contains(c.k.backends, b) {
+				out = append(out, Check{Name: c.name, Backend: b, k: c.k})
+			}
+		}
+	}
+	return out
+}
+
+// Run runs the check on the handlers as built and returns what it found: nothing on correct
+// handlers. A matrix check stops at its first case with a finding and returns every
+// invariant that case broke. The error is for a check that could not run (bad environment,
+// setup failure, cancelled context). On Postgres the check runs under an application_name
+// of its own, and its sessions are terminated afterwards, so what one check leaked is never
+// blamed on another.
+func (c Check) Run(ctx context.Context, env CheckEnv) ([]CheckFinding, error) {
+	if c.Backend == scenarios.Postgres && (env.DSN == "" || env.DB == nil || env.Admin == nil || env.AppName == "") {
+		return nil, fmt.Errorf("threadsuite: check %s needs DSN, DB, Admin and AppName: %w", c, scenarios.ErrConfig)
+	}
+	if env.Timeout <= 0 {
+		env.Timeout = 5 * time.Second
+	}
+	tag := "k" + strings.ReplaceAll(strings.ToLower(c.Name), "-", "")
+	if len(tag) > 14 {
+		tag = tag[:14]
+	}
+	if c.k.probe != "" {
+		return probeCheck(ctx, env, c.k, tag)
+	}
+	return matrixCheck(ctx, env, c.Backend, c.k, tag)
+}
+
+// probeCheck runs a probe.
+func probeCheck(ctx context.Context, env CheckEnv, kl killer, tag string) ([]CheckFinding, error) {
+	p, ok := LookupProbe(kl.probe)
+	if !ok {
+		return nil, fmt.Errorf("threadsuite: check: no probe %q: %w", kl.probe, scenarios.ErrConfig)
+	}
+	tg, err := env.target(tag)
+	if err != nil {
+		return nil, err
+	}
+	defer env.release(ctx, tg)
+	pc := kl.cfg
+	pc.Seed = env.Seed
+	res := p.Run(ctx, ProbeEnv{DSN: tg.dsn, AppName: tg.app, Admin: env.Admin}, pc)
+	var out []CheckFinding
+	for _, f := range res.Findings {
+		if f.Check == "setup" {
+			return nil, fmt.Errorf("probe %s: %s", p.Name, firstLineOf(f.Message))
+		}
+		out = append(out, CheckFinding{Invariant: f.Check, Where: fmt.Sprintf("%s seed=%d", p.Name, res.Seed), Message: firstLineOf(f.Message)})
+	}
+	return out, nil
+}
+
+// matrixCheck runs the matrix cases of one catalog operation that the killer selects, up to
+// the first with a finding.
+func matrixCheck(ctx context.Context, env CheckEnv, b faults.Backend, kl killer, tag string) ([]CheckFinding, error) {
+	var live atomic.Pointer[string]
+	var lingering atomic.Int64
+	defer waitZero(&lingering, 5*time.Second) // nothing the check started outlives it
+	var opts []handlers.Option
+	if kl.opts != nil {
+		opts = kl.opts(&lingering)
+	}
+	opts = append(opts, handlers.WithLogger(quiet))
+	op, ok := Lookup(Catalog(opts...), kl.op)
+	if !ok {
+		return nil, fmt.Errorf("threadsuite: check: no operation %q: %w", kl.op, scenarios.ErrConfig)
+	}
+	op = kl.wrap(op, &live)
+	rc := scenarios.Config{
+		Backend:      b,
+		Golden:       GoldenFS(),
+		Timeout:      env.Timeout,
+		CheckTimeout: time.Second,
+		Faults: func(k faults.StepKind) []faults.Fault {
+			if slices.Contains(kl.steps, k.String()) {
+				return mustFaults(kl.faults)
+			}
+			return nil
+		},
+		Only:   func(c scenarios.Case) bool { return slices.Contains(kl.steps, c.StepName()) },
+		Replay: func(scenarios.Case) string { return "" },
+	}
+	if kl.cancelBlocked {
+		rc.Faults = nil // the default faults: cancel-blocked is one of them, where a statement can block
+		rc.Only = func(c scenarios.Case) bool { return c.Fault.Kind == faults.KindCancelBlocked }
+	}
+	var tg pgTarget
+	if b == scenarios.Postgres {
+		var err error
+		if tg, err = env.target(tag); err != nil {
+			return nil, err
+		}
+		defer env.release(ctx, tg)
+		rc.DSN, rc.DB, rc.Admin, rc.AppName = tg.dsn, env.DB, env.Admin, tg.app
+	}
+	r, err := scenarios.NewRunner(ctx, rc, op)
+	if err != nil {
+		return nil, fmt.Errorf("matrix %s on %s: %w", kl.op, b, err)
+	}
+	defer func() { _ = r.Close() }()
+	cases := r.Cases()
+	var setupErr error
+	for _, c := range cases {
+		live.Store(nil)
+		res := r.RunCase(ctx, c)
+		var out []CheckFinding
+		if l := live.Load(); l != nil {
+			out = append(out, CheckFinding{Invariant: "live-pool", Where: c.Name(), Message: firstLineOf(*l)})
+		}
+		for _, f := range res.Findings {
+			if f.Invariant == scenarios.InvSetup {
+				setupErr = errors.New(firstLineOf(f.Message))
+				continue
+			}
+			out = append(out, CheckFinding{Invariant: string(f.Invariant), Where: c.Name(), Message: firstLineOf(f.Message)})
+		}
+		if len(out) > 0 {
+			return out, nil
+		}
+	}
+	if len(cases) == 0 {
+		return nil, fmt.Errorf("matrix %s on %s: no case selected (steps %v, faults %v)", kl.op, b, kl.steps, kl.faults)
+	}
+	return nil, setupErr
 }
 
 // lingeringNotifier answers at once when its context can be cancelled (the
@@ -271,58 +289,6 @@ func (n lingeringNotifier) ThreadRenamed(ctx context.Context, _ handlers.Thread)
 	return nil
 }
 
-// MutationProof plants every bug, one at a time, and runs the checks that
-// should catch it on each backend. A check counts as catching a bug only if
-// the same check passes on the correct handlers (a control run): a check that
-// fails either way proves nothing and is reported as Broken. On Postgres each
-// check runs under an application_name of its own, and the sessions a bug
-// leaked are terminated afterwards, so one bug's leak is never blamed on
-// another. The error is for a proof that could not run at all (bad
-// configuration, cancelled context); a bug that survives is in the table
-// (see KillTable.Survivors).
-func MutationProof(ctx context.Context, cfg MutationConfig) (KillTable, error) {
-	backends := cfg.Backends
-	if backends == nil {
-		backends = []faults.Backend{scenarios.Sqlmock}
-		if cfg.DSN != "" {
-			backends = append(backends, scenarios.Postgres)
-		}
-	}
-	for _, b := range backends {
-		if b == scenarios.Postgres && (cfg.DSN == "" || cfg.DB == nil || cfg.Admin == nil || cfg.AppName == "") {
-			return KillTable{}, fmt.Errorf("threadsuite: mutation proof on postgres needs DSN, DB, Admin and AppName: %w", scenarios.ErrConfig)
-		}
-	}
-	bugs := mutant.All()
-	if cfg.Bugs != nil {
-		bugs = nil
-		for _, name := range cfg.Bugs {
-			b, ok := mutant.Parse(string(name))
-			if !ok {
-				return KillTable{}, fmt.Errorf("threadsuite: mutation proof: unknown bug %q (see Bugs()): %w", name, scenarios.ErrConfig)
-			}
-			bugs = append(bugs, b)
-		}
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 5 * time.Second
-	}
-	var t KillTable
-	for _, bug := range bugs {
-		for _, b := range backends {
-			if err := ctx.Err(); err != nil {
-				return t, fmt.Errorf("threadsuite: mutation proof: %w", err)
-			}
-			k := proveOne(ctx, cfg, bug, b)
-			if cfg.Logf != nil {
-				cfg.Logf("%s on %s: %s %s %s (%d tried, %s) %s", bug, b, k.Verdict, k.Check, k.Where, k.Tried, k.Elapsed.Round(time.Millisecond), k.Detail)
-			}
-			t.Kills = append(t.Kills, k)
-		}
-	}
-	return t, nil
-}
-
 // pgTarget is the Postgres side of one check: the DSN and application_name
 // its pools use.
 type pgTarget struct {
@@ -331,11 +297,11 @@ type pgTarget struct {
 
 // target returns a DSN of cfg's database whose connections carry an
 // application_name of their own, derived from cfg.AppName and tag.
-func (cfg MutationConfig) target(tag string) (pgTarget, error) {
+func (cfg CheckEnv) target(tag string) (pgTarget, error) {
 	app := derivedAppName(cfg.AppName, tag)
 	dsn, err := withAppName(cfg.DSN, app)
 	if err != nil {
-		return pgTarget{}, fmt.Errorf("threadsuite: mutation proof: %w", err)
+		return pgTarget{}, fmt.Errorf("threadsuite: check: %w", err)
 	}
 	return pgTarget{dsn: dsn, app: app}, nil
 }
@@ -365,212 +331,13 @@ func derivedAppName(base, tag string) string {
 
 // release terminates every session of the target: what a bug leaked goes
 // with them.
-func (cfg MutationConfig) release(ctx context.Context, t pgTarget) {
+func (cfg CheckEnv) release(ctx context.Context, t pgTarget) {
 	if t.app == "" || cfg.Admin == nil {
 		return
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	_, _ = faults.NewServer(cfg.Admin).TerminateBackends(cctx, t.app)
-}
-
-// proveOne runs the killers of bug on backend b until one catches it.
-func proveOne(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b faults.Backend) Kill {
-	start := time.Now()
-	k := Kill{Bug: Bug(bug.String()), Backend: b, Verdict: NotApplicable}
-	entry, ok := mutationCatalog[bug]
-	if !ok {
-		k.Verdict, k.Detail = Survived, "no check is registered for this bug in the mutation catalog"
-		return k
-	}
-	var broken []string
-	for i, kl := range entry.killers {
-		if !kl.on(b) {
-			continue
-		}
-		k.Verdict = Survived
-		var caught bool
-		var err error
-		tag := fmt.Sprintf("m%02dk%d", int(bug), i)
-		if kl.probe != "" {
-			caught, err = probeKill(ctx, cfg, bug, kl, tag, &k)
-		} else {
-			caught, err = matrixKill(ctx, cfg, bug, b, kl, tag, &k)
-		}
-		if caught {
-			k.Verdict = Killed
-			break
-		}
-		if err != nil {
-			broken = append(broken, err.Error())
-		}
-	}
-	switch {
-	case k.Verdict == NotApplicable:
-		k.Detail = entry.na[b]
-		if k.Detail == "" {
-			k.Detail = "no check of this backend applies"
-		}
-	case k.Verdict == Survived && len(broken) > 0:
-		k.Verdict, k.Detail = Broken, strings.Join(broken, "; ")
-	case k.Verdict == Survived:
-		k.Detail = "every check passed with the bug planted"
-	}
-	k.Elapsed = time.Since(start)
-	return k
-}
-
-// probeKill runs a probe with the bug planted, then (if it found something)
-// without, as the control.
-func probeKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, kl killer, tag string, k *Kill) (bool, error) {
-	p, ok := LookupProbe(kl.probe)
-	if !ok {
-		return false, fmt.Errorf("threadsuite: mutation proof: no probe %q: %w", kl.probe, scenarios.ErrConfig)
-	}
-	run := func(tag string, bugs []mutant.Bug) (ProbeResult, error) {
-		tg, err := cfg.target(tag)
-		if err != nil {
-			return ProbeResult{}, err
-		}
-		defer cfg.release(ctx, tg)
-		pc := kl.cfg
-		pc.Seed = cfg.Seed
-		pc.bugs = bugs
-		res := p.Run(ctx, ProbeEnv{DSN: tg.dsn, AppName: tg.app, Admin: cfg.Admin}, pc)
-		for _, f := range res.Findings {
-			if f.Check == "setup" {
-				return res, fmt.Errorf("probe %s: %s", p.Name, firstLineOf(f.Message))
-			}
-		}
-		return res, nil
-	}
-	res, err := run(tag, []mutant.Bug{bug})
-	k.Tried++
-	if err != nil || len(res.Findings) == 0 {
-		return false, err
-	}
-	ctl, err := run(tag+"c", nil)
-	if err != nil {
-		return false, err
-	}
-	if len(ctl.Findings) > 0 {
-		return false, fmt.Errorf("probe %s fails without the bug too (not a proof): %s", p.Name, firstLineOf(ctl.Findings[0].String()))
-	}
-	f := res.Findings[0]
-	k.Check = "probe/" + p.Name + ":" + f.Check
-	k.Where = fmt.Sprintf("%s seed=%d", p.Name, res.Seed)
-	k.Detail = firstLineOf(f.Message)
-	return true, nil
-}
-
-// matrixKill runs the matrix cases of one catalog operation that the killer
-// selects, with the bug planted in each case (not in the clean run the
-// runner records first); the case that catches it is rerun without the bug
-// on a runner of its own, as the control.
-func matrixKill(ctx context.Context, cfg MutationConfig, bug mutant.Bug, b faults.Backend, kl killer, tag string, k *Kill) (bool, error) {
-	var live atomic.Pointer[string]
-	var lingering atomic.Int64
-	defer waitZero(&lingering, 5*time.Second) // nothing the bug started outlives the proof of it
-	newRunner := func(tag string) (*scenarios.Runner, pgTarget, error) {
-		var opts []handlers.Option
-		if kl.opts != nil {
-			opts = kl.opts(&lingering)
-		}
-		opts = append(opts, handlers.WithLogger(quiet))
-		op, ok := Lookup(Catalog(opts...), kl.op)
-		if !ok {
-			return nil, pgTarget{}, fmt.Errorf("threadsuite: mutation proof: no operation %q: %w", kl.op, scenarios.ErrConfig)
-		}
-		op = kl.wrap(op, &live)
-		rc := scenarios.Config{
-			Backend:      b,
-			Golden:       GoldenFS(),
-			Timeout:      cfg.Timeout,
-			CheckTimeout: time.Second,
-			Faults: func(k faults.StepKind) []faults.Fault {
-				if slices.Contains(kl.steps, k.String()) {
-					return mustFaults(kl.faults)
-				}
-				return nil
-			},
-			Only:   func(c scenarios.Case) bool { return slices.Contains(kl.steps, c.StepName()) },
-			Replay: func(scenarios.Case) string { return "" },
-		}
-		var tg pgTarget
-		if b == scenarios.Postgres {
-			var err error
-			if tg, err = cfg.target(tag); err != nil {
-				return nil, tg, err
-			}
-			rc.DSN, rc.DB, rc.Admin, rc.AppName = tg.dsn, cfg.DB, cfg.Admin, tg.app
-		}
-		r, err := scenarios.NewRunner(ctx, rc, op)
-		if err != nil {
-			cfg.release(ctx, tg)
-			return nil, tg, fmt.Errorf("matrix %s on %s: %w", kl.op, b, err)
-		}
-		return r, tg, nil
-	}
-	r, tg, err := newRunner(tag)
-	if err != nil {
-		return false, err
-	}
-	defer cfg.release(ctx, tg)
-	defer func() { _ = r.Close() }()
-	bctx := mutant.With(ctx, bug)
-	var setupErr error
-	var hit *scenarios.Case
-	cases := r.Cases()
-	for _, c := range cases {
-		live.Store(nil)
-		res := r.RunCase(bctx, c)
-		k.Tried++
-		if l := live.Load(); l != nil {
-			k.Check, k.Where, k.Detail = "matrix+live-pool", c.Name(), firstLineOf(*l)
-			hit = &c
-			break
-		}
-		for _, f := range res.Findings {
-			if f.Invariant == scenarios.InvSetup {
-				setupErr = errors.New(firstLineOf(f.Message))
-				continue
-			}
-			k.Check, k.Where, k.Detail = "matrix/"+string(f.Invariant), c.Name(), firstLineOf(f.Message)
-			hit = &c
-			break
-		}
-		if hit != nil {
-			break
-		}
-	}
-	if len(cases) == 0 {
-		return false, fmt.Errorf("matrix %s on %s: no case selected (steps %v, faults %v)", kl.op, b, kl.steps, kl.faults)
-	}
-	if hit == nil {
-		return false, setupErr
-	}
-	// The control: the same case on the correct handlers.
-	ctl, ctg, err := newRunner(tag + "c")
-	if err != nil {
-		return false, err
-	}
-	defer cfg.release(ctx, ctg)
-	defer func() { _ = ctl.Close() }()
-	for _, c := range ctl.Cases() {
-		if c.Name() != hit.Name() {
-			continue
-		}
-		live.Store(nil)
-		res := ctl.RunCase(ctx, c)
-		if l := live.Load(); l != nil {
-			return false, fmt.Errorf("case %s leaks without the bug too (not a proof): %s", c.Name(), firstLineOf(*l))
-		}
-		if len(res.Findings) > 0 {
-			return false, fmt.Errorf("case %s fails without the bug too (not a proof): %s: %s", c.Name(), res.Findings[0].Invariant, firstLineOf(res.Findings[0].Message))
-		}
-		return true, nil
-	}
-	return false, fmt.Errorf("case %s: the control run has no such case (the clean trace differs)", hit.Name())
 }
 
 // wrap returns op with the killer's pool limit and live pool check around its
@@ -627,15 +394,6 @@ func firstLineOf(s string) string {
 	s = strings.TrimSpace(s)
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		return s[:i]
-	}
-	return s
-}
-
-// oneLine collapses whitespace and cuts s to at most n bytes.
-func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > n {
-		s = s[:n] + "…"
 	}
 	return s
 }

@@ -1,139 +1,240 @@
 package threadsuite
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
-	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/handlers"
-	"github.com/sessionsafe/sessionsafe/internal/mutant"
+	"github.com/sessionsafe/sessionsafe/mutate"
 	"github.com/sessionsafe/sessionsafe/pgtest"
-	"github.com/sessionsafe/sessionsafe/scenarios"
 )
 
-// TestMutationProof plants every session bug of internal/mutant, one at a
-// time, runs the checks that target it on sqlmock and on real Postgres, logs
-// the kill table and fails if any bug survives — or if a check expected to
-// catch a bug on a backend did not.
-func TestMutationProof(t *testing.T) {
-	if len(mutant.All()) < 12 {
-		t.Fatalf("internal/mutant plants %d bugs; want at least 12", len(mutant.All()))
-	}
+// TestKills runs every focused check (Checks) on the handlers as built: on the correct
+// handlers none finds anything. A check that finds something fails with one subtest per
+// invariant it broke (TestKills/<backend>/<check>/<invariant>), so the mutation proof can
+// tell which check caught a mutant, and with what.
+func TestKills(t *testing.T) {
 	db := pgtest.New(t, pgtest.WithMigration("handlers", handlers.Migrate))
-	seed := probeSeed(t)
-	table, err := MutationProof(t.Context(), MutationConfig{
-		DSN: db.DSN, DB: db.DB, Admin: db.Admin, AppName: db.AppName,
-		Seed: seed, Logf: t.Logf,
-	})
+	env := CheckEnv{DSN: db.DSN, DB: db.DB, Admin: db.Admin, AppName: db.AppName, Seed: probeSeed(t)}
+	for _, c := range Checks() {
+		t.Run(c.String(), func(t *testing.T) {
+			found, err := c.Run(t.Context(), env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen := map[string]bool{}
+			for _, f := range found {
+				if seen[f.Invariant] {
+					continue
+				}
+				seen[f.Invariant] = true
+				t.Run(f.Invariant, func(t *testing.T) { t.Errorf("%s: %s", f.Where, f.Message) })
+			}
+		})
+	}
+}
+
+// killCommand is the test command the mutation proof runs for an operator mutant: the
+// focused checks and the original eleven cases of this package, and the ownership check of
+// the handlers' own tests.
+var killCommand = []string{"go", "test", "./threadsuite", "./handlers", "-run", "^(TestKills|TestOriginal|TestPostgresOwnership)$"}
+
+// caughtByCommand is the test command for a planted bug: only the tests its CaughtBy names
+// (down to the check or original case: an invariant's subtest exists only when it fails), so
+// a run costs a few checks, not all of them.
+func caughtByCommand(b PlantedBug) []string {
+	var levels [3][]string
+	pkgs := []string{"./threadsuite"}
+	for _, name := range b.CaughtBy {
+		if !strings.HasPrefix(name, "TestKills/") && !strings.HasPrefix(name, "TestOriginal/") {
+			pkgs = []string{"./threadsuite", "./handlers"} // a test of the handlers' own
+		}
+		for i, part := range strings.SplitN(name, "/", 4) {
+			if i < 3 && !slices.Contains(levels[i], part) {
+				levels[i] = append(levels[i], part)
+			}
+		}
+	}
+	var run []string
+	for _, l := range levels {
+		if len(l) == 0 {
+			break
+		}
+		for i := range l {
+			l[i] = regexp.QuoteMeta(l[i])
+		}
+		run = append(run, "^("+strings.Join(l, "|")+")$")
+	}
+	return append(append([]string{"go", "test"}, pkgs...), "-run", strings.Join(run, "/"))
+}
+
+// ciBugs are the planted bugs the proof runs by default (make test): one per kind of check —
+// the unit of work on both backends with the originals and a probe, a cancellation that only
+// a real server shows, a lost update that only a concurrent probe shows. Each bug costs a
+// clean run and a mutant run of its tests (about 1.5 minutes on a loaded 2-core machine).
+var ciBugs = []string{"RollbackMissingOnError", "ContextNotPassed", "MetadataReadModifyWrite"}
+
+// TestMutationProof builds the handlers with known session bugs in turn (PlantedBugs,
+// source mutants through go's -overlay; the tree is never written), runs the tests each
+// names (CaughtBy) and requires every one of them to fail. By default it runs ciBugs; with
+// SESSIONSAFE_MUTATE_ALL=1 every planted bug, and every operator mutant of ./handlers
+// against killCommand, each of which must be killed or listed in equivalentMutants with the
+// reason it cannot be caught. SESSIONSAFE_MUTATE_SHARD=i/n runs only shard i of n of the
+// mutants.
+func TestMutationProof(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go test once per mutant; skipped in -short")
+	}
+	ctx := t.Context()
+	all := os.Getenv("SESSIONSAFE_MUTATE_ALL") == "1"
+	var bugs []PlantedBug
+	for _, b := range PlantedBugs() {
+		if all || slices.Contains(ciBugs, b.Name) {
+			bugs = append(bugs, b)
+		}
+	}
+	patches := make([]mutate.Patch, len(bugs))
+	for i, b := range bugs {
+		patches[i] = b.Patch
+	}
+	ms, err := mutate.Patched(ctx, patches, mutate.WithDir(".."))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("kill table:\n%s", table)
-	if len(table.Kills) != 2*len(mutant.All()) {
-		t.Errorf("kill table has %d cells; want %d (every bug on both backends)", len(table.Kills), 2*len(mutant.All()))
+	if all {
+		ops, err := mutate.Find(ctx, []string{"./handlers"}, mutate.WithDir(".."))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms = append(ms, ops...)
 	}
-	for _, k := range table.Survivors() {
-		t.Errorf("mutant %s survived on %s: %s (%s)", k.Bug, k.Backend, k.Verdict, k.Detail)
+	opts := []mutate.Option{mutate.WithDir(".."), mutate.WithTest(killCommand), mutate.WithParallel(1)}
+	if s := os.Getenv("SESSIONSAFE_MUTATE_SHARD"); s != "" {
+		var i, n int
+		if _, err := fmt.Sscanf(s, "%d/%d", &i, &n); err != nil || n < 1 || i < 1 || i > n {
+			t.Fatalf("SESSIONSAFE_MUTATE_SHARD=%q: want i/n with 1 <= i <= n", s)
+		}
+		opts = append(opts, mutate.WithShard(i, n))
 	}
-	for _, k := range table.Missed() {
-		t.Errorf("mutant %s on %s: the checks meant to catch it there did not: %s (%s)", k.Bug, k.Backend, k.Verdict, k.Detail)
+	byName := map[string]PlantedBug{}
+	for _, b := range bugs {
+		byName[b.Name] = b
+	}
+	bugOf := func(m mutate.Mutant) (PlantedBug, bool) {
+		b, ok := byName[strings.SplitN(m.ID, "@", 2)[0]]
+		return b, ok && m.Operator == mutate.PatchOperator
+	}
+	rep, err := mutate.Run(ctx, ms, append(opts,
+		mutate.WithTestFor(func(m mutate.Mutant) []string {
+			if b, ok := bugOf(m); ok {
+				return caughtByCommand(b)
+			}
+			return nil
+		}),
+		mutate.WithProgress(func(r mutate.Result, done, total int) {
+			t.Logf("%d/%d %s: %s %s (%s) failed: %v", done, total, r.ID, r.Status, r.KilledBy, r.Duration.Round(1e8), r.Failed)
+		}))...)
+	var text bytes.Buffer
+	_ = rep.WriteText(&text)
+	t.Logf("kill table (%s):\n%s", rep.Duration.Round(1e9), text.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		if b, ok := bugOf(r.Mutant); ok {
+			if r.Status != mutate.Killed {
+				t.Errorf("planted bug %s: %s (%s); want killed\n%s", b.Name, r.Status, r.Reason, r.Diff)
+				continue
+			}
+			for _, want := range b.CaughtBy {
+				if !slices.Contains(r.Failed, want) {
+					t.Errorf("planted bug %s: %s did not fail; the tests that failed: %v", b.Name, want, r.Failed)
+				}
+			}
+			continue
+		}
+		if gap, ok := knownGaps[r.ID]; ok && r.Status != mutate.Killed {
+			t.Logf("mutant %s %s: a known gap: %s", r.ID, r.Status, gap)
+			continue
+		}
+		reason, equivalent := equivalentMutants[r.ID]
+		switch {
+		case r.Status == mutate.Killed && equivalent:
+			t.Errorf("mutant %s is killed (by %s) but listed as equivalent (%s): remove it from equivalentMutants", r.ID, r.KilledBy, reason)
+		case r.Status != mutate.Killed && !equivalent:
+			t.Errorf("mutant %s %s (%s): a gap in the checks, or add it to equivalentMutants with the reason\n%s", r.ID, r.Status, r.Reason, r.Diff)
+		}
 	}
 }
 
-// TestKillTable shows the table's verdict logic failing on planted results: a
-// bug killed on no backend is a survivor, a broken check is too, and the
-// printed table names the survivor.
-func TestKillTable(t *testing.T) {
-	survived := Kill{Verdict: Survived, Detail: "every check passed with the bug planted"}
-	tests := []struct {
-		name              string
-		bug               mutant.Bug
-		sqlmock, postgres Kill // the bug's cell on each backend; a zero Kill: no cell
-		survivors         int
-		missed            int
-		want              string
-	}{
-		{
-			name:     "all-killed",
-			bug:      mutant.RowsNotClosed,
-			sqlmock:  Kill{Verdict: Killed, Check: "matrix/pool", Where: "GetMessages/step-2-begin/latency=1ms"},
-			postgres: Kill{Verdict: Killed, Check: "matrix/error-surfaced", Where: "GetMessages/step-2-begin/latency=1ms"},
-			want:     "1 of 1 planted bugs killed",
-		},
-		{
-			name:     "killed-on-one-backend",
-			bug:      mutant.MetadataReadModifyWrite,
-			sqlmock:  Kill{Verdict: NotApplicable, Detail: "no check of this backend applies"},
-			postgres: Kill{Verdict: Killed, Check: "probe/lost-update:lost-update", Where: "lost-update seed=1"},
-			want:     "probe/lost-update:lost-update",
-		},
-		{
-			name:      "survivor",
-			bug:       mutant.ContextNotPassed,
-			sqlmock:   survived,
-			postgres:  survived,
-			survivors: 2, missed: 2,
-			want: "0 of 1 planted bugs killed; 2 cell(s) survived",
-		},
-		{
-			name:      "missed-on-one-backend",
-			bug:       mutant.CommitErrorIgnored,
-			sqlmock:   survived,
-			postgres:  Kill{Verdict: Killed, Check: "matrix/error-surfaced"},
-			survivors: 0, missed: 1,
-			want: "CommitErrorIgnored  sqlmock   SURVIVED",
-		},
-		{
-			name:      "broken-check",
-			bug:       mutant.ConnNeverClosed,
-			postgres:  Kill{Verdict: Broken, Detail: "matrix UpdateThread on postgres: setup failed"},
-			survivors: 1, missed: 1,
-			want: "ERROR",
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var kt KillTable
-			for i, k := range []Kill{tt.sqlmock, tt.postgres} {
-				if k != (Kill{}) {
-					k.Bug, k.Backend = Bug(tt.bug.String()), []faults.Backend{scenarios.Sqlmock, scenarios.Postgres}[i]
-					kt.Kills = append(kt.Kills, k)
-				}
-			}
-			if got := len(kt.Survivors()); got != tt.survivors {
-				t.Errorf("Survivors: got %d; want %d", got, tt.survivors)
-			}
-			if got := len(kt.Missed()); got != tt.missed {
-				t.Errorf("Missed: got %d; want %d", got, tt.missed)
-			}
-			if s := kt.String(); !strings.Contains(s, tt.want) {
-				t.Errorf("String() = \n%s\nwant it to contain %q", s, tt.want)
-			}
-		})
-	}
+// equivalentMutants are the operator mutants of ./handlers that no check can catch, each
+// with the reason, by mutant id.
+var equivalentMutants = map[string]string{
+	"drop-rows-close@handlers/repo.go:123": rowsClosedByTx,
+	"drop-rows-close@handlers/repo.go:226": rowsClosedByTx,
 }
 
-// TestMutationCatalogCoversEveryBug: every planted bug has a check on at
-// least one backend, and the real-Postgres backend has one for each.
-func TestMutationCatalogCoversEveryBug(t *testing.T) {
-	for _, bug := range mutant.All() {
-		t.Run(bug.String(), func(t *testing.T) {
-			entry, ok := mutationCatalog[bug]
-			if !ok || len(entry.killers) == 0 {
-				t.Fatalf("no check registered for %s", bug)
+const rowsClosedByTx = "database/sql closes the rows when Next returns false, and a transaction's rows when it ends: a scan error ends the unit, whose rollback closes them"
+
+// knownGaps are operator mutants of ./handlers that survive because no check exercises
+// their code, each with what is missing; the proof logs them instead of failing.
+var knownGaps = map[string]string{
+	"context-background@handlers/migrate.go:20":     migrateGap,
+	"drop-deferred-rollback@handlers/migrate.go:24": migrateGap,
+	"context-background@handlers/migrate.go:25":     migrateGap,
+	"tx-call-on-pool@handlers/migrate.go:25":        migrateGap,
+	"context-background@handlers/migrate.go:28":     migrateGap,
+	"tx-call-on-pool@handlers/migrate.go:28":        migrateGap,
+	"ignore-commit-error@handlers/migrate.go:31":    migrateGap,
+}
+
+const migrateGap = "Migrate (the schema) runs once per template database, never under a fault or a cancel: no check puts it through the matrix"
+
+// TestPlantedBugsApply: every planted bug still matches the handlers exactly once, and
+// names only tests that exist.
+func TestPlantedBugsApply(t *testing.T) {
+	bugs := PlantedBugs()
+	if len(bugs) < 12 {
+		t.Fatalf("%d planted bugs; want at least 12", len(bugs))
+	}
+	patches := make([]mutate.Patch, len(bugs))
+	for i, b := range bugs {
+		patches[i] = b.Patch
+	}
+	if _, err := mutate.Patched(context.Background(), patches, mutate.WithDir("..")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range ciBugs {
+		if !slices.ContainsFunc(bugs, func(b PlantedBug) bool { return b.Name == name }) {
+			t.Errorf("ciBugs names %q, which is no planted bug", name)
+		}
+	}
+	checks := map[string]bool{}
+	for _, c := range Checks() {
+		checks["TestKills/"+c.String()] = true
+	}
+	cases := map[string]bool{}
+	for _, o := range originals() {
+		cases["TestOriginal/"+o.name] = true
+	}
+	for _, b := range bugs {
+		if len(b.CaughtBy) == 0 {
+			t.Errorf("%s: no test named to catch it", b.Name)
+		}
+		for _, name := range b.CaughtBy {
+			parts := strings.Split(name, "/")
+			ok := len(parts) >= 3 && checks[strings.Join(parts[:3], "/")] ||
+				len(parts) == 3 && cases[strings.Join(parts[:2], "/")] ||
+				name == "TestPostgresOwnership"
+			if !ok {
+				t.Errorf("%s: caught by %q: no such check, original case or test", b.Name, name)
 			}
-			pg := false
-			for _, k := range entry.killers {
-				pg = pg || k.on(scenarios.Postgres)
-				if k.probe != "" {
-					if _, ok := LookupProbe(k.probe); !ok {
-						t.Errorf("check of %s names probe %q, which does not exist", bug, k.probe)
-					}
-				}
-			}
-			if !pg {
-				t.Errorf("no real-Postgres check for %s", bug)
-			}
-		})
+		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/handlers"
-	"github.com/sessionsafe/sessionsafe/internal/mutant"
 	"github.com/sessionsafe/sessionsafe/internal/testkit"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 	"github.com/sessionsafe/sessionsafe/pgtest"
@@ -463,81 +461,4 @@ func testOriginalConcurrentUpdatesMock(t *testing.T) {
 		t.Errorf("B (%s): got %v; want success", cb.Name(), resB.Err)
 	}
 	leakcheck.VerifyGoroutines(t, baseline)
-}
-
-// recorder is a testing.TB that keeps the failures it is told of instead of
-// failing the test, to show a check failing.
-type recorder struct {
-	testing.TB
-	mu     sync.Mutex
-	failed []string
-}
-
-func (r *recorder) Helper() {}
-
-func (r *recorder) Errorf(format string, args ...any) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.failed = append(r.failed, fmt.Sprintf(format, args...))
-}
-
-func (r *recorder) Error(args ...any) { r.Errorf("%s", fmt.Sprint(args...)) }
-
-func (r *recorder) Fatalf(format string, args ...any) {
-	r.Errorf(format, args...)
-	runtime.Goexit()
-}
-
-func (r *recorder) Fatal(args ...any) { r.Fatalf("%s", fmt.Sprint(args...)) }
-
-func (r *recorder) Logf(string, ...any) {}
-
-// run runs fn with r on a goroutine of its own (Fatal ends it) and returns
-// the failures.
-func (r *recorder) run(fn func(t testing.TB)) []string {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		fn(r)
-	}()
-	<-done
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.failed...)
-}
-
-// TestOriginalCatchesPlantedBugs shows the originals' checks failing: each
-// case below, run on sqlmock with a session bug planted, must report a
-// failure.
-func TestOriginalCatchesPlantedBugs(t *testing.T) {
-	byName := map[string]original{}
-	for _, o := range originals() {
-		byName[o.name] = o
-	}
-	tests := []struct {
-		original string
-		bug      mutant.Bug
-	}{
-		{"01-update-commit-connection-lost", mutant.CommitErrorIgnored},
-		{"04-count-in-same-transaction", mutant.QueryOnPoolInsideUnit},
-		{"05-delete-archive-fails", mutant.RollbackMissingOnError},
-		{"10-failed-get-returns-connection", mutant.ConnNeverClosed},
-		{"11-failed-list-leaves-no-transaction", mutant.RowsErrUnchecked},
-	}
-	for _, tt := range tests {
-		t.Run(tt.original+"/"+tt.bug.String(), func(t *testing.T) {
-			o, ok := byName[tt.original]
-			if !ok {
-				t.Fatalf("no original %q", tt.original)
-			}
-			rec := &recorder{TB: t}
-			failed := rec.run(func(tb testing.TB) {
-				runOriginal(mutant.With(t.Context(), tt.bug), tb, o, scenarios.Config{Backend: scenarios.Sqlmock, Golden: GoldenFS()})
-			})
-			if len(failed) == 0 {
-				t.Fatalf("original %s passed with %s planted; want a failure", tt.original, tt.bug)
-			}
-			t.Logf("caught: %s", firstLineOf(failed[0]))
-		})
-	}
 }

@@ -25,7 +25,6 @@ import (
 
 	"github.com/sessionsafe/sessionsafe/faults"
 	"github.com/sessionsafe/sessionsafe/handlers"
-	"github.com/sessionsafe/sessionsafe/internal/mutant"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 )
 
@@ -68,9 +67,6 @@ type ProbeConfig struct {
 	// FaultRate is the chance that an operation of the mixed probe runs with
 	// a random fault plan (default 0.5; negative: none).
 	FaultRate float64
-	// bugs are planted in the handlers for every operation (the mutation
-	// proof); empty: the correct handlers.
-	bugs []mutant.Bug
 	// NoGoroutineCheck turns the goroutine check off, for a process whose
 	// other goroutines come and go meanwhile (parallel tests, a chaos run).
 	NoGoroutineCheck bool
@@ -215,7 +211,7 @@ func (p Probe) Run(ctx context.Context, env ProbeEnv, cfg ProbeConfig) ProbeResu
 				r.find("panic", "the probe panicked: %v\n%s", v, stack(false))
 			}
 		}()
-		p.run(mutant.With(pctx, cfg.bugs...), r)
+		p.run(pctx, r)
 	}()
 	select {
 	case <-done:
@@ -560,8 +556,7 @@ func (r *probeRun) probeUser(tag string) string {
 // plain pool with the correct handlers.
 func (r *probeRun) newThreads(user string, n, msgs int) ([]string, error) {
 	svc := handlers.New(r.plain)
-	// Fixtures are made by the correct handlers: the planted bugs come with
-	// the probe's context, so only the context's deadline is kept.
+	// Fixtures are made on a context of their own: only the probe context's deadline is kept.
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.OpTimeout*4)
 	defer cancel()
 	ids := make([]string, 0, n)

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/sessionsafe/sessionsafe/cli"
+	"github.com/sessionsafe/sessionsafe/examples/bank"
 	"github.com/sessionsafe/sessionsafe/handlers"
 	"github.com/sessionsafe/sessionsafe/threadsuite"
 )
@@ -22,5 +23,5 @@ func main() {
 		Migrate:    handlers.Migrate,
 		Handler:    func(db *sql.DB) http.Handler { return handlers.New(db).Handler() },
 		Chaos:      threadsuite.ChaosWorkload(),
-	}))
+	}, bank.Catalog()))
 }

@@ -18,14 +18,16 @@ import (
 // Catalog is the bank as the sessionsafe command line runs it (cli.Main): every method of
 // the database/sql [Store], a refused transfer, and the same calls on the [PgxStore]
 // (named with a "Pgx" prefix, Postgres only), on the schema [Migrate] creates, with the
-// golden traces of testdata/ for sqlmock.
+// golden traces of testdata/ for sqlmock, and the database/sql store's chaos workload
+// (money conserved, no acknowledged transfer lost).
 func Catalog() cli.Catalog {
 	ops := catalog(theStore)
 	for _, op := range pgxCatalog(thePgxStore) {
 		op.Name = "Pgx" + op.Name
 		ops = append(ops, op)
 	}
-	return cli.Catalog{Name: "bank", Operations: ops, Golden: goldenFS(), Migration: migration, Migrate: Migrate}
+	return cli.Catalog{Name: "bank", Operations: ops, Golden: goldenFS(), Migration: migration, Migrate: Migrate,
+		Chaos: chaosWorkload("bank", theStore, nil)}
 }
 
 // migration names the schema Migrate applies; change it when schema.sql changes.

@@ -9,19 +9,22 @@ import (
 )
 
 // TestCommandLine runs the bank's catalog through the command line, as cmd/bankcheck does:
-// the whole matrix on sqlmock, and on PostgreSQL a database/sql and a pgx operation's
-// (TestMatrix and TestMatrixPgx run them all), each with no violation and exit code 0.
+// the whole matrix on sqlmock, and on PostgreSQL the first steps of a database/sql and a pgx operation
+// (TestMatrix and TestMatrixPgx run them all), and a seeded chaos run on each backend
+// (TestChaos runs longer ones), each with no violation and exit code 0.
 func TestCommandLine(t *testing.T) {
 	tests := []struct {
 		name string
 		args []string
 	}{
 		{"sqlmock", []string{"matrix", "-backend", "sqlmock"}},
-		{"postgres", []string{"matrix", "-backend", "postgres", "-run", "^(Transfer|PgxGetAccount)/"}},
+		{"postgres", []string{"matrix", "-backend", "postgres", "-run", "^(Transfer|PgxGetAccount)/step-[0-3]-"}},
+		{"chaos-sqlmock", []string{"chaos", "-backend", "sqlmock", "-ops", "200", "-workers", "2", "-seed", "7"}},
+		{"chaos-postgres", []string{"chaos", "-backend", "postgres", "-ops", "100", "-workers", "2", "-seed", "7"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.name == "postgres" && testing.Short() {
+			if strings.Contains(tt.name, "postgres") && testing.Short() {
 				t.Skip("starts Postgres")
 			}
 			var out, errOut bytes.Buffer

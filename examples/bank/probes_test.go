@@ -448,7 +448,7 @@ func TestProbeFaultsReplay(t *testing.T) {
 // TestProbesStarvedOfConnections: on pools of one connection, goroutine 2's
 // next refused transfer waits not for a lock but for its pool's only
 // connection, which the leaked transaction keeps: the collateral finding
-// says so and names where that connection was taken.
+// says so, names the run that kept it and where that connection was taken.
 func TestProbesStarvedOfConnections(t *testing.T) {
 	ops := probeCatalog(func(db *sql.DB, n Notifier) accounts { return leaksLockOnRefusal{NewStore(db, n)} })
 	op, _ := lookup(ops, opTransfer)
@@ -458,7 +458,8 @@ func TestProbesStarvedOfConnections(t *testing.T) {
 	res := runProbe(t, probes.ProbeConcurrent, cfg, op)
 	for _, f := range res.Findings {
 		if f.Check == probes.CheckCollateral && f.Goroutine == 2 && f.Holder == 2 &&
-			strings.Contains(f.Message, "every connection of its own pool (1) was taken") && strings.Contains(f.Stack, probesPlantedAt) {
+			strings.Contains(f.Message, "every connection of its own pool (1) was taken: it waited for one (its run 0 of round 0 returned with 1 connection(s) still taken)") &&
+			strings.Contains(f.Stack, probesPlantedAt) {
 			t.Logf("caught:\n%v", res.Err())
 			return
 		}

@@ -52,20 +52,29 @@ func TestTransferLeaksNothing(t *testing.T) {
 
 // README:end
 
-// TestREADMEShowsThisFile keeps the README's "On your own code" example the
-// code above, which compiles and runs with the package's tests.
+// TestREADMEShowsThisFile keeps the README's examples the code of this
+// directory, which compiles (and, for the test above, runs) with the
+// package: the lines between README:begin and README:end of each file appear
+// verbatim in a Go block of the README.
 func TestREADMEShowsThisFile(t *testing.T) {
-	src, err := os.ReadFile("readme_test.go")
-	if err != nil {
-		t.Fatal(err)
-	}
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, after, _ := strings.Cut(string(src), "// README:begin\n")
-	example, _, _ := strings.Cut(after, "\n// README:end")
-	if !strings.Contains(string(readme), "```go\n"+example+"```") {
-		t.Errorf("README.md does not show examples/bank/readme_test.go's example verbatim; copy the lines between README:begin and README:end into its \"On your own code\" section:\n%s", example)
+	for _, tt := range []struct{ name, file, section string }{
+		{"matrix-test", "readme_test.go", "On your own code"},
+		{"command-line", "cmd/bankcheck/main.go", "The command line on your own code"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			src, err := os.ReadFile(tt.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, after, _ := strings.Cut(string(src), "// README:begin\n")
+			example, _, _ := strings.Cut(after, "\n// README:end")
+			if !strings.Contains(string(readme), "```go\n"+example+"```") {
+				t.Errorf("README.md does not show examples/bank/%s's example verbatim; copy the lines between README:begin and README:end into its %q section:\n%s", tt.file, tt.section, example)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@
 //	go run ./examples/bank/cmd/bankcheck matrix -backend sqlmock
 package main
 
+// README:begin
 import (
 	"os"
 
@@ -12,3 +13,5 @@ import (
 )
 
 func main() { os.Exit(cli.Main(bank.Catalog())) }
+
+// README:end

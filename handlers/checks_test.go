@@ -8,57 +8,12 @@ import (
 	"testing"
 
 	"github.com/DATA-DOG/go-sqlmock"
-	"github.com/sessionsafe/sessionsafe/internal/mutant"
 	"go.uber.org/goleak"
 )
 
-// A check runs one case of the suite and returns every invariant it found
-// broken. With no bug planted it must return nil (its own test says so);
-// with its bug planted it must not (TestPlantedBugsCaught).
+// A check runs one case of the suite on the correct code and returns every invariant it
+// found broken: nil, or the test that runs it fails.
 type check func(ctx context.Context, tb testing.TB) error
-
-// plantedOnMock names, for each bug caught on sqlmock, the suite's check
-// that catches it.
-var plantedOnMock = map[mutant.Bug]check{
-	mutant.RollbackSkippedOnPanic:         panicCase,
-	mutant.RowsErrUnchecked:               listRowsErrorCase,
-	mutant.TxHeldAcrossTitleGenerator:     autoRenameHoldsNothingCase,
-	mutant.GoroutineWithoutRequestContext: notifierInRequestCase,
-	mutant.ContextNotPassed:               cancelCase,
-	mutant.MetadataReadModifyWrite:        updateStepsCase,
-	mutant.SendRetryWithoutClientID:       sendStepsCase,
-}
-
-// TestPlantedBugsCaught plants each bug and requires the check that guards
-// against it to report a failure: a check that cannot fail proves nothing.
-func TestPlantedBugsCaught(t *testing.T) {
-	// The others are caught on real Postgres: TestPlantedBugsCaughtOnPostgres.
-	requirePlantedCaught(t, plantedOnMock)
-}
-
-// requirePlantedCaught runs, for each bug of planted in mutant.All's order,
-// a subtest named after the bug that plants it and requires its check to
-// report a failure.
-func requirePlantedCaught(t *testing.T, planted map[mutant.Bug]check) {
-	t.Helper()
-	for _, bug := range mutant.All() {
-		c, ok := planted[bug]
-		if !ok {
-			continue
-		}
-		t.Run(bug.String(), func(t *testing.T) {
-			// A planted leak must not outlive the test: cancelling the context
-			// makes database/sql roll back a transaction the bug left open.
-			ctx, cancel := context.WithCancel(mutant.With(context.Background(), bug))
-			t.Cleanup(cancel)
-			err := c(ctx, t)
-			if err == nil {
-				t.Fatalf("with %v planted the check passed; want it to report the bug", bug)
-			}
-			t.Logf("caught %v: %v", bug, err)
-		})
-	}
-}
 
 // namedCheck is a check with the name of the subtest it runs as.
 type namedCheck struct {
@@ -83,34 +38,10 @@ func requireChecksPass(t *testing.T, tests []namedCheck) {
 	forEachCheck(t, tests, requireClean)
 }
 
-// provenByOriginals are the bugs the original eleven cases are shown to
-// catch, in threadsuite (TestOriginalCatchesPlantedBugs), where those cases
-// live.
-var provenByOriginals = map[mutant.Bug]string{
-	mutant.CommitErrorIgnored:     "TestOriginal/01-update-commit-connection-lost",
-	mutant.QueryOnPoolInsideUnit:  "TestOriginal/04-count-in-same-transaction",
-	mutant.RollbackMissingOnError: "TestOriginal/05-delete-archive-fails",
-	mutant.ConnNeverClosed:        "TestOriginal/10-failed-get-returns-connection",
-}
-
-// TestEveryBugHasAProof: each planted bug is caught somewhere in the suite.
-func TestEveryBugHasAProof(t *testing.T) {
-	for _, bug := range mutant.All() {
-		if _, ok := plantedOnMock[bug]; ok {
-			continue
-		}
-		if _, ok := provenByOriginals[bug]; ok {
-			continue
-		}
-		if _, ok := plantedOnPostgres[bug]; !ok {
-			t.Errorf("%v: no check of the suite is shown to catch it", bug)
-		}
-	}
-}
-
-// TestChecksPassWithoutBugs: every check used as a proof passes on the
-// correct code.
-func TestChecksPassWithoutBugs(t *testing.T) {
+// TestChecks: a rows error surfaces, no connection is held across the title generator, the
+// notifier runs within the request, an update is one UPDATE merging in SQL, and a send looks
+// its client id up under the thread's lock.
+func TestChecks(t *testing.T) {
 	requireChecksPass(t, []namedCheck{
 		{"listRowsErrorCase", listRowsErrorCase},
 		{"autoRenameHoldsNothingCase", autoRenameHoldsNothingCase},

@@ -8,38 +8,12 @@ import (
 	"time"
 
 	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
-	"github.com/sessionsafe/sessionsafe/internal/mutant"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 )
 
-// plantedOnPostgres names, for bugs caught on a real server, the check that
-// catches them. Some are also caught on sqlmock: here the server itself
-// shows the damage.
-var plantedOnPostgres = map[mutant.Bug]check{
-	mutant.RowsNotClosed:              getMessagesCase,
-	mutant.SendRetryWithoutClientID:   retriedSendCase,
-	mutant.RollbackMissingOnError:     serverRollbackCase,
-	mutant.TxHeldAcrossTitleGenerator: serverNothingHeldAcrossGeneratorCase,
-}
-
-func TestPlantedBugsCaughtOnPostgres(t *testing.T) {
-	requirePlantedCaught(t, plantedOnPostgres)
-}
-
-// TestTestBugsCaughtOnPostgres: the checks with no internal/mutant bug of
-// their own fail on a bug planted through the package's test seam.
-func TestTestBugsCaughtOnPostgres(t *testing.T) {
-	forEachCheck(t, []namedCheck{
-		{"NoOwnerFilter/ownership", ownershipCase(bugNoOwnerFilter)},
-	}, func(t *testing.T, err error) {
-		if err == nil {
-			t.Fatal("with the bug planted the check passed; want it to report the bug")
-		}
-		t.Logf("caught: %v", err)
-	})
-}
-
-func TestPostgresChecksPassWithoutBugs(t *testing.T) {
+// TestPostgresChecks: on a real server, GetMessages returns the thread's messages, a failed
+// delete leaves no transaction or lock, and nothing is open while the title generator runs.
+func TestPostgresChecks(t *testing.T) {
 	requireChecksPass(t, []namedCheck{
 		{"getMessagesCase", getMessagesCase},
 		{"serverRollbackCase", serverRollbackCase},
