@@ -110,9 +110,14 @@ func (i *PgxInjector) Install(cfg *pgconn.Config) {
 				return nil, err
 			}
 		}
-		return &pgxConn{Conn: conn, inj: i, id: i.nextConn.Add(1), stmts: map[string]string{},
-			closed: make(chan struct{}), dlCh: make(chan struct{})}, nil
+		return i.wrap(conn), nil
 	}
+}
+
+// wrap returns conn going through the injector.
+func (i *PgxInjector) wrap(conn net.Conn) *pgxConn {
+	return &pgxConn{Conn: conn, inj: i, id: i.nextConn.Add(1), stmts: map[string]string{},
+		closed: make(chan struct{}), dlCh: make(chan struct{})}
 }
 
 // Arm replaces the plan and starts a new run: the trace, the firings and
@@ -314,7 +319,8 @@ type pgxConn struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 	cut       atomic.Bool
-	awaiting  atomic.Bool
+	cutting   atomic.Bool // a cut-after is under way: the client reads nothing more
+	replied   atomic.Bool // the client's read met the reply of a cut-after
 }
 
 // Write decodes the messages in p, records a step per completed request and
@@ -585,7 +591,14 @@ func (c *pgxConn) apply(st Step, f Fault, req []byte) error {
 		c.cutNow()
 		return fmt.Errorf("faults: pgx injector: step %d (%s): cut: %w", st.Index, st.Kind, ErrWireCut)
 	case KindCutAfter, KindAmbiguous:
+		// From here on the client reads nothing: the reply is the server's
+		// alone. pgconn reads in the background while a write is slow (as
+		// this one is, awaiting the reply): were the reply handed to it, the
+		// request would succeed on a connection then cut, which the pool
+		// keeps for the next operation.
+		c.cutting.Store(true)
 		if _, err := c.Conn.Write(req); err != nil {
+			c.cutNow()
 			return err
 		}
 		c.awaitReply()
@@ -622,10 +635,11 @@ func (c *pgxConn) awaitReply() {
 		dl = c.wdl
 	}
 	c.dmu.Unlock()
-	c.awaiting.Store(true)
-	defer c.awaiting.Store(false)
 	if err := c.Conn.SetReadDeadline(dl); err != nil {
 		return
+	}
+	if c.replied.Load() {
+		return // the client's read met it (and dropped it) first
 	}
 	var b [512]byte
 	_, _ = c.Conn.Read(b[:])
@@ -679,11 +693,17 @@ func (c *pgxConn) cutNow() {
 	_ = c.Conn.Close()
 }
 
-// Read passes through; after a cut it reports ErrWireCut.
+// Read passes through; once a cut-after is under way, or after a cut, it
+// reports ErrWireCut. What it read of a cut-after's reply is dropped (and
+// the wait for that reply ends): the client never sees it.
 func (c *pgxConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if n > 0 && c.awaiting.Load() {
-		_ = c.Conn.SetReadDeadline(time.Now())
+	if c.cutting.Load() {
+		if n > 0 {
+			c.replied.Store(true)
+			_ = c.Conn.SetReadDeadline(time.Now())
+		}
+		return 0, fmt.Errorf("faults: pgx injector: read: %w", ErrWireCut)
 	}
 	if err != nil && c.cut.Load() {
 		return n, fmt.Errorf("faults: pgx injector: read: %w", ErrWireCut)
