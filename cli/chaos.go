@@ -167,6 +167,9 @@ func chaosPostgres(ctx context.Context, o *options, e *env, rep *report.Report, 
 		target.Server = srv
 	}
 	cfg := chaosConfig(o)
+	// Panics are injected where database/sql calls the driver; the pgx injector works on
+	// the wire.
+	cfg.Panics = !o.cat.Chaos.Pgx
 	cfg.Counters = &chaos.Counters{}
 	cfg.Log = logw
 	cfg.GoroutineOptions = []goleak.Option{
