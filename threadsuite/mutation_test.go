@@ -41,9 +41,9 @@ func TestKills(t *testing.T) {
 }
 
 // killCommand is the test command the mutation proof runs for an operator mutant: the
-// focused checks and the original eleven cases of this package, and the ownership check of
-// the handlers' own tests.
-var killCommand = []string{"go", "test", "./threadsuite", "./handlers", "-run", "^(TestKills|TestOriginal|TestPostgresOwnership)$"}
+// focused checks, the original eleven cases and the migration's matrix (TestMigrateMatrix)
+// of this package, and the ownership check of the handlers' own tests.
+var killCommand = []string{"go", "test", "./threadsuite", "./handlers", "-run", "^(TestKills|TestOriginal|TestMigrateMatrix|TestPostgresOwnership)$"}
 
 // caughtByCommand is the test command for a planted bug: only the tests its CaughtBy names
 // (down to the check or original case: an invariant's subtest exists only when it fails), so
@@ -159,10 +159,6 @@ func TestMutationProof(t *testing.T) {
 			}
 			continue
 		}
-		if gap, ok := knownGaps[r.ID]; ok && r.Status != mutate.Killed {
-			t.Logf("mutant %s %s: a known gap: %s", r.ID, r.Status, gap)
-			continue
-		}
 		reason, equivalent := equivalentMutants[r.ID]
 		switch {
 		case r.Status == mutate.Killed && equivalent:
@@ -181,20 +177,6 @@ var equivalentMutants = map[string]string{
 }
 
 const rowsClosedByTx = "database/sql closes the rows when Next returns false, and a transaction's rows when it ends: a scan error ends the unit, whose rollback closes them"
-
-// knownGaps are operator mutants of ./handlers that survive because no check exercises
-// their code, each with what is missing; the proof logs them instead of failing.
-var knownGaps = map[string]string{
-	"context-background@handlers/migrate.go:20":     migrateGap,
-	"drop-deferred-rollback@handlers/migrate.go:24": migrateGap,
-	"context-background@handlers/migrate.go:25":     migrateGap,
-	"tx-call-on-pool@handlers/migrate.go:25":        migrateGap,
-	"context-background@handlers/migrate.go:28":     migrateGap,
-	"tx-call-on-pool@handlers/migrate.go:28":        migrateGap,
-	"ignore-commit-error@handlers/migrate.go:31":    migrateGap,
-}
-
-const migrateGap = "Migrate (the schema) runs once per template database, never under a fault or a cancel: no check puts it through the matrix"
 
 // TestPlantedBugsApply: every planted bug still matches the handlers exactly once, and
 // names only tests that exist.
