@@ -19,6 +19,12 @@ PG_VIA = case "$${SESSIONSAFE_PG_PROVIDER:-auto}" in \
 		else echo "Docker, else local PostgreSQL binaries"; fi;; \
 	*) echo "the $$SESSIONSAFE_PG_PROVIDER provider";; esac
 
+# TEST_TIMEOUT bounds a whole test binary (go test's -timeout). Every wait inside a test has
+# a deadline of its own and names what it waited for; this is only the package's budget,
+# and the largest packages (the bank, the thread suite) run their real-Postgres matrices
+# under the race detector for longer than go test's default 10 minutes on a loaded 2-core machine.
+TEST_TIMEOUT ?= 30m
+
 all: lint test
 
 ## test: the whole suite, under the race detector, sqlmock and real Postgres.
@@ -38,8 +44,8 @@ test:
 	n=$$($(GO) list $(PKGS) | wc -l); via=$$($(PG_VIA)); \
 	echo "make test: go test -race: $$n packages, sqlmock and a real Postgres (via $$via)"; \
 	echo "make test: a package's result prints only when the whole package ends: the first after a minute or so, handlers and threadsuite last"; \
-	echo "$(GO) test -race -count=1 $(PKGS)"; \
-	$(GO) test -race -count=1 $(PKGS) || status=$$?; \
+	echo "$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)"; \
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS) || status=$$?; \
 	echo "--- Postgres servers started by pgtest (one line per package and provider):"; \
 	cat $$report; rm -f $$report; exit $$status
 

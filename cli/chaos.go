@@ -142,6 +142,8 @@ func chaosMock(ctx context.Context, o *options, e *env, rep *report.Report, logw
 			Operation: c.Operation, Step: c.Step, StepKind: c.StepName(), Fault: c.FaultName(),
 			Invariant: string(f.Finding.Invariant), Message: f.Finding.Message, Trace: f.Finding.Trace,
 			Seed: o.seed + int64(f.Worker), Replay: f.Finding.Replay,
+			// Each operation is a case of its own, on a mock of its own: its scope.
+			Scope: fmt.Sprintf("%s operation %d", chaosScope(f.Worker), f.OpIndex), Seq: chaosSeq(f.OpIndex),
 			// A matrix case is already minimal: one operation, one fault.
 			Shrunk: f.Finding.Replay,
 		})
@@ -165,6 +167,9 @@ func chaosPostgres(ctx context.Context, o *options, e *env, rep *report.Report, 
 		target.Server = srv
 	}
 	cfg := chaosConfig(o)
+	// Panics are injected where database/sql calls the driver; the pgx injector works on
+	// the wire.
+	cfg.Panics = !o.cat.Chaos.Pgx
 	cfg.Counters = &chaos.Counters{}
 	cfg.Log = logw
 	cfg.GoroutineOptions = []goleak.Option{
@@ -228,26 +233,57 @@ func chaosPostgres(ctx context.Context, o *options, e *env, rep *report.Report, 
 			c.Seed, c.Workers, c.Ops, c.Duration = v.StreamSeed, 1, v.OpIndex+1, 0
 			replay = replayCommand(o, "postgres", c) + "   # worker " + strconv.Itoa(v.Worker) + "'s stream alone; the whole run: " + full
 		}
-		msg := v.Message
-		switch {
-		case v.OpIndex >= 0:
-			msg = fmt.Sprintf("worker %d (stream seed %d), operation %d: %s", v.Worker, v.StreamSeed, v.OpIndex, msg)
-		case v.Worker >= 0:
-			msg = fmt.Sprintf("worker %d (stream seed %d), at quiescence: %s", v.Worker, v.StreamSeed, msg)
-		}
-		if len(v.Faults) > 0 {
-			msg += "\nfaults in this operation: " + strings.Join(v.Faults, ", ")
-		}
-		rep.Violations = append(rep.Violations, report.Violation{
-			ID: fmt.Sprintf("V%d", len(rep.Violations)+1), Source: "chaos", Backend: "postgres",
-			Operation: v.Operation, Invariant: v.Invariant, Message: msg, Trace: v.Trace, Attribution: v.Attribution,
-			Seed: seedOf(v, o.seed), Replay: replay,
-		})
+		rep.Violations = append(rep.Violations, chaosViolation(v, o.seed, replay))
+		rep.Violations[len(rep.Violations)-1].ID = fmt.Sprintf("V%d", len(rep.Violations))
 		if i == shrunkIdx {
 			rep.Violations[len(rep.Violations)-1].Shrunk = shrunk
 		}
 	}
 	return nil
+}
+
+// chaosViolation is the report's violation for v, a violation of a chaos run on Postgres
+// of seed seed, which replay reruns: with the worker as its Scope and the operation's
+// index as its Seq, so that a symptom links to the earlier leaks of its own worker.
+func chaosViolation(v chaos.Violation, seed int64, replay string) report.Violation {
+	msg := v.Message
+	switch {
+	case v.OpIndex >= 0:
+		msg = fmt.Sprintf("worker %d (stream seed %d), operation %d: %s", v.Worker, v.StreamSeed, v.OpIndex, msg)
+	case v.Worker >= 0:
+		msg = fmt.Sprintf("worker %d (stream seed %d), at quiescence: %s", v.Worker, v.StreamSeed, msg)
+	}
+	if len(v.Faults) > 0 {
+		msg += "\nfaults in this operation: " + strings.Join(v.Faults, ", ")
+	}
+	return report.Violation{
+		Source: "chaos", Backend: "postgres",
+		Operation: v.Operation, Invariant: v.Invariant, Message: msg, Trace: v.Trace, Attribution: v.Attribution,
+		Seed: seedOf(v, seed), Replay: replay, Scope: chaosScope(v.Worker), Seq: chaosSeq(v.OpIndex),
+	}
+}
+
+// quiescenceSeq is the Seq of what the checks at quiescence find: after every operation.
+const quiescenceSeq = 1 << 40
+
+// chaosScope is the report's Scope of a chaos violation of worker w: the worker (its pool,
+// the harm a leak of its own can do), or "" for one of no worker's (a goroutine outliving
+// the run), which reaches every worker.
+func chaosScope(w int) string {
+	if w < 0 {
+		return ""
+	}
+	return "worker " + strconv.Itoa(w)
+}
+
+// chaosSeq is the report's Seq of a chaos violation seen at the worker's operation i (-1:
+// at quiescence, after every operation). Workers run side by side, so an index orders
+// within its worker only — which is what links a symptom to its worker's earlier leak.
+func chaosSeq(i int) int64 {
+	if i < 0 {
+		return quiescenceSeq
+	}
+	return int64(i) + 1
 }
 
 func seedOf(v chaos.Violation, seed int64) int64 {

@@ -613,14 +613,12 @@ func (c *pgxConn) apply(st Step, f Fault, req []byte) error {
 	return err
 }
 
-// awaitReply waits (bounded) until the server's reply starts arriving, so
-// that a cut-after leaves a request the server has processed.
+// awaitReply waits until the server's reply starts arriving, so that a
+// cut-after leaves a request the server has processed: as (*wireConn).awaitReply,
+// bounded by the connection's deadline, not a fixed window.
 func (c *pgxConn) awaitReply() {
-	dl := time.Now().Add(cutAfterReplyWait)
 	c.dmu.Lock()
-	if !c.wdl.IsZero() && c.wdl.Before(dl) {
-		dl = c.wdl
-	}
+	dl := c.wdl // zero: none
 	c.dmu.Unlock()
 	c.awaiting.Store(true)
 	defer c.awaiting.Store(false)

@@ -438,10 +438,6 @@ type wireConn struct {
 	awaiting  atomic.Bool // a cut-after waits for the server's reply (awaitReply)
 }
 
-// cutAfterReplyWait bounds how long a cut-after waits for the server's
-// reply when the connection has no earlier write deadline.
-const cutAfterReplyWait = 5 * time.Second
-
 // answered reports whether the server answers m at once: a Query, a Sync, a
 // Flush or the startup message make it send (and flush) its reply; after
 // any other message it waits for more.
@@ -451,18 +447,17 @@ func (m wireMsg) answered() bool {
 
 // awaitReply waits until the server's reply to the request just forwarded
 // starts arriving (the bytes are read and discarded: the client never sees
-// them), until the write deadline (pgx sets it when the call's context ends)
-// or for cutAfterReplyWait at most. Closing the socket at once would race
+// them), until the connection's deadline (pgx sets it when the call's
+// context ends) or until the server closes the connection — as long as the
+// client itself would wait for that reply: no fixed window, which a loaded
+// server could outlast, cutting a request it never processed. Closing the socket at once would race
 // the server: with the reply unread, the kernel may reset the connection and
 // the server drop a request it had not yet processed. After the first byte
 // of the reply the server has provably processed it (it flushes at the end
 // of a request, after an autocommit statement committed).
 func (c *wireConn) awaitReply() {
-	dl := time.Now().Add(cutAfterReplyWait)
 	c.dmu.Lock()
-	if !c.wdl.IsZero() && c.wdl.Before(dl) {
-		dl = c.wdl
-	}
+	dl := c.wdl // zero: none
 	c.dmu.Unlock()
 	c.awaiting.Store(true)
 	defer c.awaiting.Store(false)

@@ -2,9 +2,12 @@ package leakcheck_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
+	"github.com/sessionsafe/sessionsafe/internal/testkit"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 )
 
@@ -61,6 +64,15 @@ func TestScopeIsInheritedAndIgnoresThePool(t *testing.T) {
 	go func() { defer close(done); stop = spawnAndForget() }()
 	<-done
 	defer stop()
-	err := leakcheck.Find(ctx(t), leakcheck.WithScope(s), leakcheck.WithTimeout(short))
-	mustContain(t, err, "1 goroutine started in scope")
+	// The goroutine that started the planted one may still be on its way
+	// out (on a loaded machine for longer than one check's timeout): check
+	// until the test's deadline, for the planted goroutine alone. The count
+	// only goes down, so a pool goroutine counted in would fail every check.
+	testkit.EventuallyNil(t, func() error {
+		err := leakcheck.Find(ctx(t), leakcheck.WithScope(s), leakcheck.WithTimeout(short))
+		if err == nil || !strings.Contains(err.Error(), "1 goroutine started in scope") {
+			return fmt.Errorf("want exactly the planted goroutine reported; got %v", err)
+		}
+		return nil
+	}, "the scope check to report the planted goroutine alone")
 }

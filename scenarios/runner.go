@@ -97,8 +97,11 @@ type Config struct {
 	// them (e.g. os.DirFS("testdata")). Required on Sqlmock.
 	Golden fs.FS
 
-	// Timeout bounds each case; a case still running 2s after it is a
-	// finding with the goroutine dump. Zero: 10s.
+	// Timeout bounds each case's run of the operation; a run still going
+	// 2s after it is a finding with the goroutine dump. Setup, warming the
+	// pool and clearing the server around it get at least 10s however short
+	// Timeout is (a connection alone can take longer on a loaded machine).
+	// Zero: 10s.
 	Timeout time.Duration
 	// Disconnect plays a client that goes away: only the fault "cancel" is
 	// armed at each step, and the error need not reach the caller.
@@ -198,7 +201,7 @@ func NewRunner(ctx context.Context, cfg Config, op Operation) (*Runner, error) {
 		return nil, err
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = 10 * time.Second
+		cfg.Timeout = defaultTimeout
 	}
 	if cfg.CheckTimeout <= 0 {
 		cfg.CheckTimeout = 2 * time.Second
@@ -324,7 +327,7 @@ func (r *Runner) record(ctx context.Context) error {
 			return fmt.Errorf("scenarios: %s: record: %w", r.op.Name, err)
 		}
 		var fx Fixture
-		err := r.bounded(ctx, r.cfg.Timeout, "setup", func(ctx context.Context) error {
+		err := r.bounded(ctx, r.prepTimeout(), "setup", func(ctx context.Context) error {
 			var err error
 			fx, err = r.op.Setup(ctx, r.plainDB())
 			return err
@@ -451,12 +454,12 @@ func (r *Runner) env(ctx context.Context, l *lane, cold bool, exp []gstep) (case
 		// injected error at a commit closes the conn; database/sql learns it
 		// at its next use): ping, which discards a dead conn and opens
 		// another, so that the run starts as the recording did.
-		pctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+		pctx, cancel := context.WithTimeout(ctx, r.prepTimeout())
 		err := e.pool.PingContext(pctx)
 		cancel()
 		if err != nil {
 			e.close()
-			return e, fmt.Errorf("warm the pool (bounded by %s): %w", r.cfg.Timeout, err)
+			return e, fmt.Errorf("warm the pool (bounded by %s): %w", r.prepTimeout(), err)
 		}
 	}
 	e.inj.Reset()
@@ -466,13 +469,13 @@ func (r *Runner) env(ctx context.Context, l *lane, cold bool, exp []gstep) (case
 
 // clearServer ends every session of l's application name (what a broken
 // case left open) — and, when the plain pool's sessions share that name,
-// drops the plain pool's idle connections with them — waiting at most the
-// case timeout for the sessions to go.
+// drops the plain pool's idle connections with them — waiting at most
+// prepTimeout for the sessions to go.
 func (r *Runner) clearServer(ctx context.Context, l *lane) error {
 	if r.cfg.Admin == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, r.prepTimeout())
 	defer cancel()
 	_, err := faults.NewServer(r.cfg.Admin).TerminateBackends(ctx, l.app)
 	if l.sharesAppName(r.cfg) {
@@ -500,6 +503,18 @@ func (r *Runner) clearIfDirty(ctx context.Context, l *lane) error {
 	}
 	r.newPool(l)
 	return nil
+}
+
+// defaultTimeout is Config.Timeout when zero.
+const defaultTimeout = 10 * time.Second
+
+// prepTimeout bounds what the harness does around a run — Setup, warming
+// the pool (connecting), ending the sessions a case left — : the case
+// timeout, but never less than defaultTimeout. A short Config.Timeout is
+// meant for the operation; on a loaded machine a connection alone can take
+// longer, and a harness step cut short would be a false finding.
+func (r *Runner) prepTimeout() time.Duration {
+	return max(r.cfg.Timeout, defaultTimeout)
 }
 
 // errBound is wrapped by bounded's error for a call that outlived its bound.
@@ -793,7 +808,7 @@ func (r *Runner) runCase(ctx context.Context, l *lane, c Case) (res Result) {
 	}
 
 	var fx Fixture
-	err := r.bounded(ctx, r.cfg.Timeout, "setup", func(ctx context.Context) error {
+	err := r.bounded(ctx, r.prepTimeout(), "setup", func(ctx context.Context) error {
 		var err error
 		fx, err = r.op.Setup(ctx, r.plainDB())
 		return err

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sessionsafe/sessionsafe/chaos"
 	"github.com/sessionsafe/sessionsafe/handlers"
+	"github.com/sessionsafe/sessionsafe/internal/testkit"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 	"github.com/sessionsafe/sessionsafe/scenarios"
 	"github.com/sessionsafe/sessionsafe/threadsuite"
@@ -42,7 +43,10 @@ func TestChaos(t *testing.T) {
 // nothing in correct code — no deadline finding either: the deadline grows with the
 // workers per CPU.
 func TestChaosMockManyWorkers(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// bounded by the test's own deadline (go test -timeout), not a fixed window: on a
+	// loaded machine 256 workers under -race take minutes, and a run cut short fails its
+	// cases' setup
+	ctx, cancel := context.WithDeadline(t.Context(), testkit.Within(t, 10*time.Minute))
 	t.Cleanup(cancel)
 	const seed = 17
 	t.Logf("seed %d", seed)

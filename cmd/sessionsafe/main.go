@@ -1,5 +1,6 @@
 // Command sessionsafe runs the session-safety harness from the command line on the thread
-// handlers (catalog "threads", the default) and the bank example (-catalog bank): see
+// handlers (catalog "threads", the default) and the bank example (-catalog bank, and its pgx
+// store alone: -catalog bank-pgx): see
 // package cli for its subcommands, flags and exit codes.
 package main
 
@@ -23,5 +24,5 @@ func main() {
 		Migrate:    handlers.Migrate,
 		Handler:    func(db *sql.DB) http.Handler { return handlers.New(db).Handler() },
 		Chaos:      threadsuite.ChaosWorkload(),
-	}, bank.Catalog()))
+	}, bank.Catalog(), bank.PgxCatalog()))
 }

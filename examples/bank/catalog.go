@@ -30,6 +30,15 @@ func Catalog() cli.Catalog {
 		Chaos: chaosWorkload("bank", theStore, nil)}
 }
 
+// PgxCatalog is the bank on its [PgxStore] alone, as the command line runs it (cli.Main,
+// -catalog bank-pgx): the calls of [Catalog] on the pgx store (Postgres only: there are no
+// golden traces for sqlmock), on the same schema, with the pgx store's chaos workload
+// (money conserved, no acknowledged transfer lost).
+func PgxCatalog() cli.Catalog {
+	return cli.Catalog{Name: "bank-pgx", Operations: pgxCatalog(thePgxStore), Migration: migration, Migrate: Migrate,
+		Chaos: chaosWorkload("bank-pgx", nil, thePgxStore)}
+}
+
 // migration names the schema Migrate applies; change it when schema.sql changes.
 const migration = "bank-v1"
 

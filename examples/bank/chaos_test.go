@@ -28,7 +28,7 @@ func TestChaos(t *testing.T) {
 		wl   *chaos.Workload
 	}{
 		{"database-sql", chaosWorkload("bank", theStore, nil)},
-		{"pgx", chaosWorkload("bank-pgx", nil, thePgxStore)},
+		{"pgx", PgxCatalog().Chaos},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -160,7 +160,7 @@ func BenchmarkChaos(b *testing.B) {
 		wl   *chaos.Workload
 	}{
 		{"database-sql", chaosWorkload("bank", theStore, nil)},
-		{"pgx", chaosWorkload("bank-pgx", nil, thePgxStore)},
+		{"pgx", PgxCatalog().Chaos},
 	}
 	for _, st := range stores {
 		for _, mode := range []string{"baseline", "checks-only", "checked"} {
