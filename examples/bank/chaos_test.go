@@ -119,7 +119,7 @@ func untilDeadline(t *testing.T) context.Context {
 func TestChaosShrink(t *testing.T) {
 	ctx := untilDeadline(t)
 	wl := chaosWorkload("bank", func(db *sql.DB, n Notifier) accounts { return noDeferredRollback{NewStore(db, n)} }, nil)
-	cfg := chaos.Config{Seed: 11, Workers: 2, Ops: 120, FaultRate: 0.1, Panics: true, NoGoroutineCheck: true, CheckTimeout: 500 * time.Millisecond}
+	cfg := chaos.Config{Seed: 1, Workers: 2, Ops: 120, FaultRate: 0.1, Panics: true, NoGoroutineCheck: true, CheckTimeout: 500 * time.Millisecond}
 	res, err := chaos.Run(ctx, wl, cfg, chaosTarget(t))
 	if err != nil {
 		t.Fatal(err)

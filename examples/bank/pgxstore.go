@@ -34,12 +34,6 @@ func NewPgxStore(pool *pgxpool.Pool, notifier Notifier) *PgxStore {
 	return &PgxStore{pool: pool, notifier: notifier, log: slog.Default()}
 }
 
-// execTx runs fn in a transaction and commits it; pgx.BeginFunc rolls back
-// on an error or a panic in fn.
-func (s *PgxStore) execTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, s.pool, fn)
-}
-
 // CreateAccount opens an account for owner with an opening balance (one
 // autocommit statement).
 func (s *PgxStore) CreateAccount(ctx context.Context, owner string, balance int64) (Account, error) {
@@ -91,23 +85,38 @@ func (s *PgxStore) Transfer(ctx context.Context, from, to, amount int64) (Transf
 	if amount <= 0 || from == to {
 		return Transfer{}, fmt.Errorf("bank: transfer %d from %d to %d: %w", amount, from, to, ErrInvalidTransfer)
 	}
+	ctx, cancel := context.WithTimeout(ctx, transferDeadline)
+	defer cancel()
 	t := Transfer{From: from, To: to, Amount: amount}
-	err := s.execTx(ctx, func(tx pgx.Tx) error {
-		if err := moveMoneyPgx(ctx, tx, from, to, amount); err != nil {
-			return err
-		}
-		return tx.QueryRow(ctx,
-			`INSERT INTO transfers (from_account, to_account, amount) VALUES ($1, $2, $3) RETURNING id`,
-			from, to, amount).Scan(&t.ID)
-	})
+	wrap := func(err error) error {
+		return fmt.Errorf("bank: transfer %d from %d to %d: %w", amount, from, to, err)
+	}
+	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return Transfer{}, fmt.Errorf("bank: transfer %d from %d to %d: %w", amount, from, to, err)
+		return Transfer{}, wrap(fmt.Errorf("begin: %w", err))
 	}
-	if s.notifier != nil {
-		if err := s.notifier.TransferCommitted(ctx, t); err != nil {
-			s.log.ErrorContext(ctx, "bank: notify transfer", "transfer", t.ID, "err", err)
-		}
+	// The explicit rollbacks below end the transaction as soon as a step
+	// fails; this one is for a panic.
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit or Rollback
+	if _, err := tx.Exec(ctx, transferLockTimeout); err != nil {
+		_ = tx.Rollback(ctx)
+		return Transfer{}, wrap(fmt.Errorf("set lock timeout: %w", err))
 	}
+	if err := moveMoneyPgx(ctx, tx, from, to, amount); err != nil {
+		_ = tx.Rollback(ctx)
+		return Transfer{}, wrap(err)
+	}
+	err = tx.QueryRow(ctx,
+		`INSERT INTO transfers (from_account, to_account, amount) VALUES ($1, $2, $3) RETURNING id`,
+		from, to, amount).Scan(&t.ID)
+	if err != nil {
+		_ = tx.Rollback(ctx)
+		return Transfer{}, wrap(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return Transfer{}, wrap(fmt.Errorf("commit: %w", err))
+	}
+	notify(ctx, s.notifier, s.log, t)
 	return t, nil
 }
 

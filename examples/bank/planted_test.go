@@ -64,6 +64,9 @@ func transferWith(ctx context.Context, execTx func(context.Context, func(*sql.Tx
 	from, to, amount int64) (Transfer, error) {
 	t := Transfer{From: from, To: to, Amount: amount}
 	err := execTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, transferLockTimeout); err != nil {
+			return err
+		}
 		if err := moveMoney(ctx, tx, from, to, amount); err != nil {
 			return err
 		}
@@ -88,6 +91,9 @@ type notifiesInTx struct{ *Store }
 func (s notifiesInTx) Transfer(ctx context.Context, from, to, amount int64) (Transfer, error) {
 	t := Transfer{From: from, To: to, Amount: amount}
 	err := s.execTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, transferLockTimeout); err != nil {
+			return err
+		}
 		if err := moveMoney(ctx, tx, from, to, amount); err != nil {
 			return err
 		}

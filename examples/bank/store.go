@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 )
 
 // Account is one account and its balance, in cents.
@@ -50,6 +51,14 @@ type InsufficientFundsError struct {
 func (e *InsufficientFundsError) Error() string {
 	return fmt.Sprintf("bank: insufficient funds: account %d has %d, transfer needs %d", e.Account, e.Balance, e.Amount)
 }
+
+// transferDeadline bounds a whole transfer, commit included: a transfer
+// stuck behind a lock fails rather than holding the caller's request.
+const transferDeadline = 30 * time.Second
+
+// transferLockTimeout is the longest a transfer waits for a row lock
+// (SET LOCAL: for its own transaction only, never the pooled session).
+const transferLockTimeout = `SET LOCAL lock_timeout = '5s'`
 
 // Notifier is told of each transfer once it is committed: an audit log, a
 // message queue, an e-mail. It is called outside any transaction.
@@ -145,8 +154,13 @@ func (s *Store) Transfer(ctx context.Context, from, to, amount int64) (Transfer,
 	if amount <= 0 || from == to {
 		return Transfer{}, fmt.Errorf("bank: transfer %d from %d to %d: %w", amount, from, to, ErrInvalidTransfer)
 	}
+	ctx, cancel := context.WithTimeout(ctx, transferDeadline)
+	defer cancel()
 	t := Transfer{From: from, To: to, Amount: amount}
 	err := s.execTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, transferLockTimeout); err != nil {
+			return fmt.Errorf("set lock timeout: %w", err)
+		}
 		if err := moveMoney(ctx, tx, from, to, amount); err != nil {
 			return err
 		}
@@ -157,12 +171,19 @@ func (s *Store) Transfer(ctx context.Context, from, to, amount int64) (Transfer,
 	if err != nil {
 		return Transfer{}, fmt.Errorf("bank: transfer %d from %d to %d: %w", amount, from, to, err)
 	}
-	if s.notifier != nil {
-		if err := s.notifier.TransferCommitted(ctx, t); err != nil {
-			s.log.ErrorContext(ctx, "bank: notify transfer", "transfer", t.ID, "err", err)
-		}
-	}
+	notify(ctx, s.notifier, s.log, t)
 	return t, nil
+}
+
+// notify tells notifier, if any, of the committed transfer t; a failure is
+// logged, since the transfer stands.
+func notify(ctx context.Context, notifier Notifier, log *slog.Logger, t Transfer) {
+	if notifier == nil {
+		return
+	}
+	if err := notifier.TransferCommitted(ctx, t); err != nil {
+		log.ErrorContext(ctx, "bank: notify transfer", "transfer", t.ID, "err", err)
+	}
 }
 
 // moveMoney updates both balances in tx, the lower account id first, so
