@@ -224,7 +224,7 @@ func (r *Runner) runPgxCase(ctx context.Context, l *lane, c Case) (res Result) {
 		res.Err = o.err
 	}
 	if o.hung {
-		find(InvDeadline, trace, "the operation did not return within %s (+2s grace); goroutines:\n%s", r.cfg.Timeout, o.dump)
+		find(InvDeadline, trace, "the operation did not return within %s (+%s grace); goroutines:\n%s", r.cfg.Timeout, r.hangGrace(), o.dump)
 		return res
 	}
 	checkFired(find, c, trace, fired)

@@ -98,7 +98,7 @@ type Config struct {
 	Golden fs.FS
 
 	// Timeout bounds each case's run of the operation; a run still going
-	// 2s after it is a finding with the goroutine dump. Setup, warming the
+	// as long again (at least 2s) after it is a finding with the goroutine dump. Setup, warming the
 	// pool and clearing the server around it get at least 10s however short
 	// Timeout is (a connection alone can take longer on a loaded machine).
 	// Zero: 10s.
@@ -525,6 +525,11 @@ var errBound = errors.New("scenarios: bound exceeded")
 // error names what and, on Postgres, what the server's sessions were
 // waiting for at that moment (read before the context ends, while they
 // still wait), and wraps errBound.
+//
+// The 2s after d cannot change a verdict, however loaded the machine: once d
+// has passed the call has outlived its bound and the error wraps errBound
+// whether fn returns within the 2s or not; they only pick the wording, and
+// bound how long a call that ignores its context delays the report.
 func (r *Runner) bounded(ctx context.Context, d time.Duration, what string, fn func(ctx context.Context) error) error {
 	bctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -547,7 +552,7 @@ func (r *Runner) bounded(ctx context.Context, d time.Duration, what string, fn f
 	case <-done:
 		return fmt.Errorf("%s did not finish within %s%s: %w", what, d, waits, errBound)
 	case <-grace.C:
-		return fmt.Errorf("%s did not return within %s (+2s grace, it does not honour its context)%s: %w", what, d, waits, errBound)
+		return fmt.Errorf("%s did not return within %s, nor within 2s after its context ended%s: %w", what, d, waits, errBound)
 	}
 }
 
@@ -868,7 +873,7 @@ func (r *Runner) runCase(ctx context.Context, l *lane, c Case) (res Result) {
 		res.Err = o.err
 	}
 	if o.hung {
-		find(InvDeadline, trace, "the operation did not return within %s (+2s grace); goroutines:\n%s", r.cfg.Timeout, o.dump)
+		find(InvDeadline, trace, "the operation did not return within %s (+%s grace); goroutines:\n%s", r.cfg.Timeout, r.hangGrace(), o.dump)
 		l.dirty = true
 		return res
 	}
@@ -1067,11 +1072,22 @@ func (r *Runner) run(ctx context.Context, env caseEnv, fx Fixture) (runOutcome, 
 	return r.runScoped(ctx, func() error { return r.op.Run(rctx, env.pool, fx) }), cancel
 }
 
+// hangGrace is how long a run may go on past its case's deadline before it
+// is reported hung: the case's Timeout once more, and at least 2s. A call
+// that honours its context returns soon after the deadline, but on a loaded
+// machine that unwinding waits for a CPU as the call's own work did, so a
+// fixed window is one a correct call could outlast and be reported hung; the
+// Timeout is what a run sizes to its load, and a call that has not returned
+// after twice it ignores its context, not the load.
+func (r *Runner) hangGrace() time.Duration {
+	return max(r.cfg.Timeout, 2*time.Second)
+}
+
 // runScoped calls call on a goroutine of its own, marked with a new
 // leakcheck.Scope (every goroutine it starts carries the mark, so that the
 // goroutine check counts this run's goroutines and no other case's),
-// recovering a panic; a call that outlives the case's deadline by 2s is
-// reported as hung with the goroutine dump (and left running). ctx carries
+// recovering a panic; a call that outlives the case's deadline by hangGrace
+// is reported as hung with the goroutine dump (and left running). ctx carries
 // the caller's pprof labels, if any.
 func (r *Runner) runScoped(ctx context.Context, call func() error) runOutcome {
 	done := make(chan runOutcome, 1)
@@ -1087,7 +1103,7 @@ func (r *Runner) runScoped(ctx context.Context, call func() error) runOutcome {
 		o.err = call()
 	}()
 	scope.Exit()
-	grace := time.NewTimer(r.cfg.Timeout + 2*time.Second)
+	grace := time.NewTimer(r.cfg.Timeout + r.hangGrace())
 	defer grace.Stop()
 	var o runOutcome
 	select {
