@@ -148,7 +148,7 @@ func runOriginal(ctx context.Context, t testing.TB, o original, cfg scenarios.Co
 	}
 	var live atomic.Pointer[string]
 	op = killer{live: true, poolCap: o.poolCap}.wrap(op, &live)
-	cfg.CheckTimeout = time.Second
+	cfg.CheckTimeout = time.Until(testkit.Deadline(t)) // every check must hold: poll as long as the test may
 	cfg.Faults = func(k faults.StepKind) []faults.Fault {
 		for _, s := range o.steps {
 			if s == k.String() && o.fault != "" {
