@@ -123,7 +123,11 @@ func runMutate(ctx context.Context, args []string, e *env) int {
 				continue
 			}
 			n++
-			fmt.Fprintln(e.stdout, m.ID)
+			if m.Equivalent != "" {
+				fmt.Fprintf(e.stdout, "%s  (marked equivalent: %s)\n", m.ID, m.Equivalent)
+			} else {
+				fmt.Fprintln(e.stdout, m.ID)
+			}
 			if *verbose {
 				fmt.Fprint(e.stdout, indent(m.Diff, "    "))
 			}

@@ -28,6 +28,9 @@ const (
 	Killed Status = "killed"
 	// Survived: every test passed with the mutant in place: a gap in the tests.
 	Survived Status = "survived"
+	// Equivalent: every test passed, and an EquivalentDirective at the site says why no
+	// test can catch the mutant (Mutant.Equivalent).
+	Equivalent Status = "equivalent"
 	// TimedOut: the tests ran past the per-mutant timeout (often a hang the mutant caused).
 	TimedOut Status = "timed-out"
 	// NotCovered: no test could judge the mutant: no test reaches its package, or the mutated
@@ -300,6 +303,9 @@ var (
 // classify sets the status of r from its test output and error.
 func classify(r *Result, out []byte, err error) {
 	switch {
+	case err == nil && r.Equivalent != "":
+		r.Status = Equivalent
+		return
 	case err == nil:
 		r.Status = Survived
 		return
