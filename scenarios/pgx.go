@@ -100,8 +100,8 @@ func (r *Runner) recordPgx(ctx context.Context) error {
 	}
 	rctx, cancel := l.px.inj.Context(withPgxTracker(ctx, l.px.tracker))
 	err = r.op.RunPgx(rctx, l.px.pool, fx)
+	trace := l.px.inj.Trace() // as RunPgx left it (see record)
 	cancel()
-	trace := l.px.inj.Trace()
 	l.closePgxPool()
 	if err != nil {
 		r.broken, r.clean, l.dirty = err, trace, true

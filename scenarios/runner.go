@@ -352,8 +352,11 @@ func (r *Runner) record(ctx context.Context) error {
 		}
 		rctx, cancel := env.inj.Context(withTracker(ctx, env.tracker))
 		err = r.op.Run(rctx, env.pool, fx)
-		cancel()
+		// The trace as Run left it: a step after the cancel (database/sql
+		// closing rows the code left open, once their context ends) comes
+		// sooner or later, and would make the cases differ from run to run.
 		trace := env.inj.Trace()
+		cancel()
 		var mockErr error
 		if env.mock != nil {
 			mockErr = env.mock.mock.ExpectationsWereMet()
@@ -935,21 +938,27 @@ func (r *Runner) runCase(ctx context.Context, l *lane, c Case) (res Result) {
 	if r.cfg.Backend == Postgres && r.cfg.Admin != nil {
 		opts = append(opts, leakcheck.WithServer(r.cfg.Admin, l.app))
 	}
-	// Every check polls to its own bound; the server's answers are bounded
-	// here too.
+	// The goroutines this case's run started, and no other's, are checked
+	// beside the pool and the server: every check polls to its own bound, so
+	// a case that leaks waits out one bound, not one after the other.
+	goroutineErr := make(chan error, 1)
+	if r.cfg.NoGoroutineCheck {
+		goroutineErr <- nil
+	} else {
+		go func() {
+			gctx, gcancel := context.WithTimeout(ctx, 2*r.cfg.CheckTimeout)
+			defer gcancel()
+			goroutineErr <- leakcheck.Find(gctx, leakcheck.WithScope(o.scope), leakcheck.WithTimeout(r.cfg.CheckTimeout))
+		}()
+	}
+	// The server's answers are bounded here too.
 	lctx, lcancel := context.WithTimeout(ctx, 3*r.cfg.CheckTimeout)
 	defer lcancel()
 	leakErr := leakcheck.Find(lctx, opts...)
 	if st, ok := <-stateCh; ok {
 		r.checkState(find, trace, fault, at, res.Err, st.got, st.err)
 	}
-	if !r.cfg.NoGoroutineCheck {
-		// the goroutines this case's run started, and no other's
-		gctx, gcancel := context.WithTimeout(ctx, 2*r.cfg.CheckTimeout)
-		leakErr = errors.Join(leakErr, leakcheck.Find(gctx, leakcheck.WithScope(o.scope), leakcheck.WithTimeout(r.cfg.CheckTimeout)))
-		gcancel()
-	}
-	reportLeaks(find, trace, leakErr)
+	reportLeaks(find, trace, errors.Join(leakErr, <-goroutineErr))
 
 	// The connections going back to the pool carry no session state.
 	if r.session != nil {
