@@ -57,6 +57,7 @@ func TestChaos(t *testing.T) {
 // run that ends without one (a finding of another kind can stop a worker first) is
 // followed by one on the next seed, on a fresh database, until the test's deadline is near.
 func TestChaosPlanted(t *testing.T) {
+	t.Parallel() // most of its time is checks waiting out their deadlines on planted leaks: it waits beside the other planted tests
 	tests := []struct {
 		name string
 		wl   *chaos.Workload

@@ -31,6 +31,7 @@ var (
 // requires the same verdict for every case: a planted leak is caught in the
 // same cases either way, and never blamed on a case running beside it.
 func TestParallelVerdicts(t *testing.T) {
+	t.Parallel() // most of its time is checks waiting out their deadlines on planted leaks: it waits beside the other planted tests
 	sqlStores := []struct {
 		name  string
 		store newAccounts
@@ -86,6 +87,7 @@ func TestParallelVerdicts(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			for _, s := range b.stores {
 				t.Run(s.name, func(t *testing.T) {
+					t.Parallel() // a database of its own; mostly waiting, as its parent
 					op := s.op(t)
 					cfg := b.cfg(t)
 					cfg.Only = func(c scenarios.Case) bool {

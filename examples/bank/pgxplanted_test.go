@@ -94,6 +94,7 @@ func (s pgxNotifiesInTx) Transfer(ctx context.Context, from, to, amount int64) (
 // requires the cases aimed at the bug to break the invariant it breaks, a
 // leak reported at the planted code's file and line.
 func TestPgxPlantedBugsCaught(t *testing.T) {
+	t.Parallel() // most of its time is checks waiting out their deadlines on planted leaks: it waits beside the other planted tests
 	tests := []struct {
 		name  string
 		store newPgxAccounts

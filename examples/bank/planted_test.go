@@ -148,6 +148,7 @@ const plantedAt = "bank/planted_test.go:"
 // drivers, and requires the cases aimed at the bug to break the invariant
 // it breaks; a leak must be reported at the planted code's file and line.
 func TestPlantedBugsCaught(t *testing.T) {
+	t.Parallel() // most of its time is checks waiting out their deadlines on planted leaks: it waits beside the other planted tests
 	tests := []struct {
 		name  string
 		store newAccounts

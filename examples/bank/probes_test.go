@@ -244,6 +244,7 @@ func (s pgxLeaksLockOnRefusal) Transfer(ctx context.Context, from, to, amount in
 // requires the finding the bug makes, at the planted code's file and line
 // (in the finding's message or stack) where the bug leaves something behind.
 func TestProbesCatchPlanted(t *testing.T) {
+	t.Parallel() // most of its time is checks waiting out their deadlines on planted leaks: it waits beside the other planted tests
 	sqlStore := func(f func(*Store) accounts) []scenarios.Operation {
 		return probeCatalog(func(db *sql.DB, n Notifier) accounts { return f(NewStore(db, n)) })
 	}
