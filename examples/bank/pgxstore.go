@@ -60,6 +60,31 @@ func (s *PgxStore) GetAccount(ctx context.Context, id int64) (Account, error) {
 	return a, nil
 }
 
+// GetAccounts returns the accounts ids, in that order, or ErrAccountNotFound
+// for the first that does not exist. The lookups run on one connection
+// acquired from the pool for the whole batch, released at the end.
+func (s *PgxStore) GetAccounts(ctx context.Context, ids []int64) ([]Account, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bank: get accounts: acquire: %w", err)
+	}
+	defer conn.Release()
+	out := make([]Account, 0, len(ids))
+	for _, id := range ids {
+		var a Account
+		err := conn.QueryRow(ctx,
+			`SELECT id, owner, balance FROM accounts WHERE id = $1`, id).Scan(&a.ID, &a.Owner, &a.Balance)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("bank: get accounts: account %d: %w", id, ErrAccountNotFound)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bank: get accounts: account %d: %w", id, err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
 // ListAccounts returns a page of owner's accounts in id order.
 func (s *PgxStore) ListAccounts(ctx context.Context, owner string, p Page) ([]Account, error) {
 	rows, err := s.pool.Query(ctx,
