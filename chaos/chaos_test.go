@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/sessionsafe/sessionsafe/chaos"
+	"github.com/sessionsafe/sessionsafe/internal/testkit"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 )
 
@@ -152,7 +153,7 @@ func TestChecks(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			ctx, cancel := context.WithDeadline(t.Context(), testkit.Within(t, 10*time.Minute))
 			t.Cleanup(cancel)
 			for seed := int64(1); ; seed++ {
 				cfg := chaos.Config{Seed: seed, Workers: 2, Ops: 200, FaultRate: 0.1, Panics: true, NoGoroutineCheck: true, MaxWrites: 40}
@@ -225,7 +226,7 @@ func TestRunManyWorkers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tg := target(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			ctx, cancel := context.WithDeadline(t.Context(), testkit.Within(t, 10*time.Minute))
 			t.Cleanup(cancel)
 			const seed = 13
 			t.Logf("seed %d", seed)

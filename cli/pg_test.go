@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionsafe/sessionsafe/internal/testkit"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 )
 
@@ -50,7 +51,7 @@ func TestCleanChaosExitsZero(t *testing.T) {
 			if tt.name == "server-chaos" && os.Getenv("SESSIONSAFE_PG_PROVIDER") == "dsn" {
 				t.Skip("a server given by DSN cannot be restarted or paused")
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			ctx, cancel := context.WithDeadline(t.Context(), testkit.Within(t, 10*time.Minute))
 			t.Cleanup(cancel)
 			dir := t.TempDir()
 			args := append([]string{"chaos", "-backend", "postgres", "-progress", "lines", "-report-dir", dir}, tt.args...)
@@ -153,7 +154,7 @@ func TestInterruptLeavesNothingBehind(t *testing.T) {
 				t.Fatal(err)
 			}
 			reports := filepath.Join(t.TempDir(), "reports")
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			ctx, cancel := context.WithDeadline(t.Context(), testkit.Within(t, 10*time.Minute))
 			t.Cleanup(cancel)
 			cmd := exec.CommandContext(ctx, bin, "chaos", "-backend", "postgres", "-provider", tt.provider, "-duration", "5m",
 				"-workers", "4", "-fault-rate", "0.05", "-v", "-progress", "off", "-report-dir", reports)

@@ -77,7 +77,7 @@ func (e *injectedPG) waitN(tb testing.TB, want int) {
 // it received), failing at the deadline.
 func (e *injectedPG) waitGone(tb testing.TB) {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(tb.Context(), 5*time.Second)
+	ctx, cancel := context.WithDeadline(tb.Context(), testkit.Deadline(tb))
 	defer cancel()
 	if err := faults.NewServer(e.pdb.Admin).WaitGone(ctx, e.app); err != nil {
 		tb.Fatal(err)

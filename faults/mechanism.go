@@ -28,8 +28,8 @@ func WithWire(w *Wire) InjectorOption {
 // on the database under test (WithLockDB). They work for exec and query
 // steps whose SQL names a table (after FROM, JOIN, UPDATE, INTO): the
 // table is locked from another session, the session under test gets a
-// lock_timeout (lock: 55P03) or a statement_timeout (stmt-timeout: 57014) of
-// ServerFaultTimeout for that step, and the step fails as it would in
+// lock_timeout of LockFaultTimeout (lock: 55P03) or a statement_timeout of
+// ServerFaultTimeout (stmt-timeout: 57014) for that step, and the step fails as it would in
 // production. The lock cannot be taken while the transaction under test
 // already holds a conflicting lock on that table (it touched the table
 // before); the step then fails with an error wrapping ErrNeedsMechanism.
@@ -37,9 +37,17 @@ func WithServer(s *Server, appName string) InjectorOption {
 	return func(c *injectorConfig) { c.server, c.appName = s, appName }
 }
 
-// ServerFaultTimeout is the lock_timeout or statement_timeout the lock and
-// stmt-timeout faults give the step.
+// ServerFaultTimeout is the statement_timeout the stmt-timeout fault gives
+// the step. It is long enough that the statements that follow the step on
+// its session — the RESET that puts the setting back, or the ROLLBACK of the
+// transaction — cannot reach it on a loaded machine: they run under it too.
 const ServerFaultTimeout = 100 * time.Millisecond
+
+// LockFaultTimeout is the lock_timeout the lock fault gives the step. Only a
+// wait for a lock can reach it, and nothing that follows the step on its
+// session waits for one (the fault's lock is released first), so it can be
+// short: the lock cases run alone, and this is most of their time.
+const LockFaultTimeout = 20 * time.Millisecond
 
 // mechanismTimeout bounds the server round trips of a wire or server fault.
 const mechanismTimeout = 10 * time.Second
@@ -149,16 +157,16 @@ func (i *Injector) lockStep(ctx context.Context, c *drvwrap.Call, st *Step, f Fa
 		return fmt.Errorf("inject %s at step %d: lock %s from another session (does the transaction under test hold a lock on it already?): %w: %w",
 			f, st.Index, table, err, ErrNeedsMechanism)
 	}
-	setting := "lock_timeout"
+	setting, timeout := "lock_timeout", LockFaultTimeout
 	if f.Kind == KindStmtTimeout {
-		setting = "statement_timeout"
+		setting, timeout = "statement_timeout", ServerFaultTimeout
 	}
 	i.mu.Lock()
 	inTx := i.tx.InTx(c.ConnID)
 	i.mu.Unlock()
-	set := fmt.Sprintf("SET %s = %d", setting, ServerFaultTimeout.Milliseconds())
+	set := fmt.Sprintf("SET %s = %d", setting, timeout.Milliseconds())
 	if inTx {
-		set = fmt.Sprintf("SET LOCAL %s = %d", setting, ServerFaultTimeout.Milliseconds())
+		set = fmt.Sprintf("SET LOCAL %s = %d", setting, timeout.Milliseconds())
 	}
 	if _, err := ex.ExecContext(lctx, set, nil); err != nil {
 		return errors.Join(fmt.Errorf("inject %s at step %d: %s: %w", f, st.Index, set, err), release())

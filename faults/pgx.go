@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -119,8 +118,9 @@ func (i *PgxInjector) Install(cfg *pgconn.Config) {
 
 // wrap returns conn going through the injector.
 func (i *PgxInjector) wrap(conn net.Conn) *pgxConn {
-	return &pgxConn{Conn: conn, inj: i, id: i.nextConn.Add(1), stmts: map[string]string{},
-		closed: make(chan struct{}), dlCh: make(chan struct{})}
+	c := &pgxConn{inj: i, id: i.nextConn.Add(1), stmts: map[string]string{}}
+	c.init(conn, "faults: pgx injector")
+	return c
 }
 
 // Arm replaces the plan and starts a new run: the trace, the firings and
@@ -318,7 +318,7 @@ func (i *PgxInjector) cancelFunc() context.CancelFunc {
 
 // pgxConn is the net.Conn a PgxInjector hands to pgconn.
 type pgxConn struct {
-	net.Conn
+	cutConn
 	inj *PgxInjector
 	id  uint64
 
@@ -334,16 +334,6 @@ type pgxConn struct {
 	parsed  []string // SQL parsed in this request
 	execs   int
 	closes  int
-
-	dmu  sync.Mutex
-	wdl  time.Time
-	dlCh chan struct{}
-
-	closeOnce sync.Once
-	closed    chan struct{}
-	cut       atomic.Bool
-	cutting   atomic.Bool // a cut-after is under way: the client reads nothing more
-	replied   atomic.Bool // the client's read met the reply of a cut-after
 }
 
 // Write decodes the messages in p, records a step per completed request and
@@ -614,21 +604,10 @@ func (c *pgxConn) apply(st Step, f Fault, req []byte) error {
 		c.cutNow()
 		return fmt.Errorf("faults: pgx injector: step %d (%s): cut: %w", st.Index, st.Kind, ErrWireCut)
 	case KindCutAfter, KindAmbiguous:
-		// From here on the client reads nothing: the reply is the server's
-		// alone. pgconn reads in the background while a write is slow (as
-		// this one is, awaiting the reply): were the reply handed to it, the
-		// request would succeed on a connection then cut, which the pool
-		// keeps for the next operation.
-		c.cutting.Store(true)
-		if _, err := c.Conn.Write(req); err != nil {
-			c.cutNow()
-			return err
-		}
-		c.awaitReply()
-		c.cutNow()
-		return nil
+		_, err := c.cutAfter(req, true) // every request the injector acts on is answered at once
+		return err
 	case KindLatency:
-		if err := c.wait(f.Delay); err != nil {
+		if err := c.wait(nil, f.Delay); err != nil {
 			c.cutNow()
 			return fmt.Errorf("faults: pgx injector: step %d (%s): latency: %w", st.Index, st.Kind, err)
 		}
@@ -640,7 +619,7 @@ func (c *pgxConn) apply(st Step, f Fault, req []byte) error {
 		// deadline on the connection. A request made under another context
 		// (pgxpool connects under the pool's own) goes on after a short
 		// wait: the caller was cancelled, the request was not.
-		if err := c.wait(cancelHold); err != nil {
+		if err := c.wait(nil, cancelHold); err != nil {
 			c.cutNow()
 			return fmt.Errorf("faults: pgx injector: step %d (%s): cancel: %w", st.Index, st.Kind, err)
 		}
@@ -650,7 +629,7 @@ func (c *pgxConn) apply(st Step, f Fault, req []byte) error {
 		// pgx watches the context of every request after the connect: one
 		// it is still sending was made under another context. Wait out a
 		// slow watcher (a loaded machine) before saying so.
-		if err := c.wait(CancelBlockedBound - cancelHold); err != nil {
+		if err := c.wait(nil, CancelBlockedBound-cancelHold); err != nil {
 			c.cutNow()
 			return fmt.Errorf("faults: pgx injector: step %d (%s): cancel: %w", st.Index, st.Kind, err)
 		}
@@ -663,117 +642,6 @@ func (c *pgxConn) apply(st Step, f Fault, req []byte) error {
 	return err
 }
 
-// awaitReply waits until the server's reply starts arriving, so that a
-// cut-after leaves a request the server has processed: as (*wireConn).awaitReply,
-// bounded by the connection's deadline, not a fixed window.
-func (c *pgxConn) awaitReply() {
-	c.dmu.Lock()
-	dl := c.wdl // zero: none
-	c.dmu.Unlock()
-	if err := c.Conn.SetReadDeadline(dl); err != nil {
-		return
-	}
-	if c.replied.Load() {
-		return // the client's read met it (and dropped it) first
-	}
-	var b [512]byte
-	_, _ = c.Conn.Read(b[:])
-}
-
-// wait blocks for d, or until the write deadline passes or the connection
-// is closed (then it returns an error).
-func (c *pgxConn) wait(d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	for {
-		c.dmu.Lock()
-		dl, changed := c.wdl, c.dlCh
-		c.dmu.Unlock()
-		var timeout <-chan time.Time
-		if !dl.IsZero() {
-			left := time.Until(dl)
-			if left <= 0 {
-				return errDeadline
-			}
-			tt := time.NewTimer(left)
-			defer tt.Stop()
-			timeout = tt.C
-		}
-		select {
-		case <-t.C:
-			return nil
-		case <-c.closed:
-			return net.ErrClosed
-		case <-timeout:
-			return errDeadline
-		case <-changed:
-		}
-	}
-}
-
 // cancelHold bounds how long a cancel fault holds a request for pgx to give
 // up on it.
 const cancelHold = 200 * time.Millisecond
-
-// errDeadline is what a held write returns when pgx's deadline passes; it
-// wraps os.ErrDeadlineExceeded, a timeout that pgconn reports as the
-// context's own error.
-var errDeadline = fmt.Errorf("faults: pgx injector: write held past its deadline: %w", os.ErrDeadlineExceeded)
-
-func (c *pgxConn) markClosed() { c.closeOnce.Do(func() { close(c.closed) }) }
-
-func (c *pgxConn) cutNow() {
-	c.cut.Store(true)
-	c.markClosed()
-	_ = c.Conn.Close()
-}
-
-// Read passes through; once a cut-after is under way, or after a cut, it
-// reports ErrWireCut. What it read of a cut-after's reply is dropped (and
-// the wait for that reply ends): the client never sees it.
-func (c *pgxConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if c.cutting.Load() {
-		if n > 0 {
-			c.replied.Store(true)
-			_ = c.Conn.SetReadDeadline(time.Now())
-		}
-		return 0, fmt.Errorf("faults: pgx injector: read: %w", ErrWireCut)
-	}
-	if err != nil && c.cut.Load() {
-		return n, fmt.Errorf("faults: pgx injector: read: %w", ErrWireCut)
-	}
-	return n, err
-}
-
-// Close closes the connection and wakes a held write.
-func (c *pgxConn) Close() error {
-	c.markClosed()
-	err := c.Conn.Close()
-	if c.cut.Load() {
-		return nil
-	}
-	return err
-}
-
-func (c *pgxConn) setWriteDeadline(t time.Time) {
-	c.dmu.Lock()
-	defer c.dmu.Unlock()
-	c.wdl = t
-	close(c.dlCh)
-	c.dlCh = make(chan struct{})
-}
-
-// SetDeadline sets the deadlines and wakes a held write to honour it.
-func (c *pgxConn) SetDeadline(t time.Time) error {
-	err := c.Conn.SetDeadline(t)
-	c.setWriteDeadline(t)
-	return err
-}
-
-// SetWriteDeadline sets the write deadline and wakes a held write.
-func (c *pgxConn) SetWriteDeadline(t time.Time) error {
-	err := c.Conn.SetWriteDeadline(t)
-	c.setWriteDeadline(t)
-	return err
-}

@@ -27,40 +27,54 @@ func TestPgxCutAfterHidesReply(t *testing.T) {
 			if err := inj.Arm(MustParsePlan(tt.plan)); err != nil {
 				t.Fatal(err)
 			}
-			srv := newReplyConn([]byte("reply"))
-			c := inj.wrap(srv)
-			if _, err := c.Write(startupMessage()); err != nil {
-				t.Fatalf("write startup: %v", err)
-			}
-
-			type result struct {
-				n   int
-				err error
-			}
-			read := make(chan result, 1)
-			go func() {
-				var b [64]byte
-				n, err := c.Read(b[:])
-				read <- result{n, err}
-			}()
-			<-srv.entered // the client's read waits before the request is written
-
 			sql := "UPDATE t SET a = 1"
 			if tt.name == "ambiguous" {
 				sql = "COMMIT"
 			}
-			if _, err := c.Write(queryMessage(sql)); err != nil {
-				t.Fatalf("write %q: %v", sql, err)
-			}
-			r := <-read
-			if r.n != 0 || !errors.Is(r.err, ErrWireCut) {
-				t.Errorf("the client's read got %d bytes, %v; want 0 bytes and an error wrapping ErrWireCut", r.n, r.err)
+			srv := newReplyConn([]byte("reply"))
+			n, readErr, writeErr := readDuringCutAfter(t, inj.wrap(srv), srv, queryMessage(sql))
+			if n != 0 || !errors.Is(readErr, ErrWireCut) {
+				t.Errorf("the client's read got %d bytes, %v; want 0 bytes and an error wrapping ErrWireCut", n, readErr)
+			} else if writeErr != nil {
+				t.Errorf("write %q: %v", sql, writeErr)
 			}
 			if f := inj.Fired(); len(f) != 1 {
 				t.Errorf("fired %v, want one firing", f)
 			}
 		})
 	}
+}
+
+// readDuringCutAfter writes the startup message on c, starts a client read
+// that waits on srv, then writes msg, and returns what the read got and what
+// the write of msg returned. When the read got bytes it closes c, freeing a
+// cut-after that would still wait for the reply the read took.
+func readDuringCutAfter(t *testing.T, c net.Conn, srv *replyConn, msg []byte) (n int, readErr, writeErr error) {
+	t.Helper()
+	if _, err := c.Write(startupMessage()); err != nil {
+		t.Fatalf("write startup: %v", err)
+	}
+	type result struct {
+		n   int
+		err error
+	}
+	read := make(chan result, 1)
+	go func() {
+		var b [64]byte
+		n, err := c.Read(b[:])
+		read <- result{n, err}
+	}()
+	<-srv.entered // the client's read waits before msg is written
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := c.Write(msg)
+		wrote <- err
+	}()
+	r := <-read
+	if r.n > 0 {
+		_ = c.Close()
+	}
+	return r.n, r.err, <-wrote
 }
 
 func startupMessage() []byte {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,9 +33,11 @@ const (
 	// server acts on it, the client never sees the reply. After a COMMIT this
 	// is the ambiguous commit. After a message the server answers at once (a
 	// Query, a Sync, a Flush) the close waits until the reply starts
-	// arriving (discarded; bounded by the write deadline and 5s), so the
-	// server has provably processed the request: an autocommit statement
-	// cut after its request is committed, every time.
+	// arriving (discarded, never handed to the client: its reads report
+	// ErrWireCut from the moment the message is forwarded; bounded by the
+	// connection's deadline), so the server has provably processed the
+	// request: an autocommit statement cut after its request is committed,
+	// every time.
 	WireCutAfter
 	// WireStall blocks the write of the message until the Wire is disarmed,
 	// the connection's write deadline passes (pgx sets it when the query's
@@ -307,13 +308,9 @@ func (w *Wire) Install(cfg *pgconn.Config) {
 // start (the startup message is the first thing written; TLS, if any, must
 // be below the wrapper, as with AfterNetConnect).
 func (w *Wire) WrapConn(c net.Conn) net.Conn {
-	return &wireConn{
-		Conn:   c,
-		w:      w,
-		id:     w.nextConn.Add(1),
-		closed: make(chan struct{}),
-		dlCh:   make(chan struct{}),
-	}
+	wc := &wireConn{w: w, id: w.nextConn.Add(1)}
+	wc.init(c, "faults: wire")
+	return wc
 }
 
 // Dialer returns a dialer whose connections go through the Wire, for a
@@ -416,7 +413,7 @@ const (
 
 // wireConn is the net.Conn a Wire hands to pgconn.
 type wireConn struct {
-	net.Conn
+	cutConn
 	w  *Wire
 	id uint64
 
@@ -427,15 +424,6 @@ type wireConn struct {
 	executed      bool       // an Execute was sent since the last Sync
 	commitStmts   map[string]struct{}
 	commitPortals map[string]struct{}
-
-	dmu  sync.Mutex
-	wdl  time.Time     // write deadline
-	dlCh chan struct{} // closed and replaced when the write deadline changes
-
-	closeOnce sync.Once
-	closed    chan struct{}
-	cut       atomic.Bool
-	awaiting  atomic.Bool // a cut-after waits for the server's reply (awaitReply)
 }
 
 // answered reports whether the server answers m at once: a Query, a Sync, a
@@ -443,29 +431,6 @@ type wireConn struct {
 // any other message it waits for more.
 func (m wireMsg) answered() bool {
 	return m.typ == 'Q' || m.typ == 'S' || m.typ == 'H' || m.name == WireStartup
-}
-
-// awaitReply waits until the server's reply to the request just forwarded
-// starts arriving (the bytes are read and discarded: the client never sees
-// them), until the connection's deadline (pgx sets it when the call's
-// context ends) or until the server closes the connection — as long as the
-// client itself would wait for that reply: no fixed window, which a loaded
-// server could outlast, cutting a request it never processed. Closing the socket at once would race
-// the server: with the reply unread, the kernel may reset the connection and
-// the server drop a request it had not yet processed. After the first byte
-// of the reply the server has provably processed it (it flushes at the end
-// of a request, after an autocommit statement committed).
-func (c *wireConn) awaitReply() {
-	c.dmu.Lock()
-	dl := c.wdl // zero: none
-	c.dmu.Unlock()
-	c.awaiting.Store(true)
-	defer c.awaiting.Store(false)
-	if err := c.Conn.SetReadDeadline(dl); err != nil {
-		return
-	}
-	var b [512]byte
-	_, _ = c.Conn.Read(b[:])
 }
 
 // frame returns the length of the first message in b, or 0 when b holds only
@@ -704,15 +669,11 @@ func (c *wireConn) Write(p []byte) (int, error) {
 			c.w.setFiredErr(c.id, err)
 			return written(pos), err
 		case WireCutAfter:
-			m, err := c.Conn.Write(data[sent:end])
+			m, err := c.cutAfter(data[sent:end], msg.answered())
+			c.buf = c.buf[:0]
 			if err != nil {
 				return written(sent + m), err
 			}
-			if msg.answered() {
-				c.awaitReply()
-			}
-			c.cutNow()
-			c.buf = c.buf[:0]
 			if end < len(data) { // the messages after it are lost
 				err = fmt.Errorf("faults: wire: write after %s: %w", rule, ErrWireCut)
 				c.w.setFiredErr(c.id, err)
@@ -725,7 +686,7 @@ func (c *wireConn) Write(p []byte) (int, error) {
 				return written(sent + m), err
 			}
 			sent = pos
-			var d time.Duration
+			d := time.Duration(-1) // a stall: until released
 			if rule.Action == WireDelay {
 				d = rule.Delay
 			}
@@ -752,104 +713,4 @@ func (c *wireConn) Write(p []byte) (int, error) {
 		c.buf = c.buf[:0]
 	}
 	return len(p), nil
-}
-
-// wait blocks for d (forever when d is 0) or until release is closed, the
-// write deadline passes or the connection is closed.
-func (c *wireConn) wait(release <-chan struct{}, d time.Duration) error {
-	var done <-chan time.Time
-	if d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		done = t.C
-	}
-	for {
-		c.dmu.Lock()
-		dl, changed := c.wdl, c.dlCh
-		c.dmu.Unlock()
-		var timeout <-chan time.Time
-		var t *time.Timer
-		if !dl.IsZero() {
-			left := time.Until(dl)
-			if left <= 0 {
-				return os.ErrDeadlineExceeded
-			}
-			t = time.NewTimer(left)
-			timeout = t.C
-		}
-		stop := func() {
-			if t != nil {
-				t.Stop()
-			}
-		}
-		select {
-		case <-done:
-			stop()
-			return nil
-		case <-release:
-			stop()
-			return nil
-		case <-c.closed:
-			stop()
-			return net.ErrClosed
-		case <-timeout:
-			return os.ErrDeadlineExceeded
-		case <-changed:
-			stop()
-		}
-	}
-}
-
-func (c *wireConn) cutNow() {
-	c.cut.Store(true)
-	c.closeOnce.Do(func() { close(c.closed) })
-	_ = c.Conn.Close() // the cut is the point; a close error changes nothing
-}
-
-// Read passes through; after a cut it reports ErrWireCut.
-func (c *wireConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 && c.awaiting.Load() {
-		// pgconn's background reader took the reply a cut-after waits for:
-		// wake that wait, the server has answered.
-		_ = c.Conn.SetReadDeadline(time.Now())
-	}
-	if err != nil && c.cut.Load() {
-		return n, fmt.Errorf("faults: wire: read: %w", ErrWireCut)
-	}
-	return n, err
-}
-
-// Close closes the connection and wakes a stalled write.
-func (c *wireConn) Close() error {
-	c.closeOnce.Do(func() { close(c.closed) })
-	err := c.Conn.Close()
-	if c.cut.Load() {
-		return nil
-	}
-	return err
-}
-
-func (c *wireConn) setWriteDeadline(t time.Time) {
-	c.dmu.Lock()
-	defer c.dmu.Unlock()
-	c.wdl = t
-	close(c.dlCh)
-	c.dlCh = make(chan struct{})
-}
-
-// SetDeadline sets the underlying deadlines and wakes a stalled write to
-// honour it.
-func (c *wireConn) SetDeadline(t time.Time) error {
-	err := c.Conn.SetDeadline(t)
-	c.setWriteDeadline(t)
-	return err
-}
-
-// SetWriteDeadline sets the underlying write deadline and wakes a stalled
-// write to honour it.
-func (c *wireConn) SetWriteDeadline(t time.Time) error {
-	err := c.Conn.SetWriteDeadline(t)
-	c.setWriteDeadline(t)
-	return err
 }

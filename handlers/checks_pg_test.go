@@ -33,7 +33,7 @@ func getMessagesCase(ctx context.Context, tb testing.TB) error {
 	} else if len(msgs) != 3 {
 		errs = append(errs, fmt.Errorf("get messages: got %d; want 3", len(msgs)))
 	}
-	return errors.Join(append(errs, f.serverClean(time.Second))...)
+	return errors.Join(append(errs, f.serverClean())...)
 }
 
 // serverRollbackCase: after a failed delete the server shows no open
@@ -45,7 +45,7 @@ func serverRollbackCase(ctx context.Context, tb testing.TB) error {
 	f.failOnce(drvwrap.OpExec, sqlArchiveThread, func(context.Context) error { return errInjected })
 	var errs []error
 	wantErrIs(&errs, f.svc.DeleteThread(ctx, pgUser, th.ID), errInjected)
-	return errors.Join(append(errs, f.serverClean(500*time.Millisecond))...)
+	return errors.Join(append(errs, f.serverClean())...)
 }
 
 // serverGenerator asks the server, with leakcheck, while generating, whether
@@ -75,5 +75,5 @@ func serverNothingHeldAcrossGeneratorCase(ctx context.Context, tb testing.TB) er
 		errs = append(errs, fmt.Errorf("auto-rename: %w", err))
 	}
 	errs = append(errs, gen.problems...)
-	return errors.Join(append(errs, f.serverClean(time.Second))...)
+	return errors.Join(append(errs, f.serverClean())...)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/sessionsafe/sessionsafe/internal/testkit"
 )
@@ -44,7 +43,7 @@ func retriedSendCase(ctx context.Context, tb testing.TB) error {
 	if len(msgs) != 1 {
 		problems = append(problems, fmt.Errorf("messages stored: got %d; want 1 (a retried send created a duplicate)", len(msgs)))
 	}
-	problems = append(problems, f.serverClean(2*time.Second))
+	problems = append(problems, f.serverClean())
 	return errors.Join(problems...)
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/DATA-DOG/go-sqlmock"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/sessionsafe/sessionsafe/internal/testkit"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 )
 
@@ -32,6 +33,7 @@ func pgErr(code string) error {
 
 // mockFixture is a Service on a sqlmock database.
 type mockFixture struct {
+	tb   testing.TB // whose deadline bounds the checks' polling
 	db   *sql.DB
 	mock sqlmock.Sqlmock
 	svc  *Service
@@ -44,7 +46,7 @@ func newMock(tb testing.TB, opts ...Option) *mockFixture {
 		tb.Fatalf("sqlmock.New: %v", err)
 	}
 	tb.Cleanup(func() { _ = db.Close() })
-	return &mockFixture{db: db, mock: mock, svc: New(db, opts...)}
+	return &mockFixture{tb: tb, db: db, mock: mock, svc: New(db, opts...)}
 }
 
 // invariants returns every session-safety violation left after a case: an
@@ -54,7 +56,7 @@ func (f *mockFixture) invariants() error {
 	var errs []error
 	// The pool first: a rollback database/sql makes on a cancelled context
 	// runs asynchronously and has happened once the connection is back.
-	if err := leakcheck.FindPool(context.Background(), f.db, leakcheck.WithTimeout(500*time.Millisecond)); err != nil {
+	if err := leakcheck.FindPool(context.Background(), f.db, leakcheck.WithTimeout(time.Until(testkit.Deadline(f.tb)))); err != nil {
 		errs = append(errs, err)
 	}
 	if err := f.mock.ExpectationsWereMet(); err != nil {

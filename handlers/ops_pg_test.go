@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
 )
@@ -132,7 +131,7 @@ func ownershipCase(ctx context.Context, tb testing.TB) error {
 	if err != nil || got.Title != "seed" || got.MessageCount != 1 {
 		errs = append(errs, fmt.Errorf("alice's thread after the others' attempts: %+v, %v; want it unchanged", got, err))
 	}
-	return errors.Join(append(errs, f.serverClean(2*time.Second))...)
+	return errors.Join(append(errs, f.serverClean())...)
 }
 
 func TestPostgresOwnership(t *testing.T) {

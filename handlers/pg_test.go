@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/sessionsafe/sessionsafe/internal/drvwrap"
+	"github.com/sessionsafe/sessionsafe/internal/testkit"
 	"github.com/sessionsafe/sessionsafe/leakcheck"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 )
@@ -19,6 +20,7 @@ import (
 // pgFixture is a Service on a fresh database of a real Postgres, through a
 // driver wrapper that can fail one chosen call.
 type pgFixture struct {
+	tb  testing.TB // whose deadline bounds the checks' polling
 	pg  *pgtest.Database
 	db  *sql.DB // the pool under test: pgx stdlib, wrapped, application_name pg.AppName
 	svc *Service
@@ -40,7 +42,7 @@ func newPG(tb testing.TB, opts ...Option) *pgFixture {
 	if err != nil {
 		tb.Fatalf("parse DSN: %v", err)
 	}
-	f := &pgFixture{pg: pg}
+	f := &pgFixture{tb: tb, pg: pg}
 	f.db = sql.OpenDB(drvwrap.WrapConnector(stdlib.GetConnector(*cfg), drvwrap.Hooks{Before: f.before}))
 	tb.Cleanup(func() { _ = f.db.Close() })
 	f.svc = New(f.db, opts...)
@@ -95,18 +97,20 @@ func (f *pgFixture) hangingThread(tb testing.TB, n int, sqlText string) (Thread,
 	return th, ctx
 }
 
-// serverClean checks, with leakcheck, until within has passed, that no
+// serverClean checks, with leakcheck, until the test's polling deadline
+// (testkit.Deadline: a loaded machine may take a while to release a
+// connection, and a fixed window is one it could outlast), that no
 // connection of the pool under test is in use and no backend of this test's
 // application_name is idle in transaction (aborted or not), active or
 // holding a lock; it returns what was still wrong at the deadline.
-func (f *pgFixture) serverClean(within time.Duration) error {
+func (f *pgFixture) serverClean() error {
 	return leakcheck.Find(context.Background(), leakcheck.WithDB(f.db),
-		leakcheck.WithServer(f.pg.Admin, f.pg.AppName), leakcheck.WithTimeout(within))
+		leakcheck.WithServer(f.pg.Admin, f.pg.AppName), leakcheck.WithTimeout(time.Until(testkit.Deadline(f.tb))))
 }
 
 func (f *pgFixture) mustClean(tb testing.TB) {
 	tb.Helper()
-	if err := f.serverClean(2 * time.Second); err != nil {
+	if err := f.serverClean(); err != nil {
 		tb.Fatal(err)
 	}
 }

@@ -120,7 +120,7 @@ func listThreads(ctx context.Context, q DBTX, userID string, p Page) ([]Thread, 
 	if err != nil {
 		return nil, stepErr("select threads", err)
 	}
-	defer rows.Close()
+	defer rows.Close() //sessionsafe:equivalent drop-rows-close rows in a unit of work: database/sql closes them when Next returns false, and when the transaction ends (a scan error ends it)
 	out := make([]Thread, 0, min(p.Limit, 16))
 	for rows.Next() {
 		t, err := scanThread(rows)
@@ -223,7 +223,7 @@ func listMessages(ctx context.Context, q DBTX, threadID string, p Page) ([]Messa
 	if err != nil {
 		return nil, stepErr("list messages", err)
 	}
-	defer rows.Close()
+	defer rows.Close() //sessionsafe:equivalent drop-rows-close rows in a unit of work: database/sql closes them when Next returns false, and when the transaction ends (a scan error ends it)
 	out := make([]Message, 0, min(p.Limit, 16))
 	for rows.Next() {
 		m, err := scanMessage(rows)

@@ -25,6 +25,10 @@
 // is an error, so it cannot drift silently from the code it mutates. Each Result names every
 // test that failed (Failed), so a caller can check that the tests meant to catch a bug do.
 //
+// A mutant no test can catch (an equivalent mutant: the code cannot behave differently) is
+// marked at its site with the reason, EquivalentDirective; when it survives it is Equivalent,
+// reported with that reason instead of as a gap in the tests.
+//
 // The report is also written as JSON (WriteJSON, schema SchemaV1), as JUnit XML for CI
 // (WriteJUnit: a test case per mutant; a survivor fails with its file:line and diff, a
 // timeout is an error, a mutant not covered is skipped with the reason) and as one

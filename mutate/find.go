@@ -105,6 +105,10 @@ func findInPackage(p *packages.Package, ops []operator) ([]Mutant, error) {
 			return nil, fmt.Errorf("mutate: find: %w", err)
 		}
 		rel = filepath.ToSlash(rel)
+		eqs, err := equivalences(p.Fset, f, src, rel)
+		if err != nil {
+			return nil, err
+		}
 		fd := newFinder(p, f, src)
 		seen := map[string]int{}
 		for _, op := range ops {
@@ -123,10 +127,13 @@ func findInPackage(p *packages.Package, ops []operator) ([]Mutant, error) {
 				}
 				out = append(out, Mutant{
 					ID: id, Operator: op.id, Package: p.PkgPath, File: rel, Line: line,
-					Diff: unifiedDiff(rel, src, mutated, 2),
+					Diff: unifiedDiff(rel, src, mutated, 2), Equivalent: excuse(eqs, op.id, line),
 					path: path, modDir: p.Module.Dir, edits: s.edits,
 				})
 			}
+		}
+		if err := unusedEquivalence(eqs, ops); err != nil {
+			return nil, err
 		}
 	}
 	return out, nil

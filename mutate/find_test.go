@@ -2,6 +2,8 @@ package mutate
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -162,5 +164,87 @@ func TestShardOf(t *testing.T) {
 	}
 	if len(count) < 2 {
 		t.Errorf("all %d mutants fell in one shard: %v", len(all), count)
+	}
+}
+
+// listSource is a store function with a context-background site on line 9 and a
+// drop-rows-close site on line 11; QUERY, ABOVE and TRAILING are replaced by each case's
+// directive (at the end of line 9, on line 10 of its own, at the end of line 11).
+const listSource = `package equiv
+
+import (
+	"context"
+	"database/sql"
+)
+
+func List(ctx context.Context, db *sql.DB) error {
+	rows, err := db.QueryContext(ctx, "SELECT 1") QUERY
+	ABOVE
+	defer rows.Close() TRAILING
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+	}
+	return rows.Err()
+}
+`
+
+func TestEquivalentDirective(t *testing.T) {
+	tests := []struct {
+		name                string
+		query, above, trail string
+		operators           []string
+		wantEquiv           string // the reason the drop-rows-close mutant carries
+		wantErr             string
+	}{
+		{name: "trailing", trail: "//sessionsafe:equivalent drop-rows-close the rows close when Next returns false", wantEquiv: "the rows close when Next returns false"},
+		{name: "own-line-above", above: "//sessionsafe:equivalent drop-rows-close closed by Next", wantEquiv: "closed by Next"},
+		// a directive excuses its own operator only: the line's context-background site is not it
+		{name: "other-operators-site", query: "//sessionsafe:equivalent drop-rows-close wrong line", wantErr: "equiv.go:9: //sessionsafe:equivalent drop-rows-close: operator drop-rows-close finds no site on line 9"},
+		{name: "not-a-directive", trail: "//sessionsafe:equivalently drop-rows-close no"},
+		{name: "unknown-operator", trail: "//sessionsafe:equivalent drop-everything because", wantErr: `equiv.go:11: //sessionsafe:equivalent names unknown operator "drop-everything"`},
+		{name: "no-reason", trail: "//sessionsafe:equivalent drop-rows-close", wantErr: "equiv.go:11: //sessionsafe:equivalent drop-rows-close gives no reason"},
+		{name: "no-operator", above: "//sessionsafe:equivalent", wantErr: "equiv.go:10: //sessionsafe:equivalent names no operator"},
+		{name: "stale", above: "//sessionsafe:equivalent drop-rows-err-check no such check here", wantErr: "equiv.go:10: //sessionsafe:equivalent drop-rows-err-check: operator drop-rows-err-check finds no site on line 11"},
+		{name: "stale-for-unselected-operator", above: "//sessionsafe:equivalent drop-rows-err-check no such check here", operators: []string{"drop-rows-close"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			src := strings.NewReplacer("QUERY", tt.query, "ABOVE", tt.above, "TRAILING", tt.trail).Replace(listSource)
+			for name, text := range map[string]string{"go.mod": "module example.com/equiv\n\ngo 1.24\n", "equiv.go": src} {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			opts := []Option{WithDir(dir)}
+			if tt.operators != nil {
+				opts = append(opts, WithOperators(tt.operators...))
+			}
+			ms, err := Find(context.Background(), []string{"."}, opts...)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Find: got error %v; want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, m := range ms {
+				want := ""
+				if m.Operator == "drop-rows-close" {
+					found, want = true, tt.wantEquiv
+				}
+				if m.Equivalent != want {
+					t.Errorf("%s: Equivalent %q; want %q", m.ID, m.Equivalent, want)
+				}
+			}
+			if !found {
+				t.Fatalf("Find: no drop-rows-close mutant among %d", len(ms))
+			}
+		})
 	}
 }

@@ -42,7 +42,7 @@ type htmlCell struct {
 type htmlRow struct {
 	Operator string
 	Total    int
-	Cells    []htmlCell // killed, survived, timed out, not covered
+	Cells    []htmlCell // killed, survived, equivalent, timed out, not covered
 }
 
 func rowOf(name string, s Summary) htmlRow {
@@ -53,7 +53,7 @@ func rowOf(name string, s Summary) htmlRow {
 		return htmlCell{n, class}
 	}
 	return htmlRow{Operator: name, Total: s.Total, Cells: []htmlCell{
-		cell(s.Killed, "pass"), cell(s.Survived, "fail"), cell(s.TimedOut, "skip"), cell(s.NotCovered, "skip"),
+		cell(s.Killed, "pass"), cell(s.Survived, "fail"), cell(s.Equivalent, "skip"), cell(s.TimedOut, "skip"), cell(s.NotCovered, "skip"),
 	}}
 }
 
@@ -62,7 +62,7 @@ var htmlBody = template.Must(template.New("mutate").Funcs(template.FuncMap{
 	"round": func(d time.Duration) time.Duration { return d.Round(100 * time.Millisecond) },
 	"join":  func(s []string) string { return strings.Join(s, " ") },
 }).Parse(`<table id="kill-table">
-<tr><th>operator</th><th>mutants</th><th>killed</th><th>survived</th><th>timed out</th><th>not covered</th></tr>
+<tr><th>operator</th><th>mutants</th><th>killed</th><th>survived</th><th>equivalent</th><th>timed out</th><th>not covered</th></tr>
 {{range .Rows}}<tr{{if eq .Operator "total"}} class="total"{{end}}><th>{{.Operator}}</th><td class="num">{{.Total}}</td>{{range .Cells}}<td class="num {{.Class}}">{{.N}}</td>{{end}}</tr>
 {{end}}</table>
 <h2>Survivors ({{len .Survivors}})</h2>
@@ -74,6 +74,12 @@ var htmlBody = template.Must(template.New("mutate").Funcs(template.FuncMap{
 {{end}}</pre>
 {{if .Command}}<div>tests run: <code>{{join .Command}}</code> ({{round .Duration}})</div>{{end}}
 </div>
+{{end}}{{if .Equivalent}}<h2>Equivalent ({{len .Equivalent}})</h2>
+<p>Survived, and the source says why no test can catch them.</p>
+<table id="equivalent">
+<tr><th>mutant</th><th>why no test can catch it</th></tr>
+{{range .Equivalent}}<tr id="m-{{.ID}}"><td>{{.ID}}</td><td>{{.Equivalent}}</td></tr>
+{{end}}</table>
 {{end}}{{if .Unjudged}}<h2>Not judged ({{len .Unjudged}})</h2>
 <table id="not-judged">
 <tr><th>mutant</th><th>status</th><th>reason</th></tr>
@@ -82,7 +88,7 @@ var htmlBody = template.Must(template.New("mutate").Funcs(template.FuncMap{
 {{end}}<h2>Killed ({{len .Killed}})</h2>
 {{if .Killed}}<table id="killed">
 <tr><th>mutant</th><th>killed by</th><th>its failure</th><th>time</th></tr>
-{{range .Killed}}<tr id="m-{{.ID}}"><td>{{.ID}}</td><td class="pass">{{.KilledBy}}</td><td><code>{{.Failure}}</code></td><td class="num">{{round .Duration}}</td></tr>
+{{range .Killed}}<tr id="m-{{.ID}}"><td>{{.ID}}{{if .Equivalent}} <span class="fail">(marked equivalent: remove the directive)</span>{{end}}</td><td class="pass">{{.KilledBy}}</td><td><code>{{.Failure}}</code></td><td class="num">{{round .Duration}}</td></tr>
 {{end}}</table>
 {{end}}`))
 
@@ -92,8 +98,8 @@ var htmlBody = template.Must(template.New("mutate").Funcs(template.FuncMap{
 // killed it.
 func (r Report) WriteHTML(w io.Writer) error {
 	data := struct {
-		Rows                        []htmlRow
-		Survivors, Unjudged, Killed []Result
+		Rows                                    []htmlRow
+		Survivors, Equivalent, Unjudged, Killed []Result
 	}{}
 	for _, o := range r.Operators {
 		data.Rows = append(data.Rows, rowOf(o.Operator, o.Summary))
@@ -103,6 +109,8 @@ func (r Report) WriteHTML(w io.Writer) error {
 		switch res.Status {
 		case Survived:
 			data.Survivors = append(data.Survivors, res)
+		case Equivalent:
+			data.Equivalent = append(data.Equivalent, res)
 		case Killed:
 			data.Killed = append(data.Killed, res)
 		default:
@@ -126,12 +134,14 @@ func (r Report) WriteHTML(w io.Writer) error {
 	for _, c := range r.Clean {
 		p.Meta = append(p.Meta, fmt.Sprintf("clean run: %s (%s)", strings.Join(c.Command, " "), c.Duration.Round(100*time.Millisecond)))
 	}
-	counts := fmt.Sprintf("%d mutants: %d killed, %d survived, %d timed out, %d not covered", s.Total, s.Killed, s.Survived, s.TimedOut, s.NotCovered)
+	counts := s.counts()
 	switch {
 	case s.Survived > 0:
 		p.Verdict, p.Headline = report.VerdictBad, counts
 	case s.TimedOut+s.NotCovered > 0 || s.Total == 0:
 		p.Verdict, p.Headline = report.VerdictPartial, counts+": no survivor, but not every mutant was judged"
+	case s.Equivalent > 0:
+		p.Verdict, p.Headline = report.VerdictOK, counts+": the tests caught every mutant a test can catch"
 	default:
 		p.Verdict, p.Headline = report.VerdictOK, counts+": the tests caught every planted bug"
 	}

@@ -57,8 +57,9 @@ func secs(f float64) string { return fmt.Sprintf("%.3f", f) }
 
 // WriteJUnit writes the report as JUnit XML: a suite per operator and a test case per mutant,
 // named by its id. A survivor is a failure (message: its file:line and what survived; body:
-// its diff), a mutant that timed out is an error, one not covered is skipped with the reason,
-// and a killed mutant passes, naming the test that killed it in its system-out.
+// its diff), a mutant that timed out is an error, one not covered or equivalent is skipped
+// with the reason, and a killed mutant passes, naming the test that killed it in its
+// system-out.
 func (r Report) WriteJUnit(w io.Writer) error {
 	top := junitSuites{Name: "sessionsafe mutate", Time: secs(r.Duration.Seconds())}
 	by := map[string]*junitSuite{}
@@ -84,6 +85,9 @@ func (r Report) WriteJUnit(w io.Writer) error {
 		case NotCovered:
 			s.Skipped++
 			c.Skipped = &junitSkipped{Message: res.Reason}
+		case Equivalent:
+			s.Skipped++
+			c.Skipped = &junitSkipped{Message: "equivalent: " + res.Equivalent}
 		case Killed:
 			c.SystemOut = "killed by " + res.KilledBy
 			if res.Failure != "" {

@@ -22,6 +22,9 @@ type Mutant struct {
 	Line int `json:"line"`
 	// Diff is the change as a unified diff of File.
 	Diff string `json:"diff"`
+	// Equivalent is the reason an EquivalentDirective at the site gives why no test can
+	// catch the mutant; empty when there is none.
+	Equivalent string `json:"equivalent,omitempty"`
 
 	path   string // absolute path of the original file
 	modDir string // root of the module holding it

@@ -45,9 +45,10 @@ type CleanRun struct {
 type Summary struct {
 	// Total is the number of mutants with a result.
 	Total int `json:"total"`
-	// Killed, Survived, TimedOut and NotCovered count each status.
+	// Killed, Survived, Equivalent, TimedOut and NotCovered count each status.
 	Killed     int `json:"killed"`
 	Survived   int `json:"survived"`
+	Equivalent int `json:"equivalent"`
 	TimedOut   int `json:"timed_out"`
 	NotCovered int `json:"not_covered"`
 }
@@ -66,11 +67,19 @@ func (s *Summary) count(st Status) {
 		s.Killed++
 	case Survived:
 		s.Survived++
+	case Equivalent:
+		s.Equivalent++
 	case TimedOut:
 		s.TimedOut++
 	case NotCovered:
 		s.NotCovered++
 	}
+}
+
+// counts is the summary in words: "30 mutants: 27 killed, 0 survived, ...".
+func (s Summary) counts() string {
+	return fmt.Sprintf("%d mutants: %d killed, %d survived, %d equivalent, %d timed out, %d not covered",
+		s.Total, s.Killed, s.Survived, s.Equivalent, s.TimedOut, s.NotCovered)
 }
 
 func (r *Report) summarize() {
@@ -102,12 +111,13 @@ func (r Report) WriteJSON(w io.Writer) error {
 }
 
 // WriteText writes the kill table (operator × status), then every survivor with its site and
-// diff, then the mutants that timed out or were not covered, with the reason.
+// diff, the equivalent mutants with their reasons, the killed mutants whose equivalence
+// directive is stale, and the mutants that timed out or were not covered, with the reason.
 func (r Report) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "operator\tmutants\tkilled\tsurvived\ttimed-out\tnot-covered")
+	fmt.Fprintln(tw, "operator\tmutants\tkilled\tsurvived\tequivalent\ttimed-out\tnot-covered")
 	row := func(name string, s Summary) {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\n", name, s.Total, s.Killed, s.Survived, s.TimedOut, s.NotCovered)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\n", name, s.Total, s.Killed, s.Survived, s.Equivalent, s.TimedOut, s.NotCovered)
 	}
 	for _, o := range r.Operators {
 		row(o.Operator, o.Summary)
@@ -116,11 +126,17 @@ func (r Report) WriteText(w io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("mutate: write text report: %w", err)
 	}
-	var surv, other []Result
+	var surv, equiv, stale, other []Result
 	for _, res := range r.Results {
 		switch res.Status {
 		case Survived:
 			surv = append(surv, res)
+		case Equivalent:
+			equiv = append(equiv, res)
+		case Killed:
+			if res.Equivalent != "" {
+				stale = append(stale, res)
+			}
 		case TimedOut, NotCovered:
 			other = append(other, res)
 		}
@@ -134,13 +150,24 @@ func (r Report) WriteText(w io.Writer) error {
 			}
 		}
 	}
+	if len(equiv) > 0 {
+		fmt.Fprintf(w, "\nequivalent (%d): survived, and the source says why no test can catch them\n", len(equiv))
+		for _, res := range equiv {
+			fmt.Fprintf(w, "  %s  %s: %s\n", res.Pos(), res.Operator, res.Equivalent)
+		}
+	}
+	if len(stale) > 0 {
+		fmt.Fprintf(w, "\nkilled, though marked equivalent (%d): remove the %s directive\n", len(stale), EquivalentDirective)
+		for _, res := range stale {
+			fmt.Fprintf(w, "  %s  %s: killed by %s\n", res.Pos(), res.Operator, res.KilledBy)
+		}
+	}
 	if len(other) > 0 {
 		fmt.Fprintf(w, "\nnot judged (%d):\n", len(other))
 		for _, res := range other {
 			fmt.Fprintf(w, "  %s  %s  %s: %s\n", res.Pos(), res.Operator, res.Status, res.Reason)
 		}
 	}
-	_, err := fmt.Fprintf(w, "\n%d mutants: %d killed, %d survived, %d timed out, %d not covered (%s)\n",
-		r.Summary.Total, r.Summary.Killed, r.Summary.Survived, r.Summary.TimedOut, r.Summary.NotCovered, r.Duration.Round(time.Second))
+	_, err := fmt.Fprintf(w, "\n%s (%s)\n", r.Summary.counts(), r.Duration.Round(time.Second))
 	return err
 }

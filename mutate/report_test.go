@@ -15,6 +15,12 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
+// equivalent returns m with an equivalence directive's reason.
+func equivalent(m Mutant, reason string) Mutant {
+	m.Equivalent = reason
+	return m
+}
+
 // sampleReport is a fixed report with one mutant of each status.
 func sampleReport() Report {
 	m := func(op, file string, line int, diff string) Mutant {
@@ -33,6 +39,9 @@ func sampleReport() Report {
 				Status: TimedOut, Reason: "no result within the per-mutant timeout", Command: cmd, Duration: 31 * time.Second},
 			{Mutant: m("tx-call-on-pool", "store/other.go", 12, "--- a/store/other.go\n+++ b/store/other.go\n"),
 				Status: NotCovered, Reason: "no test in module bank reaches package example.com/bank/store"},
+			{Mutant: equivalent(m("drop-rows-close", "store/store.go", 61, "--- a/store/store.go\n+++ b/store/store.go\n@@ -61 +61 @@\n-\tdefer rows.Close()\n+\t_ = rows\n"),
+				"database/sql closes the rows when the transaction ends"),
+				Status: Equivalent, Command: cmd, Duration: 8 * time.Second},
 		},
 	}
 	r.summarize()
@@ -66,8 +75,8 @@ func TestJUnitGolden(t *testing.T) {
 	if err := xml.Unmarshal(buf.Bytes(), &doc); err != nil {
 		t.Fatalf("junit report does not parse: %v", err)
 	}
-	if doc.Tests != 4 || doc.Failures != 1 || doc.Errors != 1 || doc.Skipped != 1 {
-		t.Errorf("junit totals: tests=%d failures=%d errors=%d skipped=%d; want 4, 1, 1, 1", doc.Tests, doc.Failures, doc.Errors, doc.Skipped)
+	if doc.Tests != 5 || doc.Failures != 1 || doc.Errors != 1 || doc.Skipped != 2 {
+		t.Errorf("junit totals: tests=%d failures=%d errors=%d skipped=%d; want 5, 1, 1, 2", doc.Tests, doc.Failures, doc.Errors, doc.Skipped)
 	}
 }
 
@@ -136,7 +145,8 @@ func TestHTML(t *testing.T) {
 		absent []string            // ids that must not be there
 	}{
 		{"survivor", func(*Report) {}, "banner bad", map[string][]string{
-			"verdict":                             {"4 mutants: 1 killed, 1 survived, 1 timed out, 1 not covered"},
+			"verdict":                             {"5 mutants: 1 killed, 1 survived, 1 equivalent, 1 timed out, 1 not covered"},
+			"equivalent":                          {"drop-rows-close@store/store.go:61", "database/sql closes the rows when the transaction ends"},
 			"kill-table":                          {"drop-rows-close", "ignore-commit-error", "total"},
 			"m-drop-rows-close@store/store.go:38": {"store/store.go:38 · drop-rows-close", "-\tdefer rows.Close()", "+\t_ = rows", "go test ./store"},
 			"m-ignore-commit-error@store/store.go:26":    {"TestTransferCommitFails", "store_test.go:40"},
@@ -147,6 +157,10 @@ func TestHTML(t *testing.T) {
 			"verdict":      {"the tests caught every planted bug"},
 			"no-survivors": {"None"},
 		}, []string{"not-judged", "m-drop-rows-close@store/store.go:38"}},
+		{"killed-and-equivalent", func(r *Report) { r.Results = []Result{r.Results[1], r.Results[4]}; r.summarize() }, "banner ok", map[string][]string{
+			"verdict":    {"2 mutants: 1 killed, 0 survived, 1 equivalent", "every mutant a test can catch"},
+			"equivalent": {"database/sql closes the rows"},
+		}, []string{"not-judged"}},
 		{"unjudged", func(r *Report) { r.Results = r.Results[1:]; r.summarize() }, "banner partial", map[string][]string{
 			"verdict":    {"not every mutant was judged"},
 			"not-judged": {"timed-out", "not-covered"},

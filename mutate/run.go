@@ -28,6 +28,9 @@ const (
 	Killed Status = "killed"
 	// Survived: every test passed with the mutant in place: a gap in the tests.
 	Survived Status = "survived"
+	// Equivalent: every test passed, and an EquivalentDirective at the site says why no
+	// test can catch the mutant (Mutant.Equivalent).
+	Equivalent Status = "equivalent"
 	// TimedOut: the tests ran past the per-mutant timeout (often a hang the mutant caused).
 	TimedOut Status = "timed-out"
 	// NotCovered: no test could judge the mutant: no test reaches its package, or the mutated
@@ -145,7 +148,7 @@ func Run(ctx context.Context, mutants []Mutant, opts ...Option) (Report, error) 
 		rep.Clean = append(rep.Clean, CleanRun{Command: cmd, Duration: d})
 		timeouts[key] = c.timeout
 		if c.timeout == 0 {
-			timeouts[key] = 3*d + 10*time.Second
+			timeouts[key] = defaultTimeout(d)
 		}
 	}
 
@@ -247,6 +250,15 @@ var errTimedOut = errors.New("timed out")
 // before it is killed.
 const reapGrace = 5 * time.Second
 
+// defaultTimeout is the bound on a mutant's test run when WithTimeout is not given: three
+// times the clean run plus two minutes. The margin is wide because a failing run is slower
+// than a passing one, not because of the machine: a session check that finds a leak has
+// waited its whole deadline for the code to let go first (a leaked transaction costs each
+// case that meets it its check's deadline, and may make the next cases wait for its locks),
+// so a mutant the tests catch can take many times the clean run — with a fast clean run, far
+// more than three times it.
+func defaultTimeout(clean time.Duration) time.Duration { return 3*clean + 2*time.Minute }
+
 // runTest runs cmd in dir; -count=1 and, with an overlay, -overlay reach the go tool through
 // GOFLAGS (added to any GOFLAGS already set). TMPDIR is work/tmp, removed afterwards: what a
 // test killed on a timeout leaves in its temporary directory (a Postgres data directory)
@@ -291,6 +303,9 @@ var (
 // classify sets the status of r from its test output and error.
 func classify(r *Result, out []byte, err error) {
 	switch {
+	case err == nil && r.Equivalent != "":
+		r.Status = Equivalent
+		return
 	case err == nil:
 		r.Status = Survived
 		return

@@ -25,6 +25,12 @@ func TestRun(t *testing.T) {
 	if len(ms) != 4 {
 		t.Fatalf("Find: got %d mutants; want 4 (one per operator)", len(ms))
 	}
+	// A directive that calls a mutant the tests catch equivalent is stale: reported so.
+	for i := range ms {
+		if ms[i].Operator == "ignore-commit-error" {
+			ms[i].Equivalent = "marked by mistake"
+		}
+	}
 	var progress []string
 	rep, err := Run(ctx, ms, WithParallel(1), WithProgress(func(r Result, done, total int) {
 		progress = append(progress, r.ID)
@@ -64,7 +70,8 @@ func TestRun(t *testing.T) {
 	if err := rep.WriteText(&text); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"survivors (1)", "mutate/testdata/src/store/store.go:38  drop-rows-close", "-	defer rows.Close()", "4 mutants: 3 killed, 1 survived"} {
+	for _, s := range []string{"survivors (1)", "mutate/testdata/src/store/store.go:38  drop-rows-close", "-	defer rows.Close()", "4 mutants: 3 killed, 1 survived",
+		"killed, though marked equivalent (1): remove the //sessionsafe:equivalent directive", "ignore-commit-error: killed by TestTransferCommitFails"} {
 		if !strings.Contains(text.String(), s) {
 			t.Errorf("text report lacks %q; got:\n%s", s, text.String())
 		}
@@ -127,32 +134,36 @@ func TestRunErrors(t *testing.T) {
 func TestClassify(t *testing.T) {
 	exitErr := exec.Command("false").Run()
 	tests := []struct {
-		name     string
-		out      string
-		err      error
-		status   Status
-		killedBy string
-		detail   string
+		name       string
+		equivalent string // the site's equivalence directive, if any
+		out        string
+		err        error
+		status     Status
+		killedBy   string
+		detail     string
 	}{
-		{"pass", "ok  \texample/store\t0.1s\n", nil, Survived, "", ""},
-		{"test-fails", "--- FAIL: TestTransfer (0.00s)\n    store_test.go:20: Transfer: got nil error\nFAIL\nFAIL\texample/store\t0.1s\n", exitErr,
+		{"pass", "", "ok  \texample/store\t0.1s\n", nil, Survived, "", ""},
+		{"pass-equivalent", "rows close with the transaction", "ok  \texample/store\t0.1s\n", nil, Equivalent, "", ""},
+		{"fails-though-equivalent", "rows close with the transaction", "--- FAIL: TestList (0.00s)\n    store_test.go:9: leaked rows\n", exitErr,
+			Killed, "TestList", "store_test.go:9: leaked rows"},
+		{"test-fails", "", "--- FAIL: TestTransfer (0.00s)\n    store_test.go:20: Transfer: got nil error\nFAIL\nFAIL\texample/store\t0.1s\n", exitErr,
 			Killed, "TestTransfer", "store_test.go:20: Transfer: got nil error"},
-		{"subtest-fails", "--- FAIL: TestOps (0.00s)\n    --- FAIL: TestOps/send (0.00s)\n        ops_test.go:9: leaked 1 connection(s)\n", exitErr,
+		{"subtest-fails", "", "--- FAIL: TestOps (0.00s)\n    --- FAIL: TestOps/send (0.00s)\n        ops_test.go:9: leaked 1 connection(s)\n", exitErr,
 			Killed, "TestOps/send", "ops_test.go:9: leaked 1 connection(s)"},
-		{"nested-subtests", "--- FAIL: TestMatrix (0.50s)\n    --- FAIL: TestMatrix/sqlmock (0.40s)\n        --- FAIL: TestMatrix/sqlmock/Transfer (0.10s)\n" +
+		{"nested-subtests", "", "--- FAIL: TestMatrix (0.50s)\n    --- FAIL: TestMatrix/sqlmock (0.40s)\n        --- FAIL: TestMatrix/sqlmock/Transfer (0.10s)\n" +
 			"            --- FAIL: TestMatrix/sqlmock/Transfer/step-11-commit/error (0.00s)\n                runner.go:953: scenarios: invariant \"error-surfaced\" broken\n" +
 			"            --- FAIL: TestMatrix/sqlmock/Transfer/step-12-rollback/error (0.00s)\n                runner.go:953: other\nFAIL\n", exitErr,
 			Killed, "TestMatrix/sqlmock/Transfer/step-11-commit/error", `runner.go:953: scenarios: invariant "error-surfaced" broken`},
-		{"package-fails", "goleak: Errors on successful test run: found unexpected goroutines\nFAIL\texample/store\t0.3s\n", exitErr,
+		{"package-fails", "", "goleak: Errors on successful test run: found unexpected goroutines\nFAIL\texample/store\t0.3s\n", exitErr,
 			Killed, "(package example/store)", "goleak: Errors on successful test run: found unexpected goroutines"},
-		{"build-fails", "# example/store\nstore/store.go:12:2: declared and not used: x\nFAIL\texample/store [build failed]\n", exitErr,
+		{"build-fails", "", "# example/store\nstore/store.go:12:2: declared and not used: x\nFAIL\texample/store [build failed]\n", exitErr,
 			NotCovered, "", "build failed: store/store.go:12:2: declared and not used: x"},
-		{"timeout", "", errTimedOut, TimedOut, "", "no result within the per-mutant timeout"},
-		{"no-command", "", errors.New(`exec: "gotest": executable file not found in $PATH`), NotCovered, "", `run go: exec: "gotest": executable file not found in $PATH`},
+		{"timeout", "", "", errTimedOut, TimedOut, "", "no result within the per-mutant timeout"},
+		{"no-command", "", "", errors.New(`exec: "gotest": executable file not found in $PATH`), NotCovered, "", `run go: exec: "gotest": executable file not found in $PATH`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := Result{Command: []string{"go", "test"}}
+			r := Result{Mutant: Mutant{Equivalent: tt.equivalent}, Command: []string{"go", "test"}}
 			classify(&r, []byte(tt.out), tt.err)
 			detail := r.Failure + r.Reason
 			if r.Status != tt.status || r.KilledBy != tt.killedBy || detail != tt.detail {

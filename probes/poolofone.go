@@ -148,7 +148,7 @@ func (p *probe) hung(base Finding, o outcome) Finding {
 	f := base
 	f.Check = CheckDeadline
 	f.Message = fmt.Sprintf("%s did not return within %s of its cancellation at its deadline (%s): it does not honour its context. %s",
-		p.op.Name, cancelGrace, p.cfg.Timeout, orNone(o.waited))
+		p.op.Name, cancelGrace(p.cfg.Timeout), p.cfg.Timeout, orNone(o.waited))
 	f.Stack = o.dump
 	return f
 }

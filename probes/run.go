@@ -11,9 +11,16 @@ import (
 	"github.com/sessionsafe/sessionsafe/scenarios"
 )
 
-// cancelGrace is how long a run has to return once the probe cancelled it;
-// one that takes longer does not honour its context (a deadline finding).
-const cancelGrace = 2 * time.Second
+// cancelGrace is how long a run with deadline timeout has to return once
+// the probe cancelled it; one that takes longer does not honour its context
+// (a deadline finding). It is the timeout once more, at least 2s: a run that
+// honours its context returns soon after its cancellation, but on a loaded
+// machine that unwinding waits for a CPU as the run's own work did, so a
+// fixed window is one a correct run could outlast and be reported hung; the
+// timeout is what a probe sizes to its load.
+func cancelGrace(timeout time.Duration) time.Duration {
+	return max(timeout, 2*time.Second)
+}
 
 // outcome is what one run did, and what the probe saw while it ran.
 type outcome struct {
@@ -106,7 +113,7 @@ func runOne(ctx context.Context, l *lane, op scenarios.Operation, fx scenarios.F
 		case <-ctx.Done():
 		}
 		cancel()
-		grace := time.NewTimer(cancelGrace)
+		grace := time.NewTimer(cancelGrace(o.timeout))
 		select {
 		case err := <-done:
 			grace.Stop()
@@ -114,7 +121,7 @@ func runOne(ctx context.Context, l *lane, op scenarios.Operation, fx scenarios.F
 		case <-grace.C:
 			out.hung, out.dump = true, runStacks()
 			out.duration = time.Since(start)
-			out.run.Err = fmt.Errorf("probes: the run did not return within %s of its cancellation", cancelGrace)
+			out.run.Err = fmt.Errorf("probes: the run did not return within %s of its cancellation", cancelGrace(o.timeout))
 			return out
 		}
 	}

@@ -100,8 +100,8 @@ func (r *Runner) recordPgx(ctx context.Context) error {
 	}
 	rctx, cancel := l.px.inj.Context(withPgxTracker(ctx, l.px.tracker))
 	err = r.op.RunPgx(rctx, l.px.pool, fx)
+	trace := l.px.inj.Trace() // as RunPgx left it (see record)
 	cancel()
-	trace := l.px.inj.Trace()
 	l.closePgxPool()
 	if err != nil {
 		r.broken, r.clean, l.dirty = err, trace, true
@@ -224,7 +224,7 @@ func (r *Runner) runPgxCase(ctx context.Context, l *lane, c Case) (res Result) {
 		res.Err = o.err
 	}
 	if o.hung {
-		find(InvDeadline, trace, "the operation did not return within %s (+2s grace); goroutines:\n%s", r.cfg.Timeout, o.dump)
+		find(InvDeadline, trace, "the operation did not return within %s (+%s grace); goroutines:\n%s", r.cfg.Timeout, r.hangGrace(), o.dump)
 		return res
 	}
 	checkFired(find, c, trace, fired)

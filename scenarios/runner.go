@@ -98,7 +98,7 @@ type Config struct {
 	Golden fs.FS
 
 	// Timeout bounds each case's run of the operation; a run still going
-	// 2s after it is a finding with the goroutine dump. Setup, warming the
+	// as long again (at least 2s) after it is a finding with the goroutine dump. Setup, warming the
 	// pool and clearing the server around it get at least 10s however short
 	// Timeout is (a connection alone can take longer on a loaded machine).
 	// Zero: 10s.
@@ -352,8 +352,11 @@ func (r *Runner) record(ctx context.Context) error {
 		}
 		rctx, cancel := env.inj.Context(withTracker(ctx, env.tracker))
 		err = r.op.Run(rctx, env.pool, fx)
-		cancel()
+		// The trace as Run left it: a step after the cancel (database/sql
+		// closing rows the code left open, once their context ends) comes
+		// sooner or later, and would make the cases differ from run to run.
 		trace := env.inj.Trace()
+		cancel()
 		var mockErr error
 		if env.mock != nil {
 			mockErr = env.mock.mock.ExpectationsWereMet()
@@ -525,6 +528,11 @@ var errBound = errors.New("scenarios: bound exceeded")
 // error names what and, on Postgres, what the server's sessions were
 // waiting for at that moment (read before the context ends, while they
 // still wait), and wraps errBound.
+//
+// The 2s after d cannot change a verdict, however loaded the machine: once d
+// has passed the call has outlived its bound and the error wraps errBound
+// whether fn returns within the 2s or not; they only pick the wording, and
+// bound how long a call that ignores its context delays the report.
 func (r *Runner) bounded(ctx context.Context, d time.Duration, what string, fn func(ctx context.Context) error) error {
 	bctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -547,7 +555,7 @@ func (r *Runner) bounded(ctx context.Context, d time.Duration, what string, fn f
 	case <-done:
 		return fmt.Errorf("%s did not finish within %s%s: %w", what, d, waits, errBound)
 	case <-grace.C:
-		return fmt.Errorf("%s did not return within %s (+2s grace, it does not honour its context)%s: %w", what, d, waits, errBound)
+		return fmt.Errorf("%s did not return within %s, nor within 2s after its context ended%s: %w", what, d, waits, errBound)
 	}
 }
 
@@ -868,7 +876,7 @@ func (r *Runner) runCase(ctx context.Context, l *lane, c Case) (res Result) {
 		res.Err = o.err
 	}
 	if o.hung {
-		find(InvDeadline, trace, "the operation did not return within %s (+2s grace); goroutines:\n%s", r.cfg.Timeout, o.dump)
+		find(InvDeadline, trace, "the operation did not return within %s (+%s grace); goroutines:\n%s", r.cfg.Timeout, r.hangGrace(), o.dump)
 		l.dirty = true
 		return res
 	}
@@ -930,21 +938,27 @@ func (r *Runner) runCase(ctx context.Context, l *lane, c Case) (res Result) {
 	if r.cfg.Backend == Postgres && r.cfg.Admin != nil {
 		opts = append(opts, leakcheck.WithServer(r.cfg.Admin, l.app))
 	}
-	// Every check polls to its own bound; the server's answers are bounded
-	// here too.
+	// The goroutines this case's run started, and no other's, are checked
+	// beside the pool and the server: every check polls to its own bound, so
+	// a case that leaks waits out one bound, not one after the other.
+	goroutineErr := make(chan error, 1)
+	if r.cfg.NoGoroutineCheck {
+		goroutineErr <- nil
+	} else {
+		go func() {
+			gctx, gcancel := context.WithTimeout(ctx, 2*r.cfg.CheckTimeout)
+			defer gcancel()
+			goroutineErr <- leakcheck.Find(gctx, leakcheck.WithScope(o.scope), leakcheck.WithTimeout(r.cfg.CheckTimeout))
+		}()
+	}
+	// The server's answers are bounded here too.
 	lctx, lcancel := context.WithTimeout(ctx, 3*r.cfg.CheckTimeout)
 	defer lcancel()
 	leakErr := leakcheck.Find(lctx, opts...)
 	if st, ok := <-stateCh; ok {
 		r.checkState(find, trace, fault, at, res.Err, st.got, st.err)
 	}
-	if !r.cfg.NoGoroutineCheck {
-		// the goroutines this case's run started, and no other's
-		gctx, gcancel := context.WithTimeout(ctx, 2*r.cfg.CheckTimeout)
-		leakErr = errors.Join(leakErr, leakcheck.Find(gctx, leakcheck.WithScope(o.scope), leakcheck.WithTimeout(r.cfg.CheckTimeout)))
-		gcancel()
-	}
-	reportLeaks(find, trace, leakErr)
+	reportLeaks(find, trace, errors.Join(leakErr, <-goroutineErr))
 
 	// The connections going back to the pool carry no session state.
 	if r.session != nil {
@@ -1067,11 +1081,22 @@ func (r *Runner) run(ctx context.Context, env caseEnv, fx Fixture) (runOutcome, 
 	return r.runScoped(ctx, func() error { return r.op.Run(rctx, env.pool, fx) }), cancel
 }
 
+// hangGrace is how long a run may go on past its case's deadline before it
+// is reported hung: the case's Timeout once more, and at least 2s. A call
+// that honours its context returns soon after the deadline, but on a loaded
+// machine that unwinding waits for a CPU as the call's own work did, so a
+// fixed window is one a correct call could outlast and be reported hung; the
+// Timeout is what a run sizes to its load, and a call that has not returned
+// after twice it ignores its context, not the load.
+func (r *Runner) hangGrace() time.Duration {
+	return max(r.cfg.Timeout, 2*time.Second)
+}
+
 // runScoped calls call on a goroutine of its own, marked with a new
 // leakcheck.Scope (every goroutine it starts carries the mark, so that the
 // goroutine check counts this run's goroutines and no other case's),
-// recovering a panic; a call that outlives the case's deadline by 2s is
-// reported as hung with the goroutine dump (and left running). ctx carries
+// recovering a panic; a call that outlives the case's deadline by hangGrace
+// is reported as hung with the goroutine dump (and left running). ctx carries
 // the caller's pprof labels, if any.
 func (r *Runner) runScoped(ctx context.Context, call func() error) runOutcome {
 	done := make(chan runOutcome, 1)
@@ -1087,7 +1112,7 @@ func (r *Runner) runScoped(ctx context.Context, call func() error) runOutcome {
 		o.err = call()
 	}()
 	scope.Exit()
-	grace := time.NewTimer(r.cfg.Timeout + 2*time.Second)
+	grace := time.NewTimer(r.cfg.Timeout + r.hangGrace())
 	defer grace.Stop()
 	var o runOutcome
 	select {

@@ -22,7 +22,7 @@ func chaosTarget(tb testing.TB) chaos.Target {
 
 // TestChaos runs the handlers under chaos on real PostgreSQL: no violation, faults fired.
 func TestChaos(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithDeadline(t.Context(), testkit.Within(t, 10*time.Minute))
 	t.Cleanup(cancel)
 	const seed = 7
 	t.Logf("seed %d", seed)

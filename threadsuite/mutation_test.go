@@ -84,8 +84,8 @@ var ciBugs = []string{"RollbackMissingOnError", "ContextNotPassed", "MetadataRea
 // source mutants through go's -overlay; the tree is never written), runs the tests each
 // names (CaughtBy) and requires every one of them to fail. By default it runs ciBugs; with
 // SESSIONSAFE_MUTATE_ALL=1 every planted bug, and every operator mutant of ./handlers
-// against killCommand, each of which must be killed or listed in equivalentMutants with the
-// reason it cannot be caught. SESSIONSAFE_MUTATE_SHARD=i/n runs only shard i of n of the
+// against killCommand, each of which must be killed or marked at its site with the reason it
+// cannot be caught (mutate.EquivalentDirective). SESSIONSAFE_MUTATE_SHARD=i/n runs only shard i of n of the
 // mutants.
 func TestMutationProof(t *testing.T) {
 	if testing.Short() {
@@ -159,24 +159,14 @@ func TestMutationProof(t *testing.T) {
 			}
 			continue
 		}
-		reason, equivalent := equivalentMutants[r.ID]
 		switch {
-		case r.Status == mutate.Killed && equivalent:
-			t.Errorf("mutant %s is killed (by %s) but listed as equivalent (%s): remove it from equivalentMutants", r.ID, r.KilledBy, reason)
-		case r.Status != mutate.Killed && !equivalent:
-			t.Errorf("mutant %s %s (%s): a gap in the checks, or add it to equivalentMutants with the reason\n%s", r.ID, r.Status, r.Reason, r.Diff)
+		case r.Status == mutate.Killed && r.Equivalent != "":
+			t.Errorf("mutant %s is killed (by %s) but marked equivalent (%s): remove its %s directive", r.ID, r.KilledBy, r.Equivalent, mutate.EquivalentDirective)
+		case r.Status != mutate.Killed && r.Status != mutate.Equivalent:
+			t.Errorf("mutant %s %s (%s): a gap in the checks, or mark it %s with the reason\n%s", r.ID, r.Status, r.Reason, mutate.EquivalentDirective, r.Diff)
 		}
 	}
 }
-
-// equivalentMutants are the operator mutants of ./handlers that no check can catch, each
-// with the reason, by mutant id.
-var equivalentMutants = map[string]string{
-	"drop-rows-close@handlers/repo.go:123": rowsClosedByTx,
-	"drop-rows-close@handlers/repo.go:226": rowsClosedByTx,
-}
-
-const rowsClosedByTx = "database/sql closes the rows when Next returns false, and a transaction's rows when it ends: a scan error ends the unit, whose rollback closes them"
 
 // TestPlantedBugsApply: every planted bug still matches the handlers exactly once, and
 // names only tests that exist.

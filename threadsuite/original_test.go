@@ -148,7 +148,7 @@ func runOriginal(ctx context.Context, t testing.TB, o original, cfg scenarios.Co
 	}
 	var live atomic.Pointer[string]
 	op = killer{live: true, poolCap: o.poolCap}.wrap(op, &live)
-	cfg.CheckTimeout = time.Second
+	cfg.CheckTimeout = time.Until(testkit.Deadline(t)) // every check must hold: poll as long as the test may
 	cfg.Faults = func(k faults.StepKind) []faults.Fault {
 		for _, s := range o.steps {
 			if s == k.String() && o.fault != "" {
@@ -248,8 +248,18 @@ func (r *pgRig) updateKilledAtCommit(t *testing.T, user, id string, md map[strin
 	t.Helper()
 	r.inj.Arm(faults.MustParsePlan("match=commit#1:terminate"))
 	title := "never stored"
-	_, err := r.svc.UpdateThread(t.Context(), user, id, handlers.UpdateThreadInput{Title: &title, Metadata: md})
+	_, err := r.svc.UpdateThread(opContext(t), user, id, handlers.UpdateThreadInput{Title: &title, Metadata: md})
 	return err
+}
+
+// opContext is the context of an operation an original runs by hand: t's, ending at
+// testkit.Deadline(t), so that an operation that waits for ever (for a connection a bug
+// never gives back, on a pool of one) fails the test with its deadline instead of hanging
+// the package until go test's timeout.
+func opContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithDeadline(t.Context(), testkit.Deadline(t))
+	t.Cleanup(cancel)
+	return ctx
 }
 
 // seededOriginal starts an original the runner has no mechanism for: a fresh
@@ -266,11 +276,11 @@ func seededOriginal(t *testing.T, num string) (db *pgtest.Database, user string,
 func seedThread(t *testing.T, db *pgtest.Database, user string) handlers.Thread {
 	t.Helper()
 	svc := handlers.New(db.DB, handlers.WithLogger(quiet))
-	th, err := svc.CreateThread(t.Context(), user, handlers.CreateThreadInput{Title: "seed", Metadata: map[string]any{"k": "v"}})
+	th, err := svc.CreateThread(opContext(t), user, handlers.CreateThreadInput{Title: "seed", Metadata: map[string]any{"k": "v"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := svc.SendMessage(t.Context(), user, th.ID, handlers.SendMessageInput{Content: "first"}); err != nil {
+	if _, err := svc.SendMessage(opContext(t), user, th.ID, handlers.SendMessageInput{Content: "first"}); err != nil {
 		t.Fatal(err)
 	}
 	return th
@@ -278,7 +288,7 @@ func seedThread(t *testing.T, db *pgtest.Database, user string) handlers.Thread 
 
 func readThread(t *testing.T, db *pgtest.Database, user, id string) handlers.Thread {
 	t.Helper()
-	th, err := handlers.New(db.DB, handlers.WithLogger(quiet)).GetThread(t.Context(), user, id)
+	th, err := handlers.New(db.DB, handlers.WithLogger(quiet)).GetThread(opContext(t), user, id)
 	if err != nil {
 		t.Fatalf("read the thread back: %v", err)
 	}
@@ -327,7 +337,7 @@ func testOriginalBrokenSessionDiscarded(t *testing.T) {
 		}
 	}
 	rig.inj.Reset()
-	got, err := rig.svc.GetThread(t.Context(), user, th.ID)
+	got, err := rig.svc.GetThread(opContext(t), user, th.ID)
 	if err != nil {
 		t.Fatalf("the next operation on the pool of one: %v; want success on a fresh session\ntrace:\n%s", err, rig.inj.Trace())
 	}
@@ -367,7 +377,7 @@ func testOriginalConcurrentUpdates(t *testing.T) {
 	var errA, errB error
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		_, errA = a.svc.UpdateThread(t.Context(), user, th.ID, handlers.UpdateThreadInput{Title: &ta, Metadata: map[string]any{"a": true}})
+		_, errA = a.svc.UpdateThread(opContext(t), user, th.ID, handlers.UpdateThreadInput{Title: &ta, Metadata: map[string]any{"a": true}})
 	})
 	// B starts once A holds the row (A's UPDATE ran), and must wait for it.
 	testkit.EventuallyNil(t, func() error {
@@ -379,7 +389,7 @@ func testOriginalConcurrentUpdates(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
 	wg.Go(func() {
-		_, errB = b.svc.UpdateThread(t.Context(), user, th.ID, handlers.UpdateThreadInput{Title: &tb, Metadata: map[string]any{"b": true}})
+		_, errB = b.svc.UpdateThread(opContext(t), user, th.ID, handlers.UpdateThreadInput{Title: &tb, Metadata: map[string]any{"b": true}})
 	})
 	if err := faults.NewServer(db.Admin).WaitBlocked(ctx, b.app); err != nil {
 		t.Logf("B was not seen waiting for A's row lock (%v): the two may not have overlapped", err)

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sessionsafe/sessionsafe/chaos"
+	"github.com/sessionsafe/sessionsafe/internal/testkit"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 )
 
@@ -32,7 +33,7 @@ func TestChaos(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			ctx, cancel := context.WithDeadline(t.Context(), testkit.Within(t, 10*time.Minute))
 			t.Cleanup(cancel)
 			const seed = 7
 			cfg := chaos.Config{Seed: seed, Workers: 4, Ops: 200, FaultRate: 0.05, NoGoroutineCheck: true, MaxWrites: 32, Panics: !tt.wl.Pgx}
