@@ -124,18 +124,18 @@ func (s *PgxStore) Transfer(ctx context.Context, from, to, amount int64) (Transf
 	// fails; this one is for a panic.
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit or Rollback
 	if _, err := tx.Exec(ctx, transferLockTimeout); err != nil {
-		_ = tx.Rollback(ctx)
+		_ = tx.Rollback(ctx) //sessionsafe:equivalent drop-rollback-on-error the deferred Rollback ends the transaction at this very return all the same
 		return Transfer{}, wrap(fmt.Errorf("set lock timeout: %w", err))
 	}
 	if err := moveMoneyPgx(ctx, tx, from, to, amount); err != nil {
-		_ = tx.Rollback(ctx)
+		_ = tx.Rollback(ctx) //sessionsafe:equivalent drop-rollback-on-error the deferred Rollback ends the transaction at this very return all the same
 		return Transfer{}, wrap(err)
 	}
 	err = tx.QueryRow(ctx,
 		`INSERT INTO transfers (from_account, to_account, amount) VALUES ($1, $2, $3) RETURNING id`,
 		from, to, amount).Scan(&t.ID)
 	if err != nil {
-		_ = tx.Rollback(ctx)
+		_ = tx.Rollback(ctx) //sessionsafe:equivalent drop-rollback-on-error the deferred Rollback ends the transaction at this very return all the same
 		return Transfer{}, wrap(err)
 	}
 	if err := tx.Commit(ctx); err != nil {
