@@ -77,7 +77,9 @@ type Firing struct {
 	// cancellation: it was still blocked CancelBlockedBound after the
 	// caller's context was cancelled (the lock was then released so that
 	// nothing hangs), or its statement still waited on the server after the
-	// call returned. Nil otherwise.
+	// call returned. For cancel on a PgxInjector, it says the request was
+	// made under a context not the caller's (it wraps ErrForeignContext).
+	// Nil otherwise.
 	Unheeded error
 }
 

@@ -61,7 +61,10 @@ import (
 //     back until pgx gives up on it (pgx sets a deadline on the connection
 //     when its context ends), so it never reaches the server; a request pgx
 //     does not give up on within 200ms (a connect, which pgxpool makes under
-//     its own context) is then sent.
+//     its own context) is then sent. Any other request pgx has not given up
+//     on within CancelBlockedBound was made under a context that is not the
+//     caller's (context.Background(), one the code made itself): it is sent,
+//     and its Firing's Unheeded says so (wrapping ErrForeignContext).
 //
 // The driver-level kinds (error, badconn, panic) and the lock and
 // stmt-timeout kinds have no meaning on the wire: Arm rejects a plan that
@@ -285,6 +288,26 @@ func (i *PgxInjector) setErr(index int, err error) {
 			i.trace[n].Err = err
 		}
 	}
+}
+
+// setUnheeded records that the request of a fired step did not heed its
+// cancel fault.
+func (i *PgxInjector) setUnheeded(index int, err error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	for n := range i.fired {
+		if i.fired[n].Step.Index == index {
+			i.fired[n].Unheeded = err
+		}
+	}
+}
+
+// sqlSuffixOf is ": <sql>" (shortened) for a step with SQL, or "".
+func sqlSuffixOf(sql string) string {
+	if sql == "" {
+		return ""
+	}
+	return ": " + shorten(sql, 80)
 }
 
 func (i *PgxInjector) cancelFunc() context.CancelFunc {
@@ -600,6 +623,20 @@ func (c *pgxConn) apply(st Step, f Fault, req []byte) error {
 			c.cutNow()
 			return fmt.Errorf("faults: pgx injector: step %d (%s): cancel: %w", st.Index, st.Kind, err)
 		}
+		if st.Kind == StepConnect {
+			break
+		}
+		// pgx watches the context of every request after the connect: one
+		// it is still sending was made under another context. Wait out a
+		// slow watcher (a loaded machine) before saying so.
+		if err := c.wait(nil, CancelBlockedBound-cancelHold); err != nil {
+			c.cutNow()
+			return fmt.Errorf("faults: pgx injector: step %d (%s): cancel: %w", st.Index, st.Kind, err)
+		}
+		c.inj.setUnheeded(st.Index, fmt.Errorf("the request at step %d (%s%s) went on %v after the caller's context was cancelled: "+
+			"it was not made under the caller's context (context.Background(), or one the code made itself), so the caller's "+
+			"cancellation and deadline never reach it; pass the caller's ctx down: %w",
+			st.Index, st.Kind, sqlSuffixOf(st.SQL), CancelBlockedBound, ErrForeignContext))
 	}
 	_, err := c.Conn.Write(req)
 	return err

@@ -36,6 +36,29 @@ func pgxPool(t *testing.T) (*pgxpool.Pool, *faults.PgxInjector) {
 	return pool, inj
 }
 
+// armedPgxPool is pgxPool with plan armed, connected first when ping is
+// set (step 1 is then the first request of the code), and the context the
+// code runs under (the injector's, cancelled at cleanup).
+func armedPgxPool(t *testing.T, plan string, ping bool) (*pgxpool.Pool, *faults.PgxInjector, context.Context) {
+	t.Helper()
+	pool, inj := pgxPool(t)
+	if ping {
+		if err := pool.Ping(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := faults.ParsePlan(plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := inj.Arm(p); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := inj.Context(t.Context())
+	t.Cleanup(cancel)
+	return pool, inj, ctx
+}
+
 // insertTx inserts id in a transaction, as pgx.BeginFunc does.
 func insertTx(ctx context.Context, pool *pgxpool.Pool, id int) error {
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
@@ -100,21 +123,9 @@ func TestPgxInjectorFaults(t *testing.T) {
 	}
 	for n, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pool, inj := pgxPool(t)
-			if err := pool.Ping(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-			p, err := faults.ParsePlan(tt.plan)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := inj.Arm(p); err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := inj.Context(t.Context())
-			defer cancel()
+			pool, inj, ctx := armedPgxPool(t, tt.plan, true)
 			id := n + 1
-			err = insertTx(ctx, pool, id)
+			err := insertTx(ctx, pool, id)
 			tt.check(t, err)
 			if len(inj.Fired()) != 1 {
 				t.Fatalf("got firings %v; want one\n%s", inj.Fired(), inj.Trace())
@@ -133,6 +144,51 @@ func TestPgxInjectorFaults(t *testing.T) {
 				}
 				return nil
 			}, "the pool to take every connection back")
+		})
+	}
+}
+
+// TestPgxInjectorCancelForeignContext shows how a cancel fault tells a
+// request made under the caller's context from one made under another: pgx
+// gives up on the first at once; the second goes on, and the firing's
+// Unheeded says so. A connect, which pgxpool makes under its own context,
+// is not blamed.
+func TestPgxInjectorCancelForeignContext(t *testing.T) {
+	tests := []struct {
+		name    string
+		plan    string
+		ping    bool                                         // connect before arming: step 1 is the begin
+		insert  func(caller context.Context) context.Context // the context the insert runs under
+		foreign bool                                         // want Unheeded wrapping ErrForeignContext
+	}{
+		{"caller-context", "step=3:cancel", true, func(caller context.Context) context.Context { return caller }, false},
+		{"background-at-the-insert", "step=3:cancel", true, func(context.Context) context.Context { return context.Background() }, true},
+		{"without-cancel-at-the-insert", "step=3:cancel", true, context.WithoutCancel, true},
+		{"connect", "step=1:cancel", false, func(caller context.Context) context.Context { return caller }, false},
+	}
+	for n, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pool, inj, ctx := armedPgxPool(t, tt.plan, tt.ping)
+			err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+				_, err := tx.Exec(tt.insert(ctx), "INSERT INTO items (id) VALUES ($1)", n+1)
+				return err
+			})
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("got %v; want context.Canceled (the caller's context was cancelled)", err)
+			}
+			fired := inj.Fired()
+			if len(fired) != 1 {
+				t.Fatalf("got firings %v; want one\n%s", fired, inj.Trace())
+			}
+			u := fired[0].Unheeded
+			switch {
+			case tt.foreign && !errors.Is(u, faults.ErrForeignContext):
+				t.Errorf("got Unheeded %v; want one wrapping faults.ErrForeignContext", u)
+			case tt.foreign && !strings.Contains(u.Error(), "INSERT INTO items"):
+				t.Errorf("got Unheeded %q; want it to name the request", u)
+			case !tt.foreign && u != nil:
+				t.Errorf("got Unheeded %v; want nil (the request heeded the caller's cancellation)", u)
+			}
 		})
 	}
 }

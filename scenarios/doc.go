@@ -58,7 +58,9 @@
 //     [Config].NoSessionCheck);
 //   - every database call ran on the caller's context: a cancel fault that
 //     finds a context of the operation's own (context.Background()) at a
-//     call is an [InvContext] finding, and so is a statement still blocked
+//     call is an [InvContext] finding — on the pgx wire, a request pgx did
+//     not give up on once the fault cancelled the caller's context (but a
+//     connect, which pgxpool makes under its own) — and so is a statement still blocked
 //     on a lock faults.CancelBlockedBound after the fault "cancel-blocked"
 //     cancelled the caller's context (off with [Config].NoCancelBlocked);
 //   - on sqlmock, the expectations generated from the operation's golden trace

@@ -228,6 +228,11 @@ func (r *Runner) runPgxCase(ctx context.Context, l *lane, c Case) (res Result) {
 		return res
 	}
 	checkFired(find, c, trace, fired)
+	// The request ran on the caller's context: pgx gave up on it when the
+	// cancel fault cancelled that context (faults.PgxInjector).
+	if len(fired) > 0 && fired[0].Unheeded != nil {
+		find(InvContext, trace, "%v", fired[0].Unheeded)
+	}
 	switch {
 	case r.cfg.Disconnect:
 	case c.Clean() && res.Err != nil:

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -58,6 +59,7 @@ func goldenFS() fs.FS {
 type accounts interface {
 	CreateAccount(ctx context.Context, owner string, balance int64) (Account, error)
 	GetAccount(ctx context.Context, id int64) (Account, error)
+	GetAccounts(ctx context.Context, ids []int64) ([]Account, error)
 	ListAccounts(ctx context.Context, owner string, p Page) ([]Account, error)
 	Transfer(ctx context.Context, from, to, amount int64) (Transfer, error)
 }
@@ -184,6 +186,7 @@ func external(ctx context.Context, name string, fn func(context.Context) error) 
 const (
 	opCreateAccount        = "CreateAccount"
 	opGetAccount           = "GetAccount"
+	opGetAccounts          = "GetAccounts"
 	opListAccounts         = "ListAccounts"
 	opTransfer             = "Transfer"
 	opTransferInsufficient = "TransferInsufficient"
@@ -219,6 +222,17 @@ func catalog(store newAccounts) []scenarios.Operation {
 				return fmt.Errorf("get account: got %+v; want owner %s, balance 5000", a, fx.Owner)
 			}
 			return err
+		}),
+		bankOp(opGetAccounts, store, false, func(ctx context.Context, s accounts, fx fixture) error {
+			got, err := s.GetAccounts(ctx, []int64{fx.Rich, fx.Mid, fx.Poor})
+			if err != nil {
+				return err
+			}
+			want := []Account{{ID: fx.Rich, Owner: fx.Owner, Balance: 10000}, {ID: fx.Mid, Owner: fx.Owner, Balance: 5000}, {ID: fx.Poor, Owner: fx.Owner, Balance: 0}}
+			if !slices.Equal(got, want) {
+				return fmt.Errorf("get accounts: got %+v; want %+v", got, want)
+			}
+			return nil
 		}),
 		bankOp(opListAccounts, store, false, func(ctx context.Context, s accounts, fx fixture) error {
 			// two pages of two: all three accounts

@@ -1,7 +1,8 @@
 // Package bank is a small money-transfer store written the way most Go
 // services talk to PostgreSQL through database/sql: a [Store] over a
 // *sql.DB, a transaction helper with a deferred rollback, an autocommit
-// insert, paged reads that close their rows, and a transfer that locks both
+// insert, paged reads that close their rows, a batch lookup on a statement
+// prepared once on the pool, and a transfer that locks both
 // accounts in id order inside one transaction and tells a [Notifier] once it
 // is committed.
 //

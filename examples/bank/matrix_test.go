@@ -1,6 +1,8 @@
 package bank
 
 import (
+	"context"
+	"database/sql"
 	"flag"
 	"os"
 	"testing"
@@ -73,4 +75,22 @@ func TestMatrix(t *testing.T) {
 			scenarios.RunTests(t, cfg, catalog(theStore)...)
 		})
 	}
+}
+
+// TestMigrateMatrix puts Migrate itself through every applicable fault at
+// every step on PostgreSQL (pgx stdlib): a migration is a transaction like
+// any other (an advisory lock, the schema, a commit), and one that fails must
+// roll back, surface its error, honour its caller's context and leave nothing
+// behind. The schema is idempotent, so each case migrates the already
+// migrated test database; the cases run one at a time, since every migration
+// takes the same advisory lock.
+func TestMigrateMatrix(t *testing.T) {
+	op := scenarios.Operation{
+		Name:  "Migrate",
+		Setup: func(context.Context, *sql.DB) (scenarios.Fixture, error) { return nil, nil },
+		Run: func(ctx context.Context, db *sql.DB, _ scenarios.Fixture) error {
+			return Migrate(ctx, db)
+		},
+	}
+	scenarios.RunTests(t, pgConfig(t, "pgx"), op)
 }

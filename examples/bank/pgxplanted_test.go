@@ -90,6 +90,27 @@ func (s pgxNotifiesInTx) Transfer(ctx context.Context, from, to, amount int64) (
 	return t, nil
 }
 
+// pgxDetachedTransfer runs the transfer under a context cut off from the
+// caller's ("once begun, a transfer finishes"): the caller's cancellation
+// and deadline never reach its statements.
+type pgxDetachedTransfer struct{ *PgxStore }
+
+func (s pgxDetachedTransfer) Transfer(ctx context.Context, from, to, amount int64) (Transfer, error) {
+	ctx = context.WithoutCancel(ctx)
+	t := Transfer{From: from, To: to, Amount: amount}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := moveMoneyPgx(ctx, tx, from, to, amount); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `INSERT INTO transfers (from_account, to_account, amount) VALUES ($1, $2, $3) RETURNING id`,
+			from, to, amount).Scan(&t.ID)
+	})
+	if err != nil {
+		return Transfer{}, fmt.Errorf("bank: transfer: %w", err)
+	}
+	return t, nil
+}
+
 // TestPgxPlantedBugsCaught runs the matrix on each planted pgx store and
 // requires the cases aimed at the bug to break the invariant it breaks, a
 // leak reported at the planted code's file and line.
@@ -111,6 +132,8 @@ func TestPgxPlantedBugsCaught(t *testing.T) {
 			opListAccounts, `^step-0-clean/clean$`, scenarios.InvPool, true},
 		{"notifies-in-tx", func(p *pgxpool.Pool, n Notifier) accounts { return pgxNotifiesInTx{NewPgxStore(p, n)} },
 			opTransfer, `^step-0-clean/clean$`, scenarios.InvLongTx, true},
+		{"detached-transfer", func(p *pgxpool.Pool, n Notifier) accounts { return pgxDetachedTransfer{NewPgxStore(p, n)} },
+			opTransfer, `^step-2-begin/cancel$`, scenarios.InvContext, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

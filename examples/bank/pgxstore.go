@@ -60,6 +60,31 @@ func (s *PgxStore) GetAccount(ctx context.Context, id int64) (Account, error) {
 	return a, nil
 }
 
+// GetAccounts returns the accounts ids, in that order, or ErrAccountNotFound
+// for the first that does not exist. The lookups run on one connection
+// acquired from the pool for the whole batch, released at the end.
+func (s *PgxStore) GetAccounts(ctx context.Context, ids []int64) ([]Account, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bank: get accounts: acquire: %w", err)
+	}
+	defer conn.Release()
+	out := make([]Account, 0, len(ids))
+	for _, id := range ids {
+		var a Account
+		err := conn.QueryRow(ctx,
+			`SELECT id, owner, balance FROM accounts WHERE id = $1`, id).Scan(&a.ID, &a.Owner, &a.Balance)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("bank: get accounts: account %d: %w", id, ErrAccountNotFound)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bank: get accounts: account %d: %w", id, err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
 // ListAccounts returns a page of owner's accounts in id order.
 func (s *PgxStore) ListAccounts(ctx context.Context, owner string, p Page) ([]Account, error) {
 	rows, err := s.pool.Query(ctx,
@@ -99,18 +124,18 @@ func (s *PgxStore) Transfer(ctx context.Context, from, to, amount int64) (Transf
 	// fails; this one is for a panic.
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit or Rollback
 	if _, err := tx.Exec(ctx, transferLockTimeout); err != nil {
-		_ = tx.Rollback(ctx)
+		_ = tx.Rollback(ctx) //sessionsafe:equivalent drop-rollback-on-error the deferred Rollback ends the transaction at this very return all the same
 		return Transfer{}, wrap(fmt.Errorf("set lock timeout: %w", err))
 	}
 	if err := moveMoneyPgx(ctx, tx, from, to, amount); err != nil {
-		_ = tx.Rollback(ctx)
+		_ = tx.Rollback(ctx) //sessionsafe:equivalent drop-rollback-on-error the deferred Rollback ends the transaction at this very return all the same
 		return Transfer{}, wrap(err)
 	}
 	err = tx.QueryRow(ctx,
 		`INSERT INTO transfers (from_account, to_account, amount) VALUES ($1, $2, $3) RETURNING id`,
 		from, to, amount).Scan(&t.ID)
 	if err != nil {
-		_ = tx.Rollback(ctx)
+		_ = tx.Rollback(ctx) //sessionsafe:equivalent drop-rollback-on-error the deferred Rollback ends the transaction at this very return all the same
 		return Transfer{}, wrap(err)
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -123,6 +123,30 @@ func (s *Store) GetAccount(ctx context.Context, id int64) (Account, error) {
 	return a, nil
 }
 
+// GetAccounts returns the accounts ids, in that order, or ErrAccountNotFound
+// for the first that does not exist. The lookup is prepared once on the
+// pool and run for each id.
+func (s *Store) GetAccounts(ctx context.Context, ids []int64) ([]Account, error) {
+	stmt, err := s.db.PrepareContext(ctx, `SELECT id, owner, balance FROM accounts WHERE id = $1`)
+	if err != nil {
+		return nil, fmt.Errorf("bank: get accounts: prepare: %w", err)
+	}
+	defer stmt.Close()
+	out := make([]Account, 0, len(ids))
+	for _, id := range ids {
+		var a Account
+		err := stmt.QueryRowContext(ctx, id).Scan(&a.ID, &a.Owner, &a.Balance)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("bank: get accounts: account %d: %w", id, ErrAccountNotFound)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bank: get accounts: account %d: %w", id, err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
 // ListAccounts returns a page of owner's accounts in id order.
 func (s *Store) ListAccounts(ctx context.Context, owner string, p Page) ([]Account, error) {
 	rows, err := s.db.QueryContext(ctx,
