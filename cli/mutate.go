@@ -26,7 +26,7 @@ func runMutate(ctx context.Context, args []string, e *env) int {
 	parallel := fs.Int("parallel", max(runtime.GOMAXPROCS(0)/2, 1), "mutants tested at once")
 	shardRaw := fs.String("shard", "", "run only shard i of n of the mutants, e.g. 2/8 (deterministic by mutant id)")
 	ops := fs.String("operators", "", "only these operators, comma separated (default: all; see the list below)")
-	timeout := fs.Duration("timeout", 0, "bound on each mutant's test run (0: three times the clean run plus 2m)")
+	timeout := fs.Duration("timeout", 0, "bound on each mutant's test run (0: three times the clean run plus 5m)")
 	var o options // the report flags, as the other subcommands name them
 	fs.StringVar(&o.reportJSON, "report-json", "", "write the JSON report (schema "+mutate.SchemaV1+") to this file")
 	fs.StringVar(&o.reportJUnit, "report-junit", "", "write the JUnit XML report (a test case per mutant) to this file")

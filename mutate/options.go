@@ -96,7 +96,7 @@ func WithParallel(n int) Option {
 }
 
 // WithTimeout bounds each mutant's test run (Run; default: three times the clean run plus
-// two minutes, room for the checks of a failing run to wait out their deadlines). A mutant
+// five minutes, room for the checks of a failing run to wait out their deadlines). A mutant
 // that runs longer is TimedOut.
 func WithTimeout(d time.Duration) Option {
 	return func(c *config) { c.timeout, c.given["WithTimeout"] = d, true }
