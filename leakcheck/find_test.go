@@ -1,11 +1,14 @@
 package leakcheck_test
 
 import (
+	"context"
+	"database/sql"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/DATA-DOG/go-sqlmock"
 	"go.uber.org/goleak"
 
 	"github.com/sessionsafe/sessionsafe/leakcheck"
@@ -77,12 +80,64 @@ type recorder struct{ errs []string }
 func (r *recorder) Helper()                           {}
 func (r *recorder) Errorf(format string, args ...any) { r.errs = append(r.errs, format) }
 
-func TestVerifyNoneReports(t *testing.T) {
-	db, mock := newMock(t, nil)
-	leakTx(t, db, mock)
-	var r recorder
-	leakcheck.VerifyNone(&r, leakcheck.WithDB(db), leakcheck.WithTimeout(short))
-	if len(r.errs) != 1 {
-		t.Fatalf("VerifyNone reported %d errors; want 1", len(r.errs))
+// Each Verify function reports its check's findings through t, once, and
+// nothing on clean code: VerifyNone and the single-check ones alike.
+func TestVerifyReportsThroughT(t *testing.T) {
+	pool := func(plant func(testing.TB, *sql.DB, sqlmock.Sqlmock) int) func(*testing.T, leakcheck.TestingT) {
+		return func(t *testing.T, r leakcheck.TestingT) {
+			db, mock := newMock(t, nil)
+			plant(t, db, mock)
+			leakcheck.VerifyPool(r, db, leakcheck.WithTimeout(short))
+		}
+	}
+	scope := func(leak bool) func(*testing.T, leakcheck.TestingT) {
+		return func(t *testing.T, r leakcheck.TestingT) {
+			s := leakcheck.EnterScope(context.Background())
+			if leak {
+				t.Cleanup(spawnAndForget())
+			} else {
+				spawnAndWait()
+			}
+			s.Exit()
+			leakcheck.VerifyScope(r, s, leakcheck.WithTimeout(short))
+		}
+	}
+	longTx := func(plant func(testing.TB, *leakcheck.Tracker, *sql.DB, sqlmock.Sqlmock) int) func(*testing.T, leakcheck.TestingT) {
+		return func(t *testing.T, r leakcheck.TestingT) {
+			tr := leakcheck.NewTracker()
+			db, mock := newMock(t, tr)
+			plant(t, tr, db, mock)
+			leakcheck.VerifyLongTransactions(r, tr)
+		}
+	}
+	none := func(plant func(testing.TB, *sql.DB, sqlmock.Sqlmock) int) func(*testing.T, leakcheck.TestingT) {
+		return func(t *testing.T, r leakcheck.TestingT) {
+			db, mock := newMock(t, nil)
+			plant(t, db, mock)
+			leakcheck.VerifyNone(r, leakcheck.WithDB(db), leakcheck.WithTimeout(short))
+		}
+	}
+	tests := []struct {
+		name   string
+		verify func(*testing.T, leakcheck.TestingT)
+		want   int // errors reported
+	}{
+		{"none/leaked-tx", none(leakTx), 1},
+		{"none/clean", none(cleanUse), 0},
+		{"pool/leaked-tx", pool(leakTx), 1},
+		{"pool/clean", pool(cleanUse), 0},
+		{"scope/goroutine-outlives-the-call", scope(true), 1},
+		{"scope/clean", scope(false), 0},
+		{"long-transactions/held-across-external-call", longTx(renameHoldingTx), 1},
+		{"long-transactions/clean", longTx(renameWithoutTx), 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r recorder
+			tt.verify(t, &r)
+			if len(r.errs) != tt.want {
+				t.Fatalf("reported %d errors (%q); want %d", len(r.errs), r.errs, tt.want)
+			}
+		})
 	}
 }

@@ -99,6 +99,11 @@ func TestSessionStateOnPostgres(t *testing.T) {
 				}
 				tt.plant(t, q)
 				err = leakcheck.FindSession(ctx(t), q, before)
+				var r recorder
+				leakcheck.VerifySession(&r, q, before)
+				if want := min(len(tt.want), 1); len(r.errs) != want {
+					t.Errorf("VerifySession reported %d errors (%q); want %d", len(r.errs), r.errs, want)
+				}
 				if tt.want == "" {
 					if err != nil {
 						t.Fatalf("FindSession on clean code: %v", err)
