@@ -2,7 +2,9 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"io"
 	"os"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/sessionsafe/sessionsafe/internal/testkit"
 	"github.com/sessionsafe/sessionsafe/pgtest"
+	"github.com/sessionsafe/sessionsafe/scenarios"
 )
 
 // needPostgres skips (or, when the environment demands Postgres, fails) a test whose
@@ -282,6 +285,41 @@ func TestDockerSetupOutput(t *testing.T) {
 			}
 			if got := strings.Contains(string(out), "Connected to docker"); got != tt.wantBanner {
 				t.Errorf("testcontainers banner shown: %v; want %v\n%s", got, tt.wantBanner, out)
+			}
+		})
+	}
+}
+
+// TestBrokenRecordingNeverPasses: an operation that fails with no fault (here, one that
+// always does) cannot be put through the matrix; its clean case runs and reports the
+// failure — also when -run selects only its other cases — and the run never says PASS.
+func TestBrokenRecordingNeverPasses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Postgres")
+	}
+	broken := bareCatalog()
+	broken.Operations[0].Run = func(ctx context.Context, db *sql.DB, _ scenarios.Fixture) error {
+		_, err := db.ExecContext(ctx, "SELECT no_such_column FROM pg_class")
+		return err
+	}
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"all-cases", nil},
+		{"run-selects-a-step", []string{"-run", "Ping/step-1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			args := append([]string{"matrix", "-catalog", "bare", "-backend", "postgres"}, tt.args...)
+			code := program{name: "check", catalogs: []Catalog{broken}}.run(t.Context(), args, &out, &errOut, os.Getenv)
+			needPostgres(t, code, errOut.String())
+			if code != exitViolations || strings.Contains(out.String(), "PASS") {
+				t.Fatalf("check %s: exit %d; want %d and no PASS\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, exitViolations, out.String(), errOut.String())
+			}
+			if !strings.Contains(out.String()+errOut.String(), "no_such_column") {
+				t.Errorf("output does not name the clean run's failure (no_such_column):\nstdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
 			}
 		})
 	}
