@@ -183,3 +183,37 @@ chmod +x bin/sessionsafe
 		})
 	}
 }
+
+// TestMakeTestSaysWhatItDoes: make test says what it runs, on what, and that results come
+// only when each package ends — before go test's long silence, not after.
+func TestMakeTestSaysWhatItDoes(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("no make")
+	}
+	makefile, err := filepath.Abs(filepath.Join("..", "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	// The stand-in go lists two packages, and marks where go test would start.
+	fakeGo := filepath.Join(dir, "go")
+	script := "#!/bin/sh\ncase $1 in\nlist) echo a; echo b;;\ntest) echo GO-TEST-STARTS;;\nesac\n"
+	if err := os.WriteFile(fakeGo, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("make", "--no-print-directory", "-f", makefile, "test", "GO="+fakeGo)
+	cmd.Dir = dir
+	// An image other than the Makefile's: the recipe leaves Docker alone.
+	cmd.Env = append(os.Environ(), "SESSIONSAFE_PG_IMAGE=example/postgres:other")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("make test with a stand-in go: %v\n%s", err, out)
+	}
+	text := string(out)
+	start := strings.Index(text, "GO-TEST-STARTS")
+	for _, want := range []string{"make test: go test -race: 2 packages", "make test: a package's result prints only when the whole package ends"} {
+		if i := strings.Index(text, want); i < 0 || i > start {
+			t.Errorf("make test does not say %q before go test starts:\n%s", want, text)
+		}
+	}
+}
