@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/fstest"
 
 	"github.com/sessionsafe/sessionsafe/pgtest"
 )
@@ -118,6 +120,24 @@ func TestGoldenRoundTrip(t *testing.T) {
 				t.Errorf("round trip changed the trace (-want +got):\n%s", diffLines(string(b), got))
 			}
 		})
+	}
+}
+
+// TestGoldenCalls reads the calls the sqlmock matrix expects from a golden trace: the
+// driver's own steps (reset, next, rows-close) are left out; a missing trace is ErrGolden.
+func TestGoldenCalls(t *testing.T) {
+	trace := "# T: test\nstep 1 reset\nstep 2 begin\nstep 3 query args=1\n  sql: SELECT 1\n  columns: one\n  row: int:1\n" +
+		"step 4 next\nstep 5 rows-close\nstep 6 exec args=0 affected=1\n  sql: DELETE FROM t\nstep 7 commit\n"
+	fsys := fstest.MapFS{"T.trace": {Data: []byte(trace)}}
+	got, err := GoldenCalls(fsys, "T")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"begin", "query: SELECT 1", "exec: DELETE FROM t", "commit"}; !slices.Equal(got, want) {
+		t.Errorf("GoldenCalls = %q; want %q", got, want)
+	}
+	if _, err := GoldenCalls(fsys, "Missing"); !errors.Is(err, ErrGolden) {
+		t.Errorf("GoldenCalls of a missing trace: %v; want ErrGolden", err)
 	}
 }
 

@@ -329,6 +329,28 @@ func goldenSteps(tr faults.Trace) []gstep {
 	return newNormaliser().steps(out)
 }
 
+// GoldenCalls returns the calls of op's golden trace ("<op>.trace" in fsys) that the sqlmock
+// matrix expects — begin, query, exec, commit, rollback, prepare — in order, each as its
+// kind, or "kind: SQL" with the SQL's whitespace collapsed: what a sqlmock model of op
+// written by hand must match to state the same fact as the trace.
+func GoldenCalls(fsys fs.FS, op string) ([]string, error) {
+	steps, err := loadGolden(fsys, op)
+	if err != nil {
+		return nil, err
+	}
+	var calls []string
+	for _, s := range steps {
+		switch {
+		case !s.expects():
+		case s.SQL == "":
+			calls = append(calls, s.Kind)
+		default:
+			calls = append(calls, s.Kind+": "+s.SQL)
+		}
+	}
+	return calls, nil
+}
+
 // RecordGolden runs op on PostgreSQL with no fault armed and returns its
 // golden trace: the text of the file "<operation>.trace" the Sqlmock backend
 // reads from Config.Golden, from which it builds the case's expectations and
