@@ -256,7 +256,7 @@ func flagSet(cmd string, which int, o *options, getenv func(string) string, out 
 	if which&fMatrix != 0 {
 		fs.StringVar(&o.shardRaw, "shard", "", "run only shard i of n of the matrix cases, e.g. 2/4 (deterministic)")
 		fs.StringVar(&o.run, "run", "", "run only the matrix cases whose name matches this regexp")
-		fs.IntVar(&o.parallel, "parallel", scenarios.DefaultParallel(), "matrix cases run at once, each on a pool and application_name of its own (default: the CPU count)")
+		fs.IntVar(&o.parallel, "parallel", scenarios.DefaultParallel(), "matrix cases run at once, each on a pool and application_name of its own; the default is the CPU count")
 	}
 	if which&fReplay != 0 {
 		fs.StringVar(&o.caseName, "case", "", "the matrix case to replay, e.g. UpdateThread/step-3-commit/pgerr=40001")

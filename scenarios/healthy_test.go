@@ -109,3 +109,46 @@ func TestKeepsConnHealthyOnPostgres(t *testing.T) {
 		})
 	}
 }
+
+// TestSessionCheckOpensNoConnection: after a case whose fault killed its
+// connection (the wire cut under it: pgx closes the conn, and database/sql
+// learns it only when it next hands the conn out), the session check looks at
+// the connections the case gave back and opens none in place of the dead one
+// — a fresh session has nothing to find, and its backend start is the most
+// expensive thing a case can pay for. The lane's pool holds no connection
+// after the case; the next case, on a fresh pool, passes.
+func TestSessionCheckOpensNoConnection(t *testing.T) {
+	cfg := kvConfig(t)
+	r, err := NewRunner(t.Context(), cfg, readBumpInTx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	cut := 0
+	for _, c := range r.Cases() {
+		if c.Fault.Kind != faults.KindCut || c.StepKind == faults.StepConnect {
+			continue
+		}
+		cut++
+		t.Run(c.StepName(), func(t *testing.T) {
+			res := r.RunCase(t.Context(), c)
+			if res.Failed() || !res.Fired {
+				t.Fatalf("the cut case on correct code: fired=%v, findings %v; want it fired and passed", res.Fired, res.Findings)
+			}
+			l := r.takeLane()
+			defer r.putLane(l)
+			if !l.stale {
+				t.Fatal("the lane is not stale after a cut; want a fresh pool for the next case")
+			}
+			if n := l.pool.Stats().OpenConnections; n != 0 {
+				t.Errorf("the lane's pool holds %d connection(s) after the case; want 0: the session check opened one in place of the cut one", n)
+			}
+			if res := r.RunCase(t.Context(), r.Cases()[0]); res.Failed() {
+				t.Errorf("clean case after it: %v", res.Findings[0].Error())
+			}
+		})
+	}
+	if cut == 0 {
+		t.Fatal("no cut case: nothing tested")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"reflect"
 	"runtime"
@@ -36,7 +37,28 @@ type lane struct {
 	dirty   bool // a case left something behind: end the sessions, then a fresh pool
 	stale   bool // a case's fault may have broken a pooled conn: a fresh pool
 
+	noConnect atomic.Bool // set while the pool may only hand out the connections it holds (noConnectGate)
+
 	px *pgxRun // RunPgx operations: the lane's pool configuration, injector and pool
+}
+
+// errNoConnect is what a lane's connector answers while its noConnect is set.
+var errNoConnect = errors.New("scenarios: no new connection while the session check runs")
+
+// noConnectGate opens connections through Connector unless *refuse is set,
+// when it answers errNoConnect: a check that means to look at the
+// connections a pool holds does not pay for, nor look at, a new one.
+type noConnectGate struct {
+	driver.Connector
+	refuse *atomic.Bool
+}
+
+// Connect implements driver.Connector.
+func (g noConnectGate) Connect(ctx context.Context) (driver.Conn, error) {
+	if g.refuse.Load() {
+		return nil, errNoConnect
+	}
+	return g.Connector.Connect(ctx)
 }
 
 // laneSeq numbers lanes across the process, so that two runners on one
