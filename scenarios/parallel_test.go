@@ -3,10 +3,12 @@ package scenarios
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"io/fs"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 
@@ -59,27 +61,34 @@ func parallelGolden(t *testing.T) fs.FS {
 // package's tests and correct code beside them — one case at a time and
 // four at a time, on sqlmock and on PostgreSQL, and requires the same
 // verdict for every case: a leak of one case is never blamed on a case
-// running beside it, and none is missed.
+// running beside it, and none is missed. The two runs go side by side, each
+// on a database of its own (most of their time is checks waiting out their
+// deadlines on the planted leaks).
 func TestParallelVerdicts(t *testing.T) {
 	for _, b := range verdictBackends {
 		t.Run(b.name, func(t *testing.T) {
-			cfg := b.cfg(t)
-			ops := []Operation{leaksOnError(t), readThenBumpBackground, heldAcross()}
-			if cfg.Backend == Sqlmock {
-				cfg.Golden = parallelGolden(t)
-			} else {
-				ops = append(ops, swallowsOnConn, preparedNeverClosed, setInTx("SessionSet", "SET statement_timeout = 4321"))
-			}
-			run := func(parallel int) Report {
-				c := cfg
-				c.Parallel = parallel
-				rep, err := Run(t.Context(), c, ops...)
-				if err != nil {
-					t.Fatal(err)
+			var seq, par Report
+			var seqErr, parErr error
+			var wg sync.WaitGroup
+			for _, run := range []struct {
+				parallel int
+				rep      *Report
+				err      *error
+			}{{1, &seq, &seqErr}, {4, &par, &parErr}} {
+				cfg := b.cfg(t)
+				cfg.Parallel = run.parallel
+				ops := []Operation{leaksOnError(t), readThenBumpBackground, heldAcross()}
+				if cfg.Backend == Sqlmock {
+					cfg.Golden = parallelGolden(t)
+				} else {
+					ops = append(ops, swallowsOnConn, preparedNeverClosed, setInTx("SessionSet", "SET statement_timeout = 4321"))
 				}
-				return rep
+				wg.Go(func() { *run.rep, *run.err = Run(t.Context(), cfg, ops...) })
 			}
-			seq, par := run(1), run(4)
+			wg.Wait()
+			if err := errors.Join(seqErr, parErr); err != nil {
+				t.Fatal(err)
+			}
 			for _, d := range seq.VerdictDiff(par) {
 				t.Errorf("one at a time, then four at a time: %s", d)
 			}

@@ -2,9 +2,11 @@ package bank
 
 import (
 	"database/sql"
+	"errors"
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -89,20 +91,26 @@ func TestParallelVerdicts(t *testing.T) {
 				t.Run(s.name, func(t *testing.T) {
 					t.Parallel() // a database of its own; mostly waiting, as its parent
 					op := s.op(t)
-					cfg := b.cfg(t)
-					cfg.Only = func(c scenarios.Case) bool {
-						return s.cases.MatchString(strings.TrimPrefix(c.Name(), c.Operation+"/"))
-					}
-					run := func(parallel int) scenarios.Report {
-						c := cfg
-						c.Parallel = parallel
-						rep, err := scenarios.Run(t.Context(), c, op)
-						if err != nil {
-							t.Fatal(err)
+					// The two runs go side by side, each on a database of its own.
+					var seq, par scenarios.Report
+					var seqErr, parErr error
+					var wg sync.WaitGroup
+					for _, run := range []struct {
+						parallel int
+						rep      *scenarios.Report
+						err      *error
+					}{{1, &seq, &seqErr}, {4, &par, &parErr}} {
+						cfg := b.cfg(t)
+						cfg.Parallel = run.parallel
+						cfg.Only = func(c scenarios.Case) bool {
+							return s.cases.MatchString(strings.TrimPrefix(c.Name(), c.Operation+"/"))
 						}
-						return rep
+						wg.Go(func() { *run.rep, *run.err = scenarios.Run(t.Context(), cfg, op) })
 					}
-					seq, par := run(1), run(4)
+					wg.Wait()
+					if err := errors.Join(seqErr, parErr); err != nil {
+						t.Fatal(err)
+					}
 					for _, d := range seq.VerdictDiff(par) {
 						t.Errorf("one at a time, then four at a time: %s", d)
 					}
