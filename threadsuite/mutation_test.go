@@ -114,7 +114,7 @@ func TestMutationProof(t *testing.T) {
 		}
 		ms = append(ms, ops...)
 	}
-	opts := []mutate.Option{mutate.WithDir(".."), mutate.WithTest(killCommand), mutate.WithParallel(1)}
+	opts := []mutate.Option{mutate.WithDir(".."), mutate.WithTest(killCommand), mutate.WithParallel(2)}
 	if s := os.Getenv("SESSIONSAFE_MUTATE_SHARD"); s != "" {
 		var i, n int
 		if _, err := fmt.Sscanf(s, "%d/%d", &i, &n); err != nil || n < 1 || i < 1 || i > n {
