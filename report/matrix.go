@@ -45,6 +45,8 @@ func (r *Report) AddResult(res scenarios.Result) {
 		Name: c.Name(), Backend: c.Backend.String(), Operation: c.Operation, Step: c.Step,
 		StepKind: c.StepName(), Fault: c.FaultName(), Status: StatusPass, Fired: res.Fired,
 		Seconds: res.Duration.Seconds(),
+		Phases: Phases{Setup: res.Phases.Setup.Seconds(), Connect: res.Phases.Connect.Seconds(), Run: res.RunTime.Seconds(),
+			Checks: res.Phases.Checks.Seconds(), Session: res.Phases.Session.Seconds()},
 	}
 	var invs, msgs []string
 	// The case's message leads with what it left behind: a symptom (an unexpected error,

@@ -66,6 +66,18 @@ type Case struct {
 	Message   string  `json:"message,omitempty"`
 	Replay    string  `json:"replay,omitempty"`
 	Seconds   float64 `json:"seconds"`
+	// Phases splits Seconds by what the case did (scenarios.Phases, and the run).
+	Phases Phases `json:"phases"`
+}
+
+// Phases is where a case's time went, in seconds: fresh state, readying its pool, the
+// operation itself, the leak checks and state read-back, the session-state check.
+type Phases struct {
+	Setup   float64 `json:"setup"`
+	Connect float64 `json:"connect"`
+	Run     float64 `json:"run"`
+	Checks  float64 `json:"checks"`
+	Session float64 `json:"session"`
 }
 
 // ChaosRun is the outcome of one chaos run on one backend.

@@ -300,11 +300,13 @@ func TestFromMatrix(t *testing.T) {
 	bad := caseOf(scenarios.Sqlmock, 4, faults.StepCommit, faults.Fault{Kind: faults.KindBadConn})
 	mock := scenarios.Report{Backend: scenarios.Sqlmock, Duration: time.Second, Results: []scenarios.Result{
 		{Case: caseOf(scenarios.Sqlmock, 0, scenarios.StepClean, faults.Fault{}), Duration: 10 * time.Millisecond},
-		{Case: bad, Fired: true, Duration: 20 * time.Millisecond, Findings: []scenarios.Finding{
-			// found in this order: the symptom first, the leak by the checks after the run
-			{Case: bad, Invariant: scenarios.InvErrorSurfaced, Message: "got nil error", Replay: "go test ./bank -run X"},
-			{Case: bad, Invariant: scenarios.InvPool, Message: "1 connection still in use", Replay: "go test ./bank -run X"},
-		}},
+		{Case: bad, Fired: true, Duration: 20 * time.Millisecond, RunTime: 5 * time.Millisecond,
+			Phases: scenarios.Phases{Setup: time.Millisecond, Connect: 2 * time.Millisecond, Checks: 3 * time.Millisecond, Session: 4 * time.Millisecond},
+			Findings: []scenarios.Finding{
+				// found in this order: the symptom first, the leak by the checks after the run
+				{Case: bad, Invariant: scenarios.InvErrorSurfaced, Message: "got nil error", Replay: "go test ./bank -run X"},
+				{Case: bad, Invariant: scenarios.InvPool, Message: "1 connection still in use", Replay: "go test ./bank -run X"},
+			}},
 	}}
 	pg := scenarios.Report{Backend: scenarios.Postgres}
 	r := report.FromMatrix(mock, pg)
@@ -321,7 +323,8 @@ func TestFromMatrix(t *testing.T) {
 	c := r.Cases[1]
 	want := report.Case{Name: "Transfer/step-4-commit/badconn", Backend: "sqlmock", Operation: "Transfer", Step: 4, StepKind: "commit",
 		Fault: "badconn", Status: report.StatusFail, Fired: true, Invariant: "pool,error-surfaced",
-		Message: "pool: 1 connection still in use\nerror-surfaced: got nil error", Replay: "go test ./bank -run X", Seconds: 0.02}
+		Message: "pool: 1 connection still in use\nerror-surfaced: got nil error", Replay: "go test ./bank -run X", Seconds: 0.02,
+		Phases: report.Phases{Setup: 0.001, Connect: 0.002, Run: 0.005, Checks: 0.003, Session: 0.004}}
 	if c != want {
 		t.Errorf("failed case:\ngot  %+v\nwant %+v", c, want)
 	}

@@ -165,6 +165,38 @@ type Result struct {
 	Findings []Finding     // empty when every invariant held
 	Duration time.Duration // the whole case: fresh state, the run and the checks
 	RunTime  time.Duration // the operation alone
+	Phases   Phases        // where the rest of Duration went
+}
+
+// Phases splits the harness's share of a case's Duration (all of it but
+// RunTime) by what it did, for finding where a matrix spends its time; a
+// part the case did not reach is zero.
+type Phases struct {
+	// Setup: ending what the lane's last case left on the server, and the
+	// operation's Setup (the case's fresh state).
+	Setup time.Duration
+	// Connect: readying the case's pool — a ping of its warm connection, or a
+	// fresh pool and connection after a fault that may have broken one (a
+	// pgx operation's case opens a fresh pool every time).
+	Connect time.Duration
+	// Checks: the pool, server and goroutine checks and the state read-back,
+	// side by side.
+	Checks time.Duration
+	// Session: the session-state check of the connections the case gave back
+	// (Postgres, database/sql).
+	Session time.Duration
+}
+
+// phaseClock returns a function that returns the time since it was last
+// called (the first time: since phaseClock): one part of a case (Phases).
+func phaseClock() func() time.Duration {
+	last := time.Now()
+	return func() time.Duration {
+		now := time.Now()
+		d := now.Sub(last)
+		last = now
+		return d
+	}
 }
 
 // Failed reports whether any invariant broke.

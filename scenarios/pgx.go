@@ -170,6 +170,7 @@ func (r *Runner) runPgxCase(ctx context.Context, l *lane, c Case) (res Result) {
 			Trace: trace.String(), Replay: replay})
 	}
 	defer func() { res.Duration = time.Since(start) }()
+	mark := phaseClock()
 
 	var plan faults.Plan
 	fault := c.Fault
@@ -196,7 +197,10 @@ func (r *Runner) runPgxCase(ctx context.Context, l *lane, c Case) (res Result) {
 		at = placeOf(r.clean, c.Step)
 	}
 	out := pgxOutcomeOf(c, fault, r.op.Retries, r.cfg.Disconnect)
-	if err := r.openPgxPool(ctx, l); err != nil {
+	res.Phases.Setup = mark()
+	err = r.openPgxPool(ctx, l)
+	res.Phases.Connect = mark()
+	if err != nil {
 		find(InvSetup, nil, "%v", err)
 		return res
 	}
@@ -214,6 +218,7 @@ func (r *Runner) runPgxCase(ctx context.Context, l *lane, c Case) (res Result) {
 
 	o, cancel := r.runPgx(ctx, pool, inj, tracker, fx)
 	defer cancel()
+	mark()
 	res.RunTime = o.runTime
 	trace := inj.Trace()
 	fired := inj.Fired()
@@ -275,6 +280,7 @@ func (r *Runner) runPgxCase(ctx context.Context, l *lane, c Case) (res Result) {
 		leakErr = leakcheck.Find(ctx, leakcheck.WithScope(o.scope), leakcheck.WithTimeout(r.cfg.CheckTimeout))
 	}
 	reportLeaks(find, trace, leakErr)
+	res.Phases.Checks = mark()
 	return res
 }
 

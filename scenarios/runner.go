@@ -796,6 +796,7 @@ func (r *Runner) runCase(ctx context.Context, l *lane, c Case) (res Result) {
 			Trace: trace.String(), Replay: replay})
 	}
 	defer func() { res.Duration = time.Since(start) }()
+	mark := phaseClock()
 
 	var plan faults.Plan
 	fault := c.Fault
@@ -846,7 +847,9 @@ func (r *Runner) runCase(ctx context.Context, l *lane, c Case) (res Result) {
 	if r.cfg.Backend == Sqlmock {
 		exp = r.expectations(c, fault, out)
 	}
+	res.Phases.Setup = mark()
 	env, err := r.env(ctx, l, cold, exp)
+	res.Phases.Connect = mark()
 	if err != nil {
 		find(InvSetup, nil, "%v", err)
 		return res
@@ -856,6 +859,7 @@ func (r *Runner) runCase(ctx context.Context, l *lane, c Case) (res Result) {
 	env.inj.Arm(plan)
 	o, cancel := r.run(ctx, env, fx)
 	defer cancel()
+	mark()
 	if fault.Kind == faults.KindTerminate && l.sharesAppName(r.cfg) {
 		// the plain pool's sessions share the application name: they were
 		// terminated too
@@ -959,6 +963,7 @@ func (r *Runner) runCase(ctx context.Context, l *lane, c Case) (res Result) {
 		r.checkState(find, trace, fault, at, res.Err, st.got, st.err)
 	}
 	reportLeaks(find, trace, errors.Join(leakErr, <-goroutineErr))
+	res.Phases.Checks = mark()
 
 	// The connections going back to the pool carry no session state.
 	if r.session != nil {
@@ -969,6 +974,7 @@ func (r *Runner) runCase(ctx context.Context, l *lane, c Case) (res Result) {
 		for _, err := range errs {
 			find(InvSetup, trace, "session check: %v", err)
 		}
+		res.Phases.Session = mark()
 	}
 
 	// sqlmock: the generated expectations were met (those of a retry by

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/sessionsafe/sessionsafe/faults"
 )
 
@@ -203,6 +205,51 @@ func TestPackageDirOf(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := packageDirOf(tt.dir); got != tt.want {
 				t.Errorf("packageDirOf(%s): got %q; want %q", tt.dir, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestPhasesSplitTheDuration: every case's Phases and RunTime are measured
+// and add up to no more than its Duration — on sqlmock, and on PostgreSQL for
+// database/sql (with the session check) and for pgx.
+func TestPhasesSplitTheDuration(t *testing.T) {
+	bumpPgx := readThenBump
+	bumpPgx.Name, bumpPgx.Run = "BumpPgx", nil
+	bumpPgx.RunPgx = func(ctx context.Context, pool *pgxpool.Pool, fx Fixture) error {
+		_, err := pool.Exec(ctx, bumpSQL, fx)
+		return err
+	}
+	tests := []struct {
+		name    string
+		cfg     func(t *testing.T) Config
+		op      Operation
+		session bool // the session check runs
+	}{
+		{"sqlmock", verdictBackends[0].cfg, readThenBump, false},
+		{"postgres", verdictBackends[1].cfg, readThenBump, true},
+		{"pgx", verdictBackends[1].cfg, bumpPgx, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep, err := Run(t.Context(), tt.cfg(t), tt.op)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Results) < 2 {
+				t.Fatalf("%d cases; want the clean case and faulted ones", len(rep.Results))
+			}
+			for _, res := range rep.Results {
+				p := res.Phases
+				if res.Failed() {
+					t.Fatalf("%s failed on correct code: %v", res.Case.Name(), res.Findings[0].Error())
+				}
+				if p.Setup <= 0 || p.Connect <= 0 || res.RunTime <= 0 || p.Checks <= 0 || (p.Session > 0) != tt.session {
+					t.Errorf("%s: phases %+v, run %s; want setup, connect, run and checks measured, and the session check %v", res.Case.Name(), p, res.RunTime, tt.session)
+				}
+				if sum := p.Setup + p.Connect + res.RunTime + p.Checks + p.Session; sum > res.Duration {
+					t.Errorf("%s: phases and run add up to %s, more than the case's %s", res.Case.Name(), sum, res.Duration)
+				}
 			}
 		})
 	}
