@@ -33,7 +33,7 @@ func Concurrent(ctx context.Context, cfg Config, op scenarios.Operation) (res Re
 			"sequence of statements, which concurrent runs would interleave: %v", op.Name, ErrConfig)))
 		return
 	}
-	p.baseline()
+	p.baseline(ctx)
 	for g := range cfg.Goroutines {
 		l, err := openLane(ctx, cfg, op, g, cfg.PoolSize)
 		if err != nil {

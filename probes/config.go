@@ -74,8 +74,10 @@ type Config struct {
 	// Invariant, if set, is checked after every round of Concurrent, on DB:
 	// e.g. "money is conserved", "every acknowledged write is there".
 	Invariant func(ctx context.Context, db *sql.DB, r Round) error
-	// NoGoroutineCheck turns off the check that no goroutine outlives a
-	// probe (for processes whose other goroutines come and go meanwhile).
+	// NoGoroutineCheck turns off the check that no goroutine the probe
+	// started outlives it. The check looks at the probe's own goroutines
+	// (a leakcheck.Scope), so probes run beside other tests (t.Parallel)
+	// without blaming their goroutines.
 	NoGoroutineCheck bool
 	// Replay returns the command that replays probe on operation with seed;
 	// nil: none outside RunTests, which prints its go test command.

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sessionsafe/sessionsafe/faults"
+	"github.com/sessionsafe/sessionsafe/leakcheck"
 	"github.com/sessionsafe/sessionsafe/pgtest"
 	"github.com/sessionsafe/sessionsafe/probes"
 	"github.com/sessionsafe/sessionsafe/report"
@@ -167,6 +168,7 @@ func runProbes(t *testing.T, cfg probes.Config, ops []scenarios.Operation) {
 // catalog's operations, whose golden traces it serves): correct code has no
 // finding.
 func TestProbes(t *testing.T) {
+	t.Parallel() // a database of its own: it runs beside the planted-bug tests, which mostly wait
 	t.Run("sqlmock", func(t *testing.T) {
 		probes.RunTests(t, probes.Config{Backend: faults.Mock, Golden: os.DirFS("testdata"), Seed: probeSeed}, catalog(theStore)...)
 	})
@@ -331,6 +333,7 @@ func runProbe(t *testing.T, name string, cfg probes.Config, op scenarios.Operati
 // where it was acquired; the transfers that timed out waiting for its lock
 // come after, each naming it as their cause.
 func TestProbeReportLeadsWithTheLeak(t *testing.T) {
+	t.Parallel() // a database of its own: it runs beside the planted-bug tests, which mostly wait
 	ops := probeCatalog(func(db *sql.DB, n Notifier) accounts { return leaksLockOnRefusal{NewStore(db, n)} })
 	op, _ := lookup(ops, opTransfer)
 	cfg := probeConfig(t)
@@ -407,6 +410,7 @@ func TestProbesCatchPlantedSqlmock(t *testing.T) {
 // some faults never meet), no run fails for another's fault, and the same
 // seed arms and fires the same faults on the same runs again.
 func TestProbeFaultsReplay(t *testing.T) {
+	t.Parallel() // a database of its own: it runs beside the planted-bug tests, which mostly wait
 	op, _ := lookup(probeCatalog(theStore), opTransfer)
 	record := func() []string {
 		cfg := probeConfig(t)
@@ -451,6 +455,7 @@ func TestProbeFaultsReplay(t *testing.T) {
 // connection, which the leaked transaction keeps: the collateral finding
 // says so, names the run that kept it and where that connection was taken.
 func TestProbesStarvedOfConnections(t *testing.T) {
+	t.Parallel() // a database of its own: it runs beside the planted-bug tests, which mostly wait
 	ops := probeCatalog(func(db *sql.DB, n Notifier) accounts { return leaksLockOnRefusal{NewStore(db, n)} })
 	op, _ := lookup(ops, opTransfer)
 	cfg := probeConfig(t)
@@ -466,4 +471,59 @@ func TestProbesStarvedOfConnections(t *testing.T) {
 		}
 	}
 	t.Fatalf("no collateral finding of goroutine 2 starved of connections by its own leak at %s; got:\n%v", probesPlantedAt, res.Err())
+}
+
+// TestProbeGoroutineCheck: a probe's goroutine check reports a goroutine its
+// run leaves running, and never one that another test started meanwhile
+// (here a goroutine the test starts, outside the probe, while the probe's run
+// is under way) — probes run beside other tests (t.Parallel) without blaming
+// their goroutines.
+func TestProbeGoroutineCheck(t *testing.T) {
+	t.Parallel() // a database of its own
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	transfer, ok := lookup(catalog(theStore), opTransfer)
+	if !ok {
+		t.Fatalf("no operation %s in the catalog", opTransfer)
+	}
+	beside := make(chan struct{}, 1) // the run asks the test beside it to start a goroutine
+	started := make(chan struct{}, 1)
+	go func() { // started before the probe: the other test's own goroutine
+		for range beside {
+			go func() { <-release }()
+			started <- struct{}{}
+		}
+	}()
+	t.Cleanup(func() { close(beside) })
+	tests := []struct {
+		name  string
+		after func() // what the run does after its transfer
+		want  bool   // a goroutines finding
+	}{
+		{"stray-goroutine-caught", func() { go func() { <-release }() }, true},
+		{"goroutine-beside-not-blamed", func() { beside <- struct{}{}; <-started }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			op := transfer
+			run := transfer.Run
+			op.Run = func(ctx context.Context, db *sql.DB, fx scenarios.Fixture) error {
+				err := run(ctx, db, fx)
+				tt.after()
+				return err
+			}
+			res := probes.PoolOfOne(t.Context(), probeConfig(t), op)
+			got := false
+			for _, f := range res.Findings {
+				if f.Check == string(leakcheck.CheckGoroutines) {
+					got = true
+				} else {
+					t.Errorf("unexpected finding: %s: %s", f.Check, f.Message)
+				}
+			}
+			if got != tt.want {
+				t.Errorf("goroutines finding = %v; want %v (findings: %v)", got, tt.want, res.Findings)
+			}
+		})
+	}
 }
