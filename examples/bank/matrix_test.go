@@ -62,6 +62,7 @@ func TestGolden(t *testing.T) {
 // side by side (a CPU's worth) but through lib/pq, whose Connector the
 // runner cannot give each case's sessions a name of their own.
 func TestMatrix(t *testing.T) {
+	t.Parallel() // a database of its own: it runs beside the planted-bug tests, which mostly wait
 	t.Run("sqlmock", func(t *testing.T) {
 		scenarios.RunTests(t, scenarios.Config{Backend: scenarios.Sqlmock, Golden: os.DirFS("testdata"), Parallel: scenarios.DefaultParallel()},
 			catalog(theStore)...)
@@ -85,6 +86,7 @@ func TestMatrix(t *testing.T) {
 // migrated test database; the cases run one at a time, since every migration
 // takes the same advisory lock.
 func TestMigrateMatrix(t *testing.T) {
+	t.Parallel() // a database of its own: it runs beside the planted-bug tests, which mostly wait
 	op := scenarios.Operation{
 		Name:  "Migrate",
 		Setup: func(context.Context, *sql.DB) (scenarios.Fixture, error) { return nil, nil },

@@ -18,5 +18,6 @@ func pgConfigPgx(t *testing.T) scenarios.Config {
 // TestMatrixPgx puts every operation of the pgx store through every fault
 // the wire can apply at every step on real PostgreSQL.
 func TestMatrixPgx(t *testing.T) {
+	t.Parallel() // a database of its own: it runs beside the planted-bug tests, which mostly wait
 	scenarios.RunTests(t, pgConfigPgx(t), pgxCatalog(thePgxStore)...)
 }
