@@ -35,6 +35,7 @@ func pgConfig(t testing.TB) scenarios.Config {
 // Cases run side by side, a CPU's worth at a time (Config.Parallel), each on
 // a pool and application_name of its own.
 func TestMatrix(t *testing.T) {
+	t.Parallel() // a database of its own: it runs beside the mutation proof, which mostly waits on go test
 	t.Run("sqlmock", func(t *testing.T) {
 		scenarios.RunTests(t, scenarios.Config{Backend: scenarios.Sqlmock, Golden: GoldenFS(), Parallel: scenarios.DefaultParallel()}, Catalog()...)
 	})

@@ -91,6 +91,7 @@ func TestMutationProof(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs go test once per mutant; skipped in -short")
 	}
+	t.Parallel() // its mutants build and run in go test processes of their own, mostly compiling and waiting: the package's other tests run meanwhile
 	ctx := t.Context()
 	all := os.Getenv("SESSIONSAFE_MUTATE_ALL") == "1"
 	var bugs []PlantedBug
