@@ -65,8 +65,10 @@ func parallelGolden(t *testing.T) fs.FS {
 // on a database of its own (most of their time is checks waiting out their
 // deadlines on the planted leaks).
 func TestParallelVerdicts(t *testing.T) {
+	t.Parallel() // databases of its own; most of its time is waiting
 	for _, b := range verdictBackends {
 		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
 			var seq, par Report
 			var seqErr, parErr error
 			var wg sync.WaitGroup
