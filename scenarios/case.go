@@ -177,7 +177,8 @@ type Phases struct {
 	Setup time.Duration
 	// Connect: readying the case's pool — a ping of its warm connection, or a
 	// fresh pool and connection after a fault that may have broken one (a
-	// pgx operation's case opens a fresh pool every time).
+	// pgx operation's case opens a fresh pool every time; on sqlmock, a
+	// fresh mock with the case's expectations).
 	Connect time.Duration
 	// Checks: the pool, server and goroutine checks and the state read-back,
 	// side by side.
