@@ -31,6 +31,11 @@ TEST_TIMEOUT ?= 30m
 # deadline sized to the load, and the suite is checked beside a CPU hog, so more at once
 # costs time, never a verdict.
 TEST_PARALLEL ?= 8
+# TEST_P is go test's -p: how many packages' tests run at once. Twice the CPU count (go
+# test's default is the CPU count): a package's tests keep about half a core busy on average,
+# waiting on Postgres and on check deadlines the rest of the time. On 2 cores, with a warm
+# build cache: 3 m 39 s at -p 2, 2 m 58 s at -p 4.
+TEST_P ?= $(shell echo $$(( 2 * $$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1) )))
 
 all: lint test
 
@@ -51,8 +56,8 @@ test:
 	n=$$($(GO) list $(PKGS) | wc -l); via=$$($(PG_VIA)); \
 	echo "make test: go test -race: $$n packages, sqlmock and a real Postgres (via $$via)"; \
 	echo "make test: a package's result prints only when the whole package ends: the first after a minute or so, handlers and threadsuite last"; \
-	echo "$(GO) test -race -count=1 -parallel $(TEST_PARALLEL) -timeout $(TEST_TIMEOUT) $(PKGS)"; \
-	$(GO) test -race -count=1 -parallel $(TEST_PARALLEL) -timeout $(TEST_TIMEOUT) $(PKGS) || status=$$?; \
+	echo "$(GO) test -race -count=1 -p $(TEST_P) -parallel $(TEST_PARALLEL) -timeout $(TEST_TIMEOUT) $(PKGS)"; \
+	$(GO) test -race -count=1 -p $(TEST_P) -parallel $(TEST_PARALLEL) -timeout $(TEST_TIMEOUT) $(PKGS) || status=$$?; \
 	echo "--- Postgres servers started by pgtest (one line per package and provider):"; \
 	cat $$report; rm -f $$report; exit $$status
 
