@@ -8,11 +8,11 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"testing/fstest"
 
 	"github.com/sessionsafe/sessionsafe/faults"
+	"github.com/sessionsafe/sessionsafe/internal/testkit"
 )
 
 // leaksOnError is a bug: when its write fails it starts a goroutine that
@@ -69,28 +69,26 @@ func TestParallelVerdicts(t *testing.T) {
 	for _, b := range verdictBackends {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
-			var seq, par Report
-			var seqErr, parErr error
-			var wg sync.WaitGroup
-			for _, run := range []struct {
-				parallel int
-				rep      *Report
-				err      *error
-			}{{1, &seq, &seqErr}, {4, &par, &parErr}} {
-				cfg := b.cfg(t)
-				cfg.Parallel = run.parallel
-				ops := []Operation{leaksOnError(t), readThenBumpBackground, heldAcross()}
-				if cfg.Backend == Sqlmock {
-					cfg.Golden = parallelGolden(t)
-				} else {
-					ops = append(ops, swallowsOnConn, preparedNeverClosed, setInTx("SessionSet", "SET statement_timeout = 4321"))
-				}
-				wg.Go(func() { *run.rep, *run.err = Run(t.Context(), cfg, ops...) })
+			// one at a time, then four at a time: each on a database of its own
+			cfgs := []Config{b.cfg(t), b.cfg(t)}
+			cfgs[0].Parallel, cfgs[1].Parallel = 1, 4
+			ops := []Operation{leaksOnError(t), readThenBumpBackground, heldAcross()}
+			if cfgs[0].Backend == Sqlmock {
+				golden := parallelGolden(t)
+				cfgs[0].Golden, cfgs[1].Golden = golden, golden
+			} else {
+				ops = append(ops, swallowsOnConn, preparedNeverClosed, setInTx("SessionSet", "SET statement_timeout = 4321"))
 			}
-			wg.Wait()
-			if err := errors.Join(seqErr, parErr); err != nil {
+			reps := make([]Report, 2)
+			errs := testkit.FanOut(2, func(i int) error {
+				var err error
+				reps[i], err = Run(t.Context(), cfgs[i], ops...)
+				return err
+			})
+			if err := errors.Join(errs...); err != nil {
 				t.Fatal(err)
 			}
+			seq, par := reps[0], reps[1]
 			for _, d := range seq.VerdictDiff(par) {
 				t.Errorf("one at a time, then four at a time: %s", d)
 			}

@@ -6,11 +6,11 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/sessionsafe/sessionsafe/internal/testkit"
 	"github.com/sessionsafe/sessionsafe/scenarios"
 )
 
@@ -91,26 +91,24 @@ func TestParallelVerdicts(t *testing.T) {
 				t.Run(s.name, func(t *testing.T) {
 					t.Parallel() // a database of its own; mostly waiting, as its parent
 					op := s.op(t)
-					// The two runs go side by side, each on a database of its own.
-					var seq, par scenarios.Report
-					var seqErr, parErr error
-					var wg sync.WaitGroup
-					for _, run := range []struct {
-						parallel int
-						rep      *scenarios.Report
-						err      *error
-					}{{1, &seq, &seqErr}, {4, &par, &parErr}} {
-						cfg := b.cfg(t)
-						cfg.Parallel = run.parallel
-						cfg.Only = func(c scenarios.Case) bool {
+					// one at a time, then four at a time, side by side: each on a database of its own
+					cfgs := []scenarios.Config{b.cfg(t), b.cfg(t)}
+					for i, parallel := range []int{1, 4} {
+						cfgs[i].Parallel = parallel
+						cfgs[i].Only = func(c scenarios.Case) bool {
 							return s.cases.MatchString(strings.TrimPrefix(c.Name(), c.Operation+"/"))
 						}
-						wg.Go(func() { *run.rep, *run.err = scenarios.Run(t.Context(), cfg, op) })
 					}
-					wg.Wait()
-					if err := errors.Join(seqErr, parErr); err != nil {
+					reps := make([]scenarios.Report, 2)
+					errs := testkit.FanOut(2, func(i int) error {
+						var err error
+						reps[i], err = scenarios.Run(t.Context(), cfgs[i], op)
+						return err
+					})
+					if err := errors.Join(errs...); err != nil {
 						t.Fatal(err)
 					}
+					seq, par := reps[0], reps[1]
 					for _, d := range seq.VerdictDiff(par) {
 						t.Errorf("one at a time, then four at a time: %s", d)
 					}
